@@ -1,0 +1,501 @@
+"""``Tensor``: an array on a device plus the op that made it — reverse-mode autodiff.
+
+Every differentiable computation is a chain of :class:`Op` s (see ``ops.py``). Each op records its
+input tensors; ``loss.backward()`` orders the recorded ops in reverse topological order (with an
+explicit stack, so a 10,000-step chain is fine) and hands each op the gradient of its outputs.
+For an unrolled RNN this walk from the loss back to t = 1 *is* backpropagation through time.
+
+Gradients accumulate across ``backward()`` calls, as in PyTorch: call ``zero_grad()`` (or set
+``t.grad = None``) between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .backend import Backend, DeviceError, backend_of_array, get_backend, get_default_device, host_rng
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block ops record nothing, so no graph is kept (evaluation, decoding)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class ShapeError(ValueError):
+    """Shapes that do not fit together; the message names all of them."""
+
+
+class Op:
+    """One primitive: ``forward`` on backend arrays, ``backward`` from output grads to input grads.
+
+    Subclasses set ``name`` and implement ``forward(*arrays, **params)`` and ``backward(grad)``.
+    ``backward`` returns one gradient (or ``None``) per tensor input; an op with several outputs
+    (``n_outputs > 1``) receives a list of output gradients, ``None`` for unused outputs.
+    ``self.xp`` is the array module of the device the op runs on.
+    """
+
+    __slots__ = ("inputs", "xp", "backend", "retained", "n_outputs", "__dict__")
+    name = "op"
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **params):
+        """Run the op on tensors: check devices, compute, and record it if a gradient is needed."""
+        backend = inputs[0]._backend
+        for t in inputs:
+            if t._backend is not backend:
+                names = ", ".join(f"{x.device} {tuple(x.shape)}" for x in inputs)
+                raise DeviceError(
+                    f"{cls.name}: tensors on different devices ({names}); "
+                    "move them to one device with .to(device)"
+                )
+        op = cls.__new__(cls)
+        op.xp = backend.xp
+        op.backend = backend
+        op.retained = None
+        try:
+            out = op.forward(*[t._data for t in inputs], **params)
+        except ValueError as e:
+            shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
+            raise ShapeError(f"{cls.name}: shapes {shapes} do not fit: {e}") from None
+        requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
+        if requires_grad:
+            op.inputs = inputs
+        if isinstance(out, tuple):
+            op.n_outputs = len(out)
+            return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i)
+                         for i, o in enumerate(out))
+        op.n_outputs = 1
+        return _new(out, backend, requires_grad, op if requires_grad else None, 0)
+
+
+def _new(array, backend, requires_grad, op, index):
+    """Make a tensor without re-checking its inputs (the hot path of every op)."""
+    t = Tensor.__new__(Tensor)
+    t._data = array
+    t._backend = backend
+    t.grad = None
+    t.requires_grad = requires_grad
+    t._op = op
+    t._index = index
+    t.name = None
+    return t
+
+
+def _is_array(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, Tensor)
+
+
+class Tensor:
+    """An n-dimensional array on a device (``cpu``: NumPy, ``cuda``: CuPy) with autodiff.
+
+    ``Tensor(data, requires_grad=False, device=None, dtype=None)`` takes lists, scalars, NumPy or
+    CuPy arrays. Python floats become float32 (the default); arrays keep their dtype unless
+    ``dtype`` is given; integers stay integers (token ids).
+    """
+
+    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "__weakref__")
+    __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__, not elementwise objects
+
+    def __init__(self, data, requires_grad=False, device=None, dtype=None, name=None):
+        if isinstance(data, Tensor):
+            data = data._data
+        source = backend_of_array(data) if _is_array(data) else None
+        if device is None:
+            backend = source if source is not None else get_backend(get_default_device())
+        else:
+            backend = get_backend(device)
+        if source is not None and source is not backend:
+            data = source.to_host(data)  # explicit hop through the host between devices
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+        elif not _is_array(data):
+            probe = np.asarray(data)
+            if probe.dtype.kind == "f" or probe.dtype == object:
+                dtype = DEFAULT_FLOAT
+        self._data = backend.asarray(data, dtype=dtype)
+        self._backend = backend
+        self.grad = None
+        self.requires_grad = False
+        self._op = None
+        self._index = 0
+        self.name = name
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ---- the array and where it lives -------------------------------------------------------
+    @property
+    def data(self):
+        """The backend array (NumPy or CuPy). Assigning replaces the values (e.g. loaded weights)."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        if isinstance(value, Tensor):
+            value = value._data
+        source = backend_of_array(value) if _is_array(value) else None
+        if source is not None and source is not self._backend:
+            value = source.to_host(value)
+        self._data = self._backend.asarray(value)
+
+    @property
+    def device(self) -> str:
+        return self._backend.name
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def xp(self):
+        """The array module of this tensor's device (``numpy`` or ``cupy``)."""
+        return self._backend.xp
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self._data.size)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def to(self, device) -> Tensor:
+        """This tensor on ``device`` (itself if already there). The copy is a new leaf."""
+        backend = get_backend(device)
+        if backend is self._backend:
+            return self
+        host = self._backend.to_host(self._data)
+        return Tensor(backend.asarray(host), requires_grad=self.requires_grad, device=backend)
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy on the host (explicit: this is a device→host transfer on cuda)."""
+        return self._backend.to_host(self._data)
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def astype(self, dtype) -> Tensor:
+        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def float(self) -> Tensor:
+        return self.astype(DEFAULT_FLOAT)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op.name}" if self._op is not None else ""
+        return f"Tensor({self.numpy()!r}, device={self.device!r}{grad}{op})"
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    # ---- autodiff ---------------------------------------------------------------------------
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if flag and self._data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, not {self._data.dtype}")
+        self.requires_grad = flag
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` of this intermediate tensor after ``backward()`` (e.g. ∂L/∂h_t)."""
+        if self._op is not None:
+            if self._op.retained is None:
+                self._op.retained = {}
+            self._op.retained[self._index] = self
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    def detach(self) -> Tensor:
+        """The same values, cut from the graph: no gradient flows back through the result."""
+        return _new(self._data, self._backend, False, None, 0)
+
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) · grad into every leaf's ``.grad`` that requires it.
+
+        ``grad`` defaults to 1 for a scalar; other tensors need an explicit upstream gradient.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (no graph to walk)")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a scalar, got shape {self.shape}; "
+                    "pass t.backward(grad) with grad of the same shape")
+            grad = self.xp.ones_like(self._data)
+        else:
+            grad = grad._data if isinstance(grad, Tensor) else self._backend.asarray(grad, dtype=self.dtype)
+            if tuple(grad.shape) != self.shape:
+                raise ShapeError(f"backward: gradient of shape {tuple(grad.shape)} for tensor of shape {self.shape}")
+        if self._op is None:
+            _accumulate_leaf(self, grad, owned=False)
+            return
+        _run_backward(self._op, self._index, grad)
+
+    # ---- operators (each a thin call into ops.py) --------------------------------------------
+    def _lift(self, other) -> Tensor:
+        """Scalars and raw arrays become constant tensors on this tensor's device and dtype."""
+        if isinstance(other, Tensor):
+            return other
+        if _is_array(other):
+            source = backend_of_array(other)
+            if source is not None and source is not self._backend:
+                raise DeviceError(
+                    f"cannot combine a {self.device} tensor with an array on {source.name}; "
+                    "move one of them with .to(device)")
+            return _new(self._backend.asarray(other), self._backend, False, None, 0)
+        return _new(self._backend.asarray(other, dtype=self.dtype if self.dtype.kind == "f" else None),
+                    self._backend, False, None, 0)
+
+    def __add__(self, other): return ops.Add.apply(self, self._lift(other))
+    def __radd__(self, other): return ops.Add.apply(self._lift(other), self)
+    def __sub__(self, other): return ops.Sub.apply(self, self._lift(other))
+    def __rsub__(self, other): return ops.Sub.apply(self._lift(other), self)
+    def __mul__(self, other): return ops.Mul.apply(self, self._lift(other))
+    def __rmul__(self, other): return ops.Mul.apply(self._lift(other), self)
+    def __truediv__(self, other): return ops.Div.apply(self, self._lift(other))
+    def __rtruediv__(self, other): return ops.Div.apply(self._lift(other), self)
+    def __matmul__(self, other): return ops.MatMul.apply(self, self._lift(other))
+    def __rmatmul__(self, other): return ops.MatMul.apply(self._lift(other), self)
+    def __neg__(self): return ops.Neg.apply(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor) or _is_array(exponent):
+            raise TypeError("only powers by a Python number are supported (x ** 2, x ** 0.5)")
+        return ops.Pow.apply(self, exponent=exponent)
+
+    # comparisons: plain boolean tensors, never part of the graph
+    def _compare(self, other, fn):
+        other = self._lift(other)
+        if other._backend is not self._backend:
+            ops.Op.apply(self, other)  # raises the device error
+        return _new(fn(self._data, other._data), self._backend, False, None, 0)
+
+    def __lt__(self, other): return self._compare(other, lambda a, b: a < b)
+    def __le__(self, other): return self._compare(other, lambda a, b: a <= b)
+    def __gt__(self, other): return self._compare(other, lambda a, b: a > b)
+    def __ge__(self, other): return self._compare(other, lambda a, b: a >= b)
+    def eq(self, other): return self._compare(other, lambda a, b: a == b)
+    def ne(self, other): return self._compare(other, lambda a, b: a != b)
+    __hash__ = object.__hash__  # tensors are graph nodes: hash by identity, compare with .eq()
+
+    def any(self) -> bool:
+        return bool(self.xp.any(self._data))
+
+    def all(self) -> bool:
+        return bool(self.xp.all(self._data))
+
+    # ---- elementwise and reductions ----------------------------------------------------------
+    def exp(self): return ops.Exp.apply(self)
+    def log(self): return ops.Log.apply(self)
+    def tanh(self): return ops.Tanh.apply(self)
+    def sigmoid(self): return ops.Sigmoid.apply(self)
+    def relu(self): return ops.ReLU.apply(self)
+    def sqrt(self): return self ** 0.5
+    def matmul(self, other): return self @ other
+
+    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def log_softmax(self, axis=-1): return ops.LogSoftmax.apply(self, axis=axis)
+
+    def argmax(self, axis=None) -> Tensor:
+        return _new(self.xp.argmax(self._data, axis=axis), self._backend, False, None, 0)
+
+    # ---- shape ------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.Reshape.apply(self, shape=shape)
+
+    def permute(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.Permute.apply(self, axes=axes)
+
+    def transpose(self, axis0=None, axis1=None):
+        """``t.transpose()`` reverses all axes; ``t.transpose(a, b)`` swaps two (like PyTorch)."""
+        axes = list(range(self.ndim))
+        if axis0 is None:
+            axes.reverse()
+        else:
+            axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+        return ops.Permute.apply(self, axes=tuple(axes))
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getitem__(self, index):
+        return ops.GetItem.apply(self, index=_index_arrays(index, self._backend))
+
+    def split(self, sections, axis=0):
+        """Pieces along ``axis``: ``sections`` is a piece count or a list of piece sizes."""
+        return ops.Split.apply(self, sections=sections, axis=axis)
+
+    def unbind(self, axis=0):
+        """The slices ``t[.., i, ..]`` along ``axis`` — one op, one backward for all of them."""
+        return ops.Unbind.apply(self, axis=axis)
+
+
+def _index_arrays(index, backend):
+    """Tensors inside an index become backend arrays (integer-array indexing)."""
+    if isinstance(index, tuple):
+        return tuple(_index_arrays(i, backend) for i in index)
+    if isinstance(index, Tensor):
+        return index._data
+    if isinstance(index, list):
+        return backend.asarray(index)
+    return index
+
+
+# ---- the backward pass ---------------------------------------------------------------------------
+
+def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
+    if t.grad is None:
+        t.grad = grad if owned else grad.copy()
+    else:
+        t.grad += grad
+
+
+def _topological_ops(root: Op) -> list:
+    """Ops reachable from ``root``, each after every op that consumes its outputs (iterative DFS)."""
+    order, visited = [], {id(root)}
+    stack = [(root, False)]
+    while stack:
+        op, expanded = stack.pop()
+        if expanded:
+            order.append(op)
+            continue
+        stack.append((op, True))
+        for t in op.inputs:
+            parent = t._op
+            if parent is not None and id(parent) not in visited:
+                visited.add(id(parent))
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def _run_backward(root: Op, index: int, grad) -> None:
+    """Walk the ops from ``root`` back to the leaves, summing gradients where paths meet.
+
+    ``grads[id(op)]`` holds the gradients of that op's outputs. An array is summed in place
+    only once this pass owns it (a fresh array), never when it may alias another gradient.
+    """
+    grads = {id(root): _slot(root)}
+    grads[id(root)][index] = [grad, False]
+    for op in _topological_ops(root):
+        slots = grads.pop(id(op), None)
+        if slots is None:
+            continue
+        out_grads = [None if s is None else s[0] for s in slots]
+        if op.retained:
+            for i, t in op.retained.items():
+                if out_grads[i] is not None:
+                    t.grad = out_grads[i].copy() if t.grad is None else t.grad + out_grads[i]
+        in_grads = op.backward(out_grads[0] if op.n_outputs == 1 else out_grads)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for t, g in zip(op.inputs, in_grads):
+            if g is None or not t.requires_grad:
+                continue
+            parent = t._op
+            if parent is None:
+                _accumulate_leaf(t, g, owned=False)
+                continue
+            slots = grads.get(id(parent))
+            if slots is None:
+                slots = grads[id(parent)] = _slot(parent)
+            entry = slots[t._index]
+            if entry is None:
+                slots[t._index] = [g, False]
+            elif entry[1]:
+                entry[0] += g
+            else:
+                entry[0] = entry[0] + g
+                entry[1] = True
+
+
+def _slot(op):
+    return [None] * op.n_outputs
+
+
+# ---- functions that make tensors -----------------------------------------------------------------
+
+def _factory(make, shape, dtype, device, requires_grad):
+    backend = get_backend(device or get_default_device())
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+    data = make(backend, shape, np.dtype(dtype) if dtype is not None else DEFAULT_FLOAT)
+    return Tensor(data, requires_grad=requires_grad, device=backend)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda b, s, d: b.xp.zeros(s, dtype=d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda b, s, d: b.xp.ones(s, dtype=d), shape, dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False, rng=None) -> Tensor:
+    """Standard normal values drawn on the host (seeded), then moved: identical on every device."""
+    rng = rng or host_rng()
+    return _factory(lambda b, s, d: b.asarray(rng.standard_normal(s).astype(d)), shape, dtype, device, requires_grad)
+
+
+def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=False, rng=None) -> Tensor:
+    """U(low, high) values drawn on the host (seeded), then moved: identical on every device."""
+    rng = rng or host_rng()
+    return _factory(lambda b, s, d: b.asarray(rng.uniform(low, high, s).astype(d)), shape, dtype, device, requires_grad)
+
+
+def tensor(data, requires_grad=False, device=None, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
+
+
+from . import ops  # noqa: E402  (ops build on Tensor; Tensor's methods call ops)
