@@ -404,18 +404,23 @@ def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
 
 def _topological_ops(root: Op) -> list:
     """Ops reachable from ``root``, each after every op that consumes its outputs (iterative DFS)."""
-    order, visited = [], {id(root)}
+    # An op is marked when it is expanded, not when it is pushed: an op reached first from a
+    # near consumer and again from a deeper path (the unbind feeding every time step) must be
+    # expanded from the deeper path, or it lands in `order` before some of its consumers.
+    order, visited = [], set()
     stack = [(root, False)]
     while stack:
         op, expanded = stack.pop()
         if expanded:
             order.append(op)
             continue
+        if id(op) in visited:
+            continue
+        visited.add(id(op))
         stack.append((op, True))
         for t in op.inputs:
             parent = t._op
             if parent is not None and id(parent) not in visited:
-                visited.add(id(parent))
                 stack.append((parent, False))
     order.reverse()
     return order
