@@ -45,8 +45,9 @@ class Op:
     """One primitive: ``forward`` on backend arrays, ``backward`` from output grads to input grads.
 
     Subclasses set ``name`` and implement ``forward(*arrays, **params)`` and ``backward(grad)``.
-    ``backward`` returns one gradient (or ``None``) per tensor input; an op with several outputs
-    (``n_outputs > 1``) receives a list of output gradients, ``None`` for unused outputs.
+    ``backward`` returns one gradient (or ``None``) per tensor input; an op whose ``forward``
+    returns a tuple (``multi_output``, even a 1-tuple such as unbinding an axis of size 1)
+    receives a list of output gradients, ``None`` for unused outputs.
     ``self.xp`` is the array module of the device the op runs on.
     """
 
@@ -82,7 +83,8 @@ class Op:
         requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
         if requires_grad:
             op.inputs = inputs
-        if isinstance(out, tuple):
+        op.multi_output = isinstance(out, tuple)
+        if op.multi_output:
             op.n_outputs = len(out)
             return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i)
                          for i, o in enumerate(out))
@@ -443,7 +445,7 @@ def _run_backward(root: Op, index: int, grad) -> None:
             for i, t in op.retained.items():
                 if out_grads[i] is not None:
                     t.grad = out_grads[i].copy() if t.grad is None else t.grad + out_grads[i]
-        in_grads = op.backward(out_grads[0] if op.n_outputs == 1 else out_grads)
+        in_grads = op.backward(out_grads if op.multi_output else out_grads[0])
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         for t, g in zip(op.inputs, in_grads):
