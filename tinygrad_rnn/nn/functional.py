@@ -1,0 +1,116 @@
+"""Losses and sequence helpers, composed from Tensor ops (no hand-written backward here).
+
+Sequences are batch first: ``x`` is (B, T, …) and ``lengths`` (B,) holds each sequence's true
+length; steps ``t >= lengths[b]`` are padding. ``sequence_mask(lengths, T)[b, t]`` is
+``t < lengths[b]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops import where
+from ..tensor import ShapeError, Tensor
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log softmax(x) = x − max(x) − log Σ exp(x − max(x)) along ``axis`` (stable for huge logits)."""
+    return x.log_softmax(axis=axis)
+
+
+def host_lengths(lengths, batch: int, steps: int, *, allow_zero: bool = True) -> np.ndarray:
+    """``lengths`` (list, NumPy/CuPy array or Tensor) as a checked host int64 array of shape (B,)."""
+    if isinstance(lengths, Tensor):
+        lengths = lengths.numpy()
+    elif hasattr(lengths, "shape") and not isinstance(lengths, np.ndarray):
+        from ..backend import backend_of_array  # a device array: one copy to the host
+        lengths = backend_of_array(lengths).to_host(lengths)
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ShapeError(f"lengths of shape {lengths.shape} for a batch of {batch} sequences (want ({batch},))")
+    low = 0 if allow_zero else 1
+    bad = np.flatnonzero((lengths < low) | (lengths > steps))
+    if bad.size:
+        b = int(bad[0])
+        raise ValueError(f"lengths[{b}] = {int(lengths[b])} is outside [{low}, {steps}] "
+                         f"(the sequences have {steps} time steps)")
+    return lengths.astype(np.int64)
+
+
+def sequence_mask(lengths, steps: int, device=None) -> Tensor:
+    """Boolean (B, T) tensor: True at true steps ``t < lengths[b]``, False at padding."""
+    lengths = host_lengths(lengths, len(lengths), steps)
+    return Tensor(np.arange(steps)[None, :] < lengths[:, None], device=device)
+
+
+def masked_mean(x: Tensor, lengths) -> Tensor:
+    """Mean of ``x`` (B, T, …) over each sequence's true steps → (B, …). Padding is ignored.
+
+    mean_b = Σ_{t < len_b} x[b, t] / len_b (every length must be at least 1).
+    """
+    if x.ndim < 2:
+        raise ShapeError(f"masked_mean needs x of shape (B, T, ...), got {x.shape}")
+    B, T = x.shape[:2]
+    lengths = host_lengths(lengths, B, T, allow_zero=False)
+    mask = Tensor((np.arange(T)[None, :] < lengths[:, None]).reshape((B, T) + (1,) * (x.ndim - 2)),
+                  device=x.backend)
+    counts = Tensor(lengths.reshape((B,) + (1,) * (x.ndim - 2)), device=x.backend, dtype=x.dtype)
+    return where(mask, x, 0.0).sum(axis=1) / counts
+
+
+def last_state(outputs: Tensor, lengths) -> Tensor:
+    """Each sequence's output at its true last step: ``outputs[b, lengths[b] − 1]`` → (B, H).
+
+    With padding, ``outputs[:, -1]`` would be a padded (zero) step for every shorter sequence.
+    """
+    if outputs.ndim < 2:
+        raise ShapeError(f"last_state needs outputs of shape (B, T, ...), got {outputs.shape}")
+    B, T = outputs.shape[:2]
+    lengths = host_lengths(lengths, B, T, allow_zero=False)
+    rows = Tensor(np.arange(B), device=outputs.backend)
+    steps = Tensor(lengths - 1, device=outputs.backend)
+    return outputs[rows, steps]
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of the target classes under softmax(logits).
+
+    ``logits`` (B, C) with ``targets`` (B,), or (B, T, C) with (B, T) — a loss per time step.
+    loss_i = −log softmax(logits_i)[targets_i]; positions whose target is ``ignore_index``
+    (e.g. padding) contribute nothing and get zero gradient. ``reduction``: "mean" (over the
+    positions not ignored, as in PyTorch), "sum", or "none" (shape of ``targets``, 0 where
+    ignored). Stable for logits of any size (log_softmax subtracts the max first).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.ndim not in (2, 3):
+        raise ShapeError(f"cross_entropy needs logits of shape (B, C) or (B, T, C), got {logits.shape}")
+    if not isinstance(targets, Tensor):
+        targets = Tensor(np.asarray(targets), device=logits.backend)
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"targets must be integer class ids, got dtype {targets.dtype}")
+    if targets.shape != logits.shape[:-1]:
+        raise ShapeError(f"cross_entropy: targets of shape {targets.shape} do not fit logits of shape "
+                         f"{logits.shape} (want targets of shape {logits.shape[:-1]})")
+    C = logits.shape[-1]
+    N = int(np.prod(targets.shape))
+    flat_targets = targets.reshape(N)
+    keep = flat_targets.ne(ignore_index)
+    out_of_range = keep._data & ((flat_targets._data < 0) | (flat_targets._data >= C))
+    if bool(out_of_range.any()):  # one device→host read, for the whole batch
+        bad = int(targets.backend.to_host(flat_targets._data[out_of_range][:1])[0])
+        raise IndexError(f"target {bad} is out of range for {C} classes (valid: 0..{C - 1}, "
+                         f"or ignore_index={ignore_index})")
+    safe_targets = where(keep, flat_targets, 0)  # any valid class at ignored positions; masked below
+    logp = logits.reshape(N, C).log_softmax(axis=-1)
+    picked = logp[Tensor(np.arange(N), device=logits.backend), safe_targets]
+    losses = where(keep, -picked, 0.0)
+    if reduction == "none":
+        return losses.reshape(targets.shape)
+    if reduction == "sum":
+        return losses.sum()
+    # mean over kept positions; the count stays on the device (0 kept → nan, as in PyTorch)
+    count = keep.astype(logits.dtype).sum()
+    return losses.sum() / count
