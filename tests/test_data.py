@@ -97,6 +97,11 @@ def test_pad_sequences():
     np.testing.assert_array_equal(lengths, [2, 1])
     with pytest.raises(ValueError, match="empty batch"):
         pad_sequences([])
+    with pytest.raises(TypeError, match="sequence 1 holds float64"):
+        pad_sequences([[1, 2], [1.7]])
+    ids, lengths = pad_sequences([[], [3]])
+    np.testing.assert_array_equal(ids, [[0], [3]])
+    np.testing.assert_array_equal(lengths, [0, 1])
 
 
 # --- batching ----------------------------------------------------------------------------------

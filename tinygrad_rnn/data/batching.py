@@ -28,7 +28,12 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0,
         raise ValueError("pad_sequences got no sequences (an empty batch)")
     if max_len is not None and max_len < 0:
         raise ValueError(f"max_len must be >= 0 or None, got {max_len}")
-    rows = [np.asarray(seq, dtype=np.int64).reshape(-1) for seq in sequences]
+    rows = []
+    for b, seq in enumerate(sequences):
+        row = np.asarray(seq).reshape(-1)
+        if row.size and row.dtype.kind not in "iu":    # 1.7 must not silently become id 1
+            raise TypeError(f"sequence {b} holds {row.dtype} values; token ids must be integers")
+        rows.append(row.astype(np.int64))
     if max_len is not None:
         rows = [row[:max_len] for row in rows]
     lengths = np.array([len(row) for row in rows], dtype=np.int64)
@@ -95,6 +100,9 @@ class BatchIterator:
     lists (tags for a tagger, output tokens for a decoder). Every ``iter()`` is one epoch with
     its own order, drawn from ``(seed, epoch)``: the same seed gives the same epochs, and
     ``set_epoch(e)`` lets a resumed run continue exactly where it stopped.
+
+    For token-id data. Dense float data (the adding problem) needs no padding: index its
+    arrays with :func:`batch_indices` instead.
     """
 
     def __init__(self, inputs: Sequence[Sequence[int]], targets: Sequence[Any] | None = None, *,
