@@ -1,0 +1,57 @@
+"""``tinygrad-rnn``: the command line (also ``python -m tinygrad_rnn``).
+
+A thin shell over the package: each subcommand parses its arguments and calls library code.
+Expected failures (bad input, a missing extra, an unusable device, a broken run directory) are
+printed as one ``error:`` line with exit status 2 — no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .backend import DeviceError
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (CLIError, DeviceError, ImportError, FileNotFoundError, ValueError, KeyError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinygrad-rnn",
+        description="Train and inspect vanilla RNNs built from a from-scratch autograd engine.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in _command_groups():
+        add(sub)
+    return parser
+
+
+def _command_groups():
+    """Each group adds its subcommands (setting ``func``) to the parser."""
+    from .bptt import cli as bptt_cli
+    from . import commands
+    return [commands.add_parsers, bptt_cli.add_parser]
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as e:
+        message = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
