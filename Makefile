@@ -1,7 +1,7 @@
 # Every target creates .venv on first use and installs what it needs into it.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS := test,data
+EXTRAS := test,data,plot
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: run test test-gpu bench clean
