@@ -92,8 +92,14 @@ class Op:
         return _new(out, backend, requires_grad, op if requires_grad else None, 0)
 
 
+def _as_array(x, backend):
+    """``x`` as a backend array: NumPy returns 0-d results as scalars (``np.float64``), not arrays."""
+    return x if isinstance(x, backend.array_type) else backend.asarray(x)
+
+
 def _new(array, backend, requires_grad, op, index):
     """Make a tensor without re-checking its inputs (the hot path of every op)."""
+    array = _as_array(array, backend)
     t = Tensor.__new__(Tensor)
     t._data = array
     t._backend = backend
@@ -398,6 +404,8 @@ def _index_arrays(index, backend):
 # ---- the backward pass ---------------------------------------------------------------------------
 
 def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
+    if not isinstance(grad, t._backend.array_type):
+        grad, owned = t._backend.asarray(grad), True  # a 0-d NumPy scalar becomes a fresh array
     if t.grad is None:
         t.grad = grad if owned else grad.copy()
     else:
@@ -444,7 +452,8 @@ def _run_backward(root: Op, index: int, grad) -> None:
         if op.retained:
             for i, t in op.retained.items():
                 if out_grads[i] is not None:
-                    t.grad = out_grads[i].copy() if t.grad is None else t.grad + out_grads[i]
+                    g = _as_array(out_grads[i], t._backend)
+                    t.grad = g.copy() if t.grad is None else _as_array(t.grad + g, t._backend)
         in_grads = op.backward(out_grads if op.multi_output else out_grads[0])
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
