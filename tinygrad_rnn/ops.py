@@ -97,6 +97,8 @@ class Pow(Op):
         return a ** exponent
 
     def backward(self, g):
+        if self.p == 0:  # a ** 0 = 1 is constant; p · a^(p−1) would be 0 · inf = nan at a = 0
+            return self.xp.zeros_like(g)
         return g * self.p * self.a ** (self.p - 1)
 
 
