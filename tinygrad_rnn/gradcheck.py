@@ -86,7 +86,7 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
     grads = _analytic(fn, inputs, upstream)
     again = _analytic(fn, inputs, upstream)
     for i in checked:
-        if not np.array_equal(grads[i], again[i]):
+        if not np.array_equal(grads[i], again[i], equal_nan=True):  # a NaN is a mismatch below, not this
             worst = np.unravel_index(np.argmax(np.abs(grads[i] - again[i])), grads[i].shape)
             raise GradcheckError(
                 f"two backward passes disagree on {_describe(i, inputs[i])} at element {worst}: "
