@@ -1,0 +1,90 @@
+"""Every op of the registry (``op_registry.py``) on every device under test:
+
+* forward values, shape, dtype and array type match the NumPy reference;
+* gradients match finite differences (``gradcheck`` in float64, both modes);
+* ``.grad`` is a device array of the input's shape and dtype;
+* ops outside the graph (detach, comparisons, argmax) record nothing.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices import device_params
+from op_registry import OPS, as_tuple, forward_backward
+from strategies import examples
+from tinygrad_rnn import get_backend
+from tinygrad_rnn.gradcheck import gradcheck
+
+DIFFERENTIABLE = [spec for spec in OPS if spec.differentiable]
+GRAPHLESS = [spec for spec in OPS if not spec.differentiable]
+
+by_op = pytest.mark.parametrize("spec", OPS, ids=lambda s: s.name)
+by_differentiable_op = pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.name)
+by_device = pytest.mark.parametrize("device", device_params())
+
+
+@by_op
+@by_device
+@settings(max_examples=examples(15))
+@given(data=st.data())
+def test_forward_matches_numpy(spec, device, data):
+    case = data.draw(spec.cases, label="case")
+    outputs = as_tuple(spec.fn(*case.tensors(device), **case.params))
+    expected = as_tuple(spec.ref(*case.arrays, **case.params))
+    assert len(outputs) == len(expected)
+    array_type = get_backend(device).array_type
+    for k, (out, ref) in enumerate(zip(outputs, expected)):
+        ref = np.asarray(ref)
+        assert out.device == device
+        assert isinstance(out.data, array_type), f"output {k} is a {type(out.data)}, not a {array_type}"
+        assert out.shape == ref.shape, f"output {k}: shape {out.shape}, NumPy gives {ref.shape}"
+        assert out.dtype == ref.dtype, f"output {k}: dtype {out.dtype}, NumPy gives {ref.dtype}"
+        np.testing.assert_allclose(out.numpy(), ref, rtol=1e-12, atol=1e-12, err_msg=f"output {k}")
+
+
+@by_differentiable_op
+@by_device
+@pytest.mark.parametrize("mode", ["direction", "full"])
+@settings(max_examples=examples(8))
+@given(data=st.data())
+def test_gradcheck(spec, device, mode, data):
+    case = data.draw(spec.cases, label="case")
+    inputs = case.tensors(device)
+    assert any(t.requires_grad for t in inputs), "a differentiable op's case needs a float input"
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    assert gradcheck(lambda *ts: spec.fn(*ts, **case.params), inputs, mode=mode, seed=seed,
+                     **spec.grad_kwargs)
+
+
+@by_differentiable_op
+@by_device
+@settings(max_examples=examples(5))
+@given(data=st.data())
+def test_grad_is_a_device_array_of_the_input_shape(spec, device, data):
+    case = data.draw(spec.cases, label="case")
+    inputs, _ = forward_backward(spec, case, device, seed=0)
+    array_type = get_backend(device).array_type
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            assert t.grad is None, f"input {i} is a constant but got a gradient"
+            continue
+        assert isinstance(t.grad, array_type), f"input {i}: grad is a {type(t.grad)}, not a {array_type}"
+        assert tuple(t.grad.shape) == t.shape, f"input {i}: grad shape {tuple(t.grad.shape)} != {t.shape}"
+        assert t.grad.dtype == t.dtype, f"input {i}: grad dtype {t.grad.dtype} != {t.dtype}"
+        assert np.all(np.isfinite(t.numpy())) and np.all(np.isfinite(get_backend(device).to_host(t.grad)))
+
+
+@pytest.mark.parametrize("spec", GRAPHLESS, ids=lambda s: s.name)
+@by_device
+@settings(max_examples=examples(5))
+@given(data=st.data())
+def test_graphless_ops_record_nothing(spec, device, data):
+    case = data.draw(spec.cases, label="case")
+    inputs = case.tensors(device)
+    assert any(t.requires_grad for t in inputs)
+    for out in as_tuple(spec.fn(*inputs, **case.params)):
+        assert not out.requires_grad and out.is_leaf
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            out.sum().backward() if out.dtype.kind == "f" else out.backward()
