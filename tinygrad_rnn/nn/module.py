@@ -115,13 +115,19 @@ class Module:
         return [m for _, m in self._members() if isinstance(m, Module)]
 
     def named_parameters(self, prefix: str = ""):
-        """(dotted name, Parameter) in a stable order; a shared Parameter is listed once."""
+        """(dotted name, Parameter) depth-first in attribute order; a shared Parameter is listed once."""
         seen = set()
-        for mod_name, module in self.named_modules(prefix):
-            for name, value in module._members():
-                if isinstance(value, Parameter) and id(value) not in seen:
-                    seen.add(id(value))
-                    yield (f"{mod_name}.{name}" if mod_name else name), value
+        stack = [(prefix, self)]
+        while stack:
+            name, value = stack.pop()
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, Parameter):
+                yield name, value
+            else:
+                members = [(f"{name}.{n}" if name else n, m) for n, m in value._members()]
+                stack.extend(reversed(members))
 
     def parameters(self) -> list:
         return [p for _, p in self.named_parameters()]
