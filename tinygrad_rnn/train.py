@@ -1,0 +1,365 @@
+"""Training: the loop that turns a model, batches and an optimizer into a trained model.
+
+One step is the tutorial's backpropagation through time followed by an update::
+
+    loss = task.loss(model, batch)       # forward over t = 1..T, masked cross-entropy
+    loss.backward()                      # BPTT: the tape is walked back from t = T to t = 1
+    clip_grad_norm_(params, clip)        # ‖∂L/∂θ‖ ≤ clip, against exploding gradients
+    optimizer.step()
+
+:func:`fit` repeats that over epochs and adds what a real run needs: a progress bar (loss,
+examples/s), a dev evaluation after every epoch, the best-on-dev checkpoint, early stopping,
+resuming, a loss/metric plot, and a clear stop when the loss stops being a number.
+
+A *task* says how one batch becomes a loss and how a model is scored; the three tasks are the
+tutorial's three ways of using an RNN (section 4):
+
+* :class:`ClassificationTask` — sequence → class, ``model(tokens, lengths) -> (B, C)``;
+* :class:`TaggingTask` — synchronous sequence → sequence, ``model(tokens, lengths) -> (B, T, K)``;
+* :class:`Seq2SeqTask` — encoder–decoder, ``model(src, src_lengths, tgt_in) -> (B, T_out, V)``
+  with teacher forcing for the loss, ``model.generate(...)`` (greedy) for the scores.
+
+Batches are :class:`tinygrad_rnn.data.Batch` es (NumPy arrays); the tasks move them to the
+model's device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import checkpoint
+from .backend import host_rng
+from .nn.functional import cross_entropy
+from .optim import NonFiniteGradientError, clip_grad_norm_
+from .tensor import Tensor, no_grad
+
+PLOT_INSTALL_HINT = "pip install 'tinygrad-rnn[plot]'"
+BEST, LAST = "best.npz", "last.npz"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or a gradient) became inf or nan; training stopped, the last good checkpoint is kept."""
+
+
+# --- tasks -----------------------------------------------------------------------------------
+class ClassificationTask:
+    """Sequence → class: cross-entropy of ``model(tokens, lengths)`` (B, C) against labels (B,).
+
+    Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
+    """
+
+    metric = "accuracy"
+
+    def loss(self, model, batch) -> Tensor:
+        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+        return cross_entropy(logits, batch.targets)
+
+    def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
+        """(class ids (B,), softmax probabilities (B, C)) on the host."""
+        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+        probs = logits.log_softmax(axis=-1).exp().numpy()
+        return probs.argmax(axis=-1), probs
+
+    def evaluate(self, model, batches) -> dict:
+        total_loss = correct = n = 0
+        for batch in batches:
+            loss = self.loss(model, batch)
+            pred, _ = self.predict(model, batch)
+            total_loss += loss.item() * len(batch.targets)
+            correct += int((pred == batch.targets).sum())
+            n += len(batch.targets)
+        return {"loss": total_loss / n, "accuracy": correct / n}
+
+
+class TaggingTask:
+    """Synchronous sequence → sequence: one tag per token, ``model(tokens, lengths)`` (B, T, K).
+
+    Tags are padded with ``pad_id`` (0, the tag vocabulary's ``<pad>``); those positions are
+    ignored by the loss and by the token ``accuracy`` (the dev metric).
+    """
+
+    metric = "accuracy"
+
+    def __init__(self, pad_id: int = 0):
+        self.pad_id = pad_id
+
+    def loss(self, model, batch) -> Tensor:
+        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+        return cross_entropy(logits, batch.targets, ignore_index=self.pad_id)
+
+    def predict(self, model, batch) -> list[list[int]]:
+        """One list of tag ids per sequence, as long as the sequence."""
+        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+        pred = logits.argmax(axis=-1).numpy()
+        return [row[:n].tolist() for row, n in zip(pred, batch.lengths)]
+
+    def evaluate(self, model, batches) -> dict:
+        total_loss = correct = n = 0
+        for batch in batches:
+            logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+            loss = cross_entropy(logits, batch.targets, ignore_index=self.pad_id, reduction="sum")
+            real = batch.targets != self.pad_id
+            pred = logits.argmax(axis=-1).numpy()
+            total_loss += loss.item()
+            correct += int(((pred == batch.targets) & real).sum())
+            n += int(real.sum())
+        return {"loss": total_loss / n, "accuracy": correct / n}
+
+
+class Seq2SeqTask:
+    """Asynchronous sequence → sequence with an encoder–decoder.
+
+    Targets are encoded ``<bos> y_1 … y_m <eos>`` and padded with ``pad_id``. Teacher forcing:
+    the decoder reads ``<bos> y_1 … y_m`` and must predict ``y_1 … y_m <eos>`` (the same row
+    shifted by one), so the loss is the cross-entropy of every true next token.
+
+    Scores: teacher-forced ``loss`` per token; with greedy (or beam) decoding up to ``max_len``
+    tokens, ``exact_match`` (the whole output right: the dev metric) and ``token_accuracy``
+    (output token i equals target token i, over all target tokens).
+    """
+
+    metric = "exact_match"
+
+    def __init__(self, max_len: int, bos_id: int = 2, eos_id: int = 3, pad_id: int = 0,
+                 beam_size: int = 1):
+        self.max_len, self.bos_id, self.eos_id, self.pad_id = max_len, bos_id, eos_id, pad_id
+        self.beam_size = beam_size
+
+    def loss(self, model, batch, reduction: str = "mean") -> Tensor:
+        device = model.device
+        tgt_in = Tensor(batch.targets[:, :-1], device=device)      # <bos> y_1 … y_m
+        logits = model(Tensor(batch.inputs, device=device), batch.lengths, tgt_in)
+        return cross_entropy(logits, batch.targets[:, 1:], ignore_index=self.pad_id,
+                             reduction=reduction)                    # y_1 … y_m <eos>
+
+    def predict(self, model, batch) -> list[list[int]]:
+        """Decoded token ids per sequence (without ``<bos>``/``<eos>``)."""
+        return model.generate(Tensor(batch.inputs, device=model.device), batch.lengths,
+                              max_len=self.max_len, bos_id=self.bos_id, eos_id=self.eos_id,
+                              beam_size=self.beam_size)
+
+    def evaluate(self, model, batches) -> dict:
+        total_loss = tokens = exact = correct = target_tokens = n = 0
+        for batch in batches:
+            total_loss += self.loss(model, batch, reduction="sum").item()
+            tokens += int((batch.targets[:, 1:] != self.pad_id).sum())
+            for out, row, m in zip(self.predict(model, batch), batch.targets, batch.target_lengths):
+                gold = row[1:m - 1].tolist()                          # strip <bos> and <eos>
+                exact += out == gold
+                correct += sum(a == b for a, b in zip(out, gold))
+                target_tokens += len(gold)
+                n += 1
+        return {"loss": total_loss / tokens, "exact_match": exact / n,
+                "token_accuracy": correct / max(target_tokens, 1)}
+
+
+def evaluate(model, task, batches) -> dict:
+    """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            return task.evaluate(model, batches)
+    finally:
+        model.train(was_training)
+
+
+# --- progress --------------------------------------------------------------------------------
+def _progress_bar(total, desc, enabled):
+    """A tqdm bar counting examples (so its rate is examples/s); a silent stand-in without tqdm."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    # disable=None: tqdm hides itself when stderr is not a terminal (log files stay readable).
+    return tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True,
+                disable=None if enabled else True)
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, **kw): pass
+    def close(self): pass
+
+
+# --- the loop --------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """What :func:`fit` did: one dict per epoch in ``history``, and the best epoch on dev."""
+    history: list = field(default_factory=list)
+    best_epoch: int | None = None        # 1-based
+    best_score: float | None = None
+    stopped_early: bool = False
+    checkpoint: str | None = None         # path of the best checkpoint, if one was written
+
+
+def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip: float | None = 1.0,
+        patience: int | None = None, checkpoint_dir=None, resume: bool = False, plot_path=None,
+        progress: bool = True, log=print, meta: dict | None = None) -> FitResult:
+    """Train ``model`` for up to ``epochs`` epochs; return a :class:`FitResult`.
+
+    * ``train_batches``: a :class:`~tinygrad_rnn.data.BatchIterator` (its ``set_epoch`` makes the
+      order of every epoch reproducible, resumed or not) or any re-iterable of batches;
+      ``dev_batches``: batches scored after every epoch with ``task.evaluate``.
+    * ``clip``: the gradient norm is clipped to this (None: no clipping).
+    * ``patience``: stop after this many epochs without a better dev score (None: never).
+    * ``checkpoint_dir``: writes ``best.npz`` (the best dev score so far) and ``last.npz`` (the
+      end of the latest epoch: model, optimizer, epoch, history and RNG state), both atomically.
+      ``resume=True`` continues from ``last.npz`` there exactly where it stopped.
+    * ``plot_path``: a PNG of loss and dev metric per epoch, redrawn after every epoch (needs
+      matplotlib: ``pip install 'tinygrad-rnn[plot]'``).
+    * ``meta``: extra JSON saved in both checkpoints.
+
+    At the end the model holds the best-on-dev weights. A non-finite loss or gradient raises
+    :class:`NonFiniteLossError`; the checkpoints on disk are the last good ones.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {patience}")
+    if plot_path is not None:
+        require_matplotlib()                  # fail now, not after the first epoch
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
+    params = model.parameters()
+    best_path = last_path = None
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        best_path, last_path = os.path.join(checkpoint_dir, BEST), os.path.join(checkpoint_dir, LAST)
+
+    result, start_epoch, bad_epochs, best_state = FitResult(), 0, 0, None
+    if resume:
+        saved = checkpoint.load(last_path, model, optimizer)["fit"]
+        start_epoch, bad_epochs = saved["epoch"], saved["bad_epochs"]
+        result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
+        host_rng().bit_generator.state = saved["rng_state"]
+        log(f"resumed from {last_path} after epoch {start_epoch}")
+        if patience is not None and bad_epochs >= patience:
+            result.stopped_early = True
+            start_epoch = epochs                         # it had already stopped
+    if result.best_epoch is not None and best_path is not None and os.path.exists(best_path):
+        result.checkpoint = best_path
+
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        if hasattr(train_batches, "set_epoch"):
+            train_batches.set_epoch(epoch)
+        total = len(train_batches.inputs) if hasattr(train_batches, "inputs") else None
+        bar = _progress_bar(total, f"epoch {epoch + 1}/{epochs}", progress)
+        start, loss_sum, seen = time.perf_counter(), 0.0, 0
+        try:
+            for step, batch in enumerate(train_batches):
+                loss = task.loss(model, batch)
+                value = loss.item()
+                if not math.isfinite(value):
+                    _stop(result, model, best_state, f"the loss is {value} at epoch {epoch + 1}, batch {step + 1}")
+                optimizer.zero_grad()
+                loss.backward()                          # backpropagation through time
+                if clip is not None:
+                    clip_grad_norm_(params, clip)
+                try:
+                    optimizer.step()
+                except NonFiniteGradientError as e:
+                    _stop(result, model, best_state, f"at epoch {epoch + 1}, batch {step + 1}: {e}")
+                n = len(batch.lengths)
+                loss_sum, seen = loss_sum + value * n, seen + n
+                bar.update(n)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+        finally:
+            bar.close()
+        train_seconds = time.perf_counter() - start
+
+        scores = evaluate(model, task, dev_batches)
+        score = scores[task.metric]
+        improved = result.best_score is None or score > result.best_score
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                  **{f"dev_{k}": v for k, v in scores.items()},
+                  "train_seconds": round(train_seconds, 3),
+                  "examples_per_second": round(seen / train_seconds, 1) if train_seconds > 0 else None}
+        result.history.append(record)
+        if improved:
+            result.best_epoch, result.best_score, bad_epochs = epoch + 1, score, 0
+            best_state = model.state_dict()              # host copies: the best weights so far
+        else:
+            bad_epochs += 1
+        log(f"epoch {epoch + 1}/{epochs}  train loss {record['train_loss']:.4f}  dev loss "
+            f"{scores['loss']:.4f}  dev {task.metric} {score:.4f}{'  (best)' if improved else ''}  "
+            f"{train_seconds:.1f} s, {record['examples_per_second'] or 0:.0f} ex/s")
+
+        if checkpoint_dir is not None:
+            state = {"fit": {"epoch": epoch + 1, "bad_epochs": bad_epochs, "history": result.history,
+                             "best_epoch": result.best_epoch, "best_score": result.best_score,
+                             "rng_state": host_rng().bit_generator.state},
+                     **(meta or {})}
+            if improved:
+                checkpoint.save(best_path, model, optimizer, meta=state)
+                result.checkpoint = best_path
+            checkpoint.save(last_path, model, optimizer, meta=state)
+        if plot_path is not None:
+            plot_history(result.history, plot_path, task.metric)
+        if patience is not None and bad_epochs >= patience:
+            log(f"early stop: no better dev {task.metric} for {patience} epochs "
+                f"(best {result.best_score:.4f} at epoch {result.best_epoch})")
+            result.stopped_early = True
+            break
+
+    _restore_best(model, best_state, result)
+    return result
+
+
+def _restore_best(model, best_state, result: FitResult) -> None:
+    """Put the best-on-dev weights back into ``model`` (from memory, or from best.npz after a resume)."""
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif result.checkpoint is not None:
+        checkpoint.load(result.checkpoint, model)
+
+
+def _stop(result: FitResult, model, best_state, what: str):
+    """Stop on a non-finite loss/gradient: restore the best weights, say what happened, raise."""
+    _restore_best(model, best_state, result)
+    if result.best_epoch is None:
+        kept = "no checkpoint had been written yet; the model keeps its last finite weights"
+    else:
+        where = f" ({result.checkpoint})" if result.checkpoint else ""
+        kept = (f"the model holds the best weights so far, from epoch {result.best_epoch}{where}; "
+                "checkpoints on disk are unchanged")
+    raise NonFiniteLossError(f"training stopped: {what}. {kept}. Try a lower learning rate or "
+                             "gradient clipping (clip).")
+
+
+# --- plots -----------------------------------------------------------------------------------
+def require_matplotlib():
+    """Import matplotlib with a file-only backend; an ImportError names the extra if it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(f"plots need matplotlib, which is not installed: {PLOT_INSTALL_HINT}") from None
+    matplotlib.use("Agg")                                # no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_history(history: list, path, metric: str) -> None:
+    """Two panels, per epoch: train and dev loss; the dev metric. Written atomically as a PNG."""
+    plt = require_matplotlib()
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax_loss.plot(epochs, [r["dev_loss"] for r in history], "o-", label="dev")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_loss.legend()
+    ax_metric.plot(epochs, [r[f"dev_{metric}"] for r in history], "o-", color="tab:green")
+    ax_metric.set(xlabel="epoch", ylabel=metric, title=f"dev {metric}")
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = f"{os.fspath(path)}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
