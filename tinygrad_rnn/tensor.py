@@ -21,6 +21,9 @@ DEFAULT_FLOAT = np.dtype(np.float32)
 
 _grad_enabled = True
 
+# The step-by-step recorder of ``bptt.trace()`` while one runs, else None: one check per op.
+_tracer = None
+
 
 @contextlib.contextmanager
 def no_grad():
@@ -83,6 +86,8 @@ class Op:
         requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
         if requires_grad:
             op.inputs = inputs
+        if _tracer is not None:
+            _tracer.on_forward(op, inputs, out, requires_grad)
         op.multi_output = isinstance(out, tuple)
         if op.multi_output:
             op.n_outputs = len(out)
@@ -120,7 +125,8 @@ class Tensor:
 
     ``Tensor(data, requires_grad=False, device=None, dtype=None)`` takes lists, scalars, NumPy or
     CuPy arrays. Python floats become float32 (the default); arrays keep their dtype unless
-    ``dtype`` is given; integers stay integers (token ids).
+    ``dtype`` is given; integers stay integers (token ids). Without ``device``, host data (lists,
+    scalars, NumPy arrays) goes to the default device and a CuPy array stays on its GPU.
     """
 
     __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "__weakref__")
@@ -128,10 +134,13 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None, name=None):
         if isinstance(data, Tensor):
+            device = data._backend if device is None else device  # a tensor's copy stays on its device
             data = data._data
         source = backend_of_array(data) if _is_array(data) else None
         if device is None:
-            backend = source if source is not None else get_backend(get_default_device())
+            # a device array (CuPy) stays on its device; host data (lists, NumPy) goes to the default
+            on_device = source is not None and not isinstance(data, np.ndarray)
+            backend = source if on_device else get_backend(get_default_device())
         else:
             backend = get_backend(device)
         if source is not None and source is not backend:
@@ -457,6 +466,8 @@ def _run_backward(root: Op, index: int, grad) -> None:
         in_grads = op.backward(out_grads if op.multi_output else out_grads[0])
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
+        if _tracer is not None:
+            _tracer.on_backward(op, out_grads, in_grads)
         for t, g in zip(op.inputs, in_grads):
             if g is None or not t.requires_grad:
                 continue
