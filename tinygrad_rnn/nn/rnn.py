@@ -11,6 +11,7 @@ equations in :mod:`tinygrad_rnn.bptt.reference` give the same numbers (tested to
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -21,6 +22,10 @@ from ..tensor import ShapeError, Tensor, zeros
 from .functional import host_lengths
 from .layers import _check_size, host_parameter
 from .module import Module
+
+# The engine module itself (the package-level name `tensor` is the tensor() function): nn.RNN
+# reads its `_tracer` to tell bptt.trace() which time step the ops belong to.
+_engine = importlib.import_module("tinygrad_rnn.tensor")
 
 INITS = ("uniform", "orthogonal", "identity")
 
@@ -173,11 +178,15 @@ class RNN(Module):
             h = zeros(B, self.hidden_size, dtype=xw.dtype, device=xw.backend)
         states = [None] * T
         for n, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
+            if _engine._tracer is not None:
+                _engine._tracer.on_step(t + 1)              # bptt.trace(): ops below are step t + 1
             if self.truncate is not None and n > 0 and n % self.truncate == 0:
                 h = h.detach()                              # truncated BPTT: cut the chain here
             h_new = (xw_steps[t] + h @ cell.V).tanh()      # h_t = tanh(x_t W + b + h_{t-1} V)
             h = h_new if step_masks is None else where(step_masks[t], h_new, h)
             states[t] = h
+        if _engine._tracer is not None:
+            _engine._tracer.on_step(None)
         return states, h
 
     def extra_repr(self):
