@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from devices import device_params
 from op_registry import OPS, as_tuple, forward_backward
 from strategies import examples
+import tinygrad_rnn as tg
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.gradcheck import gradcheck
 
@@ -88,3 +89,27 @@ def test_graphless_ops_record_nothing(spec, device, data):
         assert not out.requires_grad and out.is_leaf
         with pytest.raises(RuntimeError, match="does not require grad"):
             out.sum().backward() if out.dtype.kind == "f" else out.backward()
+
+
+# ---- numerical stability at extreme inputs (beyond the registry's bounded values) ------------------
+
+def test_log_softmax_is_stable_for_logits_of_1e4(device):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
+    x = tg.Tensor(logits, device=device, requires_grad=True)
+    y = x.log_softmax(axis=-1)
+    np.testing.assert_allclose(y.numpy(), [[0.0, -2e4, -1e4], [-np.log(3)] * 3], rtol=1e-15, atol=1e-12)
+    g = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 1.0]])
+    y.backward(g)
+    softmax = np.array([[1.0, 0.0, 0.0], [1 / 3] * 3])
+    np.testing.assert_allclose(x.numpy(), logits)
+    np.testing.assert_allclose(get_backend(device).to_host(x.grad), g - softmax * g.sum(axis=-1, keepdims=True),
+                               atol=1e-12)
+
+
+def test_sigmoid_saturates_without_overflow(device):
+    x = tg.Tensor([-1000.0, 0.0, 1000.0], device=device, dtype="float64", requires_grad=True)
+    with np.errstate(all="raise"):
+        y = x.sigmoid()
+        y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(get_backend(device).to_host(x.grad), [0.0, 0.25, 0.0])
