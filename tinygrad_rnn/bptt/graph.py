@@ -4,9 +4,15 @@ Every op of the forward pass that needs a gradient is on the tape; ``to_dot(loss
 boxes are ops (name and output shape), ellipses are leaves — parameters named as the model names
 them (``cell.W``, ``cell.V``, …), inputs as ``input``. The edges point from inputs to the op that
 consumed them, so BPTT runs against the arrows, from the loss back to t = 1.
+
+With ``steps=`` (a :class:`~tinygrad_rnn.bptt.tracing.Trace` recorded while the graph was built)
+the ops of each time step are boxed together and labelled ``t = 1``, ``t = 2``, …
+:func:`unrolled_graph` builds the tutorial's cell unrolled over a few steps and draws it.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..tensor import Tensor
 
@@ -20,12 +26,13 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
-def to_dot(output: Tensor, params=None, title: str | None = None) -> str:
+def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) -> str:
     """Graphviz DOT source of the graph that produced ``output``.
 
     ``params`` names the leaves: a ``Module`` (its ``named_parameters()`` are used), an iterable
     of ``(name, tensor)`` pairs or a dict ``name -> tensor``. Unnamed leaves use ``tensor.name``
-    or ``input``/``constant``.
+    or ``input``/``constant``. ``steps``: the ``Trace`` of the forward pass (anything with a
+    ``step_of(op)`` method); each time step's ops are then drawn in a box labelled ``t = …``.
     """
     names = {}
     if params is not None:
@@ -62,7 +69,7 @@ def to_dot(output: Tensor, params=None, title: str | None = None) -> str:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    seen, stack, out_shapes = {id(root)}, [root], {}
+    seen, stack, out_shapes, clusters = {id(root)}, [root], {}, {}
     out_shapes[id(root)] = output.shape
     while stack:
         op = stack.pop()
@@ -78,7 +85,12 @@ def to_dot(output: Tensor, params=None, title: str | None = None) -> str:
             label += "\n" + _shape(shape)
         elif op.n_outputs > 1:
             label += f"\n{op.n_outputs} outputs"
-        lines.append(f"  {node_id(op, 'op')} [shape=box, label={_quote(label)}];")
+        step = steps.step_of(op) if steps is not None else None
+        node = f"  {node_id(op, 'op')} [shape=box, label={_quote(label)}];"
+        if step is None:
+            lines.append(node)
+        else:
+            clusters.setdefault(step, []).append(node)
         for t in op.inputs:
             if t._op is None:
                 src = leaf_node(t)
@@ -87,8 +99,57 @@ def to_dot(output: Tensor, params=None, title: str | None = None) -> str:
                 src = node_id(t._op, "op")
                 edge_label = f' [label="{t._index}"]' if t._op.n_outputs > 1 else ""
             lines.append(f"  {src} -> {node_id(op, 'op')}{edge_label};")
+    for step in sorted(clusters):  # a "cluster_" subgraph is drawn as a labelled box
+        lines.append(f"  subgraph cluster_t{step} {{")
+        lines.append(f'    label="t = {step}"; style=rounded; color="#7a9cc6";')
+        lines.extend("  " + node for node in clusters[step])
+        lines.append("  }")
     out_id = f"out{len(ids)}"
     lines.append(f"  {out_id} [shape=doubleoctagon, label={_quote('output' + chr(10) + _shape(output.shape))}];")
     lines.append(f"  {node_id(root, 'op')} -> {out_id};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, batch: int = 1,
+                   *, use_rnn: bool = False, seed: int = 0) -> str:
+    """DOT of the tutorial's RNN unrolled over ``steps`` steps, a linear head and an MSE loss.
+
+    By default the cell is applied step by step, exactly as written,
+    ``h_t = tanh(x_t @ cell.W + h_{t-1} @ cell.V + cell.b)``, and the leaves are named
+    ``cell.W``, ``cell.V``, ``cell.b``, ``head.W``, ``head.b``. ``use_rnn=True`` draws
+    ``nn.RNN`` instead, which computes the input term of all steps in one product first
+    (parameters ``rnn.cells.0.W``, …). Either way each time step is boxed.
+    """
+    from ..nn import RNN, Linear, RNNCell
+    from ..tensor import zeros
+    from .tracing import trace
+
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal((batch, steps, input_size)))
+    head = Linear(hidden_size, 1, rng=rng)
+    if use_rnn:
+        core = RNN(input_size, hidden_size, rng=rng)
+        names = {"rnn." + n: p for n, p in core.named_parameters()}
+    else:
+        core = RNNCell(input_size, hidden_size, rng=rng)
+        names = {"cell." + n: p for n, p in core.named_parameters()}
+    names.update({"head." + n: p for n, p in head.named_parameters()})
+    with trace() as tr:
+        if use_rnn:
+            _, h_last = core(x)
+            h = h_last[0]
+        else:
+            h = zeros(batch, hidden_size)
+            h.name = "h_0"
+            for t, x_t in enumerate(x.unbind(axis=1), start=1):
+                x_t.name = f"x_{t}"
+                tr.on_step(t)                        # label the ops of this step
+                h = core(x_t, h)
+            tr.on_step(None)
+        loss = (head(h) ** 2).mean()
+    kind = "nn.RNN" if use_rnn else "RNNCell"
+    title = f"{kind} unrolled over T = {steps}: h_t = tanh(x_t W + h_{{t−1}} V + b), loss = mean(head(h_T)²)"
+    return to_dot(loss, names, title=title, steps=tr)
