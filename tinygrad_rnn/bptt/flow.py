@@ -1,0 +1,202 @@
+r"""Gradient flow over time: how much of ∂L/∂h_t is left at each step t = 1..T.
+
+For the vanilla RNN h_t = tanh(x_t W + h_{t-1} V + b) the total gradient reaching the state h_t
+is (row vectors, see :mod:`tinygrad_rnn.bptt.reference`)::
+
+    dh_t = ∂L/∂h_t (direct, through the output at t) + dh_{t+1} diag(1 − h_{t+1}²) Vᵀ
+
+Every step back multiplies by diag(1 − h²) Vᵀ; when those factors are smaller than one, dh_t
+shrinks geometrically with the distance T − t — the *vanishing gradient* of the tutorial's
+section 3. :func:`gradient_flow` reads dh_t straight off the autograd tape (the retained
+gradients of the states that ``nn.RNN(..., return_states=True)`` hands out) and returns its norm
+per step; :func:`plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`
+prints it in the terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn.functional import host_lengths
+from ..tensor import Tensor
+
+PLOT_INSTALL_HINT = "pip install 'tinygrad-rnn[plot]'"
+
+
+class StateGradients(NamedTuple):
+    """One forward + backward pass of a single-layer RNN, as host NumPy arrays."""
+    loss: float
+    states: np.ndarray      # (B, T, H): h_t for t = 1..T (index t − 1)
+    grads: np.ndarray       # (B, T, H): dh_t = ∂L/∂h_t, the total gradient reaching h_t
+    valid: np.ndarray       # (B, T) bool: t is a true (not padded) step of sequence b
+
+
+def _check_single_layer(rnn) -> None:
+    if getattr(rnn, "num_layers", None) != 1 or getattr(rnn, "directions", None) != 1:
+        raise ValueError("gradient flow needs a single-layer, one-direction nn.RNN "
+                         f"(got {type(rnn).__name__} with num_layers={getattr(rnn, 'num_layers', '?')}, "
+                         f"bidirectional={getattr(rnn, 'bidirectional', '?')})")
+
+
+def _as_input(rnn, x) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    V = rnn.cells[0].V
+    return Tensor(np.asarray(x), dtype=V.dtype, device=V.device)
+
+
+def state_gradients(rnn, x, lengths, loss_fn) -> StateGradients:
+    """Run ``rnn`` on ``x``, backpropagate ``loss_fn(outputs, h_last)``, return every h_t and dh_t.
+
+    ``loss_fn`` gets exactly what ``rnn(x, lengths=lengths)`` returns — ``outputs`` (B, T, H) and
+    ``h_last`` (1, B, H) — and returns a scalar tensor. The parameters' ``.grad`` are left as they
+    were before the call (this is a measurement, not a training step).
+    """
+    _check_single_layer(rnn)
+    x = _as_input(rnn, x)
+    params = rnn.parameters()
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None  # backward() adds into an existing .grad in place: keep the caller's intact
+    try:
+        outputs, h_last, states = rnn(x, lengths=lengths, return_states=True)
+        for h in states[0]:
+            h.retain_grad()  # keep ∂L/∂h_t, which backward() would otherwise discard
+        loss = loss_fn(outputs, h_last)
+        if not isinstance(loss, Tensor) or loss.size != 1:
+            raise ValueError(f"loss_fn must return a scalar Tensor, got {type(loss).__name__} "
+                             f"of shape {getattr(loss, 'shape', '?')}")
+        loss.backward()
+        hs = np.stack([h.numpy() for h in states[0]], axis=1)
+        grads = np.stack([np.zeros(h.shape) if h.grad is None else h.backend.to_host(h.grad)
+                          for h in states[0]], axis=1)
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+    B, T = hs.shape[:2]
+    steps = np.full(B, T) if lengths is None else host_lengths(lengths, B, T)
+    valid = np.arange(T)[None, :] < steps[:, None]
+    return StateGradients(loss=float(loss.item()), states=hs, grads=grads, valid=valid)
+
+
+def flow_from_grads(grads: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(T,) mean over the batch of ‖dh_t‖, counting only sequences for which t is a true step.
+
+    A step that no sequence reaches (all padding) is ``nan``.
+    """
+    norms = np.linalg.norm(grads, axis=-1)                       # (B, T)
+    if valid is None:
+        return norms.mean(axis=0)
+    counts = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, (norms * valid).sum(axis=0) / counts, np.nan)
+
+
+def gradient_flow(rnn, x, lengths, loss_fn) -> np.ndarray:
+    """‖∂L/∂h_t‖ for t = 1..T: the norm of the total gradient reaching each state, batch mean.
+
+    ``rnn`` is a single-layer, one-direction ``nn.RNN``; ``x`` its input (B, T, E) (a Tensor or a
+    NumPy array); ``lengths`` as ``nn.RNN`` takes them, or None; ``loss_fn(outputs, h_last)``
+    returns the scalar loss from ``rnn``'s two outputs. Entry ``t − 1`` is the mean over the
+    sequences of the batch of ‖dh_t‖₂ — read from the autograd tape, so it includes every path
+    from h_t to L: the output at t and all later steps. With ``lengths``, padded steps are left
+    out of the mean (``nan`` where no sequence is that long).
+    """
+    result = state_gradients(rnn, x, lengths, loss_fn)
+    return flow_from_grads(result.grads, result.valid)
+
+
+def gradient_ratio(flow: np.ndarray) -> float:
+    """‖∂L/∂h_1‖ / ‖∂L/∂h_T‖: how much of the gradient at the end survives back to t = 1."""
+    return float(flow[0] / flow[-1]) if flow[-1] > 0 else math.inf
+
+
+# ---- showing it ---------------------------------------------------------------------------------
+
+def _require_matplotlib():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(f"plotting needs matplotlib: {PLOT_INSTALL_HINT}") from None
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normalize=False,
+                       ylabel=None, dashed=None) -> str:
+    """Write a PNG of ‖∂L/∂h_t‖ against t (log-scale y) and return its path.
+
+    ``flows`` is one (T,) array or a dict ``label -> (T,) array`` (one line each, lengths may
+    differ). ``normalize=True`` divides each line by its value at t = T, so lines start at 1 on
+    the right and their left end is ‖∂L/∂h_1‖/‖∂L/∂h_T‖. ``dashed``: an optional second dict drawn
+    with dashed lines in the same colours (e.g. the same models at initialisation).
+    Needs matplotlib (``pip install 'tinygrad-rnn[plot]'``).
+    """
+    plt = _require_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    draw_flows(ax, flows, normalize=normalize, dashed=dashed)
+    ax.set_title(title)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def draw_flows(ax, flows, *, normalize=False, dashed=None, x_axis="step") -> None:
+    """Draw gradient-flow lines on a matplotlib ``ax`` (log-scale y).
+
+    ``x_axis="step"`` plots against t = 1..T; ``"back"`` against T − t, the number of steps the
+    gradient travelled back from the end (lines of different T then all start at 0).
+    """
+    if not isinstance(flows, dict):
+        flows = {None: flows}
+    for style, series in (("-", flows), ("--", dashed or {})):
+        for i, (label, flow) in enumerate(series.items()):
+            flow = np.asarray(flow, dtype=np.float64)
+            y = flow / flow[-1] if normalize else flow
+            T = len(flow)
+            x = np.arange(1, T + 1) if x_axis == "step" else T - np.arange(1, T + 1)
+            ax.plot(x, y, style, color=f"C{i}", label=label if style == "-" else None,
+                    linewidth=1.6 if style == "-" else 1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t" if x_axis == "step" else "steps back from the end, T − t")
+    ax.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖" if normalize else "‖∂L/∂h_t‖")
+    ax.grid(True, which="major", alpha=0.3)
+    if any(label is not None for label in flows):
+        ax.legend(fontsize=8)
+
+
+def format_gradient_flow(flow, *, max_rows=25, width=40, columns=None, title=None) -> str:
+    """The flow as a terminal table with a log-scale bar per step.
+
+    Shows at most ``max_rows`` steps, evenly spaced and always including t = 1 and t = T.
+    ``columns``: extra ``name -> (T,) array`` shown beside the measured norm (e.g. the spectral
+    norms of the Jacobian products from :mod:`tinygrad_rnn.bptt.jacobian`).
+    """
+    flow = np.asarray(flow, dtype=np.float64)
+    T = len(flow)
+    rows = np.unique(np.linspace(0, T - 1, min(max_rows, T)).round().astype(int))
+    columns = columns or {}
+    finite = flow[np.isfinite(flow) & (flow > 0)]
+    lo, hi = (np.log10(finite.min()), np.log10(finite.max())) if finite.size else (0.0, 0.0)
+    span = hi - lo if hi > lo else 1.0
+    names = ["‖∂L/∂h_t‖"] + list(columns)
+    widths = [max(len(n), 9) for n in names]
+    lines = []
+    if title:
+        lines.append(title)
+    header = f"{'t':>5}  " + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths))
+    lines.append(header + f"  log scale {10 ** lo:.1e} … {10 ** hi:.1e}")
+    for i in rows:
+        values = [flow[i]] + [np.asarray(c, dtype=np.float64)[i] for c in columns.values()]
+        cells = "  ".join(f"{v:>{w}.3e}" for v, w in zip(values, widths))
+        v = flow[i]
+        bar = "" if not (np.isfinite(v) and v > 0) else "█" * max(1, round(1 + (width - 1) * (np.log10(v) - lo) / span))
+        lines.append(f"{i + 1:>5}  {cells}  {bar}")
+    return "\n".join(lines)
