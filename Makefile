@@ -19,7 +19,10 @@ test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
 # The suite on a real GPU: every device test runs on 'cuda', plus CPU-vs-CUDA parity.
+# Installs the gpu extra unless some CuPy is already importable; without a GPU the cuda tests skip.
 test-gpu: $(STAMP)
+	$(PY) -c 'import cupy' 2>/dev/null || $(PY) -m pip install --quiet -e '.[$(EXTRAS),gpu]' \
+		|| echo "make test-gpu: could not install CuPy; the cuda tests will skip and say why"
 	TINYGRAD_RNN_TEST_DEVICE=cuda HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
 clean:

@@ -35,7 +35,7 @@ def assert_parity(actual: np.ndarray, cpu: np.ndarray, what: str):
 
 @pytest.mark.parametrize("spec", OPS, ids=lambda s: s.name)
 @pytest.mark.parametrize("device", device_params(cpu=False, cuda="always"))
-@settings(max_examples=examples(10))
+@settings(max_examples=examples(15))
 @given(data=st.data())
 def test_op_matches_cpu_forward_and_gradients(spec, device, data):
     case = data.draw(spec.cases, label="case")

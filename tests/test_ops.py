@@ -28,7 +28,7 @@ by_device = pytest.mark.parametrize("device", device_params())
 
 @by_op
 @by_device
-@settings(max_examples=examples(15))
+@settings(max_examples=examples(25))
 @given(data=st.data())
 def test_forward_matches_numpy(spec, device, data):
     case = data.draw(spec.cases, label="case")
@@ -48,7 +48,7 @@ def test_forward_matches_numpy(spec, device, data):
 @by_differentiable_op
 @by_device
 @pytest.mark.parametrize("mode", ["direction", "full"])
-@settings(max_examples=examples(8))
+@settings(max_examples=examples(12))
 @given(data=st.data())
 def test_gradcheck(spec, device, mode, data):
     case = data.draw(spec.cases, label="case")
@@ -61,7 +61,7 @@ def test_gradcheck(spec, device, mode, data):
 
 @by_differentiable_op
 @by_device
-@settings(max_examples=examples(5))
+@settings(max_examples=examples(8))
 @given(data=st.data())
 def test_grad_is_a_device_array_of_the_input_shape(spec, device, data):
     case = data.draw(spec.cases, label="case")
