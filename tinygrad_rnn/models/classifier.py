@@ -1,0 +1,89 @@
+"""Sequence → class: the tutorial's first RNN mode (section 4, figures 3 and 4).
+
+::
+
+    tokens (B, T) ──Embedding──▶ x (B, T, E) ──RNN──▶ h_1 … h_T (B, T, D·H) ──pool──▶ s (B, D·H)
+                                                                    ──Linear──▶ logits (B, C)
+
+with ``h_t = tanh(x_t W + h_{t-1} V + b)`` and D = 2 for a bidirectional RNN, else 1. Two ways to
+summarise a sequence of n = ``lengths[b]`` true tokens:
+
+* ``pooling="last"`` (figure 3): ``s = h_n``, the state after reading the whole sequence. For a
+  bidirectional RNN each direction contributes the state it ends in after reading the whole
+  sequence: the forward direction's ``→h_n`` (at the last true token) and the backward
+  direction's ``←h_1`` (at the first token, which it reads last): ``s = [→h_n ; ←h_1]``. That
+  is the top layer of the RNN's ``h_last``. (It is *not* the output at step n, whose backward
+  half has read only token n.)
+* ``pooling="mean"`` (figure 4): ``s = (1/n) Σ_{t=1..n} h_t``, every state counts equally, so
+  the gradient reaches early tokens without passing through n − t recurrent steps.
+
+Padding (steps t > n) never enters: the RNN keeps its state through padded steps and the mean
+runs over true steps only, so the logits do not depend on how much padding a batch has.
+"""
+
+from __future__ import annotations
+
+from ..backend import host_rng
+from ..nn import Embedding, Linear, Module, RNN
+from ..nn.functional import cross_entropy, masked_mean
+from ..ops import concatenate
+from ..tensor import no_grad
+from .common import id_tensor, lengths_array
+
+POOLINGS = ("last", "mean")
+
+
+class SequenceClassifier(Module):
+    """Embedding → (multi-layer, optionally bidirectional) RNN → pooling → Linear.
+
+    ``model(tokens, lengths) -> logits (B, num_classes)``; ``tokens`` (B, T) integer ids (Tensor,
+    NumPy array or nested list), ``lengths`` (B,) true lengths ≥ 1 (``None``: all full length).
+    Train with ``model.loss(tokens, lengths, labels)`` (mean cross-entropy over the batch).
+
+    Keyword-only: ``init`` (the RNN's recurrent-matrix init: "uniform", "orthogonal",
+    "identity"), ``rng`` (a ``numpy.random.Generator``; default the seeded ``host_rng()``),
+    ``dtype`` (float32 by default; float64 for gradient checks), ``device``.
+    """
+
+    def __init__(self, vocab_size, embed_dim, hidden_size, num_classes, pooling="mean", num_layers=1,
+                 bidirectional=False, padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        self.pooling = pooling
+        layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
+        self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
+        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
+        self.head = Linear(hidden_size * self.rnn.directions, num_classes, **layer_args)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def features(self, tokens, lengths=None):
+        """The pooled summary ``s`` (B, D·H) that the head classifies."""
+        tokens = id_tensor(tokens, self.embed.weight.backend)
+        B, T = tokens.shape
+        lengths = lengths_array(lengths, B, T)
+        outputs, h_last = self.rnn(self.embed(tokens), lengths=lengths)
+        if self.pooling == "mean":
+            return masked_mean(outputs, lengths)
+        # "last": the top layer's final state of each direction, [→h_n ; ←h_1] (see module doc).
+        D = self.rnn.directions
+        finals = h_last.unbind(axis=0)[-D:]
+        return finals[0] if D == 1 else concatenate(finals, axis=1)
+
+    def forward(self, tokens, lengths=None):
+        return self.head(self.features(tokens, lengths))
+
+    def loss(self, tokens, lengths, labels, reduction: str = "mean"):
+        """Cross-entropy of the logits against ``labels`` (B,) class ids."""
+        return cross_entropy(self(tokens, lengths), labels, reduction=reduction)
+
+    def predict(self, tokens, lengths=None):
+        """(class ids (B,), probabilities (B, C)) as NumPy arrays, without building a graph."""
+        with no_grad():
+            probs = self(tokens, lengths).log_softmax(axis=-1).exp().numpy()
+        return probs.argmax(axis=1), probs
+
+    def extra_repr(self):
+        return f"pooling={self.pooling!r}"

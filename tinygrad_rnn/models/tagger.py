@@ -1,0 +1,62 @@
+"""Synchronous sequence → sequence: one label per token (tutorial section 4), e.g. part-of-speech tags.
+
+::
+
+    tokens (B, T) ──Embedding──▶ x (B, T, E) ──RNN──▶ h_1 … h_T (B, T, D·H) ──Linear──▶ logits (B, T, K)
+
+Every step gets its own prediction ``y_t = softmax(h_t U + c)`` from the state ``h_t``. With a
+bidirectional RNN, ``h_t = [→h_t ; ←h_t]`` has read the words on both sides of token t — which
+is why tagging gains from it while a left-to-right reader must guess from the left context only.
+
+The loss is the cross-entropy of every *true* step (t < ``lengths[b]``), averaged over all true
+tokens of the batch; padded steps count nothing, whatever id pads the targets.
+"""
+
+from __future__ import annotations
+
+from ..backend import host_rng
+from ..nn import Embedding, Linear, Module, RNN
+from ..tensor import no_grad
+from .common import id_tensor, lengths_array, padded_loss
+
+
+class SequenceTagger(Module):
+    """Embedding → (multi-layer, optionally bidirectional) RNN → Linear at every step.
+
+    ``model(tokens, lengths) -> logits (B, T, num_tags)``; ``tokens`` (B, T) integer ids,
+    ``lengths`` (B,) (``None``: all full length). Logits at padded steps are meaningless (the
+    RNN's output there is 0) and are ignored by ``model.loss(tokens, lengths, tags)``.
+    Keyword-only ``init``, ``rng``, ``dtype``, ``device`` as for :class:`SequenceClassifier`.
+    """
+
+    def __init__(self, vocab_size, embed_dim, hidden_size, num_tags, num_layers=1, bidirectional=False,
+                 padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
+        layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
+        self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
+        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
+        self.head = Linear(hidden_size * self.rnn.directions, num_tags, **layer_args)
+
+    @property
+    def num_tags(self) -> int:
+        return self.head.out_features
+
+    def forward(self, tokens, lengths=None):
+        tokens = id_tensor(tokens, self.embed.weight.backend)
+        B, T = tokens.shape
+        outputs, _ = self.rnn(self.embed(tokens), lengths=lengths_array(lengths, B, T, allow_zero=True))
+        return self.head(outputs)
+
+    def loss(self, tokens, lengths, tags, reduction: str = "mean"):
+        """Cross-entropy over the true steps only; ``tags`` (B, T) padded with any id.
+
+        ``reduction``: "mean" over the batch's true tokens, "sum", or "none" → (B, T) (0 at padding).
+        """
+        return padded_loss(self(tokens, lengths), tags, lengths, reduction)
+
+    def predict(self, tokens, lengths=None) -> list:
+        """The most likely tag of every true token: a list of B lists of ints (one host copy)."""
+        with no_grad():
+            ids = self(tokens, lengths).argmax(axis=-1).numpy()
+        B, T = ids.shape
+        lengths = lengths_array(lengths, B, T, allow_zero=True)
+        return [ids[b, :lengths[b]].tolist() for b in range(B)]
