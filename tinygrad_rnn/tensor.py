@@ -405,8 +405,8 @@ def _index_arrays(index, backend):
         return tuple(_index_arrays(i, backend) for i in index)
     if isinstance(index, Tensor):
         return index._data
-    if isinstance(index, list):
-        return backend.asarray(index)
+    if isinstance(index, (list, np.ndarray)):
+        return backend.asarray(index)  # host index arrays move to the device explicitly
     return index
 
 
