@@ -40,8 +40,8 @@ _PROPERTIES = frozenset("shape dtype ndim size itemsize nbytes".split())
 
 def _refuse_host(what: str):
     raise TypeError(
-        f"strict device: {what} got a host numpy.ndarray; device arrays do not mix with NumPy "
-        "arrays (CuPy refuses this too). Move it with backend.asarray(...) first.")
+        f"strict device: {what} got a host numpy.ndarray; device arrays do not mix with host "
+        "arrays (CuPy refuses them in arithmetic). Move it with backend.asarray(...) first.")
 
 
 def _operand(x, what="operation"):

@@ -113,3 +113,25 @@ def test_sigmoid_saturates_without_overflow(device):
         y.sum().backward()
     np.testing.assert_array_equal(y.numpy(), [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(get_backend(device).to_host(x.grad), [0.0, 0.25, 0.0])
+
+
+@pytest.mark.parametrize("make_index", [
+    lambda ids: ids,                                  # a host NumPy array
+    lambda ids: ids.tolist(),                         # a list
+    lambda ids: (slice(None), ids),                   # inside a tuple
+], ids=["numpy", "list", "tuple"])
+def test_getitem_moves_host_index_arrays_to_the_device(device, make_index):
+    x = tg.Tensor(np.arange(12.0).reshape(3, 4), device=device, requires_grad=True)
+    ids = np.array([2, 0, 2])
+    y = x[make_index(ids)]
+    ref = np.arange(12.0).reshape(3, 4)[make_index(ids)]
+    np.testing.assert_array_equal(y.numpy(), ref)
+    y.sum().backward()
+    np.testing.assert_array_equal(get_backend(device).to_host(x.grad), _counts(x.shape, make_index(ids)))
+
+
+def _counts(shape, index):
+    """How often each element of an array of ``shape`` is picked by ``index``."""
+    counts = np.zeros(shape)
+    np.add.at(counts, index, 1.0)
+    return counts
