@@ -298,7 +298,7 @@ class Tensor:
         """Scalars and raw arrays become constant tensors on this tensor's device and dtype."""
         if isinstance(other, Tensor):
             return other
-        if _is_array(other):
+        if _is_array(other) and not isinstance(other, np.generic):  # NumPy scalars: like Python ones
             source = backend_of_array(other)
             if source is not None and source is not self._backend:
                 raise DeviceError(
@@ -415,6 +415,8 @@ def _index_arrays(index, backend):
 def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
     if not isinstance(grad, t._backend.array_type):
         grad, owned = t._backend.asarray(grad), True  # a 0-d NumPy scalar becomes a fresh array
+    if grad.dtype != t._data.dtype:  # e.g. a float64 constant promoted a float32 graph
+        grad, owned = grad.astype(t._data.dtype), True
     if t.grad is None:
         t.grad = grad if owned else grad.copy()
     else:
