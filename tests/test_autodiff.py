@@ -198,3 +198,21 @@ def test_detach_stops_the_gradient_but_keeps_the_values(device):
     y.backward()
     np.testing.assert_array_equal(host(x.grad), [1.5, -2.0])
     np.testing.assert_array_equal(tg.detach(x).numpy(), x.numpy())
+
+
+# ---- dtypes of gradients -------------------------------------------------------------------------
+
+def test_a_grad_has_the_dtype_of_its_tensor_even_in_a_promoted_graph(device):
+    x = tg.Tensor([1.0, 2.0], device=device, requires_grad=True)            # float32
+    y = x * tg.Tensor([0.5, 0.25], device=device, dtype="float64")         # promoted to float64
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(host(x.grad), [0.5, 0.25])
+
+
+def test_numpy_scalars_act_like_python_scalars(device):
+    x = tg.Tensor([1.0, 2.0], device=device)                               # float32
+    assert (x * np.float64(0.5)).dtype == np.float32 == (x * 0.5).dtype
+    assert (np.float64(2.0) - x).dtype == np.float32
+    np.testing.assert_array_equal((np.float64(2.0) - x).numpy(), [1.0, 0.0])
