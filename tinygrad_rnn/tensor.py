@@ -12,6 +12,8 @@ Gradients accumulate across ``backward()`` calls, as in PyTorch: call ``zero_gra
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from .backend import Backend, DeviceError, backend_of_array, get_backend, get_de
 DEFAULT_FLOAT = np.dtype(np.float32)
 
 _grad_enabled = True
+_op_numbers = itertools.count()  # creation number of each recorded op (see _run_backward)
 
 # The step-by-step recorder of ``bptt.trace()`` while one runs, else None: one check per op.
 _tracer = None
@@ -86,6 +89,7 @@ class Op:
         requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
         if requires_grad:
             op.inputs = inputs
+            op.seq = next(_op_numbers)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
         op.multi_output = isinstance(out, tuple)
@@ -424,41 +428,37 @@ def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
 
 
 def _topological_ops(root: Op) -> list:
-    """Ops reachable from ``root``, each after every op that consumes its outputs (iterative DFS)."""
-    # An op is marked when it is expanded, not when it is pushed: an op reached first from a
-    # near consumer and again from a deeper path (the unbind feeding every time step) must be
-    # expanded from the deeper path, or it lands in `order` before some of its consumers.
-    order, visited = [], set()
-    stack = [(root, False)]
+    """Ops reachable from ``root``, each after every op that consumes its outputs.
+
+    Sorting by creation number is enough: an op's inputs always exist before the op is made.
+    """
+    seen, stack = {root}, [root]
     while stack:
-        op, expanded = stack.pop()
-        if expanded:
-            order.append(op)
-            continue
-        if id(op) in visited:
-            continue
-        visited.add(id(op))
-        stack.append((op, True))
-        for t in op.inputs:
+        for t in stack.pop().inputs:
             parent = t._op
-            if parent is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    order.reverse()
-    return order
+            if parent is not None and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return sorted(seen, key=lambda op: op.seq, reverse=True)
 
 
 def _run_backward(root: Op, index: int, grad) -> None:
     """Walk the ops from ``root`` back to the leaves, summing gradients where paths meet.
 
-    ``grads[id(op)]`` holds the gradients of that op's outputs. An array is summed in place
+    Ops are numbered as they are made (``op.seq``) and an op's inputs always exist before it,
+    so taking ops from the highest number down visits every consumer of a tensor before the op
+    that made it: a reverse topological order with no separate graph walk. A heap hands out the
+    highest-numbered op that has received a gradient; ops no gradient reaches are never visited.
+
+    ``grads[op]`` holds ``[gradient, owned]`` per output of ``op``. An array is summed in place
     only once this pass owns it (a fresh array), never when it may alias another gradient.
     """
-    grads = {id(root): _slot(root)}
-    grads[id(root)][index] = [grad, False]
-    for op in _topological_ops(root):
-        slots = grads.pop(id(op), None)
-        if slots is None:
-            continue
+    grads = {root: _slot(root)}
+    grads[root][index] = [grad, False]
+    heap = [(-root.seq, root)]
+    while heap:
+        op = heapq.heappop(heap)[1]
+        slots = grads.pop(op)
         out_grads = [None if s is None else s[0] for s in slots]
         if op.retained:
             for i, t in op.retained.items():
@@ -477,9 +477,10 @@ def _run_backward(root: Op, index: int, grad) -> None:
             if parent is None:
                 _accumulate_leaf(t, g, owned=False)
                 continue
-            slots = grads.get(id(parent))
+            slots = grads.get(parent)
             if slots is None:
-                slots = grads[id(parent)] = _slot(parent)
+                slots = grads[parent] = _slot(parent)
+                heapq.heappush(heap, (-parent.seq, parent))
             entry = slots[t._index]
             if entry is None:
                 slots[t._index] = [g, False]
