@@ -260,8 +260,8 @@ class Max(Op):
 
     def backward(self, g):
         g = _expand_back(g, self.mask.shape, self.axes, self.keepdims)
-        share = self.mask / self.mask.sum(axis=self.axes, keepdims=True)
-        return g * share
+        share = self.mask.astype(g.dtype)  # in g's dtype: bool / int would give float64
+        return g * (share / share.sum(axis=self.axes, keepdims=True))
 
 
 class LogSoftmax(Op):
