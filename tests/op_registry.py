@@ -292,9 +292,10 @@ def _log_softmax(draw):
 
 
 def _log_softmax_ref(x, axis):
-    # log of the softmax (a different formula from the op's), safe here: |x| ≤ 300
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return np.log(e / e.sum(axis=axis, keepdims=True))
+    # log of the softmax (a different formula from the op's), in float64: safe for |x| ≤ 300
+    x64 = x.astype(np.float64)
+    e = np.exp(x64 - x64.max(axis=axis, keepdims=True))
+    return np.log(e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
 
 
 @st.composite

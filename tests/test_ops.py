@@ -135,3 +135,27 @@ def _counts(shape, index):
     counts = np.zeros(shape)
     np.add.at(counts, index, 1.0)
     return counts
+
+
+@by_differentiable_op
+@by_device
+@settings(max_examples=examples(8))
+@given(data=st.data())
+def test_float32_stays_float32_forward_and_backward(spec, device, data):
+    """No op upcasts float32 (the default dtype) to float64, neither its values nor its gradients."""
+    case = data.draw(spec.cases, label="case")
+    arrays = [a.astype(np.float32) if a.dtype == np.float64 else a for a in case.arrays]
+    leaves = [tg.Tensor(a, device=device, requires_grad=case.differentiable(i)) for i, a in enumerate(arrays)]
+    # an identity op in front of each input: its retained grad is what the op's backward produced
+    inputs = [t.reshape(t.shape).retain_grad() if t.requires_grad else t for t in leaves]
+    outputs = as_tuple(spec.fn(*inputs, **case.params))
+    expected = as_tuple(spec.ref(*arrays, **case.params))
+    for k, (out, ref) in enumerate(zip(outputs, expected)):
+        ref = np.asarray(ref)
+        assert out.dtype == ref.dtype, f"output {k}: dtype {out.dtype}, NumPy gives {ref.dtype}"
+        np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5, err_msg=f"output {k}")
+        if out.requires_grad:
+            out.backward(np.ones(out.shape))
+    for i, t in enumerate(inputs):
+        if t.requires_grad:
+            assert t.grad.dtype == np.float32, f"input {i}: the op's backward gave {t.grad.dtype}"
