@@ -112,6 +112,18 @@ def test_resume_continues_a_run(tmp_path, capsys):
 
 
 @needs_data
+def test_same_seed_same_scores(tmp_path, capsys):
+    scores = []
+    for name in ("a", "b", "a2"):
+        seed = "1" if name.startswith("a") else "2"
+        assert run(capsys, "train", "classify", "--limit", "160", *TINY, "--seed", seed, "--out", tmp_path / name)[0] == 0
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        scores.append((metrics["test"], [h["train_loss"] for h in metrics["history"]]))
+    assert scores[0] == scores[2], "the same seed must give the same numbers"
+    assert scores[0] != scores[1]
+
+
+@needs_data
 def test_no_matplotlib_still_trains(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, out, err = run(capsys, "train", "classify", "--limit", "100", *TINY, "--out", tmp_path / "r")
