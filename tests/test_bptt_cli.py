@@ -1,0 +1,87 @@
+"""``tinygrad-rnn bptt experiment|flow|graph|trace`` through the real command line entry point."""
+
+import re
+import shutil
+
+import pytest
+
+from tinygrad_rnn.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on new pyparsing
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # default outputs go to ./runs
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_trace_prints_forward_up_and_backward_down(capsys):
+    code, out, _ = run(capsys, "bptt", "trace", "--steps", "3", "--hidden", "2")
+    assert code == 0
+    assert "forward visits t = [1, 2, 3]; backward (BPTT) visits t = [3, 2, 1]" in out
+    assert re.search(r"backward\s+2\s+matmul\s+\(2,2\) → \(2,2\), \(2,2\)\s+\S+\s+rnn\.cells\.0\.V", out), out
+    code, out, _ = run(capsys, "bptt", "trace", "--phase", "forward")
+    assert code == 0 and not re.search(r"^\s+\d+\s+backward", out, re.M) and re.search(r"^\s+\d+\s+forward", out, re.M)
+
+
+def test_graph_prints_dot_and_writes_svg_when_dot_is_there(capsys, in_tmp):
+    pydot = pytest.importorskip("pydot")
+    code, out, err = run(capsys, "bptt", "graph", "--steps", "3", "--out", "g.svg")
+    assert code == 0
+    graph = pydot.graph_from_dot_data(out)[0]
+    assert {s.get_name() for s in graph.get_subgraphs()} == {"cluster_t1", "cluster_t2", "cluster_t3"}
+    assert "cell.V" in out and "cell.W" in out
+    if shutil.which("dot"):
+        assert (in_tmp / "g.svg").read_text().lstrip().startswith(("<?xml", "<svg")) and "wrote g.svg" in err
+    else:
+        assert "apt-get install graphviz" in err
+
+
+def test_graph_without_graphviz_says_how_to_get_it(capsys, monkeypatch, in_tmp):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code, out, err = run(capsys, "bptt", "graph", "--steps", "2", "--rnn")
+    assert code == 0 and out.startswith("digraph") and "rnn.cells.0.V" in out
+    assert "apt-get install graphviz" in err and not (in_tmp / "runs").exists()
+
+
+def test_flow_of_a_fresh_model(capsys, in_tmp):
+    code, out, _ = run(capsys, "bptt", "flow", "--length", "20", "--batch", "8", "--rows", "5", "--no-plot")
+    assert code == 0
+    assert "T = 20, V init uniform: fresh model" in out and "‖∂h_T/∂h_t‖₂" in out
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d+\s+\d\.\d{3}e", line)]
+    steps = [int(r.split()[0]) for r in rows]
+    assert len(steps) == 5 and steps[0] == 1 and steps[-1] == 20 and steps == sorted(steps), steps
+    pytest.importorskip("matplotlib")
+    code, out, _ = run(capsys, "bptt", "flow", "--length", "12", "--init", "identity", "--batch", "4")
+    assert code == 0 and (in_tmp / "runs" / "bptt-flow" / "adding-T12-identity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_experiment_then_flow_of_its_checkpoint(capsys, in_tmp):
+    code, out, err = run(capsys, "bptt", "experiment", "--lengths", "4,6", "--init", "identity",
+                         "--budget-seconds", "30", "--max-steps", "10", "--hidden", "4", "--out", "exp")
+    assert code == 0
+    assert "| 4 | identity | 10 |" in out and "| 6 | identity | 10 |" in out and "wall time" in out
+    assert "training T=6, init=identity" in err and "load average" in err
+    assert (in_tmp / "exp" / "checkpoints" / "adding-T6-identity.npz").exists()
+    code, out, _ = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--length", "6", "--init", "identity",
+                       "--no-plot", "--batch", "4")
+    assert code == 0 and "trained model exp/checkpoints/adding-T6-identity.npz" in out and "10 steps" in out
+
+
+def test_bad_input_gets_one_line(capsys, in_tmp):
+    code, _, err = run(capsys, "bptt", "flow", "--checkpoint", "nowhere.npz")
+    assert code == 2 and err.strip() == "error: no checkpoint at nowhere.npz"
+    (in_tmp / "exp").mkdir()
+    code, _, err = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--length", "9")
+    assert code == 2 and "no adding-T9-uniform.npz in exp" in err and "found: no .npz files" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bptt", "experiment", "--init", "uniform,xavier"])
+    assert exit_info.value.code == 2
+    assert "invalid comma-separated list of uniform, orthogonal, identity value: 'uniform,xavier'" in capsys.readouterr().err

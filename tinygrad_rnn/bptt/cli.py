@@ -1,0 +1,258 @@
+"""``tinygrad-rnn bptt …``: the BPTT tools on the command line (see :data:`DESCRIPTION`).
+
+Each subcommand parses its arguments and calls the library (``tinygrad_rnn.bptt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from ..nn.rnn import INITS
+
+DESCRIPTION = """\
+See backpropagation through time at work:
+  experiment  the vanishing-gradient experiment on the adding problem (a table and a figure)
+  flow        ‖∂L/∂h_t‖ per step of a fresh or trained model, beside the Jacobian norms
+  graph       the unrolled graph as Graphviz DOT (and SVG when 'dot' is installed)
+  trace       every forward op and backward step of a tiny RNN, in order, as a table"""
+
+GRAPHVIZ_HINT = ("the 'dot' program of Graphviz is not installed, so no SVG was written; get it with "
+                 "'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' (macOS) or from "
+                 "graphviz.org, or paste the DOT above into any Graphviz viewer")
+
+
+def add_parser(subparsers) -> None:
+    """Add ``bptt`` and its subcommands (each sets ``func``) to the top-level parser."""
+    bptt = subparsers.add_parser("bptt", help="see backpropagation through time: experiment, flow, graph, trace",
+                                 description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = bptt.add_subparsers(dest="bptt_command", metavar="TOOL")
+    sub.required = True
+
+    p = sub.add_parser("experiment", help="train on the adding problem per length and init; where does learning stop?")
+    p.add_argument("--lengths", type=_int_list, default="10,25,50,100", help="sequence lengths (default 10,25,50,100)")
+    p.add_argument("--init", type=_init_list, default=",".join(INITS),
+                   help=f"initialisations of V, comma-separated (default {','.join(INITS)})")
+    p.add_argument("--budget-seconds", type=_positive_float, default=None,
+                   help="training time per run (default 40: the whole default run takes about 8 minutes)")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="also stop each run after this many steps")
+    p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size H (default 32)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--clip", type=_positive_float, default=1.0, help="gradient clipping max norm (default 1.0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=os.path.join("runs", "bptt-experiment"),
+                   help="output directory: results.md/.json, gradient-flow.png, checkpoints/ (default runs/bptt-experiment)")
+    p.add_argument("--figure", default=None, help="write the figure here instead of OUT/gradient-flow.png")
+    p.set_defaults(func=run_experiment_command)
+
+    p = sub.add_parser("flow", help="‖∂L/∂h_t‖ per step of a fresh or trained model (PNG + terminal)")
+    p.add_argument("--task", choices=["adding"], default="adding")
+    p.add_argument("--length", type=_positive_int, default=None,
+                   help="sequence length T (default 100, or the checkpoint's length)")
+    p.add_argument("--init", choices=INITS, default=None, help="initialisation of V for a fresh model (default uniform)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a model saved by 'bptt experiment': its .npz file, or the experiment's output "
+                        "directory (the file for --length and --init is picked)")
+    p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size of a fresh model (default 32)")
+    p.add_argument("--batch", type=_positive_int, default=128, help="sequences the flow is averaged over")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="PNG path (default runs/bptt-flow/<task>-T<length>-<init>.png)")
+    p.add_argument("--no-plot", action="store_true", help="terminal output only")
+    p.add_argument("--rows", type=_positive_int, default=25, help="steps shown in the terminal (default 25)")
+    p.set_defaults(func=run_flow_command)
+
+    p = sub.add_parser("graph", help="the unrolled graph as Graphviz DOT (SVG too when 'dot' is installed)")
+    p.add_argument("--steps", type=_positive_int, default=3, help="time steps to unroll (default 3)")
+    p.add_argument("--hidden", type=_positive_int, default=3)
+    p.add_argument("--rnn", action="store_true",
+                   help="draw nn.RNN (input term of all steps in one product) instead of the cell step by step")
+    p.add_argument("--out", default=None, help="SVG path (default runs/bptt-graph-T<steps>.svg)")
+    p.set_defaults(func=run_graph_command)
+
+    p = sub.add_parser("trace", help="watch BPTT run: every forward op and backward step with shapes and t")
+    p.add_argument("--steps", type=_positive_int, default=3, help="time steps T (default 3)")
+    p.add_argument("--batch", type=_positive_int, default=2)
+    p.add_argument("--hidden", type=_positive_int, default=3)
+    p.add_argument("--phase", choices=["all", "forward", "backward"], default="all")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_trace_command)
+
+
+# ---- argument types (argparse turns their ValueError/TypeError into a usage error) --------------
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def _int_list(text: str) -> list:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 2:
+        raise ValueError(text)
+    return values
+
+
+def _init_list(text: str) -> list:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or any(v not in INITS for v in values):
+        raise ValueError(text)
+    return values
+
+
+_positive_int.__name__ = "positive integer"
+_positive_float.__name__ = "positive number"
+_int_list.__name__ = "comma-separated list of lengths >= 2"
+_init_list.__name__ = f"comma-separated list of {', '.join(INITS)}"
+
+
+def _say(*parts) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# ---- experiment ---------------------------------------------------------------------------------
+
+def run_experiment_command(args) -> int:
+    from .experiment import DEFAULT_BUDGET_SECONDS, ExperimentConfig, results_table, run_experiment
+
+    config = ExperimentConfig(budget_seconds=args.budget_seconds or DEFAULT_BUDGET_SECONDS,
+                              max_steps=args.max_steps, hidden_size=args.hidden, batch_size=args.batch_size,
+                              lr=args.lr, clip=args.clip, seed=args.seed)
+    runs = len(args.lengths) * len(args.init)
+    _say(f"{runs} runs × {config.budget_seconds:g} s (about {runs * config.budget_seconds / 60:.1f} min of training); "
+         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    start = time.perf_counter()
+    results = run_experiment(args.lengths, args.init, config, out_dir=args.out, figure=args.figure, log=_say)
+    wall = time.perf_counter() - start
+    print(results_table(results))
+    print(f"\nwall time {wall:.0f} s; baseline MSE (always predict 1) = 0.167; learned = test MSE < 0.05")
+    figure = args.figure or os.path.join(args.out, "gradient-flow.png")
+    print(f"wrote {os.path.join(args.out, 'results.md')}, {os.path.join(args.out, 'results.json')}, "
+          + (f"{figure}, " if os.path.exists(figure) else "")
+          + f"checkpoints in {os.path.join(args.out, 'checkpoints')}")
+    if not os.path.exists(figure):
+        from .flow import PLOT_INSTALL_HINT
+        print(f"no figure: plotting needs matplotlib: {PLOT_INSTALL_HINT}")
+    return 0
+
+
+# ---- flow ---------------------------------------------------------------------------------------
+
+def _find_checkpoint(path: str, length, init) -> str:
+    """The .npz itself, or in an experiment directory the file for ``length`` and ``init``."""
+    from .experiment import checkpoint_name
+
+    if not os.path.isdir(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        return path
+    if length is None:
+        raise ValueError(f"{path} is a directory: pass --length (and --init) to pick a checkpoint in it")
+    name = checkpoint_name(length, init or "uniform")
+    for candidate in (os.path.join(path, "checkpoints", name), os.path.join(path, name)):
+        if os.path.exists(candidate):
+            return candidate
+    found = sorted(f for d in (path, os.path.join(path, "checkpoints")) if os.path.isdir(d)
+                   for f in os.listdir(d) if f.endswith(".npz"))
+    raise FileNotFoundError(f"no {name} in {path} or {os.path.join(path, 'checkpoints')}; "
+                            f"found: {', '.join(found) or 'no .npz files'}")
+
+
+def run_flow_command(args) -> int:
+    from ..data.adding import adding_problem
+    from .experiment import AddingRNN, load_adding_model
+    from .flow import format_gradient_flow, gradient_ratio, plot_gradient_flow
+    from .jacobian import jacobian_view
+
+    if args.checkpoint:
+        path = _find_checkpoint(args.checkpoint, args.length, args.init)
+        model, meta = load_adding_model(path)
+        if args.init is not None and args.init != meta.get("init"):
+            raise ValueError(f"{path} holds a model with init {meta.get('init')!r}, not {args.init!r}")
+        length = args.length or int(meta["length"])
+        init = meta.get("init", "uniform")
+        what = (f"trained model {path} (T = {meta['length']}, {meta.get('steps', '?')} steps, "
+                f"test MSE {meta.get('test_mse', float('nan')):.4f})")
+        tag = f"{init}-trained"
+    else:
+        length, init = args.length or 100, args.init or "uniform"
+        model = AddingRNN(args.hidden, init, rng=np.random.default_rng(args.seed))
+        what = f"fresh model (H = {args.hidden}, seed {args.seed})"
+        tag = init
+    x, y = adding_problem(args.batch, length, seed=20_000_000 + args.seed)
+    from ..tensor import Tensor
+    view = jacobian_view(model.rnn, x, model.loss_fn(Tensor(y)), max_sequences=args.batch)
+    title = (f"adding problem, T = {length}, V init {init}: {what}\n"
+             f"loss = MSE of the head on h_T; ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = {gradient_ratio(view.gradient):.2e}; "
+             f"σ_max(V) = {view.sigma_max_V:.3f}")
+    print(format_gradient_flow(view.gradient, max_rows=args.rows, title=title,
+                               columns={"‖∂h_T/∂h_t‖₂": view.product, "‖J_t‖₂": view.step}))
+    print("‖∂h_T/∂h_t‖₂: spectral norm of the product of Jacobians J_T ⋯ J_(t+1), J_t = diag(1 − h_t²) Vᵀ "
+          "(batch means); ‖∂L/∂h_t‖ ≤ ‖∂L/∂h_T‖ · ‖∂h_T/∂h_t‖₂")
+    if args.no_plot:
+        return 0
+    out = args.out or os.path.join("runs", "bptt-flow", f"{args.task}-T{length}-{tag}.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    plot_gradient_flow({"‖∂L/∂h_t‖ (autograd)": view.gradient,
+                        "‖∂L/∂h_T‖ · ‖∂h_T/∂h_t‖₂ (Jacobian bound)": view.bound},
+                       out, title=f"Gradient flow, adding problem, T = {length}, V init {init}"
+                                  + (" (trained)" if args.checkpoint else " (fresh)"))
+    print(f"wrote {out}")
+    return 0
+
+
+# ---- graph and trace ----------------------------------------------------------------------------
+
+def run_graph_command(args) -> int:
+    from .graph import unrolled_graph
+
+    dot_source = unrolled_graph(args.steps, hidden_size=args.hidden, use_rnn=args.rnn)
+    print(dot_source, end="")
+    dot = shutil.which("dot")
+    if dot is None:
+        _say(GRAPHVIZ_HINT)
+        return 0
+    out = args.out or os.path.join("runs", f"bptt-graph-T{args.steps}.svg")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    done = subprocess.run([dot, "-Tsvg", "-o", out], input=dot_source.encode("utf-8"), capture_output=True)
+    if done.returncode != 0:
+        raise OSError(f"dot failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}")
+    _say(f"wrote {out}")
+    return 0
+
+
+def run_trace_command(args) -> int:
+    from .. import nn
+    from ..tensor import Tensor
+    from .tracing import trace
+
+    rng = np.random.default_rng(args.seed)
+    rnn = nn.RNN(2, args.hidden, rng=rng, dtype=np.float64)
+    head = nn.Linear(args.hidden, 1, rng=rng, dtype=np.float64)
+    x = Tensor(rng.standard_normal((args.batch, args.steps, 2)))
+    y = Tensor(rng.standard_normal((args.batch, 1)))
+    names = {**{"rnn." + n: p for n, p in rnn.named_parameters()}, **{"head." + n: p for n, p in head.named_parameters()}}
+    with trace(params=names) as tr:
+        _, h_last = rnn(x)
+        loss = ((head(h_last[0]) - y) ** 2).mean()
+        loss.backward()
+    print(f"nn.RNN(2, {args.hidden}) over T = {args.steps} steps, batch {args.batch}, head Linear({args.hidden}, 1), "
+          "MSE loss on h_T")
+    print(tr.table(None if args.phase == "all" else args.phase))
+    print(f"forward visits t = {tr.step_order('forward')}; backward (BPTT) visits t = {tr.step_order('backward')}")
+    return 0
