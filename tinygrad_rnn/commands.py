@@ -306,16 +306,14 @@ def train_command(args) -> int:
 
 
 def command_line(config) -> str:
-    """The one ``tinygrad-rnn train`` command that reproduces this run's configuration."""
+    """The one ``tinygrad-rnn train`` command that reproduces this run (options at their
+    data set's default are left out)."""
+    defaults = {**COMMON, **DEFAULTS[config["data"]]}
     words = ["tinygrad-rnn", "train", config["task"], "--data", config["data"]]
     for key in ("epochs", "embed", "hidden", "layers", "lr", "batch_size", "clip", "patience",
-                "min_freq", "seed", "limit"):
-        if config.get(key) is not None:
+                "min_freq", "seed", "limit", "pooling", "max_len", "direction"):
+        if config.get(key) is not None and config[key] != defaults.get(key):
             words += [f"--{key.replace('_', '-')}", str(config[key])]
-    if config["task"] == "classify":
-        words += ["--pooling", config["pooling"], "--max-len", str(config["max_len"])]
-    if config["data"] == "numerals":
-        words += ["--direction", config["direction"]]
     words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
     return shlex.join(words)
 
