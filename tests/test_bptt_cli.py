@@ -58,6 +58,11 @@ def test_flow_of_a_fresh_model(capsys, in_tmp):
     rows = [line for line in out.splitlines() if re.match(r"\s+\d+\s+\d\.\d{3}e", line)]
     steps = [int(r.split()[0]) for r in rows]
     assert len(steps) == 5 and steps[0] == 1 and steps[-1] == 20 and steps == sorted(steps), steps
+    code, out, _ = run(capsys, "bptt", "flow", "--length", "20", "--batch", "8", "--rows", "20", "--no-plot",
+                       "--truncate", "5")
+    assert code == 0 and "truncated BPTT every 5 steps" in out
+    norms = [float(line.split()[1]) for line in out.splitlines() if re.match(r"\s+\d+\s+\d\.\d{3}e", line)]
+    assert len(norms) == 20 and all(v == 0 for v in norms[:15]) and all(v > 0 for v in norms[15:]), norms
     pytest.importorskip("matplotlib")
     code, out, _ = run(capsys, "bptt", "flow", "--length", "12", "--init", "identity", "--batch", "4")
     assert code == 0 and (in_tmp / "runs" / "bptt-flow" / "adding-T12-identity.png").read_bytes()[:4] == b"\x89PNG"

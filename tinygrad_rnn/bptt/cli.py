@@ -62,6 +62,8 @@ def add_parser(subparsers) -> None:
                         "directory (the file for --length and --init is picked)")
     p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size of a fresh model (default 32)")
     p.add_argument("--batch", type=_positive_int, default=128, help="sequences the flow is averaged over")
+    p.add_argument("--truncate", type=_positive_int, default=None,
+                   help="truncated BPTT: detach the state every K steps (nn.RNN's truncate=K)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG path (default runs/bptt-flow/<task>-T<length>-<init>.png)")
     p.add_argument("--no-plot", action="store_true", help="terminal output only")
@@ -194,6 +196,10 @@ def run_flow_command(args) -> int:
         model = AddingRNN(args.hidden, init, rng=np.random.default_rng(args.seed))
         what = f"fresh model (H = {args.hidden}, seed {args.seed})"
         tag = init
+    if args.truncate:
+        model.rnn.truncate = args.truncate
+        what += f", truncated BPTT every {args.truncate} steps"
+        tag += f"-truncate{args.truncate}"
     x, y = adding_problem(args.batch, length, seed=20_000_000 + args.seed)
     from ..tensor import Tensor
     view = jacobian_view(model.rnn, x, model.loss_fn(Tensor(y)), max_sequences=args.batch)
