@@ -144,3 +144,26 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib now fails
     with pytest.raises(ImportError, match=r"pip install 'tinygrad-rnn\[plot\]'"):
         plot_gradient_flow(np.ones(3), tmp_path / "x.png")
+
+
+def test_flow_jacobian_view_and_trace_on_every_device(device):
+    """The tools read device gradients through the backend: same numbers as on cpu."""
+    from tinygrad_rnn.bptt import jacobian_view, trace
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 5, 2))
+    R = rng.normal(size=(3, 4))
+    views, flows, traces = [], [], []
+    for dev in ("cpu", device):
+        rnn = nn.RNN(2, 4, dtype=F64, rng=np.random.default_rng(8), device=dev)
+        loss_fn = lambda outputs, h_last: (h_last[0] * tg.Tensor(R, device=dev)).sum()  # noqa: E731
+        flows.append(gradient_flow(rnn, tg.Tensor(x, device=dev), None, loss_fn))
+        views.append(jacobian_view(rnn, tg.Tensor(x, device=dev), loss_fn))
+        with trace() as tr:
+            _, h_last = rnn(tg.Tensor(x, device=dev))
+            loss_fn(None, h_last).backward()
+        traces.append([(r.phase, r.op, r.step, r.inputs, r.outputs) for r in tr.records])
+        assert all(isinstance(r.grad_norm, float) for r in tr.backward)
+    np.testing.assert_allclose(flows[1], flows[0], rtol=1e-12, err_msg=f"flow on {device} vs cpu")
+    np.testing.assert_allclose(views[1].product, views[0].product, rtol=1e-10)
+    assert traces[1] == traces[0]
