@@ -17,8 +17,8 @@ def _model(seed=0):
 
 
 def _engine_tracer():
-    import importlib
-    return importlib.import_module("tinygrad_rnn.tensor")._tracer
+    from tinygrad_rnn import tensor as engine
+    return engine._tracer
 
 
 def test_trace_orders_forward_steps_up_and_backward_steps_down():

@@ -22,12 +22,10 @@ of all steps at once, the head, the loss) have no step (shown as ``·``).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 from typing import NamedTuple
 
-# The engine module (the package-level name `tensor` is the tensor() function, not the module).
-_engine = importlib.import_module("tinygrad_rnn.tensor")
+from .. import tensor as _engine  # the engine module: trace() installs its hook there
 
 
 

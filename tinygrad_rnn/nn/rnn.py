@@ -11,7 +11,6 @@ equations in :mod:`tinygrad_rnn.bptt.reference` give the same numbers (tested to
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -23,9 +22,8 @@ from .functional import host_lengths
 from .layers import _check_size, host_parameter
 from .module import Module
 
-# The engine module itself (the package-level name `tensor` is the tensor() function): nn.RNN
-# reads its `_tracer` to tell bptt.trace() which time step the ops belong to.
-_engine = importlib.import_module("tinygrad_rnn.tensor")
+# nn.RNN reads the engine's `_tracer` to tell bptt.trace() which time step the ops belong to.
+from .. import tensor as _engine
 
 INITS = ("uniform", "orthogonal", "identity")
 
