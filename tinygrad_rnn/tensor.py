@@ -69,7 +69,9 @@ class Op:
     @classmethod
     def apply(cls, *inputs: Tensor, **params):
         """Run the op on tensors: check devices, compute, and record it if a gradient is needed."""
+        # One pass over the inputs (this runs for every op of every time step, so it is lean).
         backend = inputs[0]._backend
+        arrays, requires_grad = [], False
         for t in inputs:
             if t._backend is not backend:
                 names = ", ".join(f"{x.device} {tuple(x.shape)}" for x in inputs)
@@ -77,16 +79,18 @@ class Op:
                     f"{cls.name}: tensors on different devices ({names}); "
                     "move them to one device with .to(device)"
                 )
+            arrays.append(t._data)
+            if t.requires_grad:
+                requires_grad = _grad_enabled
         op = cls.__new__(cls)
         op.xp = backend.xp
         op.backend = backend
         op.retained = None
         try:
-            out = op.forward(*[t._data for t in inputs], **params)
+            out = op.forward(*arrays, **params)
         except ValueError as e:
             shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
             raise ShapeError(f"{cls.name}: shapes {shapes} do not fit: {e}") from None
-        requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
         if requires_grad:
             op.inputs = inputs
             op.seq = next(_op_numbers)
@@ -450,16 +454,17 @@ def _run_backward(root: Op, index: int, grad) -> None:
     that made it: a reverse topological order with no separate graph walk. A heap hands out the
     highest-numbered op that has received a gradient; ops no gradient reaches are never visited.
 
-    ``grads[op]`` holds ``[gradient, owned]`` per output of ``op``. An array is summed in place
-    only once this pass owns it (a fresh array), never when it may alias another gradient.
+    ``grads[op]`` holds the gradient of each output of ``op`` (None until one arrives). A second
+    gradient for the same output is summed into a fresh array, which this pass then owns and
+    sums later ones into in place; arrays it does not own may alias another gradient.
     """
     grads = {root: _slot(root)}
-    grads[root][index] = [grad, False]
+    grads[root][index] = grad
+    owned = set()  # (op, output index) whose gradient array this pass allocated
     heap = [(-root.seq, root)]
     while heap:
         op = heapq.heappop(heap)[1]
-        slots = grads.pop(op)
-        out_grads = [None if s is None else s[0] for s in slots]
+        out_grads = grads.pop(op)
         if op.retained:
             for i, t in op.retained.items():
                 if out_grads[i] is not None:
@@ -481,14 +486,14 @@ def _run_backward(root: Op, index: int, grad) -> None:
             if slots is None:
                 slots = grads[parent] = _slot(parent)
                 heapq.heappush(heap, (-parent.seq, parent))
-            entry = slots[t._index]
-            if entry is None:
-                slots[t._index] = [g, False]
-            elif entry[1]:
-                entry[0] += g
+            i = t._index
+            if slots[i] is None:
+                slots[i] = g
+            elif (parent, i) in owned:
+                slots[i] += g
             else:
-                entry[0] = entry[0] + g
-                entry[1] = True
+                slots[i] = slots[i] + g
+                owned.add((parent, i))
 
 
 def _slot(op):
