@@ -37,8 +37,10 @@ class Add(Op):
         return a + b
 
     def backward(self, g):
-        return (unbroadcast(g, self.shapes[0]) if _needs(self, 0) else None,
-                unbroadcast(g, self.shapes[1]) if _needs(self, 1) else None)
+        # g itself where no broadcasting happened (the usual case): no copy, no call.
+        (sa, sb), inputs = self.shapes, self.inputs
+        return (None if not inputs[0].requires_grad else g if g.shape == sa else unbroadcast(g, sa),
+                None if not inputs[1].requires_grad else g if g.shape == sb else unbroadcast(g, sb))
 
 
 class Sub(Op):
@@ -134,10 +136,15 @@ class MatMul(Op):
     def backward(self, g):
         a, b, xp = self.a, self.b, self.xp
         ga = gb = None
-        if _needs(self, 0):
-            ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape)
-        if _needs(self, 1):
-            if b.ndim == 2:
+        if self.inputs[0].requires_grad:
+            if b.ndim == 2:                            # (…, n, m) @ (m, k): nothing was broadcast
+                ga = g @ b.T
+            else:
+                ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape)
+        if self.inputs[1].requires_grad:
+            if a.ndim == 2 and b.ndim == 2:
+                gb = a.T @ g
+            elif b.ndim == 2:
                 gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
             else:
                 gb = unbroadcast(xp.swapaxes(a, -1, -2) @ g, b.shape)
@@ -156,7 +163,12 @@ class Tanh(Op):
 
     def backward(self, g):
         y = self.y
-        return g - g * y * y
+        d = y * y                                 # one new array, then in place: d = (1 − y²) ⊙ g
+        if d.ndim == 0 or d.dtype != g.dtype:     # a NumPy scalar, or no in-place cast of dtypes
+            return (1 - d) * g
+        self.xp.subtract(1, d, out=d)
+        d *= g
+        return d
 
 
 class Sigmoid(Op):
@@ -358,8 +370,8 @@ class Stack(Op):
         return self.xp.stack(arrays, axis=axis)
 
     def backward(self, g):
-        n = g.shape[self.axis]
-        return tuple(self.xp.take(g, i, axis=self.axis) for i in range(n))
+        moved = self.xp.moveaxis(g, self.axis, 0)  # views of g, one per input: no copies
+        return tuple(moved[i] for i in range(moved.shape[0]))
 
 
 class Concat(Op):
@@ -418,6 +430,11 @@ class Split(Op):
         return xp.concatenate(pieces, axis=self.axis)
 
 
+def _axis_first(a, axis):
+    """A view of ``a`` with ``axis`` moved to the front (``moveaxis`` without its argument checks)."""
+    return a if axis == 0 else a.transpose((axis,) + tuple(i for i in range(a.ndim) if i != axis))
+
+
 class Unbind(Op):
     """The slices ``a[:, t]`` along ``axis`` as separate outputs; one stacked backward for all."""
     name = "unbind"
@@ -425,17 +442,19 @@ class Unbind(Op):
     def forward(self, a, axis=0):
         self.axis = axis % a.ndim
         self.shape = a.shape
-        moved = self.xp.moveaxis(a, self.axis, 0)
+        moved = _axis_first(a, self.axis)
         return tuple(moved[i] for i in range(a.shape[self.axis]))
 
     def backward(self, grads):
         xp = self.xp
         dtype = next(g for g in grads if g is not None).dtype
-        out = xp.empty((self.shape[self.axis],) + tuple(s for i, s in enumerate(self.shape) if i != self.axis),
-                       dtype=dtype)
+        # Written in the input's own layout, so the gradient is contiguous: a reshape after it
+        # (the RNN's (B, T, H) -> (B·T, H) input projection) is then a view, not a copy.
+        out = xp.empty(self.shape, dtype=dtype)
+        steps = _axis_first(out, self.axis)       # a view: steps[i] is out[:, i] for axis 1
         for i, g in enumerate(grads):
-            out[i] = 0 if g is None else g
-        return xp.moveaxis(out, 0, self.axis)
+            steps[i] = 0 if g is None else g
+        return out
 
 
 class Where(Op):
