@@ -92,7 +92,7 @@ class Op:
             shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
             raise ShapeError(f"{cls.name}: shapes {shapes} do not fit: {e}") from None
         if requires_grad:
-            op.inputs = inputs
+            op.inputs = tuple([t if t._op is None else _Edge(t) for t in inputs])
             op.seq = next(_op_numbers)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
@@ -103,6 +103,22 @@ class Op:
                          for i, o in enumerate(out))
         op.n_outputs = 1
         return _new(out, backend, requires_grad, op if requires_grad else None, 0)
+
+
+class _Edge:
+    """How a recorded op remembers an input made by another op: where its gradient goes, not its values.
+
+    Keeping the input *tensors* would keep every intermediate array alive as long as the graph
+    (in an RNN step, ``h V`` and ``x_t W + h V`` are needed by no backward: only ``h`` is, and
+    the ops that need it saved it themselves). So an op records such an input as this stand-in:
+    the producing op, which of its outputs, and the shape (for tools that draw the graph).
+    Leaves (parameters, data) are recorded as themselves: backward fills in their ``.grad``.
+    """
+
+    __slots__ = ("_op", "_index", "requires_grad", "shape")
+
+    def __init__(self, t):
+        self._op, self._index, self.requires_grad, self.shape = t._op, t._index, t.requires_grad, t._data.shape
 
 
 def _as_array(x, backend):
