@@ -57,8 +57,10 @@ class Op:
     ``self.xp`` is the array module of the device the op runs on.
     """
 
-    __slots__ = ("inputs", "xp", "backend", "retained", "n_outputs", "__dict__")
+    __slots__ = ("inputs", "xp", "backend", "seq", "__dict__")
     name = "op"
+    # Class-level defaults, so the common case (one output, nothing retained) costs no writes.
+    n_outputs, multi_output, retained = 1, False, None
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -85,7 +87,6 @@ class Op:
         op = cls.__new__(cls)
         op.xp = backend.xp
         op.backend = backend
-        op.retained = None
         try:
             out = op.forward(*arrays, **params)
         except ValueError as e:
@@ -96,12 +97,10 @@ class Op:
             op.seq = next(_op_numbers)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
-        op.multi_output = isinstance(out, tuple)
-        if op.multi_output:
-            op.n_outputs = len(out)
+        if isinstance(out, tuple):
+            op.multi_output, op.n_outputs = True, len(out)
             return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i)
                          for i, o in enumerate(out))
-        op.n_outputs = 1
         return _new(out, backend, requires_grad, op if requires_grad else None, 0)
 
 
@@ -128,7 +127,8 @@ def _as_array(x, backend):
 
 def _new(array, backend, requires_grad, op, index):
     """Make a tensor without re-checking its inputs (the hot path of every op)."""
-    array = _as_array(array, backend)
+    if not isinstance(array, backend.array_type):  # NumPy gives 0-d results as scalars
+        array = backend.asarray(array)
     t = Tensor.__new__(Tensor)
     t._data = array
     t._backend = backend
