@@ -38,5 +38,11 @@ test-gpu: $(STAMP)
 		|| echo "make test-gpu: could not install CuPy; the cuda tests will skip and say why"
 	TINYGRAD_RNN_TEST_DEVICE=cuda HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
+# Speed against hand-written NumPy BPTT (and PyTorch, when torch is installed in .venv):
+# one thread, since two BLAS threads collapse under any other load on a shared 2-core machine.
+# BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--configs small --json bench.json".
+bench: $(STAMP)
+	$(PY) -m tinygrad_rnn.bench --threads 1 $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

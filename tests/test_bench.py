@@ -1,0 +1,82 @@
+"""The benchmark's own correctness: its references compute the same step, and it refuses to time
+implementations that disagree. (Timing itself is never asserted.)"""
+
+import numpy as np
+import pytest
+
+from tinygrad_rnn import bench
+
+TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
+
+
+def _problem64(seed=1):
+    p = bench.make_problem(*TINY, seed=seed)
+    for name in ("x", *bench.GRAD_NAMES):
+        setattr(p, name, getattr(p, name).astype(np.float64))
+    return p
+
+
+def test_hand_derived_bptt_equals_autograd_in_float64():
+    p = _problem64()
+    ref, ag = bench.NumpyBPTT(p, "cpu"), bench.Autograd(p, "cpu")
+    for w in ag.named.values():                    # nn layers are float32 by default
+        w.data = w.data.astype(np.float64)
+    ag.x.data = p.x
+    loss_r, grads_r = ref.loss_and_grads()
+    loss_a, grads_a = ag.loss_and_grads()
+    assert abs(loss_r - loss_a) <= 1e-12 * abs(loss_r)
+    for n in bench.GRAD_NAMES:
+        np.testing.assert_allclose(grads_a[n], grads_r[n], rtol=1e-10, atol=1e-14, err_msg=f"dL/d{n}")
+
+
+def test_agreement_check_names_the_implementation_and_gradient_that_differ():
+    p = bench.make_problem(*TINY)
+    impls = bench.make_impls(p, "cpu", torch=None)
+
+    class Broken(bench.NumpyBPTT):
+        name = "broken"
+
+        def loss_and_grads(self):
+            loss, grads = super().loss_and_grads()
+            grads["V"] = grads["V"] * 1.01
+            return loss, grads
+
+    assert bench.check_agreement(impls) < 1e-4
+    with pytest.raises(AssertionError, match=r"broken: dL/dV differs"):
+        bench.check_agreement(impls + [Broken(p, "cpu")])
+
+
+def test_torch_implementations_agree_when_torch_is_installed():
+    torch = pytest.importorskip("torch")
+    p = bench.make_problem(*TINY)
+    impls = bench.make_impls(p, "cpu", torch)
+    assert [i.name for i in impls] == ["numpy BPTT", "autograd", "torch nn.RNN", "torch loop"]
+    assert bench.check_agreement(impls) < 1e-4
+
+
+def test_timing_runs_every_implementation_from_the_same_weights():
+    p = bench.make_problem(*TINY)
+    impls = bench.make_impls(p, "cpu", torch=None)
+    times, load = bench.time_steps(impls, steps=20, sync=lambda: None, block=5, warmup=1)
+    assert all(len(t) >= 20 for t in times.values())
+    assert set(load) == {"other_cores_busy", "own_cpu_per_wall", "loadavg_1min"}
+    for impl in impls:                             # reset restores the initial weights exactly
+        impl.reset()
+    bench.check_agreement(impls, rtol=1e-5)
+
+
+def test_graph_memory_stays_near_the_hand_written_step():
+    """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory)."""
+    p = bench.make_problem(8, 30, 8, 32, 4)
+    ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
+    assert ag <= 1.5 * ref, f"autograd step peaks at {ag} bytes, hand-written at {ref}"
+
+
+def test_run_prints_the_table_and_checks_the_targets(monkeypatch):
+    monkeypatch.setitem(bench.CONFIGS, "small", TINY)
+    lines = []
+    result = bench.run(["small"], steps=20, t_scaling=False, overhead=False, out=lines.append)
+    text = "\n".join(lines)
+    assert "small" in text and "numpy BPTT" in text and "autograd" in text
+    assert result["configs"]["small"]["times"]["autograd"]["steps"] >= 20
+    assert any(t["what"].startswith("peak memory") for t in result["targets"])

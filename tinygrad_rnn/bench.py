@@ -1,0 +1,713 @@
+"""How fast is autograd BPTT? One training step of an RNN classifier against hand-written NumPy and PyTorch.
+
+``python -m tinygrad_rnn.bench [--device cpu|cuda] [--configs small,medium,large] [--threads N]
+[--steps N] [--json FILE]`` (``make bench`` runs it with ``--threads 1``).
+
+The step, float32, row-vector convention as in the tutorial::
+
+    h_t = tanh(x_t W + h_{t-1} V + b),  t = 1..T,  h_0 = 0
+    logits = h_T U + c,  L = mean_i −log softmax(logits_i)[y_i],  then SGD: θ ← θ − lr ∂L/∂θ
+
+Four implementations run on the same data and the same initial weights, in one process:
+
+* **numpy BPTT** — hand-derived backprop through time, no graph at all: the input projection of
+  all steps is one matmul, each step writes into preallocated buffers, and dW, dV, db are one
+  matmul each over all steps. The fastest honest NumPy: the floor for any NumPy autograd.
+* **autograd** — tinygrad_rnn's public API: ``nn.RNN`` + ``nn.Linear`` +
+  ``nn.functional.cross_entropy`` + ``optim.SGD``; ``loss.backward()`` walks the unrolled graph.
+* **torch nn.RNN** — PyTorch's fused RNN kernel (only when torch is installed).
+* **torch loop** — PyTorch running the same Python loop over time as our ``nn.RNN``.
+
+Before timing, every implementation must agree with the NumPy reference on the loss and on all
+five gradients. Timing then alternates between implementations in blocks after a warm-up, with
+BLAS and torch limited to the same number of threads, and reports the median step with its
+spread and how busy the rest of the machine was meanwhile (on a shared machine that decides how
+far the numbers can be trusted). Then: cost against T, peak memory of a step, and the engine's
+fixed cost per op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import nn
+from .backend import get_backend
+from .tensor import Tensor, no_grad
+
+CONFIGS = {  # name: (B, T, E, H, C) as in the benchmark issue
+    "small": (16, 20, 32, 64, 5),
+    "medium": (64, 50, 64, 128, 10),
+    "large": (128, 100, 128, 256, 10),
+}
+T_SCALING = (50, 100, 200, 400, 800)  # at medium's B, E, H, C
+LR = 0.05
+GRAD_NAMES = ("W", "V", "b", "U", "c")
+
+# ---- threads ------------------------------------------------------------------------------------
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+_REEXEC_FLAG = "TINYGRAD_RNN_BENCH_REEXEC"
+
+
+def limit_threads(n: int, argv) -> str:
+    """Run BLAS (and torch) with ``n`` threads; returns how it was done.
+
+    NumPy's BLAS reads its thread count when it is loaded, and ``tinygrad_rnn`` has loaded NumPy
+    before this module runs, so setting environment variables now would be too late. With
+    threadpoolctl the running BLAS is told directly; without it the benchmark re-executes itself
+    once with the variables set, before NumPy is imported again.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if all(os.environ.get(k) == str(n) for k in _THREAD_ENV):
+            return "environment variables (set before NumPy was loaded)"
+        if os.environ.get(_REEXEC_FLAG):
+            return "environment variables (re-exec did not take effect)"
+        env = dict(os.environ, **{k: str(n) for k in _THREAD_ENV}, **{_REEXEC_FLAG: "1"})
+        os.execve(sys.executable, [sys.executable, "-m", "tinygrad_rnn.bench", *argv], env)
+    global _thread_limit  # keep the limiter alive for the whole run
+    _thread_limit = threadpool_limits(limits=n)
+    return "threadpoolctl"
+
+
+def blas_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    return ", ".join(f"{i['internal_api']} {i.get('version') or ''}: {i['num_threads']}"
+                     for i in threadpool_info()) or "none found"
+
+
+def import_torch(threads: int):
+    """PyTorch limited to ``threads`` threads, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (only possible once per process)
+        pass
+    return torch
+
+
+@contextlib.contextmanager
+def flush_subnormals(torch, device: str):
+    """Treat float32 subnormals as zero on this thread (the CPU's FTZ/DAZ flags) where possible.
+
+    Why the T-scaling needs it: the loss reads h_T only, so δ_t shrinks at every step back in
+    time (the vanishing gradient), and beyond T ≈ 150 a band of steps has δ in float32's
+    subnormal range (1e-38 … 1e-45), where each x86 multiply takes a microcode assist of ~100
+    cycles. That band costs every implementation a fixed ~150 ms per step at medium, swamping the
+    linear cost the scaling table is about. NumPy cannot set the flags; ``torch.set_flush_denormal``
+    sets them for the calling thread, which runs NumPy's loops and single-threaded BLAS too.
+    Yields whether the flags are set.
+    """
+    on = torch is not None and device == "cpu" and torch.set_flush_denormal(True)
+    try:
+        yield bool(on)
+    finally:
+        if on:
+            torch.set_flush_denormal(False)
+
+
+# ---- the problem: data and initial weights, drawn once on the host --------------------------------
+
+@dataclass
+class Problem:
+    B: int
+    T: int
+    E: int
+    H: int
+    C: int
+    x: np.ndarray   # (B, T, E) float32
+    y: np.ndarray   # (B,) int64 class ids
+    W: np.ndarray   # (E, H)
+    V: np.ndarray   # (H, H)
+    b: np.ndarray   # (H,)
+    U: np.ndarray   # (H, C)
+    c: np.ndarray   # (C,)
+
+    def weights(self) -> dict:
+        return {name: getattr(self, name) for name in GRAD_NAMES}
+
+
+def make_problem(B, T, E, H, C, seed=0) -> Problem:
+    """Random inputs and U(−1/√H, 1/√H) weights (PyTorch's RNN init), float32."""
+    rng = np.random.default_rng(seed)
+    k = 1 / math.sqrt(H)
+
+    def u(*shape):
+        return rng.uniform(-k, k, shape).astype(np.float32)
+
+    return Problem(B, T, E, H, C, rng.standard_normal((B, T, E)).astype(np.float32),
+                   rng.integers(0, C, B), u(E, H), u(H, H), u(H), u(H, C), u(C))
+
+
+# ---- (a) hand-derived BPTT in plain NumPy (or CuPy) --------------------------------------------------
+
+def numpy_bptt(xp, x, y, W, V, b, U, c):
+    """Loss and (dW, dV, db, dU, dc) by hand. With a_t = x_t W + h_{t-1} V + b and δ_t = ∂L/∂a_t:
+
+        δ_T = (∂L/∂h_T) ⊙ (1 − h_T²),  ∂L/∂h_T = (softmax(logits) − onehot(y)) Uᵀ / B
+        δ_t = (δ_{t+1} Vᵀ) ⊙ (1 − h_t²)
+        dW = Σ_t x_tᵀ δ_t,  dV = Σ_t h_{t-1}ᵀ δ_t,  db = Σ_t Σ_batch δ_t
+
+    The three sums are each one matmul over all (t, batch) rows; only δ_t V ᵀ has to be a loop.
+    """
+    B, T, E = x.shape
+    H = V.shape[0]
+    A = x @ W                                      # (B, T, H): all input projections, one matmul
+    A += b
+    hs = xp.empty((T + 1, B, H), dtype=x.dtype)    # time-major: each h_t is one contiguous block
+    hs[0] = 0
+    for t in range(T):
+        h = hs[t + 1]
+        xp.matmul(hs[t], V, out=h)
+        h += A[:, t]
+        xp.tanh(h, out=h)
+    hT = hs[T]
+    logits = hT @ U + c
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+    rows = xp.arange(B)
+    loss = -logp[rows, y].mean()
+    dlogits = xp.exp(logp)                         # softmax − onehot, over B for the mean
+    dlogits[rows, y] -= 1
+    dlogits /= B
+    dU, dc = hT.T @ dlogits, dlogits.sum(axis=0)
+    dh = dlogits @ U.T
+    delta = xp.empty((T, B, H), dtype=x.dtype)
+    VT = xp.ascontiguousarray(V.T)                 # OpenBLAS multiplies by a contiguous Vᵀ ~15% faster
+    for t in range(T - 1, -1, -1):
+        h, d = hs[t + 1], delta[t]
+        xp.multiply(h, h, out=d)                   # d = (1 − h²) ⊙ dh, without temporaries
+        xp.subtract(1, d, out=d)
+        d *= dh
+        dh = d @ VT
+    flat = delta.reshape(T * B, H)
+    dW = x.transpose(1, 0, 2).reshape(T * B, E).T @ flat
+    dV = hs[:T].reshape(T * B, H).T @ flat
+    db = flat.sum(axis=0)
+    return loss, (dW, dV, db, dU, dc)
+
+
+class NumpyBPTT:
+    name = "numpy BPTT"
+
+    def __init__(self, p: Problem, device: str):
+        self.xp = get_backend(device).xp
+        self.x, self.y = self.xp.asarray(p.x), self.xp.asarray(p.y)
+        self.initial = [self.xp.array(w) for w in p.weights().values()]  # copies: never shared
+        self.params = [w.copy() for w in self.initial]
+
+    def reset(self):
+        for w, w0 in zip(self.params, self.initial):
+            w[...] = w0
+
+    def loss_and_grads(self):
+        loss, grads = numpy_bptt(self.xp, self.x, self.y, *self.params)
+        return float(loss), dict(zip(GRAD_NAMES, grads))
+
+    def step(self):
+        _, grads = numpy_bptt(self.xp, self.x, self.y, *self.params)
+        for w, g in zip(self.params, grads):
+            w -= LR * g
+
+
+# ---- (b) tinygrad_rnn autograd, through the public API ------------------------------------------------
+
+class Autograd:
+    name = "autograd"
+
+    def __init__(self, p: Problem, device: str):
+        from . import optim
+        self.rnn = nn.RNN(p.E, p.H, device=device)
+        self.head = nn.Linear(p.H, p.C, device=device)
+        cell = self.rnn.cells[0]
+        self.named = dict(zip(GRAD_NAMES, (cell.W, cell.V, cell.b, self.head.W, self.head.b)))
+        for name, w in p.weights().items():
+            self.named[name].data = w.copy()          # .data keeps the array itself: SGD would change p
+        self.initial = {name: w.data.copy() for name, w in self.named.items()}
+        self.x, self.y = Tensor(p.x, device=device), Tensor(p.y, device=device)
+        self.opt = optim.SGD(list(self.named.values()), lr=LR)
+
+    def reset(self):
+        for name, w in self.named.items():
+            w.data[...] = self.initial[name]
+
+    def loss(self):
+        _, h_last = self.rnn(self.x)               # h_last: (layers, B, H)
+        return nn.functional.cross_entropy(self.head(h_last[-1]), self.y)
+
+    def loss_and_grads(self):
+        self.opt.zero_grad()
+        loss = self.loss()
+        loss.backward()
+        return loss.item(), {n: w.backend.to_host(w.grad) for n, w in self.named.items()}
+
+    def step(self):
+        self.opt.zero_grad()
+        self.loss().backward()
+        self.opt.step()
+
+
+# ---- (c) PyTorch: the fused nn.RNN, and the same Python loop over time as ours -----------------------
+
+class TorchRNN:
+    name = "torch nn.RNN"
+
+    def __init__(self, p: Problem, device: str, torch):
+        self.torch = torch
+        dev = "cuda" if device == "cuda" else "cpu"
+        self.rnn = torch.nn.RNN(p.E, p.H, batch_first=True).to(dev)
+        self.head = torch.nn.Linear(p.H, p.C).to(dev)
+        with torch.no_grad():                      # PyTorch stores W, V, U transposed
+            self.rnn.weight_ih_l0.copy_(torch.from_numpy(p.W.T.copy()))
+            self.rnn.weight_hh_l0.copy_(torch.from_numpy(p.V.T.copy()))
+            self.rnn.bias_ih_l0.copy_(torch.from_numpy(p.b))
+            self.rnn.bias_hh_l0.zero_()            # one bias, as in the tutorial: freeze the second
+            self.head.weight.copy_(torch.from_numpy(p.U.T.copy()))
+            self.head.bias.copy_(torch.from_numpy(p.c))
+        self.rnn.bias_hh_l0.requires_grad_(False)
+        self.x, self.y = torch.from_numpy(p.x).to(dev), torch.from_numpy(p.y).to(dev)
+        self.params = [q for q in [*self.rnn.parameters(), *self.head.parameters()] if q.requires_grad]
+        self.initial = [q.detach().clone() for q in self.params]
+        self.opt = torch.optim.SGD(self.params, lr=LR)
+
+    def reset(self):
+        with self.torch.no_grad():
+            for q, q0 in zip(self.params, self.initial):
+                q.copy_(q0)
+
+    def loss(self):
+        _, h_last = self.rnn(self.x)
+        return self.torch.nn.functional.cross_entropy(self.head(h_last[-1]), self.y)
+
+    def loss_and_grads(self):
+        self.opt.zero_grad()
+        loss = self.loss()
+        loss.backward()
+        g = [self.rnn.weight_ih_l0.grad.T, self.rnn.weight_hh_l0.grad.T, self.rnn.bias_ih_l0.grad,
+             self.head.weight.grad.T, self.head.bias.grad]
+        return loss.item(), {n: t.detach().cpu().numpy() for n, t in zip(GRAD_NAMES, g)}
+
+    def step(self):
+        self.opt.zero_grad()
+        self.loss().backward()
+        self.opt.step()
+
+
+class TorchLoop(TorchRNN):
+    """PyTorch autograd over the very op sequence ``nn.RNN`` records: one input projection with
+    the bias folded in, unbind over time, then ``h = tanh(xW_t + h V)`` per step."""
+    name = "torch loop"
+
+    def __init__(self, p: Problem, device: str, torch):
+        self.torch = torch
+        dev = "cuda" if device == "cuda" else "cpu"
+        self.params = [torch.tensor(w, device=dev, requires_grad=True) for w in p.weights().values()]
+        self.initial = [q.detach().clone() for q in self.params]
+        self.x, self.y = torch.from_numpy(p.x).to(dev), torch.from_numpy(p.y).to(dev)
+        self.opt = torch.optim.SGD(self.params, lr=LR)
+
+    def loss(self):
+        torch = self.torch
+        W, V, b, U, c = self.params
+        B, T, E = self.x.shape
+        xw = (self.x.reshape(B * T, E) @ W + b).reshape(B, T, -1)
+        h = torch.zeros(B, V.shape[0], dtype=xw.dtype, device=xw.device)
+        for xw_t in xw.unbind(1):
+            h = torch.tanh(xw_t + h @ V)
+        return torch.nn.functional.cross_entropy(h @ U + c, self.y)
+
+    def loss_and_grads(self):
+        self.opt.zero_grad()
+        loss = self.loss()
+        loss.backward()
+        return loss.item(), {n: w.grad.detach().cpu().numpy() for n, w in zip(GRAD_NAMES, self.params)}
+
+
+def make_impls(p: Problem, device: str, torch, with_torch=True) -> list:
+    impls = [NumpyBPTT(p, device), Autograd(p, device)]
+    if torch is not None and with_torch and (device == "cpu" or torch.cuda.is_available()):
+        impls += [TorchRNN(p, device, torch), TorchLoop(p, device, torch)]
+    return impls
+
+
+def check_agreement(impls, rtol=2e-4) -> float:
+    """Every implementation's loss and gradients equal the reference's (float32 tolerance).
+
+    The error of each gradient is measured against its largest entry, so tiny entries are not
+    held to an impossible relative standard. Returns the worst relative error seen.
+    """
+    ref_loss, ref_grads = impls[0].loss_and_grads()
+    worst = 0.0
+    for impl in impls[1:]:
+        loss, grads = impl.loss_and_grads()
+        err = abs(loss - ref_loss) / abs(ref_loss)
+        if err > rtol:
+            raise AssertionError(f"{impl.name}: loss {loss!r} != {impls[0].name} loss {ref_loss!r}")
+        worst = max(worst, err)
+        for n in GRAD_NAMES:
+            scale = float(np.abs(ref_grads[n]).max()) or 1.0
+            diff = np.abs(np.asarray(grads[n]) - ref_grads[n])
+            err = float(diff.max()) / scale
+            if err > rtol:
+                i = np.unravel_index(int(diff.argmax()), diff.shape)
+                raise AssertionError(
+                    f"{impl.name}: dL/d{n} differs from {impls[0].name} at {i}: {grads[n][i]!r} vs "
+                    f"{ref_grads[n][i]!r} (error {err:.2e} of max |dL/d{n}| = {scale:.3e})")
+            worst = max(worst, err)
+    return worst
+
+
+# ---- timing, with a measure of everyone else's CPU use ----------------------------------------------
+
+class CpuMeter:
+    """CPU seconds used by other processes while timing: all CPUs' busy time (/proc/stat) minus
+    this process's own CPU time. Falls back to the 1-minute load average where /proc is absent."""
+
+    def __init__(self):
+        self.wall = self.own = self.other = 0.0
+        self.has_proc = os.path.exists("/proc/stat")
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _busy(self):
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / self.tick
+
+    def __enter__(self):
+        t = os.times()
+        self._start = (time.perf_counter(), t.user + t.system, self._busy() if self.has_proc else 0.0)
+        return self
+
+    def __exit__(self, *exc):
+        t = os.times()
+        wall, own = time.perf_counter() - self._start[0], t.user + t.system - self._start[1]
+        self.wall += wall
+        self.own += own
+        if self.has_proc:
+            self.other += max(0.0, self._busy() - self._start[2] - own)
+
+    def summary(self) -> dict:
+        other = self.other / self.wall if self.has_proc and self.wall else None
+        return {"other_cores_busy": other, "own_cpu_per_wall": self.own / self.wall if self.wall else None,
+                "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def time_steps(impls, steps: int, sync, block: int = 5, warmup: int = 3) -> tuple[dict, dict]:
+    """Per-step times (seconds) of each implementation, in alternating blocks after warm-up.
+
+    Every round runs a block of ``block`` steps of each implementation, the order rotating from
+    round to round, so slow drifts of the machine hit all of them alike. Fast configurations get
+    more steps (at least ``steps``, about 0.3 s per implementation).
+
+    Each block starts from the initial weights (``reset``, untimed): hundreds of SGD steps on one
+    batch would drive the loss towards 0 and the backward signal into float32's subnormal
+    range, where x86 arithmetic is 10–100× slower — the work per step would drift, and differ
+    between implementations at different points of their training.
+    """
+    estimate = {}
+    for impl in impls:
+        impl.reset()
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            impl.step()
+        sync()
+        estimate[impl.name] = (time.perf_counter() - t0) / warmup
+    n = min(500, max(steps, math.ceil(0.3 / max(estimate.values()))))
+    rounds = math.ceil(n / block)
+    times = {impl.name: [] for impl in impls}
+    meter = CpuMeter()
+    for r in range(rounds):
+        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        for impl in order:
+            impl.reset()
+            sync()
+            with meter:
+                for _ in range(block):
+                    sync()
+                    t0 = time.perf_counter()
+                    impl.step()
+                    sync()
+                    times[impl.name].append(time.perf_counter() - t0)
+    return times, meter.summary()
+
+
+def stats(ts) -> dict:
+    q = statistics.quantiles(ts, n=4)
+    return {"median_ms": 1e3 * statistics.median(ts), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2],
+            "min_ms": 1e3 * min(ts), "steps": len(ts)}
+
+
+# ---- peak memory and per-op overhead -----------------------------------------------------------------
+
+def peak_memory(impl) -> int:
+    """Peak bytes allocated during one step, above what was allocated before it (tracemalloc sees
+    NumPy's buffers and the graph's Python objects)."""
+    impl.step()                                    # allocate lazily created state first
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        impl.step()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def op_overhead(device: str, torch, sync, n_forward=20000, n_chain=2000) -> dict:
+    """Microseconds per tiny op (1-element float32 add): recorded forward, forward under no_grad,
+    backward per op of a chain, and NumPy's own ``a + b`` for scale; PyTorch's where installed."""
+    def per_op(fn, n):
+        best = math.inf
+        for _ in range(3):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        return 1e6 * best / n
+
+    xp = get_backend(device).xp
+    a = Tensor(xp.ones(1, dtype=np.float32), requires_grad=True, device=device)
+    c = Tensor(xp.ones(1, dtype=np.float32), device=device)
+
+    def forward():
+        for _ in range(n_forward):
+            a + c
+
+    def forward_no_grad():
+        with no_grad():
+            for _ in range(n_forward):
+                a + c
+
+    def chain_backward():
+        y = a
+        for _ in range(n_chain):
+            y = y + c
+        t0 = time.perf_counter()
+        y.sum().backward()
+        sync()
+        chain_backward.elapsed = time.perf_counter() - t0
+
+    def backward_only():
+        chain_backward()
+        a.grad = None
+        return chain_backward.elapsed
+
+    raw_a, raw_c = a.data, c.data
+
+    def numpy_add():
+        for _ in range(n_forward):
+            raw_a + raw_c
+
+    out = {"autograd_forward_us": per_op(forward, n_forward),
+           "autograd_forward_no_grad_us": per_op(forward_no_grad, n_forward),
+           "autograd_backward_us": 1e6 * min(backward_only() for _ in range(3)) / n_chain,
+           "array_add_us": per_op(numpy_add, n_forward)}
+    if torch is not None and (device == "cpu" or torch.cuda.is_available()):
+        ta = torch.ones(1, requires_grad=True, device="cuda" if device == "cuda" else "cpu")
+        tc = torch.ones(1, device=ta.device)
+
+        def torch_forward():
+            for _ in range(n_forward):
+                ta + tc
+
+        def torch_backward():
+            y = ta
+            for _ in range(n_chain):
+                y = y + tc
+            t0 = time.perf_counter()
+            y.sum().backward()
+            sync()
+            ta.grad = None
+            return time.perf_counter() - t0
+
+        out["torch_forward_us"] = per_op(torch_forward, n_forward)
+        out["torch_backward_us"] = 1e6 * min(torch_backward() for _ in range(3)) / n_chain
+    return out
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+def machine_info(threads: int, how: str, torch) -> dict:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "torch": getattr(torch, "__version__", None), "threads": threads,
+            "thread_control": how, "blas_threads": blas_threads()}
+
+
+def _fmt(s) -> str:
+    return f"{s['median_ms']:8.2f} ({s['q1_ms']:.2f}–{s['q3_ms']:.2f})"
+
+
+def _load_note(load) -> str:
+    other = load["other_cores_busy"]
+    text = f"other processes busy {other:.2f} cores" if other is not None else "other-process load unknown"
+    return f"{text}, own CPU/wall {load['own_cpu_per_wall']:.2f}, loadavg {load['loadavg_1min']:.2f}"
+
+
+def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True, overhead=True,
+        torch=None, how="", out=print) -> dict:
+    """Run the benchmark, print the tables, and return every figure as a dict."""
+    backend = get_backend(device)
+    sync = backend.synchronize
+    result = {"device": device, "machine": machine_info(threads, how, torch), "configs": {}}
+    m = result["machine"]
+    out(f"tinygrad_rnn benchmark — device {device}, {m['cpu']}, {m['logical_cpus']} logical CPUs, "
+        f"{threads} thread(s) [{m['thread_control']}; BLAS: {m['blas_threads']}], numpy {m['numpy']}, "
+        f"torch {m['torch'] or 'not installed'}")
+    out("one training step (forward + backward + SGD), float32; median ms (interquartile range)\n")
+    names = None
+    for cfg_name in configs:
+        p = make_problem(*CONFIGS[cfg_name])
+        impls = make_impls(p, device, torch)
+        worst = check_agreement(impls)
+        times, load = time_steps(impls, steps, sync)
+        row = {"shape": dict(zip("BTEHC", CONFIGS[cfg_name])), "agreement_worst_rel_error": worst,
+               "load": load, "times": {k: stats(v) for k, v in times.items()}}
+        med = {k: v["median_ms"] for k, v in row["times"].items()}
+        row["ratios"] = {f"autograd / {k}": med["autograd"] / med[k] for k in med if k != "autograd"}
+        result["configs"][cfg_name] = row
+        if names is None:
+            names = [i.name for i in impls]
+            out(f"{'config':<8}{'(B, T, E, H, C)':<22}" + "".join(f"{n:>24}" for n in names)
+                + "   autograd ÷ " + " | ".join(n for n in names if n != "autograd"))
+        out(f"{cfg_name:<8}{str(CONFIGS[cfg_name]):<22}" + "".join(f"{_fmt(row['times'][n]):>24}" for n in names)
+            + "   " + " | ".join(f"{row['ratios'][f'autograd / {n}']:.2f}" for n in names if n != "autograd"))
+        out(f"{'':<8}agree to {worst:.1e} rel; {row['times']['autograd']['steps']} steps each; {_load_note(load)}")
+
+    if t_scaling:
+        B, _, E, H, C = CONFIGS["medium"]
+        out(f"\nT-scaling at medium (B={B}, E={E}, H={H}, C={C}): median ms per step")
+        scaling = {}
+        with flush_subnormals(torch, device) as flushed:
+            out("subnormals flushed to zero (torch.set_flush_denormal)" if flushed else
+                "subnormals NOT flushed (needs torch): beyond T ≈ 150 the vanishing δ_t passes through "
+                "float32's subnormal range and every implementation pays a large fixed cost")
+            out(f"{'T':>6}{'numpy BPTT':>14}{'autograd':>14}{'ratio':>8}{'ms/T autograd':>16}")
+            for T in T_SCALING:
+                p = make_problem(B, T, E, H, C)
+                impls = make_impls(p, device, torch, with_torch=False)
+                check_agreement(impls, rtol=1e-3)       # float32 over up to 800 steps
+                times, load = time_steps(impls, steps, sync)
+                med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+                scaling[T] = {"numpy_bptt_ms": med["numpy BPTT"], "autograd_ms": med["autograd"], "load": load}
+                out(f"{T:>6}{med['numpy BPTT']:>14.2f}{med['autograd']:>14.2f}"
+                    f"{med['autograd'] / med['numpy BPTT']:>8.2f}{med['autograd'] / T:>16.3f}   {_load_note(load)}")
+        result["t_scaling"] = scaling
+        result["t_scaling_subnormals_flushed"] = flushed
+        if 100 in scaling and 800 in scaling:
+            r = scaling[800]["autograd_ms"] / scaling[100]["autograd_ms"]
+            rr = scaling[800]["numpy_bptt_ms"] / scaling[100]["numpy_bptt_ms"]
+            result["t800_over_t100"] = {"autograd": r, "numpy BPTT": rr}
+            out(f"time(T=800) / time(T=100): autograd {r:.2f}, numpy BPTT {rr:.2f} (8 = linear)")
+
+    if memory and device == "cpu":
+        out("\npeak memory of one step (tracemalloc, MiB)")
+        out(f"{'config':<8}{'numpy BPTT':>12}{'autograd':>12}{'ratio':>8}")
+        mem = {}
+        for cfg_name in configs:
+            p = make_problem(*CONFIGS[cfg_name])
+            ref, ag = NumpyBPTT(p, device), Autograd(p, device)
+            mem[cfg_name] = {"numpy_bptt_bytes": peak_memory(ref), "autograd_bytes": peak_memory(ag)}
+            r = mem[cfg_name]["autograd_bytes"] / mem[cfg_name]["numpy_bptt_bytes"]
+            mem[cfg_name]["ratio"] = r
+            out(f"{cfg_name:<8}{mem[cfg_name]['numpy_bptt_bytes'] / 2**20:>12.2f}"
+                f"{mem[cfg_name]['autograd_bytes'] / 2**20:>12.2f}{r:>8.2f}")
+        result["peak_memory"] = mem
+
+    if overhead:
+        ov = op_overhead(device, torch, sync)
+        result["op_overhead"] = ov
+        out("\nper-op overhead (1-element add, µs per op): "
+            f"autograd forward {ov['autograd_forward_us']:.2f} (no_grad {ov['autograd_forward_no_grad_us']:.2f}), "
+            f"backward {ov['autograd_backward_us']:.2f}; raw array add {ov['array_add_us']:.2f}"
+            + (f"; torch forward {ov['torch_forward_us']:.2f}, backward {ov['torch_backward_us']:.2f}"
+               if "torch_forward_us" in ov else ""))
+
+    result["targets"] = targets(result)
+    if result["targets"]:
+        out("\ntargets (issue 6):")
+        for t in result["targets"]:
+            out(f"  [{'ok' if t['holds'] else 'MISSED'}] {t['what']}: {t['measured']}")
+    return result
+
+
+def targets(result) -> list:
+    """The issue's targets, checked against this run's ratios."""
+    found = []
+
+    def add(what, value, limit, fmt="{:.2f}"):
+        found.append({"what": what, "measured": fmt.format(value) + f" (limit {limit})",
+                      "value": value, "limit": limit, "holds": value <= limit})
+
+    cfgs = result["configs"]
+    for name, limit in (("medium", 1.3), ("large", 1.15)):
+        if name in cfgs:
+            add(f"autograd ÷ numpy BPTT at {name}", cfgs[name]["ratios"]["autograd / numpy BPTT"], limit)
+    if "small" in cfgs and "autograd / torch nn.RNN" in cfgs["small"]["ratios"]:
+        add("autograd ÷ torch nn.RNN at small", cfgs["small"]["ratios"]["autograd / torch nn.RNN"], 1.0)
+    for name, row in cfgs.items():
+        if "autograd / torch loop" in row["ratios"]:
+            add(f"autograd ÷ torch loop at {name} (must be < 1)", row["ratios"]["autograd / torch loop"], 1.0)
+    if "t800_over_t100" in result:
+        add("time(T=800) / time(T=100), autograd", result["t800_over_t100"]["autograd"], 8.8)
+    for name, row in result.get("peak_memory", {}).items():
+        add(f"peak memory autograd ÷ numpy BPTT at {name}", row["ratio"], 1.5)
+    return found
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m tinygrad_rnn.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu (NumPy) or cuda (CuPy)")
+    parser.add_argument("--configs", default="small,medium,large",
+                        help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation (at least 20)")
+    parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the T-scaling table")
+    args = parser.parse_args(argv)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    if args.steps < 20:
+        parser.error("--steps must be at least 20 (a median of fewer steps says little on a shared machine)")
+    how = limit_threads(args.threads, argv)
+    get_backend(args.device)                       # a missing GPU or CuPy fails here, with the fix
+    result = run(configs, device=args.device, threads=args.threads, steps=args.steps,
+                 t_scaling=not args.no_scaling, torch=import_torch(args.threads), how=how)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=str)
+    return result
+
+
+if __name__ == "__main__":
+    main()
