@@ -7,7 +7,7 @@ Everything above this file — cells, RNNs, losses, models — is built from the
 
 from __future__ import annotations
 
-from .tensor import Op, ShapeError, Tensor, _new
+from .tensor import Op, Tensor, _new
 
 
 def unbroadcast(grad, shape):
@@ -362,15 +362,30 @@ class Gather(Op):
         return out, None
 
 
+def _axis_first(a, axis):
+    """A view of ``a`` with ``axis`` moved to the front (``moveaxis`` without its argument checks)."""
+    return a if axis == 0 else a.transpose((axis,) + tuple(i for i in range(a.ndim) if i != axis))
+
+
 class Stack(Op):
+    """Same-shaped arrays along a new ``axis`` (the RNN's T states -> outputs (B, T, H))."""
     name = "stack"
 
     def forward(self, *arrays, axis=0):
-        self.axis = axis
-        return self.xp.stack(arrays, axis=axis)
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):
+            raise ValueError(f"all arrays need one shape, got {sorted({a.shape for a in arrays})}")
+        self.axis = axis % (len(shape) + 1)
+        # Written into place one by one: cheaper than xp.stack's checks and expand_dims per array.
+        out = self.xp.empty(shape[:self.axis] + (len(arrays),) + shape[self.axis:],
+                            dtype=self.xp.result_type(*arrays))
+        pieces = _axis_first(out, self.axis)
+        for i, a in enumerate(arrays):
+            pieces[i] = a
+        return out
 
     def backward(self, g):
-        moved = self.xp.moveaxis(g, self.axis, 0)  # views of g, one per input: no copies
+        moved = _axis_first(g, self.axis)          # views of g, one per input: no copies
         return tuple(moved[i] for i in range(moved.shape[0]))
 
 
@@ -430,11 +445,6 @@ class Split(Op):
         return xp.concatenate(pieces, axis=self.axis)
 
 
-def _axis_first(a, axis):
-    """A view of ``a`` with ``axis`` moved to the front (``moveaxis`` without its argument checks)."""
-    return a if axis == 0 else a.transpose((axis,) + tuple(i for i in range(a.ndim) if i != axis))
-
-
 class Unbind(Op):
     """The slices ``a[:, t]`` along ``axis`` as separate outputs; one stacked backward for all."""
     name = "unbind"
@@ -481,16 +491,12 @@ def _tensors(items, like=None):
     first = next((t for t in items if isinstance(t, Tensor)), None)
     if first is None:
         return [Tensor(t) for t in items]
-    return [first._lift(t) for t in items]
+    return [t if isinstance(t, Tensor) else first._lift(t) for t in items]
 
 
 def stack(tensors, axis=0) -> Tensor:
-    """Join same-shaped tensors along a new axis."""
-    tensors = _tensors(tensors)
-    shapes = {t.shape for t in tensors}
-    if len(shapes) > 1:
-        raise ShapeError(f"stack: all tensors need one shape, got {sorted(shapes)}")
-    return Stack.apply(*tensors, axis=axis)
+    """Join same-shaped tensors along a new axis (a shape mismatch raises ShapeError naming them)."""
+    return Stack.apply(*_tensors(tensors), axis=axis)
 
 
 def concatenate(tensors, axis=0) -> Tensor:
