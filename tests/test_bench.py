@@ -80,3 +80,13 @@ def test_run_prints_the_table_and_checks_the_targets(monkeypatch):
     assert "small" in text and "numpy BPTT" in text and "autograd" in text
     assert result["configs"]["small"]["times"]["autograd"]["steps"] >= 20
     assert any(t["what"].startswith("peak memory") for t in result["targets"])
+
+
+def test_runs_on_an_accelerator_like_device(monkeypatch):
+    """The strict CuPy stand-in refuses host NumPy on device arrays: the reference, the agreement
+    check and the overhead probe must all go through the backend."""
+    monkeypatch.setitem(bench.CONFIGS, "small", TINY)
+    lines = []
+    result = bench.run(["small"], device="strict", steps=20, t_scaling=False, out=lines.append)
+    assert result["device"] == "strict" and "peak_memory" not in result   # tracemalloc sees host memory only
+    assert result["op_overhead"]["autograd_forward_us"] > 0

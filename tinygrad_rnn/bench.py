@@ -211,9 +211,10 @@ class NumpyBPTT:
     name = "numpy BPTT"
 
     def __init__(self, p: Problem, device: str):
-        self.xp = get_backend(device).xp
-        self.x, self.y = self.xp.asarray(p.x), self.xp.asarray(p.y)
-        self.initial = [self.xp.array(w) for w in p.weights().values()]  # copies: never shared
+        self.backend = get_backend(device)
+        self.xp = self.backend.xp
+        self.x, self.y = self.backend.asarray(p.x), self.backend.asarray(p.y)
+        self.initial = [self.backend.asarray(w.copy()) for w in p.weights().values()]  # never shared
         self.params = [w.copy() for w in self.initial]
 
     def reset(self):
@@ -222,7 +223,7 @@ class NumpyBPTT:
 
     def loss_and_grads(self):
         loss, grads = numpy_bptt(self.xp, self.x, self.y, *self.params)
-        return float(loss), dict(zip(GRAD_NAMES, grads))
+        return float(self.backend.to_host(loss)), {n: self.backend.to_host(g) for n, g in zip(GRAD_NAMES, grads)}
 
     def step(self):
         _, grads = numpy_bptt(self.xp, self.x, self.y, *self.params)
