@@ -1,0 +1,59 @@
+"""PyTorch cross-check of the numerals seq2seq (same data, vocab, batches, sizes, optimizer)."""
+import sys, time, numpy as np, torch
+from torch import nn
+from tinygrad_rnn.data import Vocab, BatchIterator, load_numerals
+torch.set_num_threads(1)
+feed = "--feed" in sys.argv
+seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
+epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 20
+torch.manual_seed(seed)
+train, dev, test = load_numerals("to_digits", seed=0)
+src = Vocab.build(x for x, _ in train); tgt = Vocab.build(y for _, y in train)
+def batches(ex, shuffle):
+    return BatchIterator([src.encode(x) for x, _ in ex], [tgt.encode(y, add_bos=True, add_eos=True) for _, y in ex],
+                         batch_size=64, shuffle=shuffle, seed=seed, bucket=True)
+E, H = 32, 256
+class M(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.se = nn.Embedding(len(src), E, padding_idx=0); s.enc = nn.RNN(E, H, batch_first=True)
+        s.te = nn.Embedding(len(tgt), E, padding_idx=0); s.dec = nn.RNN(E + (H if feed else 0), H, batch_first=True)
+        s.out = nn.Linear(H, len(tgt))
+    def encode(s, x, L):
+        packed = nn.utils.rnn.pack_padded_sequence(s.se(x), torch.as_tensor(L), batch_first=True, enforce_sorted=False)
+        _, h = s.enc(packed); return h
+    def forward(s, x, L, yin):
+        h = s.encode(x, L); e = s.te(yin)
+        if feed: e = torch.cat([e, h[-1][:, None, :].expand(-1, e.shape[1], -1)], 2)
+        o, _ = s.dec(e, h); return s.out(o)
+    @torch.no_grad()
+    def greedy(s, x, L, max_len=13):
+        h = s.encode(x, L); c = h[-1]; ids = torch.full((x.shape[0],), 2); outs = []
+        for _ in range(max_len):
+            e = s.te(ids)[:, None]
+            if feed: e = torch.cat([e, c[:, None]], 2)
+            o, h = s.dec(e, h); ids = s.out(o[:, 0]).argmax(-1); outs.append(ids)
+        rows = torch.stack(outs, 1).tolist()
+        return [r[:r.index(3)] if 3 in r else r for r in rows]
+m = M()
+if "--single-bias" in sys.argv:   # one bias per cell, like tinygrad_rnn's RNNCell: b = b_ih, b_hh fixed at 0
+    for rnn in (m.enc, m.dec):
+        rnn.bias_hh_l0.data.zero_(); rnn.bias_hh_l0.requires_grad_(False)
+opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3); lossf = nn.CrossEntropyLoss(ignore_index=0)
+def score(it):
+    ok = n = 0
+    for b in it:
+        for out, row, k in zip(m.greedy(torch.as_tensor(b.inputs), b.lengths), b.targets, b.target_lengths):
+            ok += out == row[1:k-1].tolist(); n += 1
+    return ok / n
+tr = batches(train, True); best = (-1, 0, 0)
+for ep in range(epochs):
+    tr.set_epoch(ep); t = time.time(); tot = 0
+    for b in tr:
+        x = torch.as_tensor(b.inputs); y = torch.as_tensor(b.targets)
+        loss = lossf(m(x, b.lengths, y[:, :-1]).reshape(-1, len(tgt)), y[:, 1:].reshape(-1))
+        opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); tot += loss.item()
+    d = score(batches(dev, False))
+    if d > best[0]: best = (d, ep + 1, score(batches(test, False)))
+    print(f"epoch {ep+1} loss {tot/len(tr):.4f} dev {d:.4f} {time.time()-t:.1f}s", flush=True)
+print(f"best dev {best[0]:.4f} at epoch {best[1]}, test exact match {best[2]:.4f}")
