@@ -109,6 +109,8 @@ def test_resume_continues_a_run(tmp_path, capsys):
     assert code == 0, err
     assert "resumed" in out and "epoch 2/2" in out and "epoch 1/2" not in out
     assert json.loads((d / "metrics.json").read_text())["epochs_run"] == 2
+    code, _, err = run(capsys, "train", "tag", "--resume", "--out", d)
+    assert_one_error_line(code, err, "holds a classify run on reviews")
 
 
 @needs_data

@@ -238,6 +238,9 @@ def train_command(args) -> int:
     out = args.out or os.path.join("runs", f"{config['task']}-{config['data']}")
     if args.resume:
         saved = load_config(out)
+        if (saved["task"], saved["data"]) != (config["task"], config["data"]):
+            raise CLIError(f"{out} holds a {saved['task']} run on {saved['data']}, "
+                           f"not {config['task']} on {config['data']}")
         if args.epochs is not None:
             saved["epochs"] = args.epochs
         config = saved
