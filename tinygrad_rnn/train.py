@@ -36,9 +36,9 @@ from . import checkpoint
 from .backend import host_rng
 from .nn.functional import cross_entropy
 from .optim import NonFiniteGradientError, clip_grad_norm_
+from .plotting import require_matplotlib
 from .tensor import Tensor, no_grad
 
-PLOT_INSTALL_HINT = "pip install 'tinygrad-rnn[plot]'"
 BEST, LAST = "best.npz", "last.npz"
 
 
@@ -334,17 +334,6 @@ def _stop(result: FitResult, model, best_state, what: str):
 
 
 # --- plots -----------------------------------------------------------------------------------
-def require_matplotlib():
-    """Import matplotlib with a file-only backend; an ImportError names the extra if it is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(f"plots need matplotlib, which is not installed: {PLOT_INSTALL_HINT}") from None
-    matplotlib.use("Agg")                                # no display needed
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_history(history: list, path, metric: str) -> None:
     """Two panels, per epoch: train and dev loss; the dev metric. Written atomically as a PNG."""
     plt = require_matplotlib()

@@ -148,7 +148,7 @@ def run_experiment_command(args) -> int:
           + (f"{figure}, " if os.path.exists(figure) else "")
           + f"checkpoints in {os.path.join(args.out, 'checkpoints')}")
     if not os.path.exists(figure):
-        from .flow import PLOT_INSTALL_HINT
+        from ..plotting import PLOT_INSTALL_HINT
         print(f"no figure: plotting needs matplotlib: {PLOT_INSTALL_HINT}")
     return 0
 

@@ -29,8 +29,9 @@ from ..data.adding import ADDING_BASELINE_MSE, adding_problem
 from ..nn import RNN, Linear, Module
 from ..nn.rnn import INITS
 from ..optim import Adam, clip_grad_norm_
+from ..plotting import PLOT_INSTALL_HINT, require_matplotlib
 from ..tensor import Tensor, no_grad
-from .flow import PLOT_INSTALL_HINT, _require_matplotlib, draw_flows, gradient_flow, gradient_ratio
+from .flow import draw_flows, gradient_flow, gradient_ratio
 
 DEFAULT_LENGTHS = (10, 25, 50, 100)
 DEFAULT_BUDGET_SECONDS = 40.0   # 12 runs ≈ 8 minutes of training on 2 cores, under the 10 asked
@@ -236,7 +237,7 @@ def plot_experiment(results, path) -> str:
 
     Solid: after training; dashed: at initialisation. Needs matplotlib (``PLOT_INSTALL_HINT``).
     """
-    plt = _require_matplotlib()
+    plt = require_matplotlib()
     inits = list(dict.fromkeys(r.init for r in results))
     fig, axes = plt.subplots(1, len(inits), figsize=(4.6 * len(inits), 4.0), dpi=120, sharey=True, squeeze=False)
     for ax, init in zip(axes[0], inits):

@@ -21,9 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn.functional import host_lengths
+from ..plotting import require_matplotlib
 from ..tensor import Tensor
-
-PLOT_INSTALL_HINT = "pip install 'tinygrad-rnn[plot]'"
 
 
 class StateGradients(NamedTuple):
@@ -116,16 +115,6 @@ def gradient_ratio(flow: np.ndarray) -> float:
 
 # ---- showing it ---------------------------------------------------------------------------------
 
-def _require_matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(f"plotting needs matplotlib: {PLOT_INSTALL_HINT}") from None
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normalize=False,
                        ylabel=None, dashed=None) -> str:
     """Write a PNG of ‖∂L/∂h_t‖ against t (log-scale y) and return its path.
@@ -136,7 +125,7 @@ def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normaliz
     with dashed lines in the same colours (e.g. the same models at initialisation).
     Needs matplotlib (``pip install 'tinygrad-rnn[plot]'``).
     """
-    plt = _require_matplotlib()
+    plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     draw_flows(ax, flows, normalize=normalize, dashed=dashed)
     ax.set_title(title)
