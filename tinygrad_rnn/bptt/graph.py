@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
+from .tracing import parameter_names
 
 
 def _quote(text: str) -> str:
@@ -34,13 +35,7 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
     or ``input``/``constant``. ``steps``: the ``Trace`` of the forward pass (anything with a
     ``step_of(op)`` method); each time step's ops are then drawn in a box labelled ``t = …``.
     """
-    names = {}
-    if params is not None:
-        if hasattr(params, "named_parameters"):
-            params = params.named_parameters()
-        elif isinstance(params, dict):
-            params = params.items()
-        names = {id(t): name for name, t in params}
+    names = parameter_names(params)
 
     lines = ["digraph unrolled {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     if title:

@@ -50,6 +50,20 @@ def _fmt_shapes(shapes) -> str:
     return ", ".join("—" if s is None else "(" + ",".join(map(str, s)) + ")" for s in shapes)
 
 
+def parameter_names(params) -> dict:
+    """``{id(tensor): name}`` from a ``Module`` (its ``named_parameters()``), a dict
+    ``name -> tensor`` or ``(name, tensor)`` pairs; ``{}`` for None. Shared by :func:`trace`
+    and :func:`~tinygrad_rnn.bptt.graph.to_dot`, which name the leaves they show.
+    """
+    if params is None:
+        return {}
+    if hasattr(params, "named_parameters"):
+        params = params.named_parameters()
+    elif isinstance(params, dict):
+        params = params.items()
+    return {id(t): name for name, t in params}
+
+
 class Trace:
     """The records of one ``with trace():`` block; see :func:`trace`."""
 
@@ -138,13 +152,7 @@ def trace(params=None):
     ``named_parameters()``), a dict ``name -> tensor`` or ``(name, tensor)`` pairs.
     Traces do not nest: an inner one records, the outer one waits until it ends.
     """
-    if params is not None:
-        if hasattr(params, "named_parameters"):
-            params = params.named_parameters()
-        elif isinstance(params, dict):
-            params = params.items()
-        params = {id(t): name for name, t in params}
-    recorder = Trace(params)
+    recorder = Trace(parameter_names(params))
     previous, _engine._tracer = _engine._tracer, recorder
     try:
         yield recorder
