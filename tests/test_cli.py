@@ -202,3 +202,60 @@ def test_python_dash_m_prints_one_line_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and "no such run directory" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def numerals_run(tmp_path_factory):
+    """A tiny seq2seq run on the generated numerals (needs no data extra)."""
+    d = tmp_path_factory.mktemp("numerals") / "run"
+    argv = ["train", "seq2seq", "--data", "numerals", "--limit", "60", "--epochs", "1", "--embed", "4",
+            "--hidden", "8", "--no-progress", "--out", str(d)]
+    assert cli.main(argv) == 0
+    return d
+
+
+def _copy_with_config(run_dir, tmp_path, **changes):
+    import shutil
+    d = tmp_path / "copy"
+    shutil.copytree(run_dir, d)
+    config = json.loads((d / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            del config[key]
+        else:
+            config[key] = value
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_one_line(capsys, numerals_run, tmp_path):
+    d = _copy_with_config(numerals_run, tmp_path, hidden=16)
+    assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "best.npz", "encoder.cells.0.W", "out.W")
+
+
+def test_incomplete_run_directory(capsys, numerals_run, tmp_path):
+    d = _copy_with_config(numerals_run, tmp_path, decode_max_len=None)
+    assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "broken config file", "decode_max_len")
+    d = _copy_with_config(numerals_run, tmp_path / "b")
+    os.remove(d / "target_vocab.json")
+    assert_one_error_line(*run(capsys, "evaluate", d)[::2], "no target_vocab.json")
+    os.remove(d / "last.npz")
+    assert_one_error_line(*run(capsys, "train", "seq2seq", "--data", "numerals", "--resume", "--out", d)[::2],
+                          "no last.npz")
+
+
+def test_resume_refuses_settings_it_would_ignore(capsys, numerals_run):
+    code, _, err = run(capsys, "train", "seq2seq", "--data", "numerals", "--resume", "--hidden", "99",
+                       "--feed-context", "--out", numerals_run)
+    assert_one_error_line(code, err, "--hidden 99", "--feed-context", "cannot apply")
+
+
+def test_zero_epochs_without_resume(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "seq2seq", "--data", "numerals", "--epochs", "0", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "--epochs 0 trains nothing")
+    assert not (tmp_path / "r").exists()
+
+
+def test_one_line_joins_a_listed_message():
+    assert cli.one_line("does not fit:\n  a: bad\n  b: bad\n") == "does not fit: a: bad; b: bad"
+    assert cli.one_line("plain") == "plain"

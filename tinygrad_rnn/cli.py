@@ -49,8 +49,17 @@ def main(argv=None) -> int:
         return 130
     except EXPECTED_ERRORS as e:
         message = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """A library message that lists problems one per line (e.g. every mismatched parameter of a
+    checkpoint), joined into one line: ``head: item; item; …``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    return lines[0] + " " + "; ".join(lines[1:])
 
 
 if __name__ == "__main__":

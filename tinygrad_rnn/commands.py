@@ -35,6 +35,12 @@ DEFAULTS = {
 COMMON = dict(batch_size=64, clip=1.0, layers=1, seed=0, pooling="mean", direction="to_digits")
 SPLIT_SEED = 0          # the data split never changes with --seed (that seeds the model and batches)
 CONFIG_FORMAT = "tinygrad_rnn.run"
+# The options that make up a run (config.json): model, data and training settings.
+SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr", "batch_size", "clip",
+            "patience", "max_len", "min_freq", "seed", "limit")
+# What predict/evaluate/--resume read from config.json (seq2seq also its decode_max_len).
+REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
+            "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
 
 
 def add_parsers(subparsers) -> None:
@@ -95,21 +101,19 @@ def make_config(args) -> dict:
         raise CLIError(f"data set {data!r} does not fit task {args.task!r}, which takes "
                        f"{' or '.join(TASKS[args.task])}")
     settings = {**COMMON, **DEFAULTS[data]}
-    for key in ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr", "batch_size",
-                "clip", "patience", "max_len", "min_freq", "seed", "limit"):
+    for key in SETTINGS:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
     for key in ("epochs", "embed", "hidden", "layers", "batch_size", "min_freq", "max_len", "limit"):
-        if settings.get(key) is not None and settings[key] < (0 if key == "epochs" else 1):
-            raise CLIError(f"--{key.replace('_', '-')} must be a positive number, got {settings[key]}")
+        low = 0 if key == "epochs" else 1           # --epochs 0 with --resume: re-score, train nothing
+        if settings.get(key) is not None and settings[key] < low:
+            raise CLIError(f"--{key.replace('_', '-')} must be at least {low}, got {settings[key]}")
     if not settings["lr"] > 0:
         raise CLIError(f"--lr must be positive, got {settings['lr']}")
     return {"format": CONFIG_FORMAT, "version": 1, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
-            **{k: settings.get(k) for k in ("embed", "hidden", "layers", "pooling", "direction",
-                                            "lr", "batch_size", "clip", "patience", "max_len",
-                                            "min_freq", "seed", "limit", "epochs")}}
+            **{k: settings.get(k) for k in SETTINGS}}
 
 
 def load_config(directory) -> dict:
@@ -126,10 +130,20 @@ def load_config(directory) -> dict:
         raise CLIError(f"{path}: broken config file ({e})") from None
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
         raise CLIError(f"{path}: not a tinygrad-rnn run configuration")
-    missing = [k for k in ("task", "data", "embed", "hidden", "layers") if k not in config]
+    required = REQUIRED + (("decode_max_len",) if config.get("task") == "seq2seq" else ())
+    missing = [k for k in required if k not in config]
     if missing or config["task"] not in TASKS:
         raise CLIError(f"{path}: broken config file (missing or bad: {', '.join(missing) or 'task'})")
     return config
+
+
+def run_file(directory, name: str) -> str:
+    """``DIR/name``; a missing file is a clear error, not a bare "No such file"."""
+    path = os.path.join(directory, name)
+    if not os.path.isfile(path):
+        raise CLIError(f"{directory}: no {name} (not a complete run directory; train again with "
+                       "'tinygrad-rnn train')")
+    return path
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -238,19 +252,29 @@ def train_command(args) -> int:
     out = args.out or os.path.join("runs", f"{config['task']}-{config['data']}")
     if args.resume:
         saved = load_config(out)
+        run_file(out, "last.npz")                   # fail now, not after loading the data
         if (saved["task"], saved["data"]) != (config["task"], config["data"]):
             raise CLIError(f"{out} holds a {saved['task']} run on {saved['data']}, "
                            f"not {config['task']} on {config['data']}")
+        # The run continues with its saved settings: an option that would change them is refused,
+        # never silently ignored (only --epochs may grow the run).
+        changed = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in SETTINGS
+                   if k != "epochs" and getattr(args, k, None) is not None and getattr(args, k) != saved.get(k)]
+        changed += [f"--{k.replace('_', '-')}" for k in ("bidirectional", "feed_context")
+                    if getattr(args, k) and not saved.get(k)]
+        if changed:
+            raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
+                           "cannot apply; start a new run (another --out) to change them")
         if args.epochs is not None:
             saved["epochs"] = args.epochs
         config = saved
+    elif config["epochs"] == 0:
+        raise CLIError("--epochs 0 trains nothing (with --resume it re-scores a finished run)")
     started = time.perf_counter()
     print(f"loading {config['data']} ...", flush=True)
     train, dev, test = load_splits(config)
     if args.resume:
-        from .data import Vocab
-        src_vocab = Vocab.load(os.path.join(out, "vocab.json"))
-        tgt_vocab = Vocab.load(os.path.join(out, "target_vocab.json")) if config["task"] != "classify" else None
+        src_vocab, tgt_vocab = load_vocabs(config, out)
     else:
         src_vocab, tgt_vocab = build_vocabs(config, train)
     if config["task"] == "seq2seq":
@@ -325,18 +349,19 @@ def command_line(config) -> str:
 def load_run(directory, device):
     """(config, model with the best weights, input vocab, target vocab) of a run directory."""
     from . import checkpoint
-    from .data import Vocab
     config = load_config(directory)
-    src_vocab = Vocab.load(os.path.join(directory, "vocab.json"))
-    tgt_vocab = None
-    if config["task"] != "classify":
-        tgt_vocab = Vocab.load(os.path.join(directory, "target_vocab.json"))
+    src_vocab, tgt_vocab = load_vocabs(config, directory)
     model = build_model(config, src_vocab, tgt_vocab, device)
-    path = os.path.join(directory, "best.npz")
-    if not os.path.isfile(path):
-        raise CLIError(f"{directory}: no best.npz (did training finish an epoch?)")
-    checkpoint.load(path, model)
+    checkpoint.load(run_file(directory, "best.npz"), model)
     return config, model.eval(), src_vocab, tgt_vocab
+
+
+def load_vocabs(config, directory):
+    """(input vocabulary, target vocabulary or None) saved in a run directory."""
+    from .data import Vocab
+    src_vocab = Vocab.load(run_file(directory, "vocab.json"))
+    tgt_vocab = None if config["task"] == "classify" else Vocab.load(run_file(directory, "target_vocab.json"))
+    return src_vocab, tgt_vocab
 
 
 def tokenize(config, text: str) -> list[str]:
