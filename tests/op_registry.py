@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
 import strategies as S
+from tinygrad_rnn.ops import addmm
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,14 @@ def _matmul(draw, batch: str):
         ba, bb = draw(S.broadcastable_shapes(2, min_dims=1, max_dims=2, max_side=3))
         sa, sb = ba + (n, k), bb + (k, m)
     return Case((draw(S.floats(sa, -2.0, 2.0)), draw(S.floats(sb, -2.0, 2.0))))
+
+
+@st.composite
+def _addmm(draw):
+    """``c + a @ b``: (n,k) @ (k,m) plus c of (n,m) or a shape that broadcasts to it (a bias row)."""
+    n, k, m = (draw(st.integers(1, 4)) for _ in range(3))
+    sc = draw(st.sampled_from([(n, m), (m,), (1, m), (n, 1), ()]))
+    return Case((draw(S.floats(sc)), draw(S.floats((n, k), -2.0, 2.0)), draw(S.floats((k, m), -2.0, 2.0))))
 
 
 @st.composite
@@ -348,6 +357,7 @@ OPS = [
     OpSpec("matmul_2d", lambda a, b: a @ b, np.matmul, _matmul("2d")),
     OpSpec("matmul_3d_2d", lambda a, b: a @ b, np.matmul, _matmul("3d@2d")),
     OpSpec("matmul_batched", lambda a, b: a.matmul(b), np.matmul, _matmul("batched")),
+    OpSpec("addmm", addmm, lambda c, a, b: c + a @ b, _addmm()),
     # elementwise functions, kept away from their kinks and poles
     OpSpec("tanh", lambda a: a.tanh(), np.tanh, _unary()),
     OpSpec("sigmoid", lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), _unary(low=-8.0, high=8.0)),
