@@ -26,7 +26,7 @@ def test_trace_prints_forward_up_and_backward_down(capsys):
     code, out, _ = run(capsys, "bptt", "trace", "--steps", "3", "--hidden", "2")
     assert code == 0
     assert "forward visits t = [1, 2, 3]; backward (BPTT) visits t = [3, 2, 1]" in out
-    assert re.search(r"backward\s+2\s+matmul\s+\(2,2\) → \(2,2\), \(2,2\)\s+\S+\s+rnn\.cells\.0\.V", out), out
+    assert re.search(r"backward\s+2\s+addmm\s+\(2,2\) → \(2,2\), \(2,2\), \(2,2\)\s+\S+\s+rnn\.cells\.0\.V", out), out
     code, out, _ = run(capsys, "bptt", "trace", "--phase", "forward")
     assert code == 0 and not re.search(r"^\s+\d+\s+backward", out, re.M) and re.search(r"^\s+\d+\s+forward", out, re.M)
 

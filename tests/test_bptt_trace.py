@@ -30,16 +30,17 @@ def test_trace_orders_forward_steps_up_and_backward_steps_down():
         loss.backward()
     assert tr.step_order("forward") == [1, 2, 3, 4]
     assert tr.step_order("backward") == [4, 3, 2, 1]
-    # each step runs h_{t-1} @ V, + input term, tanh — forward in that order, backward reversed
+    # each step runs addmm (x_tW + b + h_{t-1} V, one op) then tanh — backward in reverse order
     for t in range(1, T + 1):
-        assert [r.op for r in tr.forward if r.step == t] == ["matmul", "add", "tanh"], t
-        assert [r.op for r in tr.backward if r.step == t] == ["tanh", "add", "matmul"], t
+        assert [r.op for r in tr.forward if r.step == t] == ["addmm", "tanh"], t
+        assert [r.op for r in tr.backward if r.step == t] == ["tanh", "addmm"], t
     tanh_fwd = [r for r in tr.forward if r.op == "tanh"]
     assert all(r.inputs == ((B, H),) and r.outputs == ((B, H),) for r in tanh_fwd)
-    # the backward of h_{t-1} @ V sends a (B, H) gradient to h_{t-1} (none to h_0) and (H, H) to V
-    matmuls = {r.step: r for r in tr.backward if r.step is not None and r.op == "matmul"}
-    assert matmuls[3].inputs == ((B, H), (H, H)) and matmuls[3].params == ("cells.0.V",)
-    assert matmuls[1].inputs == (None, (H, H)), "h_0 needs no gradient"
+    # the backward of addmm sends (B, H) gradients to the input term x_tW + b and to h_{t-1}
+    # (none to h_0), and (H, H) to V
+    addmms = {r.step: r for r in tr.backward if r.step is not None and r.op == "addmm"}
+    assert addmms[3].inputs == ((B, H), (B, H), (H, H)) and addmms[3].params == ("cells.0.V",)
+    assert addmms[1].inputs == ((B, H), None, (H, H)), "h_0 needs no gradient"
     # the recorded norm at each tanh is ‖∂L/∂h_t‖ summed over the batch (Frobenius norm)
     assert tr.backward[0].op == "mean" and tr.backward[0].grad_norm == pytest.approx(1.0)
     assert _engine_tracer() is None, "the engine hook must be switched off after the block"

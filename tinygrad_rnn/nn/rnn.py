@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..backend import host_rng
-from ..ops import concatenate, stack, where
+from ..ops import addmm, concatenate, stack, where
 from ..tensor import ShapeError, Tensor, zeros
 from .functional import host_lengths
 from .layers import _check_size, host_parameter
@@ -170,7 +170,7 @@ class RNN(Module):
         """Unroll one cell over x (B, T, E) → (list of T states in time order, final state)."""
         B, T, E = x.shape
         # Input term of every step at once: one (B·T, E) @ (E, H) product, bias folded in.
-        xw = (x.reshape(B * T, E) @ cell.W + cell.b).reshape(B, T, self.hidden_size)
+        xw = addmm(cell.b, x.reshape(B * T, E), cell.W).reshape(B, T, self.hidden_size)
         xw_steps = xw.unbind(axis=1)
         if h is None:
             h = zeros(B, self.hidden_size, dtype=xw.dtype, device=xw.backend)
@@ -180,7 +180,7 @@ class RNN(Module):
                 _engine._tracer.on_step(t + 1)              # bptt.trace(): ops below are step t + 1
             if self.truncate is not None and n > 0 and n % self.truncate == 0:
                 h = h.detach()                              # truncated BPTT: cut the chain here
-            h_new = (xw_steps[t] + h @ cell.V).tanh()      # h_t = tanh(x_t W + b + h_{t-1} V)
+            h_new = addmm(xw_steps[t], h, cell.V).tanh()   # h_t = tanh(x_t W + b + h_{t-1} V)
             h = h_new if step_masks is None else where(step_masks[t], h_new, h)
             states[t] = h
         if _engine._tracer is not None:
