@@ -238,6 +238,23 @@ def test_classification_scores():
     assert scores["loss"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_scoring_runs_the_model_once_per_batch():
+    calls = []
+
+    class Counted(FixedLogits):
+        def forward(self, *inputs):
+            calls.append(1)
+            return super().forward(*inputs)
+
+    batch = Batch(np.ones((3, 2), int), np.array([2, 2, 1]), np.array([0, 1, 0]), None, np.arange(3))
+    evaluate(Counted(np.zeros((3, 2))), ClassificationTask(), [batch, batch])
+    assert len(calls) == 2, "loss and accuracy must come from one forward pass per batch"
+    calls.clear()
+    tags = Batch(np.ones((2, 3), int), np.array([3, 1]), np.ones((2, 3), int), np.array([3, 1]), np.arange(2))
+    evaluate(Counted(np.zeros((2, 3, 3))), TaggingTask(), [tags])
+    assert len(calls) == 1
+
+
 class FixedDecoder(FixedLogits):
     def __init__(self, logits, outputs):
         super().__init__(logits)

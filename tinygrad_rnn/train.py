@@ -47,6 +47,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --- tasks -----------------------------------------------------------------------------------
+def _logits(model, batch) -> Tensor:
+    """``model(tokens, lengths)`` on a host batch: the ids go to the model's device, the lengths
+    stay on the host (the RNN builds its masks there)."""
+    return model(Tensor(batch.inputs, device=model.device), batch.lengths)
+
+
 class ClassificationTask:
     """Sequence → class: cross-entropy of ``model(tokens, lengths)`` (B, C) against labels (B,).
 
@@ -56,22 +62,19 @@ class ClassificationTask:
     metric = "accuracy"
 
     def loss(self, model, batch) -> Tensor:
-        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
-        return cross_entropy(logits, batch.targets)
+        return cross_entropy(_logits(model, batch), batch.targets)
 
     def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
         """(class ids (B,), softmax probabilities (B, C)) on the host."""
-        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
-        probs = logits.log_softmax(axis=-1).exp().numpy()
+        probs = _logits(model, batch).log_softmax(axis=-1).exp().numpy()
         return probs.argmax(axis=-1), probs
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            loss = self.loss(model, batch)
-            pred, _ = self.predict(model, batch)
-            total_loss += loss.item() * len(batch.targets)
-            correct += int((pred == batch.targets).sum())
+            logits = _logits(model, batch)               # one forward pass for loss and accuracy
+            total_loss += cross_entropy(logits, batch.targets, reduction="sum").item()
+            correct += int((logits.argmax(axis=-1).numpy() == batch.targets).sum())
             n += len(batch.targets)
         return {"loss": total_loss / n, "accuracy": correct / n}
 
@@ -89,19 +92,17 @@ class TaggingTask:
         self.pad_id = pad_id
 
     def loss(self, model, batch) -> Tensor:
-        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
-        return cross_entropy(logits, batch.targets, ignore_index=self.pad_id)
+        return cross_entropy(_logits(model, batch), batch.targets, ignore_index=self.pad_id)
 
     def predict(self, model, batch) -> list[list[int]]:
         """One list of tag ids per sequence, as long as the sequence."""
-        logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
-        pred = logits.argmax(axis=-1).numpy()
+        pred = _logits(model, batch).argmax(axis=-1).numpy()
         return [row[:n].tolist() for row, n in zip(pred, batch.lengths)]
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            logits = model(Tensor(batch.inputs, device=model.device), batch.lengths)
+            logits = _logits(model, batch)
             loss = cross_entropy(logits, batch.targets, ignore_index=self.pad_id, reduction="sum")
             real = batch.targets != self.pad_id
             pred = logits.argmax(axis=-1).numpy()
