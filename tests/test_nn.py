@@ -225,6 +225,28 @@ def test_cross_entropy_values_and_gradcheck_with_ignore_index(data, shape, class
     assert not logits.grad[ignored].any(), "ignored positions must get zero gradient"
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_short_path_equals_the_masked_path(reduction):
+    """No target ignored: 4 recorded ops (log_softmax, pick, reduce, negate). One ignored row
+    switches to the masked path; the other rows' losses and gradients must not change."""
+    from tinygrad_rnn.bptt import trace
+    rng = np.random.default_rng(3)
+    data, targets = rng.normal(size=(5, 3)), np.array([0, 2, 1, 2, 1])
+    short = tg.Tensor(data[:4], requires_grad=True, dtype="float64")
+    with trace() as tr:
+        loss_short = F.cross_entropy(short, targets[:4], reduction=reduction)
+    assert len([r for r in tr.forward if r.on_tape]) == (4 if reduction != "none" else 3), tr.forward
+    masked = tg.Tensor(data, requires_grad=True, dtype="float64")
+    loss_masked = F.cross_entropy(masked, np.r_[targets[:4], -100], reduction=reduction)
+    want = loss_masked.numpy()[:4] if reduction == "none" else loss_masked.numpy()
+    np.testing.assert_allclose(loss_short.numpy(), want, rtol=1e-14)
+    upstream = rng.normal(size=(4,)) if reduction == "none" else None
+    loss_short.backward(upstream)
+    loss_masked.backward(None if upstream is None else np.r_[upstream, 7.0])
+    np.testing.assert_allclose(short.grad, masked.grad[:4], rtol=1e-13, atol=1e-16)
+    assert not masked.grad[4].any(), "the ignored row gets no gradient"
+
+
 @pytest.mark.parametrize("device", device_params())
 def test_cross_entropy_is_stable_for_huge_logits_on_every_device(device):
     logits = tg.Tensor(np.array([[1e4, -1e4, 0.0], [5e3, 5e3, -1e4]]), requires_grad=True, device=device)
@@ -238,6 +260,10 @@ def test_cross_entropy_errors_and_all_ignored():
     logits = tg.randn(2, 3, 4)
     with pytest.raises(IndexError, match=r"target 4 is out of range for 4 classes"):
         F.cross_entropy(logits, np.array([[0, 1, 4], [0, 0, 0]]))
+    with pytest.raises(IndexError, match=r"target -1 is out of range"):  # negative, not ignore_index
+        F.cross_entropy(logits, np.array([[0, 1, -1], [0, 0, 0]]))
+    with pytest.raises(IndexError, match=r"target 4 is out of range"):   # beside an ignored one
+        F.cross_entropy(logits, np.array([[0, -100, 4], [0, 0, 0]]))
     with pytest.raises(ShapeError, match=r"targets of shape \(2,\) do not fit logits of shape \(2, 3, 4\)"):
         F.cross_entropy(logits, np.array([0, 1]))
     with pytest.raises(TypeError, match="targets must be integer"):

@@ -96,16 +96,31 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
                          f"{logits.shape} (want targets of shape {logits.shape[:-1]})")
     C = logits.shape[-1]
     N = int(np.prod(targets.shape))
+    backend, xp = logits.backend, logits.xp
+    flat = targets._data.reshape(N)
+    rows = Tensor(np.arange(N), device=backend)
+    if N:
+        # The usual case, found with ONE device→host read: every target is a class in [0, C)
+        # and none is ignore_index. Then the loss is just −log softmax picked at the targets
+        # (4 ops); the general path below masks, counts and divides (8 ops and a second read).
+        lo, hi, n_ignored = (int(v) for v in backend.to_host(
+            xp.stack((flat.min(), flat.max(), (flat == ignore_index).sum()))))
+        if n_ignored == 0 and 0 <= lo and hi < C:
+            logp = (logits if logits.ndim == 2 else logits.reshape(N, C)).log_softmax(axis=-1)
+            picked = logp[rows, Tensor(flat, device=backend)]
+            if reduction == "none":
+                return -picked if logits.ndim == 2 else (-picked).reshape(targets.shape)
+            return -picked.sum() if reduction == "sum" else -picked.mean()
     flat_targets = targets.reshape(N)
     keep = flat_targets.ne(ignore_index)
-    out_of_range = keep._data & ((flat_targets._data < 0) | (flat_targets._data >= C))
+    out_of_range = keep._data & ((flat < 0) | (flat >= C))
     if bool(out_of_range.any()):  # one device→host read, for the whole batch
-        bad = int(targets.backend.to_host(flat_targets._data[out_of_range][:1])[0])
+        bad = int(backend.to_host(flat[out_of_range][:1])[0])
         raise IndexError(f"target {bad} is out of range for {C} classes (valid: 0..{C - 1}, "
                          f"or ignore_index={ignore_index})")
     safe_targets = where(keep, flat_targets, 0)  # any valid class at ignored positions; masked below
     logp = logits.reshape(N, C).log_softmax(axis=-1)
-    picked = logp[Tensor(np.arange(N), device=logits.backend), safe_targets]
+    picked = logp[rows, safe_targets]
     losses = where(keep, -picked, 0.0)
     if reduction == "none":
         return losses.reshape(targets.shape)
