@@ -1,6 +1,8 @@
 """optim: SGD and Adam against hand computation (and PyTorch when installed), clipping, non-finite
 gradients, state dicts, in-place updates, and host syncs on a device."""
 
+import warnings
+
 import numpy as np
 import pytest
 import strict_backend
@@ -201,6 +203,25 @@ def test_step_on_non_finite_gradient_is_refused_and_changes_nothing(device, bad)
     model.b.grad = model.b.backend.asarray(np.ones(2))
     assert skipping.step() is True and skipping.skipped_steps == 1
     assert not np.array_equal(model.W.numpy(), before["W"])
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_finite_check_is_exact_when_sums_overflow_or_cancel(device):
+    """The check sums all gradients first: huge finite values whose sum overflows to inf must
+    still be accepted, and +inf in one gradient with −inf in another (sum nan) refused."""
+    model = nn.Linear(2, 2, device=device)                    # float32
+    opt = optim.SGD(model.named_parameters(), lr=1e-40)
+    model.W.grad = model.W.backend.asarray(np.full((2, 2), 3e38, dtype=np.float32))
+    model.b.grad = model.b.backend.asarray(np.full(2, 3e38, dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # no overflow warning leaks out
+        assert opt.step() is True
+    model.W.grad = model.W.backend.asarray(np.array([[np.inf, 0], [0, 0]], dtype=np.float32))
+    model.b.grad = model.b.backend.asarray(np.array([-np.inf, 0], dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(optim.NonFiniteGradientError, match=r"gradient of W \(shape \(2, 2\)\)"):
+            opt.step()
 
 
 # ---- state dicts -------------------------------------------------------------------------------------
