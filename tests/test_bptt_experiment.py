@@ -75,6 +75,10 @@ def test_bad_lengths_inits_and_foreign_checkpoints(tmp_path):
     checkpoint.save(other, nn.Linear(2, 3), meta={"task": "something else"})
     with pytest.raises(checkpoint.CheckpointError, match="not an adding-problem model"):
         load_adding_model(other)
+    checkpoint.save(other, nn.Linear(2, 3), meta={"history": list(range(1000))})
+    with pytest.raises(checkpoint.CheckpointError, match="not an adding-problem model") as info:
+        load_adding_model(other)
+    assert len(str(info.value)) < 250, "a foreign checkpoint's meta is shown shortened, not whole"
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
         load_adding_model(tmp_path / "junk.npz")

@@ -196,8 +196,9 @@ def load_adding_model(path) -> tuple[AddingRNN, dict]:
         raise checkpoint.CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     meta = (header or {}).get("meta") or {}
     if meta.get("model") != "AddingRNN":
+        shown = str(meta) if len(str(meta)) <= 80 else str(meta)[:80] + "…"   # one readable line
         raise checkpoint.CheckpointError(f"{path}: not an adding-problem model saved by "
-                                         f"'tinygrad-rnn bptt experiment' (its meta: {meta})")
+                                         f"'tinygrad-rnn bptt experiment' (its meta: {shown})")
     model = AddingRNN(int(meta["hidden_size"]), meta.get("init", "uniform"))
     checkpoint.load(path, model)
     return model, meta
