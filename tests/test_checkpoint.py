@@ -135,6 +135,28 @@ def test_save_renames_a_finished_file_in_the_same_directory(saved, monkeypatch):
     assert os.listdir(path.parent) == [path.name]
 
 
+def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
+    from tinygrad_rnn.data import Vocab
+    path = tmp_path / "vocab.json"
+    Vocab(["a", "b"]).save(path)
+    old = path.read_text(encoding="utf-8")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with checkpoint.atomic_write(path, "w", encoding="utf-8") as f:
+            f.write('{"format": "tinygrad_rnn.vo')
+            raise RuntimeError("disk full")
+    assert path.read_text(encoding="utf-8") == old and os.listdir(tmp_path) == ["vocab.json"]
+
+    def crash(obj, f, **kw):
+        f.write('{"format": ')
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr("json.dump", crash)                # the vocabulary's own save is atomic too
+    with pytest.raises(KeyboardInterrupt):
+        Vocab(["a", "b", "c"]).save(path)
+    monkeypatch.undo()
+    assert Vocab.load(path) == Vocab(["a", "b"]) and os.listdir(tmp_path) == ["vocab.json"]
+
+
 def test_meta_must_be_json(tmp_path):
     model, _ = make()
     with pytest.raises(TypeError, match="JSON-serialisable"):

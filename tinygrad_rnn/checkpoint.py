@@ -21,6 +21,7 @@ Arrays are loaded onto whichever device each parameter is on (save on a GPU, loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -60,13 +61,26 @@ def save(path, model, optimizer=None, meta=None) -> None:
     except TypeError as e:
         raise TypeError(f"checkpoint meta must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from None
     arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb", encoding: str | None = None):
+    """``with atomic_write(path) as f: ...`` — all of the file or none of it.
+
+    The block writes a temporary file in ``path``'s directory; only when it finishes is that
+    file renamed over ``path`` (``os.replace`` is atomic). An error or a crash inside the block
+    leaves the old ``path`` as it was and removes the temporary file. Used for checkpoints and
+    for everything else a run directory holds (JSON, vocabularies, plots).
+    """
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
         os.replace(tmp, path)

@@ -137,6 +137,13 @@ def load_config(directory) -> dict:
     return config
 
 
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON atomically (a crash mid-write must not break a good run directory)."""
+    from .checkpoint import atomic_write
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+
+
 def run_file(directory, name: str) -> str:
     """``DIR/name``; a missing file is a clear error, not a bare "No such file"."""
     path = os.path.join(directory, name)
@@ -291,8 +298,7 @@ def train_command(args) -> int:
     test_batches = make_batches(config, test, src_vocab, tgt_vocab, shuffle=False)
 
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1)
+    write_json(os.path.join(out, "config.json"), config)
     src_vocab.save(os.path.join(out, "vocab.json"))
     if tgt_vocab is not None:
         tgt_vocab.save(os.path.join(out, "target_vocab.json"))
@@ -322,8 +328,7 @@ def train_command(args) -> int:
                "train_seconds": round(sum(h["train_seconds"] for h in result.history), 1),
                "device": device, "command": command_line(config),
                "history": result.history}
-    with open(os.path.join(out, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=1)
+    write_json(os.path.join(out, "metrics.json"), metrics)
     print(f"test  {_format_scores(test_scores)}  (best dev epoch {result.best_epoch} of {len(result.history)})")
     if baseline is not None:
         print(f"baseline ({baseline['name']}): {_format_scores(baseline)}")

@@ -349,7 +349,8 @@ def plot_history(history: list, path, metric: str) -> None:
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = f"{os.fspath(path)}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with checkpoint.atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)

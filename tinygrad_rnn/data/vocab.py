@@ -23,6 +23,8 @@ import os
 from collections import Counter
 from typing import Iterable, Sequence
 
+from ..checkpoint import atomic_write
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 _FORMAT = "tinygrad_rnn.vocab"
@@ -146,8 +148,9 @@ class Vocab:
         return cls(tokens[len(SPECIALS):])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as UTF-8 JSON (Chinese stays readable: ``ensure_ascii=False``)."""
-        with open(path, "w", encoding="utf-8") as f:
+        """Write the vocabulary as UTF-8 JSON (Chinese stays readable: ``ensure_ascii=False``),
+        atomically: a crash never leaves half a vocabulary behind."""
+        with atomic_write(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, ensure_ascii=False, indent=0)
             f.write("\n")
 
