@@ -172,6 +172,26 @@ def test_rnn_gradcheck(seq, hidden, layers, bidirectional, use_lengths, with_h0,
     assert gradcheck(fn, [x, h0, *rnn.parameters()], seed=seed)
 
 
+@settings(max_examples=examples(10))
+@given(seq=float_sequences(features=st.integers(1, 3), batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
+       layers=st.sampled_from([1, 2]), bidirectional=st.booleans(), seed=st.integers(0, 2**16))
+def test_need_outputs_false_gives_the_same_h_last_and_gradients(seq, layers, bidirectional, seed):
+    rng = np.random.default_rng(seed)
+    x_host, lengths = seq
+    rnn = nn.RNN(x_host.shape[2], 3, num_layers=layers, bidirectional=bidirectional, dtype=F64, rng=rng)
+    upstream = rng.normal(size=(len(rnn.cells), x_host.shape[0], 3))
+    grads = []
+    for need in (True, False):
+        x = tg.Tensor(x_host, requires_grad=True)
+        rnn.zero_grad()
+        out, h_last = rnn(x, lengths=lengths, need_outputs=need)
+        assert (out is None) == (not need)
+        h_last.backward(upstream)
+        grads.append([host(x.grad)] + [host(p.grad) for p in rnn.parameters()] + [h_last.numpy()])
+    for i, (a, b) in enumerate(zip(*grads)):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15, err_msg=f"item {i} (x.grad, parameter grads, h_last)")
+
+
 @pytest.mark.parametrize("device", device_params())
 def test_rnn_runs_on_each_device_like_on_cpu(device):
     rng = np.random.default_rng(5)

@@ -114,6 +114,10 @@ class RNN(Module):
     so ``states[0][t].retain_grad()`` before ``loss.backward()`` leaves the total gradient
     ∂L/∂h_t (through the output at t and through all later steps) in ``states[0][t].grad``.
     At padded steps the state is the carried-over state (outputs there are 0).
+
+    **Only the last state?** ``rnn(x, need_outputs=False)`` returns ``(None, h_last)``: the last
+    layer's T states are not stacked into ``outputs`` (one (B, T, H) array and copy fewer per
+    forward — e.g. a classifier that reads h_T only). The math and the gradients are the same.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, init="uniform",
@@ -131,7 +135,8 @@ class RNN(Module):
                               init, rng=rng, dtype=dtype, device=device)
                       for layer in range(num_layers) for _ in range(self.directions)]
 
-    def forward(self, x: Tensor, h0: Tensor = None, lengths=None, return_states: bool = False):
+    def forward(self, x: Tensor, h0: Tensor = None, lengths=None, return_states: bool = False,
+                need_outputs: bool = True):
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ShapeError(f"RNN: x of shape {x.shape}, want (B, T, {self.input_size})")
         B, T, _ = x.shape
@@ -156,13 +161,15 @@ class RNN(Module):
             for direction in range(self.directions):
                 k = layer * self.directions + direction
                 states, h = self._run(self.cells[k], layer_input, initial[k], step_masks, reverse=direction == 1)
+                finals.append(h)
+                all_states.append(states)
+                if not need_outputs and layer == self.num_layers - 1:
+                    continue                                # nobody reads the last layer's outputs
                 out = stack(states, axis=1)                 # (B, T, H), in time order
                 if mask is not None:
                     out = where(mask, out, 0.0)             # outputs at padded steps are 0
                 outs.append(out)
-                finals.append(h)
-                all_states.append(states)
-            layer_input = outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
+            layer_input = None if not outs else outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
         h_last = stack(finals, axis=0)
         return (layer_input, h_last, all_states) if return_states else (layer_input, h_last)
 
