@@ -1,6 +1,8 @@
 """One test per error of issue 2 §2–3: each raises a clear exception whose message says what to do."""
 
+import os
 import re
+import subprocess
 import sys
 import types
 
@@ -196,3 +198,21 @@ def test_power_by_a_tensor_is_refused():
 def test_item_of_many_elements_is_refused():
     with pytest.raises(ValueError, match=re.escape("(2,)")):
         tg.Tensor([1.0, 2.0]).item()
+
+
+def test_unusable_device_in_the_environment_fails_at_first_use_not_at_import():
+    env = {**os.environ, "TINYGRAD_RNN_DEVICE": "tpu"}
+    code = ("import tinygrad_rnn as tg\n"
+            "print(tg.Tensor([1.0], device='cpu').device)\n"     # naming the device works
+            "tg.Tensor([1.0])\n")                                 # the default device is refused
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "cpu\n", proc.stderr
+    assert proc.returncode != 0 and "DeviceError: unknown device 'tpu'" in proc.stderr
+
+
+def test_cli_with_an_unusable_device_in_the_environment_says_so_in_one_line(tmp_path):
+    env = {**os.environ, "TINYGRAD_RNN_DEVICE": "tpu"}
+    proc = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "predict", str(tmp_path), "好"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown device 'tpu'"), proc.stderr
+    assert proc.stderr.count("\n") == 1

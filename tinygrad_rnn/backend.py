@@ -142,7 +142,10 @@ def backend_of_array(array) -> Backend | None:
     return None
 
 
-_default_device = "cpu"
+# None until first asked for: then TINYGRAD_RNN_DEVICE, else "cpu". Not read at import time, so an
+# unusable device in the environment fails where a device is needed (one clear DeviceError), not
+# as a traceback from ``import tinygrad_rnn`` — code that names its device keeps working.
+_default_device = None
 
 
 def set_default_device(device: str) -> None:
@@ -153,6 +156,8 @@ def set_default_device(device: str) -> None:
 
 
 def get_default_device() -> str:
+    if _default_device is None:
+        _device_from_environment()
     return _default_device
 
 
@@ -173,9 +178,4 @@ def host_rng() -> np.random.Generator:
 
 
 def _device_from_environment() -> None:
-    env = os.environ.get("TINYGRAD_RNN_DEVICE")
-    if env:
-        set_default_device(env)
-
-
-_device_from_environment()
+    set_default_device(os.environ.get("TINYGRAD_RNN_DEVICE") or "cpu")

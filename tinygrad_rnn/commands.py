@@ -203,7 +203,8 @@ def make_batches(config, examples, src_vocab, tgt_vocab, *, shuffle: bool, seed:
 def build_model(config, src_vocab, tgt_vocab, device):
     """The task's model with the run's sizes, on ``device``."""
     from . import models
-    task, common = config["task"], dict(padding_idx=0)
+    # Built on ``device`` directly: never on the default device first (which may be unusable).
+    task, common = config["task"], dict(padding_idx=0, device=device)
     if task == "classify":
         model = models.SequenceClassifier(len(src_vocab), config["embed"], config["hidden"], len(LABELS),
                                           pooling=config["pooling"], num_layers=config["layers"],
@@ -215,7 +216,7 @@ def build_model(config, src_vocab, tgt_vocab, device):
     else:
         model = models.Seq2Seq(len(src_vocab), len(tgt_vocab), config["embed"], config["hidden"],
                                num_layers=config["layers"], feed_context=config["feed_context"], **common)
-    return model.to(device)
+    return model
 
 
 def make_task(config, tgt_vocab, beam: int = 1):
