@@ -23,17 +23,15 @@ runs over true steps only, so the logits do not depend on how much padding a bat
 
 from __future__ import annotations
 
-from ..backend import host_rng
-from ..nn import Embedding, Linear, Module, RNN
 from ..nn.functional import cross_entropy, masked_mean
 from ..ops import concatenate
 from ..tensor import no_grad
-from .common import id_tensor, lengths_array
+from .common import EmbedRNNHead
 
 POOLINGS = ("last", "mean")
 
 
-class SequenceClassifier(Module):
+class SequenceClassifier(EmbedRNNHead):
     """Embedding → (multi-layer, optionally bidirectional) RNN → pooling → Linear.
 
     ``model(tokens, lengths) -> logits (B, num_classes)``; ``tokens`` (B, T) integer ids (Tensor,
@@ -50,10 +48,8 @@ class SequenceClassifier(Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         self.pooling = pooling
-        layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
-        self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
-        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
-        self.head = Linear(hidden_size * self.rnn.directions, num_classes, **layer_args)
+        super().__init__(vocab_size, embed_dim, hidden_size, num_classes, num_layers, bidirectional,
+                         padding_idx, init=init, rng=rng, dtype=dtype, device=device)
 
     @property
     def num_classes(self) -> int:
@@ -61,10 +57,7 @@ class SequenceClassifier(Module):
 
     def features(self, tokens, lengths=None):
         """The pooled summary ``s`` (B, D·H) that the head classifies."""
-        tokens = id_tensor(tokens, self.embed.weight.backend)
-        B, T = tokens.shape
-        lengths = lengths_array(lengths, B, T)
-        outputs, h_last = self.rnn(self.embed(tokens), lengths=lengths)
+        outputs, h_last, lengths = self.run_rnn(tokens, lengths)
         if self.pooling == "mean":
             return masked_mean(outputs, lengths)
         # "last": the top layer's final state of each direction, [→h_n ; ←h_1] (see module doc).

@@ -1,4 +1,5 @@
-"""What the three task models share: turning inputs into tensors, and the padding-aware loss.
+"""What the three task models share: turning inputs into tensors, the padding-aware loss, and
+the Embedding → RNN → Linear stack of the classifier and the tagger.
 
 Inputs may be Tensors, NumPy arrays or lists: token ids ``(B, T)`` become an integer Tensor on
 the model's device; ``lengths`` ``(B,)`` become a checked host array (the RNN builds its masks
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import DeviceError
+from ..backend import DeviceError, host_rng
+from ..nn import Embedding, Linear, Module, RNN
 from ..nn.functional import cross_entropy, host_lengths
 from ..ops import where
 from ..tensor import ShapeError, Tensor
@@ -65,3 +67,26 @@ def padded_loss(logits: Tensor, targets, lengths, reduction: str = "mean") -> Te
     lengths = lengths_array(lengths, B, T, allow_zero=True)
     return cross_entropy(logits, masked_targets(targets, lengths, logits.backend),
                          ignore_index=IGNORE_INDEX, reduction=reduction)
+
+
+class EmbedRNNHead(Module):
+    """``embed`` → ``rnn`` → ``head``: token ids become vectors x_t, the RNN runs
+    h_t = tanh(x_t W + h_{t-1} V + b) over them, and a Linear reads the (D·H)-wide states
+    (D = 2 directions when bidirectional). The classifier pools the states before its head;
+    the tagger applies its head at every step.
+    """
+
+    def __init__(self, vocab_size, embed_dim, hidden_size, num_outputs, num_layers, bidirectional,
+                 padding_idx, *, init, rng, dtype, device):
+        layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
+        self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
+        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
+        self.head = Linear(hidden_size * self.rnn.directions, num_outputs, **layer_args)
+
+    def run_rnn(self, tokens, lengths, *, allow_zero: bool = False):
+        """``(outputs (B, T, D·H), h_last, lengths as a host array)`` for token ids (B, T)."""
+        tokens = id_tensor(tokens, self.embed.weight.backend)
+        B, T = tokens.shape
+        lengths = lengths_array(lengths, B, T, allow_zero=allow_zero)
+        outputs, h_last = self.rnn(self.embed(tokens), lengths=lengths)
+        return outputs, h_last, lengths

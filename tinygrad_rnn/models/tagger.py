@@ -14,13 +14,11 @@ tokens of the batch; padded steps count nothing, whatever id pads the targets.
 
 from __future__ import annotations
 
-from ..backend import host_rng
-from ..nn import Embedding, Linear, Module, RNN
 from ..tensor import no_grad
-from .common import id_tensor, lengths_array, padded_loss
+from .common import EmbedRNNHead, lengths_array, padded_loss
 
 
-class SequenceTagger(Module):
+class SequenceTagger(EmbedRNNHead):
     """Embedding → (multi-layer, optionally bidirectional) RNN → Linear at every step.
 
     ``model(tokens, lengths) -> logits (B, T, num_tags)``; ``tokens`` (B, T) integer ids,
@@ -31,19 +29,15 @@ class SequenceTagger(Module):
 
     def __init__(self, vocab_size, embed_dim, hidden_size, num_tags, num_layers=1, bidirectional=False,
                  padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
-        layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
-        self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
-        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
-        self.head = Linear(hidden_size * self.rnn.directions, num_tags, **layer_args)
+        super().__init__(vocab_size, embed_dim, hidden_size, num_tags, num_layers, bidirectional,
+                         padding_idx, init=init, rng=rng, dtype=dtype, device=device)
 
     @property
     def num_tags(self) -> int:
         return self.head.out_features
 
     def forward(self, tokens, lengths=None):
-        tokens = id_tensor(tokens, self.embed.weight.backend)
-        B, T = tokens.shape
-        outputs, _ = self.rnn(self.embed(tokens), lengths=lengths_array(lengths, B, T, allow_zero=True))
+        outputs, _, _ = self.run_rnn(tokens, lengths, allow_zero=True)   # length 0: an empty sentence
         return self.head(outputs)
 
     def loss(self, tokens, lengths, tags, reduction: str = "mean"):
