@@ -3,7 +3,6 @@ stopping, clipping, non-finite loss, plots) and the three tasks' scores."""
 
 import os
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
