@@ -166,15 +166,14 @@ class AddMM(Op):
             raise ValueError(f"addmm needs 2-D matrices, got {a.ndim}-D and {b.ndim}-D")
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"inner sizes differ: {a.shape[1]} != {b.shape[0]}")
-        n_m = (a.shape[0], b.shape[1])
-        if c.shape != n_m and (len(c.shape) > 2 or any(s not in (1, o) for s, o in zip(c.shape[::-1], n_m[::-1]))):
-            raise ValueError(f"c of shape {c.shape} does not broadcast to {n_m}")
         self.a, self.b, self.c_shape = a, b, c.shape
         out = a @ b
         if c.dtype == out.dtype:
-            out += c            # in place: out is ours, fresh from the product (c may be a bias row)
-        else:
+            out += c            # in place: out is ours, fresh from the product (c may be a bias row);
+        else:                   # a c that does not broadcast into out raises ValueError here
             out = c + out       # promotes like c + a @ b (e.g. a float64 c)
+            if out.shape != (a.shape[0], b.shape[1]):
+                raise ValueError(f"c of shape {c.shape} does not broadcast to {(a.shape[0], b.shape[1])}")
         return out
 
     def backward(self, g):
@@ -543,6 +542,8 @@ cat = concatenate
 def addmm(c, a, b) -> Tensor:
     """``c + a @ b`` as one op (``torch.addmm``): 2-D ``a`` (n, k), ``b`` (k, m), ``c`` broadcasting
     to (n, m). Same values and gradients as ``c + a @ b``, with one op and one array fewer."""
+    if type(c) is Tensor and type(a) is Tensor and type(b) is Tensor:   # the RNN's hot path
+        return AddMM.apply(c, a, b)
     ref = next((t for t in (c, a, b) if isinstance(t, Tensor)), None)
     if ref is None:
         raise TypeError("addmm needs at least one tensor")
