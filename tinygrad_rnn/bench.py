@@ -252,7 +252,7 @@ class Autograd:
             w.data[...] = self.initial[name]
 
     def loss(self):
-        _, h_last = self.rnn(self.x)               # h_last: (layers, B, H)
+        _, h_last = self.rnn(self.x, need_outputs=False)   # h_last: (layers, B, H); outputs unused
         return nn.functional.cross_entropy(self.head(h_last[-1]), self.y)
 
     def loss_and_grads(self):
@@ -314,8 +314,8 @@ class TorchRNN:
 
 
 class TorchLoop(TorchRNN):
-    """PyTorch autograd over the very op sequence ``nn.RNN`` records: one input projection with
-    the bias folded in, unbind over time, then ``h = tanh(xW_t + h V)`` per step."""
+    """PyTorch autograd over the very op sequence ``nn.RNN`` records: one input projection
+    ``addmm(b, X, W)``, unbind over time, then ``h = tanh(addmm(xW_t, h, V))`` per step."""
     name = "torch loop"
 
     def __init__(self, p: Problem, device: str, torch):
@@ -330,10 +330,10 @@ class TorchLoop(TorchRNN):
         torch = self.torch
         W, V, b, U, c = self.params
         B, T, E = self.x.shape
-        xw = (self.x.reshape(B * T, E) @ W + b).reshape(B, T, -1)
+        xw = torch.addmm(b, self.x.reshape(B * T, E), W).reshape(B, T, -1)
         h = torch.zeros(B, V.shape[0], dtype=xw.dtype, device=xw.device)
         for xw_t in xw.unbind(1):
-            h = torch.tanh(xw_t + h @ V)
+            h = torch.tanh(torch.addmm(xw_t, h, V))
         return torch.nn.functional.cross_entropy(h @ U + c, self.y)
 
     def loss_and_grads(self):
