@@ -180,3 +180,20 @@ def test_the_seed_makes_the_check_reproducible():
         return str(info.value)
 
     assert message(5) == message(5) and message(5) != message(6)
+
+
+@pytest.mark.parametrize("mode", ["direction", "full"])
+def test_inputs_are_restored_when_fn_fails_on_a_shifted_input(mode):
+    x = tg.Tensor(np.array([0.5, 2.0, -1.0]), requires_grad=True, dtype="float64")
+    original = x.numpy()
+    calls = []
+
+    def fn(t):
+        calls.append(1)
+        if len(calls) > 3:                      # the forward and both backward passes work …
+            raise RuntimeError("fails on a shifted input")  # … the finite differences do not
+        return t * t
+
+    with pytest.raises(RuntimeError, match="shifted"):
+        gradcheck(fn, [x], mode=mode, seed=0)
+    np.testing.assert_array_equal(x.numpy(), original)

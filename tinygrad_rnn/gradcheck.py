@@ -129,11 +129,13 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
                 plus, minus = host.copy(), host.copy()
                 plus[idx] += eps
                 minus[idx] -= eps
-                t.data = plus
-                f_plus = _loss(fn, inputs, upstream)
-                t.data = minus
-                f_minus = _loss(fn, inputs, upstream)
-                t.data = base
+                try:
+                    t.data = plus
+                    f_plus = _loss(fn, inputs, upstream)
+                    t.data = minus
+                    f_minus = _loss(fn, inputs, upstream)
+                finally:
+                    t.data = base                    # even if fn fails: the input is left as it was
                 compare((f_plus - f_minus) / (2 * eps), float(grads[i][idx]),
                         f"{_describe(i, t)}, element {idx}")
     return True
