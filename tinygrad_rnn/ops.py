@@ -542,7 +542,7 @@ cat = concatenate
 def addmm(c, a, b) -> Tensor:
     """``c + a @ b`` as one op (``torch.addmm``): 2-D ``a`` (n, k), ``b`` (k, m), ``c`` broadcasting
     to (n, m). Same values and gradients as ``c + a @ b``, with one op and one array fewer."""
-    if type(c) is Tensor and type(a) is Tensor and type(b) is Tensor:   # the RNN's hot path
+    if isinstance(c, Tensor) and isinstance(a, Tensor) and isinstance(b, Tensor):  # the RNN's hot path
         return AddMM.apply(c, a, b)
     ref = next((t for t in (c, a, b) if isinstance(t, Tensor)), None)
     if ref is None:
