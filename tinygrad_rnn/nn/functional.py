@@ -7,6 +7,8 @@ length; steps ``t >= lengths[b]`` are padding. ``sequence_mask(lengths, T)[b, t]
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ops import where
@@ -95,22 +97,19 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
         raise ShapeError(f"cross_entropy: targets of shape {targets.shape} do not fit logits of shape "
                          f"{logits.shape} (want targets of shape {logits.shape[:-1]})")
     C = logits.shape[-1]
-    N = int(np.prod(targets.shape))
-    backend, xp = logits.backend, logits.xp
+    N = math.prod(targets.shape)
+    backend = logits.backend
     flat = targets._data.reshape(N)
     rows = Tensor(np.arange(N), device=backend)
-    if N:
-        # The usual case, found with ONE device→host read: every target is a class in [0, C)
-        # and none is ignore_index. Then the loss is just −log softmax picked at the targets
-        # (4 ops); the general path below masks, counts and divides (8 ops and a second read).
-        lo, hi, n_ignored = (int(v) for v in backend.to_host(
-            xp.stack((flat.min(), flat.max(), (flat == ignore_index).sum()))))
-        if n_ignored == 0 and 0 <= lo and hi < C:
-            logp = (logits if logits.ndim == 2 else logits.reshape(N, C)).log_softmax(axis=-1)
-            picked = logp[rows, Tensor(flat, device=backend)]
-            if reduction == "none":
-                return -picked if logits.ndim == 2 else (-picked).reshape(targets.shape)
-            return -picked.sum() if reduction == "sum" else -picked.mean()
+    # The usual case, found with ONE device→host read: every target is a class in [0, C) and
+    # none is ignore_index. Then the loss is just −log softmax picked at the targets (4 ops);
+    # the general path below masks, counts and divides (8 ops and a second read).
+    if N and not bool(((flat < 0) | (flat >= C) | (flat == ignore_index)).any()):
+        logp = (logits if logits.ndim == 2 else logits.reshape(N, C)).log_softmax(axis=-1)
+        picked = logp[rows, targets if targets.ndim == 1 else Tensor(flat, device=backend)]
+        if reduction == "none":
+            return -picked if logits.ndim == 2 else (-picked).reshape(targets.shape)
+        return -picked.sum() if reduction == "sum" else -picked.mean()
     flat_targets = targets.reshape(N)
     keep = flat_targets.ne(ignore_index)
     out_of_range = keep._data & ((flat < 0) | (flat >= C))
