@@ -259,3 +259,20 @@ def test_zero_epochs_without_resume(capsys, tmp_path):
 def test_one_line_joins_a_listed_message():
     assert cli.one_line("does not fit:\n  a: bad\n  b: bad\n") == "does not fit: a: bad; b: bad"
     assert cli.one_line("plain") == "plain"
+
+
+def test_a_new_run_never_mixes_with_an_earlier_one(capsys, numerals_run, tmp_path, monkeypatch):
+    import shutil
+    from tinygrad_rnn import train
+    d = tmp_path / "run"
+    shutil.copytree(numerals_run, d)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt                       # stopped before the first epoch ended
+
+    monkeypatch.setattr(train, "fit", interrupted)
+    code, out, _ = run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--hidden", "16",
+                       "--no-progress", "--out", d)
+    assert code == 130 and "note: replacing the earlier run" in out
+    assert not (d / "best.npz").exists(), "the old checkpoint must not stay beside the new config"
+    assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "no best.npz")

@@ -144,6 +144,20 @@ def write_json(path, obj) -> None:
         json.dump(obj, f, indent=1)
 
 
+RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
+
+
+def clear_run(directory) -> None:
+    """Remove an earlier run's files before a new run writes its own, so the directory never mixes
+    two runs (a new config.json beside an old best.npz, if the new run stopped before its first
+    epoch, would describe a model the checkpoint does not hold)."""
+    old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
+    if old:
+        print(f"note: replacing the earlier run in {directory} ({', '.join(old)}); --resume continues it instead")
+        for name in old:
+            os.remove(os.path.join(directory, name))
+
+
 def run_file(directory, name: str) -> str:
     """``DIR/name``; a missing file is a clear error, not a bare "No such file"."""
     path = os.path.join(directory, name)
@@ -299,6 +313,8 @@ def train_command(args) -> int:
     test_batches = make_batches(config, test, src_vocab, tgt_vocab, shuffle=False)
 
     os.makedirs(out, exist_ok=True)
+    if not args.resume:
+        clear_run(out)
     write_json(os.path.join(out, "config.json"), config)
     src_vocab.save(os.path.join(out, "vocab.json"))
     if tgt_vocab is not None:
