@@ -572,7 +572,7 @@ def _load_note(load) -> str:
 
 
 def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True, overhead=True,
-        torch=None, how="", out=print) -> dict:
+        torch=None, how="", out=print, flush=True) -> dict:
     """Run the benchmark, print the tables, and return every figure as a dict."""
     backend = get_backend(device)
     sync = backend.synchronize
@@ -605,9 +605,10 @@ def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True,
         B, _, E, H, C = CONFIGS["medium"]
         out(f"\nT-scaling at medium (B={B}, E={E}, H={H}, C={C}): median ms per step")
         scaling = {}
-        with flush_subnormals(torch, device) as flushed:
+        why = "--no-flush" if torch is not None and not flush else "needs torch"
+        with flush_subnormals(torch if flush else None, device) as flushed:
             out("subnormals flushed to zero (torch.set_flush_denormal)" if flushed else
-                "subnormals NOT flushed (needs torch): beyond T ≈ 150 the vanishing δ_t passes through "
+                f"subnormals NOT flushed ({why}): beyond T ≈ 150 the vanishing δ_t passes through "
                 "float32's subnormal range and every implementation pays a large fixed cost")
             out(f"{'T':>6}{'numpy BPTT':>14}{'autograd':>14}{'ratio':>8}{'ms/T autograd':>16}")
             for T in T_SCALING:
@@ -692,6 +693,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation (at least 20)")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--no-scaling", action="store_true", help="skip the T-scaling table")
+    parser.add_argument("--no-flush", action="store_true",
+                        help="T-scaling with float32 subnormals as they are (slow past T ≈ 150; see flush_subnormals)")
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -702,7 +705,8 @@ def main(argv=None):
     how = limit_threads(args.threads, argv)
     get_backend(args.device)                       # a missing GPU or CuPy fails here, with the fix
     result = run(configs, device=args.device, threads=args.threads, steps=args.steps,
-                 t_scaling=not args.no_scaling, torch=import_torch(args.threads), how=how)
+                 t_scaling=not args.no_scaling, torch=import_torch(args.threads), how=how,
+                 flush=not args.no_flush)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)
