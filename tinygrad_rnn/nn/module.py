@@ -95,18 +95,24 @@ class Module:
                     if isinstance(item, (Parameter, Module)):
                         yield f"{name}.{i}", item
 
-    def named_modules(self, prefix: str = ""):
-        """(dotted name, module) for this module (name ``""``) and every submodule, each once."""
+    def _walk(self, prefix: str = ""):
+        """(dotted name, Module or Parameter) for this module and everything below it, depth-first
+        in attribute order; an object reachable twice (a shared layer or weight) comes once."""
         seen = set()
         stack = [(prefix, self)]
         while stack:
-            name, module = stack.pop()
-            if id(module) in seen:
+            name, value = stack.pop()
+            if id(value) in seen:
                 continue
-            seen.add(id(module))
-            yield name, module
-            children = [(f"{name}.{n}" if name else n, m) for n, m in module._members() if isinstance(m, Module)]
-            stack.extend(reversed(children))  # depth-first, in attribute order
+            seen.add(id(value))
+            yield name, value
+            if isinstance(value, Module):
+                members = [(f"{name}.{n}" if name else n, m) for n, m in value._members()]
+                stack.extend(reversed(members))  # popped in attribute order
+
+    def named_modules(self, prefix: str = ""):
+        """(dotted name, module) for this module (name ``""``) and every submodule, each once."""
+        return ((name, m) for name, m in self._walk(prefix) if isinstance(m, Module))
 
     def modules(self):
         return [m for _, m in self.named_modules()]
@@ -116,18 +122,7 @@ class Module:
 
     def named_parameters(self, prefix: str = ""):
         """(dotted name, Parameter) depth-first in attribute order; a shared Parameter is listed once."""
-        seen = set()
-        stack = [(prefix, self)]
-        while stack:
-            name, value = stack.pop()
-            if id(value) in seen:
-                continue
-            seen.add(id(value))
-            if isinstance(value, Parameter):
-                yield name, value
-            else:
-                members = [(f"{name}.{n}" if name else n, m) for n, m in value._members()]
-                stack.extend(reversed(members))
+        return ((name, p) for name, p in self._walk(prefix) if isinstance(p, Parameter))
 
     def parameters(self) -> list:
         return [p for _, p in self.named_parameters()]
