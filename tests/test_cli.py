@@ -172,6 +172,8 @@ def test_missing_data_extra(capsys, monkeypatch, tmp_path):
 
 def test_missing_or_broken_run_directory(capsys, tmp_path):
     assert_one_error_line(*run(capsys, "predict", tmp_path / "nope", "好")[::2], "no such run directory")
+    (tmp_path / "file.txt").write_text("")
+    assert_one_error_line(*run(capsys, "evaluate", tmp_path / "file.txt")[::2], "a file, not a run directory")
     assert_one_error_line(*run(capsys, "evaluate", tmp_path)[::2], "no config.json")
     (tmp_path / "config.json").write_text("{not json")
     assert_one_error_line(*run(capsys, "predict", tmp_path, "好")[::2], "broken config file")

@@ -119,7 +119,8 @@ def make_config(args) -> dict:
 def load_config(directory) -> dict:
     """``DIR/config.json``, checked; clear errors for a missing or broken run directory."""
     if not os.path.isdir(directory):
-        raise CLIError(f"{directory}: no such run directory (train one with 'tinygrad-rnn train')")
+        what = "a file, not a run directory" if os.path.exists(directory) else "no such run directory"
+        raise CLIError(f"{directory}: {what} (train one with 'tinygrad-rnn train')")
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):
         raise CLIError(f"{directory}: not a run directory (no config.json); train one with 'tinygrad-rnn train'")
