@@ -221,6 +221,15 @@ def test_not_a_checkpoint(tmp_path):
         checkpoint.load(tmp_path / "missing.npz", make()[0])
 
 
+def test_a_malformed_optimizer_entry_is_refused(saved, tmp_path):
+    with np.load(saved[0], allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["optimizer/0"] = np.zeros(2)                   # no "<index>/<state name>"
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, **arrays)
+    assert_refused(odd, "malformed optimizer entry 'optimizer/0'")
+
+
 def test_mismatched_names_and_shapes_are_listed(tmp_path):
     small, small_opt = make(hidden=5, layers=1)
     checkpoint.save(tmp_path / "small.npz", small, small_opt)

@@ -141,8 +141,10 @@ def load(path, model, optimizer=None):
         state = {}
         for k, v in arrays.items():
             if k.startswith("optimizer/"):
-                _, i, name = k.split("/", 2)
-                state.setdefault(i, {})[name] = v
+                parts = k.split("/", 2)
+                if len(parts) != 3:
+                    raise CheckpointError(f"{path}: malformed optimizer entry {k!r} (model left unchanged)")
+                state.setdefault(parts[1], {})[parts[2]] = v
         for i, entries in saved.get("scalars", {}).items():
             state.setdefault(i, {}).update(entries)
         sd = {"type": saved.get("type"), "hyperparameters": saved.get("hyperparameters", {}),
