@@ -144,8 +144,8 @@ class Module:
     @property
     def device(self):
         """The device of the first parameter (``None`` for a module without parameters)."""
-        params = self.parameters()
-        return params[0].device if params else None
+        first = next(self.named_parameters(), None)   # read per batch: no walk of the whole model
+        return first[1].device if first is not None else None
 
     def to(self, device=None, dtype=None) -> Module:
         """Move every parameter (and its gradient) to ``device`` and/or cast it to ``dtype``.
