@@ -106,6 +106,8 @@ class RNN(Module):
 
     **Truncated BPTT**: with ``truncate=k`` the state is detached every k steps, so gradients
     flow back through at most k steps of the recurrence. ``k >= T`` is plain BPTT exactly.
+    The k-step chunks are counted along each sequence from where its direction starts (its first
+    token forward, its true last token backward), so truncation, too, ignores the padding.
 
     **Observing the states** (for BPTT tools): ``rnn(x, lengths=..., return_states=True)``
     returns a third value ``states``: one list per cell (``rnn.cells`` order) of T tensors
@@ -160,7 +162,9 @@ class RNN(Module):
             outs = []
             for direction in range(self.directions):
                 k = layer * self.directions + direction
-                states, h = self._run(self.cells[k], layer_input, initial[k], step_masks, reverse=direction == 1)
+                cuts = self._truncation_cuts(lengths, B, T, reverse=direction == 1, device=x.backend)
+                states, h = self._run(self.cells[k], layer_input, initial[k], step_masks, cuts,
+                                      reverse=direction == 1)
                 finals.append(h)
                 all_states.append(states)
                 if not need_outputs and layer == self.num_layers - 1:
@@ -173,7 +177,27 @@ class RNN(Module):
         h_last = stack(finals, axis=0)
         return (layer_input, h_last, all_states) if return_states else (layer_input, h_last)
 
-    def _run(self, cell: RNNCell, x: Tensor, h: Tensor, step_masks, reverse: bool):
+    def _truncation_cuts(self, lengths, B: int, T: int, reverse: bool, device):
+        """Where truncated BPTT detaches the state: {t: True (every row) or a (B, 1) row mask}.
+
+        Step t is position p = t (forward) or p = len − 1 − t (backward) of its sequence; the
+        state entering position p is cut when p > 0 and p is a multiple of k. Padded steps
+        (p outside [0, len)) are never cut, so a carried-over state keeps its gradient path.
+        """
+        if self.truncate is None:
+            return {}
+        lens = np.full(B, T) if lengths is None else lengths
+        cuts = {}
+        for t in range(T):
+            p = lens - 1 - t if reverse else np.full(B, t)
+            rows = (p > 0) & (p < lens) & (p % self.truncate == 0)
+            if rows.all():
+                cuts[t] = True
+            elif rows.any():
+                cuts[t] = Tensor(rows[:, None], device=device)
+        return cuts
+
+    def _run(self, cell: RNNCell, x: Tensor, h: Tensor, step_masks, cuts, reverse: bool):
         """Unroll one cell over x (B, T, E) → (list of T states in time order, final state)."""
         B, T, E = x.shape
         # Input term of every step at once: one (B·T, E) @ (E, H) product, bias folded in.
@@ -182,11 +206,12 @@ class RNN(Module):
         if h is None:
             h = zeros(B, self.hidden_size, dtype=xw.dtype, device=xw.backend)
         states = [None] * T
-        for n, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
+        for t in range(T - 1, -1, -1) if reverse else range(T):
             if _engine._tracer is not None:
                 _engine._tracer.on_step(t + 1)              # bptt.trace(): ops below are step t + 1
-            if self.truncate is not None and n > 0 and n % self.truncate == 0:
-                h = h.detach()                              # truncated BPTT: cut the chain here
+            cut = cuts.get(t)
+            if cut is not None:                             # truncated BPTT: cut the chain here
+                h = h.detach() if cut is True else where(cut, h.detach(), h)
             h_new = addmm(xw_steps[t], h, cell.V).tanh()   # h_t = tanh(x_t W + b + h_{t-1} V)
             h = h_new if step_masks is None else where(step_masks[t], h_new, h)
             states[t] = h
