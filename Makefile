@@ -1,7 +1,7 @@
 # Every target creates .venv on first use and installs what it needs into it.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS := test,data,plot
+EXTRAS := test,data,plot,progress
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: run demo test test-gpu bench clean

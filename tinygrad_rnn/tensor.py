@@ -447,21 +447,6 @@ def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
         t.grad += grad
 
 
-def _topological_ops(root: Op) -> list:
-    """Ops reachable from ``root``, each after every op that consumes its outputs.
-
-    Sorting by creation number is enough: an op's inputs always exist before the op is made.
-    """
-    seen, stack = {root}, [root]
-    while stack:
-        for t in stack.pop().inputs:
-            parent = t._op
-            if parent is not None and parent not in seen:
-                seen.add(parent)
-                stack.append(parent)
-    return sorted(seen, key=lambda op: op.seq, reverse=True)
-
-
 def _run_backward(root: Op, index: int, grad) -> None:
     """Walk the ops from ``root`` back to the leaves, summing gradients where paths meet.
 
@@ -543,10 +528,6 @@ def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=Fa
     """U(low, high) values drawn on the host (seeded), then moved: identical on every device."""
     rng = rng or host_rng()
     return _factory(lambda b, s, d: b.asarray(rng.uniform(low, high, s).astype(d)), shape, dtype, device, requires_grad)
-
-
-def tensor(data, requires_grad=False, device=None, dtype=None) -> Tensor:
-    return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
 
 
 from . import ops  # noqa: E402  (ops build on Tensor; Tensor's methods call ops)

@@ -172,7 +172,8 @@ def evaluate(model, task, batches) -> dict:
 
 # --- progress --------------------------------------------------------------------------------
 def _progress_bar(total, desc, enabled):
-    """A tqdm bar counting examples (so its rate is examples/s); a silent stand-in without tqdm."""
+    """A tqdm bar counting examples (so its rate is examples/s); a silent stand-in without tqdm
+    (the per-epoch lines still print; ``pip install 'tinygrad-rnn[progress]'`` adds the bar)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
