@@ -102,6 +102,18 @@ def test_predict_each_task(runs, capsys):
 
 
 @needs_data
+def test_predict_reads_a_review_as_training_did(runs, capsys):
+    """Training cut reviews to max_len characters; predict reads a long text the same way."""
+    cut = json.loads((runs["classify"] / "config.json").read_text())["max_len"]
+    long_text = "服务员态度太恶劣了，" * (cut // 10 + 3)
+    code, out, err = run(capsys, "predict", runs["classify"], long_text, long_text[:cut])
+    assert code == 0, err
+    note, first, second = out.strip().splitlines()
+    assert f"first {cut} characters" in note
+    assert first.split()[:2] == second.split()[:2]      # same label, same probability
+
+
+@needs_data
 def test_resume_continues_a_run(tmp_path, capsys):
     d = tmp_path / "r"
     assert run(capsys, "train", "classify", "--limit", "200", *TINY, "--out", d)[0] == 0

@@ -407,6 +407,12 @@ def predict_command(args) -> int:
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     task = make_task(config, tgt_vocab, beam=args.beam)
     tokens = [tokenize(config, t) for t in texts]
+    if config["task"] == "classify" and config.get("max_len"):
+        # read what training read: the first max_len characters of each review
+        cut = config["max_len"]
+        if any(len(t) > cut for t in tokens):
+            print(f"(reading the first {cut} characters of each text, as in training)")
+        tokens = [t[:cut] for t in tokens]
     ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens])
     batch = Batch(ids, lengths, None, None, None)
     with no_grad():
