@@ -236,24 +236,25 @@ class Adam(Optimizer):
         return {"step": "int", "exp_avg": "array", "exp_avg_sq": "array"}
 
 
-def clip_grad_norm_(params, max_norm: float) -> float:
+def clip_grad_norm_(params, max_norm: float) -> Tensor:
     """Scale all gradients together so their global 2-norm is at most ``max_norm``; return the norm.
 
     total_norm = √(Σ_p ‖∂L/∂p‖²) over all parameters with a gradient (before clipping). If it
     exceeds ``max_norm``, every gradient is multiplied by max_norm / (total_norm + 1e-6), so the
-    direction of the step is kept and only its length shrinks (Pascanu et al., 2013). The sum
-    and the scaling stay on the device; only the final norm is read back (one sync).
-    A non-finite norm is returned as is (the optimizer's step then refuses the gradients).
+    direction of the step is kept and only its length shrinks (Pascanu et al., 2013). Everything
+    stays on the device: the norm comes back as a 0-d tensor, as in PyTorch, and nothing is read
+    to the host unless the caller asks (``float(total)``). A non-finite norm is returned as is
+    (the optimizer's step then refuses the gradients).
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor(0.0, dtype=np.float64)
     xp = _xp_of(grads[0])
     squares = xp.stack([xp.sum(xp.square(g, dtype=np.float64)) for g in grads])
     total = xp.sqrt(squares.sum())
     scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # ≤ 1: never scales gradients up
     for g in grads:
         g *= scale.astype(g.dtype)
-    return float(total)
+    return Tensor(total)

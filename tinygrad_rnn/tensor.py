@@ -272,6 +272,9 @@ class Tensor:
                 f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
         return bool(self.item())
 
+    def __float__(self):
+        return float(self.item())
+
     # ---- autodiff ---------------------------------------------------------------------------
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and self._data.dtype.kind != "f":
