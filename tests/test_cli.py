@@ -290,3 +290,12 @@ def test_a_new_run_never_mixes_with_an_earlier_one(capsys, numerals_run, tmp_pat
     assert code == 130 and "note: replacing the earlier run" in out
     assert not (d / "best.npz").exists(), "the old checkpoint must not stay beside the new config"
     assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "no best.npz")
+
+
+def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "nowhere"
+    code, _, err = run(capsys, "evaluate", missing)
+    assert_one_error_line(code, err)
+    monkeypatch.setenv("TINYGRAD_RNN_DEBUG", "1")
+    with pytest.raises(Exception):
+        cli.main(["evaluate", str(missing)])

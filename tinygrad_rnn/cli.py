@@ -2,12 +2,14 @@
 
 A thin shell over the package: each subcommand parses its arguments and calls library code.
 Expected failures (bad input, a missing extra, an unusable device, a broken run directory) are
-printed as one ``error:`` line with exit status 2 — no traceback.
+printed as one ``error:`` line with exit status 2 — no traceback. Set ``TINYGRAD_RNN_DEBUG=1``
+to get the full traceback instead (when the one line hides a bug).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .backend import DeviceError
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as e:
+        if os.environ.get("TINYGRAD_RNN_DEBUG"):
+            raise
         message = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
         print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
