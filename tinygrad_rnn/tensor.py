@@ -1,8 +1,9 @@
 """``Tensor``: an array on a device plus the op that made it — reverse-mode autodiff.
 
 Every differentiable computation is a chain of :class:`Op` s (see ``ops.py``). Each op records its
-input tensors; ``loss.backward()`` orders the recorded ops in reverse topological order (with an
-explicit stack, so a 10,000-step chain is fine) and hands each op the gradient of its outputs.
+inputs and a creation number; ``loss.backward()`` visits the recorded ops from the newest back to
+the oldest — a reverse topological order, taken from a heap in a loop, never by recursion, so a
+10,000-step chain is fine — and hands each op the gradient of its outputs.
 For an unrolled RNN this walk from the loss back to t = 1 *is* backpropagation through time.
 
 Gradients accumulate across ``backward()`` calls, as in PyTorch: call ``zero_grad()`` (or set
