@@ -29,6 +29,14 @@ _op_numbers = itertools.count()  # creation number of each recorded op (see _run
 _tracer = None
 
 
+def mark_time_step(t: int | None) -> None:
+    """Tell a running ``bptt.trace()`` that the ops recorded next belong to time step ``t``
+    (1-based; ``None``: outside the recurrence). Unrollers call this; without a trace it does nothing.
+    """
+    if _tracer is not None:
+        _tracer.on_step(t)
+
+
 @contextlib.contextmanager
 def no_grad():
     """Inside this block ops record nothing, so no graph is kept (evaluation, decoding)."""

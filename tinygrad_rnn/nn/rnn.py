@@ -17,13 +17,10 @@ import numpy as np
 
 from ..backend import host_rng
 from ..ops import addmm, concatenate, stack, where
-from ..tensor import ShapeError, Tensor, zeros
+from ..tensor import ShapeError, Tensor, mark_time_step, zeros
 from .functional import host_lengths
 from .layers import _check_size, host_parameter
 from .module import Module
-
-# nn.RNN reads the engine's `_tracer` to tell bptt.trace() which time step the ops belong to.
-from .. import tensor as _engine
 
 INITS = ("uniform", "orthogonal", "identity")
 
@@ -207,16 +204,14 @@ class RNN(Module):
             h = zeros(B, self.hidden_size, dtype=xw.dtype, device=xw.backend)
         states = [None] * T
         for t in range(T - 1, -1, -1) if reverse else range(T):
-            if _engine._tracer is not None:
-                _engine._tracer.on_step(t + 1)              # bptt.trace(): ops below are step t + 1
+            mark_time_step(t + 1)                           # bptt.trace(): ops below are step t + 1
             cut = cuts.get(t)
             if cut is not None:                             # truncated BPTT: cut the chain here
                 h = h.detach() if cut is True else where(cut, h.detach(), h)
             h_new = addmm(xw_steps[t], h, cell.V).tanh()   # h_t = tanh(x_t W + b + h_{t-1} V)
             h = h_new if step_masks is None else where(step_masks[t], h_new, h)
             states[t] = h
-        if _engine._tracer is not None:
-            _engine._tracer.on_step(None)
+        mark_time_step(None)
         return states, h
 
     def extra_repr(self):
