@@ -11,6 +11,7 @@ from devices import device_params
 import tinygrad_rnn as tg
 from tinygrad_rnn import checkpoint, nn, optim
 from tinygrad_rnn.checkpoint import CheckpointError
+from tinygrad_rnn.files import atomic_write
 
 
 def make(seed=0, device="cpu", hidden=4, layers=2):
@@ -141,7 +142,7 @@ def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
     Vocab(["a", "b"]).save(path)
     old = path.read_text(encoding="utf-8")
     with pytest.raises(RuntimeError, match="disk full"):
-        with checkpoint.atomic_write(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write('{"format": "tinygrad_rnn.vo')
             raise RuntimeError("disk full")
     assert path.read_text(encoding="utf-8") == old and os.listdir(tmp_path) == ["vocab.json"]

@@ -10,8 +10,8 @@ Layout of the file (a NumPy ``.npz``, i.e. a zip of ``.npy`` arrays)::
 Safety:
 
 * it is read with ``allow_pickle=False``, so loading a file can never run code;
-* ``save`` writes a temporary file in the same directory and renames it over ``path``
-  (``os.replace`` is atomic), so a crash mid-write leaves the old checkpoint intact;
+* ``save`` writes through :func:`tinygrad_rnn.files.atomic_write` (a temporary file renamed over
+  ``path``), so a crash mid-write leaves the old checkpoint intact;
 * ``load`` reads and checks everything — the zip's CRCs, names, shapes, optimizer state —
   before it changes anything, so a truncated, corrupted or mismatched file raises
   :class:`CheckpointError` and leaves the model and optimizer exactly as they were.
@@ -21,19 +21,15 @@ Arrays are loaded onto whichever device each parameter is on (save on a GPU, loa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from .files import atomic_write
+
 FORMAT = "tinygrad_rnn.checkpoint"
 VERSION = 1
-
-
-_UMASK = os.umask(0)  # read the process umask once (os.umask can only read it by setting it)
-os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -63,31 +59,6 @@ def save(path, model, optimizer=None, meta=None) -> None:
     arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode: str = "wb", encoding: str | None = None):
-    """``with atomic_write(path) as f: ...`` — all of the file or none of it.
-
-    The block writes a temporary file in ``path``'s directory; only when it finishes is that
-    file renamed over ``path`` (``os.replace`` is atomic). An error or a crash inside the block
-    leaves the old ``path`` as it was and removes the temporary file. Used for checkpoints and
-    for everything else a run directory holds (JSON, vocabularies, plots).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read(path) -> dict:

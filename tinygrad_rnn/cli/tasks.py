@@ -1,46 +1,19 @@
 """``tinygrad-rnn train | predict | evaluate``: the three task models on real data.
 
-A *run directory* (``--out``) holds everything needed to use a trained model again::
-
-    config.json         task, data set and its options, model and training settings
-    vocab.json          the input vocabulary; target_vocab.json: tags or output tokens
-    best.npz            the best-on-dev checkpoint (last.npz: the latest epoch, for --resume)
-    metrics.json        test scores, baseline, wall time, one row per epoch
-    plot.png            loss and dev metric per epoch (with the 'plot' extra)
-
-``predict`` and ``evaluate`` rebuild the model from ``config.json`` and load ``best.npz``.
-The defaults of each data set are the reference configurations of docs/results.md.
+``train`` writes a run directory (``--out``); ``predict`` and ``evaluate`` read one back. What a
+run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rnn.runs`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import shlex
 import time
 
-from .backend import get_backend, get_default_device, manual_seed
-from .cli import CLIError
-
-TASKS = {"classify": ("reviews",), "tag": ("peoples-daily",), "seq2seq": ("numerals", "pinyin")}
-LABELS = ("negative", "positive")                 # review labels: 0 and 1
-# Reference configurations (docs/results.md): model and training settings per data set.
-DEFAULTS = {
-    "reviews": dict(embed=64, hidden=128, lr=1e-3, epochs=10, max_len=100, min_freq=1),
-    "peoples-daily": dict(embed=64, hidden=128, lr=3e-3, epochs=8, min_freq=2),
-    "numerals": dict(embed=32, hidden=256, lr=1e-3, epochs=20, min_freq=1),
-    "pinyin": dict(embed=64, hidden=256, lr=1e-3, epochs=20, min_freq=1),
-}
-COMMON = dict(batch_size=64, clip=1.0, layers=1, seed=0, pooling="mean", direction="to_digits")
-SPLIT_SEED = 0          # the data split never changes with --seed (that seeds the model and batches)
-CONFIG_FORMAT = "tinygrad_rnn.run"
-# The options that make up a run (config.json): model, data and training settings.
-SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr", "batch_size", "clip",
-            "patience", "max_len", "min_freq", "seed", "limit")
-# What predict/evaluate/--resume read from config.json (seq2seq also its decode_max_len).
-REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
-            "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
+from ..backend import get_backend, get_default_device, manual_seed
+from ..runs import (COMMON, CONFIG_FORMAT, DEFAULTS, LABELS, SETTINGS, TASKS, build_model, build_vocabs,
+                    clear_run, command_line, load_config, load_run, load_splits, load_vocabs,
+                    make_batches, make_task, run_file, tokenize, write_json)
+from .errors import CLIError
 
 
 def add_parsers(subparsers) -> None:
@@ -116,145 +89,7 @@ def make_config(args) -> dict:
             **{k: settings.get(k) for k in SETTINGS}}
 
 
-def load_config(directory) -> dict:
-    """``DIR/config.json``, checked; clear errors for a missing or broken run directory."""
-    if not os.path.isdir(directory):
-        what = "a file, not a run directory" if os.path.exists(directory) else "no such run directory"
-        raise CLIError(f"{directory}: {what} (train one with 'tinygrad-rnn train')")
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise CLIError(f"{directory}: not a run directory (no config.json); train one with 'tinygrad-rnn train'")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CLIError(f"{path}: broken config file ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        raise CLIError(f"{path}: not a tinygrad-rnn run configuration")
-    required = REQUIRED + (("decode_max_len",) if config.get("task") == "seq2seq" else ())
-    missing = [k for k in required if k not in config]
-    if missing or config["task"] not in TASKS:
-        raise CLIError(f"{path}: broken config file (missing or bad: {', '.join(missing) or 'task'})")
-    return config
-
-
-def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON atomically (a crash mid-write must not break a good run directory)."""
-    from .checkpoint import atomic_write
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-
-
-RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
-
-
-def clear_run(directory) -> None:
-    """Remove an earlier run's files before a new run writes its own, so the directory never mixes
-    two runs (a new config.json beside an old best.npz, if the new run stopped before its first
-    epoch, would describe a model the checkpoint does not hold)."""
-    old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
-    if old:
-        print(f"note: replacing the earlier run in {directory} ({', '.join(old)}); --resume continues it instead")
-        for name in old:
-            os.remove(os.path.join(directory, name))
-
-
-def run_file(directory, name: str) -> str:
-    """``DIR/name``; a missing file is a clear error, not a bare "No such file"."""
-    path = os.path.join(directory, name)
-    if not os.path.isfile(path):
-        raise CLIError(f"{directory}: no {name} (not a complete run directory; train again with "
-                       "'tinygrad-rnn train')")
-    return path
-
-
-# --- data --------------------------------------------------------------------------------------
-def load_splits(config) -> tuple[list, list, list]:
-    """Train / dev / test lists of ``(input tokens, target)`` for the run's data set (80/10/10)."""
-    from . import data as D
-    name, limit = config["data"], config.get("limit")
-    if name == "numerals":
-        sizes = (50_000, 5_000, 5_000) if limit is None else (max(1, limit * 8 // 10),
-                                                              max(1, limit // 10), max(1, limit // 10))
-        return D.load_numerals(config["direction"], *sizes, seed=SPLIT_SEED)
-    examples = _load_examples(name, config.get("max_len"))
-    # The key is the input alone: the same text never lands in two splits.
-    train, dev, test = D.train_dev_test_split(examples, seed=SPLIT_SEED, key=lambda ex: tuple(ex[0]))
-    if limit is not None:     # the splits are shuffled, so their starts are random samples
-        train, dev, test = train[:max(1, limit * 8 // 10)], dev[:max(1, limit // 10)], test[:max(1, limit // 10)]
-    return train, dev, test
-
-
-@functools.lru_cache(maxsize=4)
-def _load_examples(name: str, max_len):
-    """The whole data set, read once per process (evaluate after train, tests)."""
-    from . import data as D
-    if name == "reviews":
-        return D.load_reviews(max_len)
-    return D.load_peoples_daily() if name == "peoples-daily" else D.load_pinyin()
-
-
-def build_vocabs(config, train):
-    """(input vocabulary, target vocabulary or None) from the training split only."""
-    from .data import Vocab
-    src = Vocab.build((x for x, _ in train), min_freq=config["min_freq"])
-    tgt = None if config["task"] == "classify" else Vocab.build(y for _, y in train)
-    return src, tgt
-
-
-def make_batches(config, examples, src_vocab, tgt_vocab, *, shuffle: bool, seed: int = 0):
-    """A length-bucketed :class:`BatchIterator` over encoded examples."""
-    from .data import BatchIterator
-    inputs = [src_vocab.encode(x) for x, _ in examples]
-    if config["task"] == "classify":
-        targets = [int(y) for _, y in examples]
-    else:
-        seq2seq = config["task"] == "seq2seq"
-        targets = [tgt_vocab.encode(y, add_bos=seq2seq, add_eos=seq2seq) for _, y in examples]
-    return BatchIterator(inputs, targets, batch_size=config["batch_size"], shuffle=shuffle,
-                         seed=seed, bucket=True)
-
-
-def build_model(config, src_vocab, tgt_vocab, device):
-    """The task's model with the run's sizes, on ``device``."""
-    from . import models
-    # Built on ``device`` directly: never on the default device first (which may be unusable).
-    task, common = config["task"], dict(padding_idx=0, device=device)
-    if task == "classify":
-        model = models.SequenceClassifier(len(src_vocab), config["embed"], config["hidden"], len(LABELS),
-                                          pooling=config["pooling"], num_layers=config["layers"],
-                                          bidirectional=config["bidirectional"], **common)
-    elif task == "tag":
-        model = models.SequenceTagger(len(src_vocab), config["embed"], config["hidden"], len(tgt_vocab),
-                                      num_layers=config["layers"], bidirectional=config["bidirectional"],
-                                      **common)
-    else:
-        model = models.Seq2Seq(len(src_vocab), len(tgt_vocab), config["embed"], config["hidden"],
-                               num_layers=config["layers"], feed_context=config["feed_context"], **common)
-    return model
-
-
-def make_task(config, tgt_vocab, beam: int = 1):
-    from .train import ClassificationTask, Seq2SeqTask, TaggingTask
-    if config["task"] == "classify":
-        return ClassificationTask()
-    if config["task"] == "tag":
-        return TaggingTask(pad_id=tgt_vocab.pad_id)
-    return Seq2SeqTask(max_len=config["decode_max_len"], bos_id=tgt_vocab.bos_id,
-                       eos_id=tgt_vocab.eos_id, pad_id=tgt_vocab.pad_id, beam_size=beam)
-
-
-def compute_baseline(config, train, test) -> dict | None:
-    from . import baselines
-    if config["data"] == "reviews":
-        return {"name": "majority class", **baselines.majority_class([y for _, y in train], [y for _, y in test])}
-    if config["data"] == "peoples-daily":
-        return {"name": "most frequent tag per word", **baselines.most_frequent_tag(train, test)}
-    if config["data"] == "pinyin":
-        return {"name": "per-character lookup", **baselines.per_token_lookup(train, test)}
-    return None                                     # numerals: no meaningful non-learnt baseline
-
-
+# --- helpers -------------------------------------------------------------------------------------
 def _device(args) -> str:
     device = args.device or get_default_device()
     get_backend(device)                             # an unusable device fails now, in one line
@@ -267,8 +102,10 @@ def _format_scores(scores: dict) -> str:
 
 # --- train -------------------------------------------------------------------------------------
 def train_command(args) -> int:
-    from .optim import Adam
-    from .train import NonFiniteLossError, evaluate, fit, require_matplotlib
+    from ..optim import Adam
+    from ..plotting import require_matplotlib
+    from ..train import NonFiniteLossError, evaluate, fit
+    from ..baselines import baseline_for
 
     config = make_config(args)
     device = _device(args)
@@ -338,7 +175,7 @@ def train_command(args) -> int:
     if result.best_epoch is None:
         raise CLIError("no epoch was trained (--epochs 0?): nothing to evaluate")
     test_scores = evaluate(model, task, test_batches)
-    baseline = compute_baseline(config, train, test)
+    baseline = baseline_for(config["data"], train, test)
     wall = time.perf_counter() - started
     metrics = {"test": test_scores, "best_epoch": result.best_epoch, "best_dev": result.best_score,
                "epochs_run": len(result.history), "stopped_early": result.stopped_early,
@@ -355,48 +192,9 @@ def train_command(args) -> int:
     return 0
 
 
-def command_line(config) -> str:
-    """The one ``tinygrad-rnn train`` command that reproduces this run (options at their
-    data set's default are left out)."""
-    defaults = {**COMMON, **DEFAULTS[config["data"]]}
-    words = ["tinygrad-rnn", "train", config["task"], "--data", config["data"]]
-    for key in ("epochs", "embed", "hidden", "layers", "lr", "batch_size", "clip", "patience",
-                "min_freq", "seed", "limit", "pooling", "max_len", "direction"):
-        if config.get(key) is not None and config[key] != defaults.get(key):
-            words += [f"--{key.replace('_', '-')}", str(config[key])]
-    words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
-    return shlex.join(words)
-
-
-# --- predict / evaluate ------------------------------------------------------------------------
-def load_run(directory, device):
-    """(config, model with the best weights, input vocab, target vocab) of a run directory."""
-    from . import checkpoint
-    config = load_config(directory)
-    src_vocab, tgt_vocab = load_vocabs(config, directory)
-    model = build_model(config, src_vocab, tgt_vocab, device)
-    checkpoint.load(run_file(directory, "best.npz"), model)
-    return config, model.eval(), src_vocab, tgt_vocab
-
-
-def load_vocabs(config, directory):
-    """(input vocabulary, target vocabulary or None) saved in a run directory."""
-    from .data import Vocab
-    src_vocab = Vocab.load(run_file(directory, "vocab.json"))
-    tgt_vocab = None if config["task"] == "classify" else Vocab.load(run_file(directory, "target_vocab.json"))
-    return src_vocab, tgt_vocab
-
-
-def tokenize(config, text: str) -> list[str]:
-    """Characters (reviews, numerals, pinyin; spaces dropped) or space-separated words (tagging)."""
-    if config["task"] == "tag":
-        return text.split()
-    return [c for c in text if not c.isspace()]
-
-
 def predict_command(args) -> int:
-    from .data import Batch, pad_sequences
-    from .tensor import no_grad
+    from ..data import Batch, pad_sequences
+    from ..tensor import no_grad
     texts = [t.strip() for t in args.texts]
     if not all(texts):
         raise CLIError("empty text: every TEXT must contain something to " +
@@ -432,7 +230,7 @@ def predict_command(args) -> int:
 
 
 def evaluate_command(args) -> int:
-    from .train import evaluate
+    from ..train import evaluate
     device = _device(args)
     if args.beam < 1:
         raise CLIError(f"--beam must be >= 1, got {args.beam}")

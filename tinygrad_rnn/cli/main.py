@@ -1,4 +1,4 @@
-"""``tinygrad-rnn``: the command line (also ``python -m tinygrad_rnn``).
+"""``tinygrad-rnn``: the parser and the entry point.
 
 A thin shell over the package: each subcommand parses its arguments and calls library code.
 Expected failures (bad input, a missing extra, an unusable device, a broken run directory) are
@@ -12,15 +12,8 @@ import argparse
 import os
 import sys
 
-from .backend import DeviceError
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (CLIError, DeviceError, ImportError, FileNotFoundError, ValueError, KeyError, OSError)
+from . import bptt, tasks
+from .errors import EXPECTED_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and inspect vanilla RNNs built from a from-scratch autograd engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in _command_groups():
+    for add in (tasks.add_parsers, bptt.add_parser):   # each adds its subcommands, setting ``func``
         add(sub)
     return parser
-
-
-def _command_groups():
-    """Each group adds its subcommands (setting ``func``) to the parser."""
-    from .bptt import cli as bptt_cli
-    from . import commands
-    return [commands.add_parsers, bptt_cli.add_parser]
 
 
 def main(argv=None) -> int:
@@ -65,6 +51,3 @@ def one_line(message: str) -> str:
         return lines[0] if lines else message
     return lines[0] + " " + "; ".join(lines[1:])
 
-
-if __name__ == "__main__":
-    sys.exit(main())
