@@ -226,7 +226,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
 
     result, start_epoch, bad_epochs, best_state = FitResult(), 0, 0, None
     if resume:
-        saved = checkpoint.load(last_path, model, optimizer)["fit"]
+        saved = checkpoint.load(last_path, model, optimizer, check_meta=check_fit_record)["fit"]
         start_epoch, bad_epochs = saved["epoch"], saved["bad_epochs"]
         result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
         host_rng().bit_generator.state = saved["rng_state"]
@@ -302,6 +302,51 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
 
     _restore_best(model, best_state, result)
     return result
+
+
+def _is_count(v, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def check_fit_record(meta) -> dict:
+    """The ``fit`` record of a checkpoint's ``meta`` (what :func:`fit` saves to resume), checked
+    completely before anything is loaded: types, ranges, and that its parts agree. A ValueError
+    says what is wrong."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("fit"), dict):
+        raise ValueError("no 'fit' record in its metadata: not a checkpoint that fit() wrote to resume from")
+    record = meta["fit"]
+    problems = []
+    for key, low in (("epoch", 1), ("bad_epochs", 0)):
+        if not _is_count(record.get(key), low):
+            problems.append(f"{key} = {record.get(key)!r} (want an integer ≥ {low})")
+    history = record.get("history")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        problems.append(f"history = {str(history)[:40]} (want a list of per-epoch records)")
+    elif _is_count(record.get("epoch")) and len(history) != record["epoch"]:
+        problems.append(f"{len(history)} history records for epoch {record['epoch']}")
+    best_epoch, best_score = record.get("best_epoch"), record.get("best_score")
+    if not (_is_count(best_epoch, 1) and isinstance(best_score, (int, float)) and not isinstance(best_score, bool)
+            and math.isfinite(best_score)):
+        problems.append(f"best_epoch = {best_epoch!r}, best_score = {best_score!r}")
+    state = record.get("rng_state")
+    try:                                  # assign it to a spare generator of the same kind first
+        type(host_rng().bit_generator)().state = state
+    except (TypeError, ValueError, KeyError):
+        problems.append("rng_state is not a state of this NumPy generator")
+    if problems:
+        raise ValueError("broken 'fit' record: " + "; ".join(problems))
+    return record
+
+
+def read_fit_record(path) -> dict:
+    """The checked ``fit`` record of the checkpoint at ``path`` (see :func:`check_fit_record`),
+    without loading it into a model; a problem is a :class:`~tinygrad_rnn.checkpoint.CheckpointError`
+    naming the file."""
+    meta = checkpoint.read_meta(path)
+    try:
+        return check_fit_record(meta)
+    except ValueError as e:
+        raise checkpoint.CheckpointError(f"{path}: {e}") from None
 
 
 def _restore_best(model, best_state, result: FitResult) -> None:

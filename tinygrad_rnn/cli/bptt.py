@@ -180,7 +180,10 @@ def run_flow_command(args) -> int:
     from ..bptt.experiment import AddingRNN, load_adding_model
     from ..bptt.flow import format_gradient_flow, gradient_ratio, plot_gradient_flow
     from ..bptt.jacobian import jacobian_view
+    from ..plotting import require_matplotlib
 
+    if not args.no_plot:
+        require_matplotlib()                      # fail now, not after computing the whole table
     if args.checkpoint:
         path = _find_checkpoint(args.checkpoint, args.length, args.init)
         model, meta = load_adding_model(path)

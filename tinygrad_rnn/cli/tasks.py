@@ -10,9 +10,10 @@ import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, DEFAULTS, LABELS, SETTINGS, TASKS, build_model, build_vocabs,
-                    clear_run, command_line, load_config, load_run, load_splits, load_vocabs,
-                    make_batches, make_task, run_file, tokenize, write_json)
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
+                    build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
+                    load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, setting_problem,
+                    tokenize, write_json)
 from .errors import CLIError
 
 
@@ -64,7 +65,8 @@ def add_parsers(subparsers) -> None:
 
 # --- configuration -----------------------------------------------------------------------------
 def make_config(args) -> dict:
-    """The run's settings: the data set's reference defaults, overridden by the options given."""
+    """The run's settings: the data set's reference defaults, overridden by the options given.
+    Every option is checked here (type, range, finite), before anything on disk is touched."""
     if args.task not in TASKS:
         raise CLIError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
     data = args.data or TASKS[args.task][0]
@@ -73,18 +75,17 @@ def make_config(args) -> dict:
     if data not in TASKS[args.task]:
         raise CLIError(f"data set {data!r} does not fit task {args.task!r}, which takes "
                        f"{' or '.join(TASKS[args.task])}")
+    if args.epochs == 0:
+        raise CLIError("--epochs 0 trains nothing; give at least 1")
     settings = {**COMMON, **DEFAULTS[data]}
     for key in SETTINGS:
         value = getattr(args, key, None)
         if value is not None:
+            problem = setting_problem(key, value)
+            if problem:
+                raise CLIError(f"--{key.replace('_', '-')} {problem}")
             settings[key] = value
-    for key in ("epochs", "embed", "hidden", "layers", "batch_size", "min_freq", "max_len", "limit"):
-        low = 0 if key == "epochs" else 1           # --epochs 0 with --resume: re-score, train nothing
-        if settings.get(key) is not None and settings[key] < low:
-            raise CLIError(f"--{key.replace('_', '-')} must be at least {low}, got {settings[key]}")
-    if not settings["lr"] > 0:
-        raise CLIError(f"--lr must be positive, got {settings['lr']}")
-    return {"format": CONFIG_FORMAT, "version": 1, "task": args.task, "data": data,
+    return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
             **{k: settings.get(k) for k in SETTINGS}}
 
@@ -96,6 +97,12 @@ def _device(args) -> str:
     return device
 
 
+def _check_beam(args, config) -> None:
+    """--beam applies to decoding: refused, not ignored, for a run that does not decode."""
+    if args.beam != 1 and config["task"] != "seq2seq":
+        raise CLIError(f"--beam {args.beam} applies to seq2seq runs only; {args.dir} is a {config['task']} run")
+
+
 def _format_scores(scores: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
 
@@ -104,32 +111,15 @@ def _format_scores(scores: dict) -> str:
 def train_command(args) -> int:
     from ..optim import Adam
     from ..plotting import require_matplotlib
-    from ..train import NonFiniteLossError, evaluate, fit
-    from ..baselines import baseline_for
 
+    # Everything is checked before anything on disk is touched: a refused command changes nothing.
     config = make_config(args)
     device = _device(args)
     out = args.out or os.path.join("runs", f"{config['task']}-{config['data']}")
     if args.resume:
-        saved = load_config(out)
-        run_file(out, "last.npz")                   # fail now, not after loading the data
-        if (saved["task"], saved["data"]) != (config["task"], config["data"]):
-            raise CLIError(f"{out} holds a {saved['task']} run on {saved['data']}, "
-                           f"not {config['task']} on {config['data']}")
-        # The run continues with its saved settings: an option that would change them is refused,
-        # never silently ignored (only --epochs may grow the run).
-        changed = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in SETTINGS
-                   if k != "epochs" and getattr(args, k, None) is not None and getattr(args, k) != saved.get(k)]
-        changed += [f"--{k.replace('_', '-')}" for k in ("bidirectional", "feed_context")
-                    if getattr(args, k) and not saved.get(k)]
-        if changed:
-            raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
-                           "cannot apply; start a new run (another --out) to change them")
-        if args.epochs is not None:
-            saved["epochs"] = args.epochs
-        config = saved
-    elif config["epochs"] == 0:
-        raise CLIError("--epochs 0 trains nothing (with --resume it re-scores a finished run)")
+        config = _resumed_config(args, config, out)
+    else:
+        check_new_run_directory(out)
     started = time.perf_counter()
     print(f"loading {config['data']} ...", flush=True)
     train, dev, test = load_splits(config)
@@ -137,8 +127,8 @@ def train_command(args) -> int:
         src_vocab, tgt_vocab = load_vocabs(config, out)
     else:
         src_vocab, tgt_vocab = build_vocabs(config, train)
-    if config["task"] == "seq2seq":
-        config["decode_max_len"] = max(len(y) for _, y in train) + 5
+    if config["task"] == "seq2seq" and not args.resume:
+        config["decode_max_len"] = min(max(len(y) for _, y in train) + 5, MAX_DECODE_LEN)
     print(f"{len(train)} train / {len(dev)} dev / {len(test)} test examples; "
           f"input vocabulary {len(src_vocab)}" + (f", target vocabulary {len(tgt_vocab)}" if tgt_vocab else ""))
 
@@ -149,20 +139,57 @@ def train_command(args) -> int:
     train_batches = make_batches(config, train, src_vocab, tgt_vocab, shuffle=True, seed=config["seed"])
     dev_batches = make_batches(config, dev, src_vocab, tgt_vocab, shuffle=False)
     test_batches = make_batches(config, test, src_vocab, tgt_vocab, shuffle=False)
-
-    os.makedirs(out, exist_ok=True)
-    if not args.resume:
-        clear_run(out)
-    write_json(os.path.join(out, "config.json"), config)
-    src_vocab.save(os.path.join(out, "vocab.json"))
-    if tgt_vocab is not None:
-        tgt_vocab.save(os.path.join(out, "target_vocab.json"))
     plot_path = os.path.join(out, "plot.png")
     try:
         require_matplotlib()
     except ImportError as e:
         print(f"note: no plot ({e})")
         plot_path = None
+    with locked(out):                               # one writer per run directory, for the whole run
+        return _train_locked(args, config, out, device, model, optimizer, task, src_vocab, tgt_vocab,
+                             train_batches, dev_batches, test_batches, train, test, plot_path, started)
+
+
+def _resumed_config(args, config, out) -> dict:
+    """The saved config of the run in ``out`` that ``--resume`` continues, checked against the
+    options given (only ``--epochs`` may change, and never below the epochs already run)."""
+    from ..train import read_fit_record
+    saved = load_config(out)
+    done = read_fit_record(run_file(out, "last.npz"))["epoch"]      # fail now, not after the data
+    if (saved["task"], saved["data"]) != (config["task"], config["data"]):
+        raise CLIError(f"{out} holds a {saved['task']} run on {saved['data']}, "
+                       f"not {config['task']} on {config['data']}")
+    # The run continues with its saved settings: an option that would change them is refused,
+    # never silently ignored (only --epochs may grow the run).
+    changed = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in SETTINGS
+               if k != "epochs" and getattr(args, k, None) is not None and getattr(args, k) != saved.get(k)]
+    changed += [f"--{k.replace('_', '-')}" for k in ("bidirectional", "feed_context")
+                if getattr(args, k) and not saved.get(k)]
+    if changed:
+        raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
+                       "cannot apply; start a new run (another --out) to change them")
+    if args.epochs is not None and args.epochs < done:
+        raise CLIError(f"--epochs {args.epochs} is fewer than the {done} epochs {out} has already run; "
+                       f"give --epochs {done} to re-score it, or more to train on")
+    if args.epochs is not None:
+        saved["epochs"] = args.epochs
+    return saved
+
+
+def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, tgt_vocab,
+                  train_batches, dev_batches, test_batches, train, test, plot_path, started) -> int:
+    """The part of ``train`` that writes: run holding the lock of ``out``."""
+    from ..baselines import baseline_for
+    from ..train import NonFiniteLossError, evaluate, fit
+    if args.resume:                                 # the run it continues, read again under the lock
+        if _resumed_config(args, make_config(args), out) != config:
+            raise CLIError(f"{out} changed while its run was being prepared; nothing was written, try again")
+    else:
+        clear_run(out)
+    write_json(os.path.join(out, "config.json"), config)
+    src_vocab.save(os.path.join(out, "vocab.json"))
+    if tgt_vocab is not None:
+        tgt_vocab.save(os.path.join(out, "target_vocab.json"))
 
     print(f"training {type(model).__name__} on {device}: {sum(p.size for p in model.parameters()):,} "
           f"parameters, {config['epochs']} epochs")
@@ -202,6 +229,7 @@ def predict_command(args) -> int:
     device = _device(args)
     if args.beam < 1:
         raise CLIError(f"--beam must be >= 1, got {args.beam}")
+    _check_beam(args, load_config(args.dir))
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     task = make_task(config, tgt_vocab, beam=args.beam)
     tokens = [tokenize(config, t) for t in texts]
@@ -234,6 +262,7 @@ def evaluate_command(args) -> int:
     device = _device(args)
     if args.beam < 1:
         raise CLIError(f"--beam must be >= 1, got {args.beam}")
+    _check_beam(args, load_config(args.dir))
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     train, dev, test = load_splits(config)
     examples = test if args.split == "test" else dev
