@@ -6,20 +6,13 @@ import warnings
 import numpy as np
 import pytest
 import strict_backend
-from devices import device_params
+from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import examples
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
-
-
-def host(a):
-    if isinstance(a, tg.Tensor):
-        return a.numpy()
-    from tinygrad_rnn.backend import backend_of_array
-    return backend_of_array(a).to_host(a)
 
 
 def make_params(seed=0, device="cpu", dtype="float64"):

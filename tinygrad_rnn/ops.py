@@ -640,22 +640,24 @@ def where(mask, a, b) -> Tensor:
     return Where.apply(mask, ref._lift(a), ref._lift(b))
 
 
-def gather_rows(table: Tensor, ids) -> Tensor:
+def gather_rows(table: Tensor, ids, *, checked: bool = True) -> Tensor:
     """``table[ids]`` for an integer tensor of ids: the embedding lookup.
 
     Every id is checked against ``[0, len(table))`` first, on every device: NumPy would wrap a
     negative id and CuPy silently wraps any out-of-range id. (The check reads one boolean back
-    from the device — one sync per lookup, not per time step.)
+    from the device — one sync per lookup, not per time step.) ``checked=False`` skips it, only
+    for ids valid by construction (e.g. taken by argmax over the table's rows): say why there.
     """
     ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=table._backend)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"ids must be integers, got {ids.dtype}")
-    n = table.shape[0]
-    data = ids._data
-    bad = (data < 0) | (data >= n)
-    if bool(bad.any()):
-        first = int(ids._backend.to_host(data[bad].reshape(-1)[:1])[0])
-        raise IndexError(f"id {first} is out of range for a table of {n} rows (valid ids: 0..{n - 1})")
+    if checked:
+        n = table.shape[0]
+        data = ids._data
+        bad = (data < 0) | (data >= n)
+        if bool(bad.any()):
+            first = int(ids._backend.to_host(data[bad].reshape(-1)[:1])[0])
+            raise IndexError(f"id {first} is out of range for a table of {n} rows (valid ids: 0..{n - 1})")
     return Gather.apply(table, ids)
 
 

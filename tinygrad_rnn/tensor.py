@@ -320,7 +320,13 @@ class Tensor:
         return self.numpy().tolist()
 
     def astype(self, dtype) -> Tensor:
-        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+        """This tensor as ``dtype``. A cast to a non-float dtype is outside the graph: rounding to
+        integers has no useful gradient, and integer tensors never require one."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            with no_grad():
+                return ops.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
 
     def float(self) -> Tensor:
         return self.astype(DEFAULT_FLOAT)

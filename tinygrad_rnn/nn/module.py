@@ -62,6 +62,7 @@ def _move_(tensor: Tensor, backend, dtype) -> None:
     if tensor.grad is not None:
         tensor.grad = convert(tensor.grad)
     tensor._backend = backend
+    tensor.bump_version()
 
 
 class Module:
@@ -218,6 +219,7 @@ class Module:
         assignments, incompatible = self._prepare_load(state_dict, strict)
         for p, array in assignments:
             p._data = array
+            p.bump_version()  # new values: a graph recorded before the load is stale
         return incompatible
 
     # ---- printing ---------------------------------------------------------------------------
