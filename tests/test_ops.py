@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import device_params
+from devices import device_params, host
 from op_registry import ERRORS, OPS, as_tuple, forward_backward, recording_ops
 from strategies import examples
 import tinygrad_rnn as tg
@@ -168,3 +168,41 @@ def test_float32_stays_float32_forward_and_backward(spec, device, data):
     for i, t in enumerate(inputs):
         if t.requires_grad:
             assert t.grad.dtype == np.float32, f"input {i}: the op's backward gave {t.grad.dtype}"
+
+
+# ---- sigmoid and relu over the whole float64 range (issue 10 §8) -----------------------------------
+
+def _exact_sigmoid(x: float):
+    """σ(x) and σ'(x) = σ(x) σ(−x) in 50-digit decimal arithmetic, rounded once to float64."""
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = 50
+        e = Decimal(-x).exp()
+        s, s_neg = 1 / (1 + e), e / (1 + e)
+        return float(s), float(s * s_neg)
+
+
+def test_sigmoid_is_exact_to_rounding_over_the_whole_range(device):
+    points = np.concatenate([np.linspace(-700, 700, 2801), [-40.0, -37.0, -30.0, -1e-8, 0.0, 1e-8, 37.0, 40.0]])
+    x = tg.Tensor(points, device=device, requires_grad=True)
+    y = x.sigmoid()
+    y.sum().backward()
+    exact = np.array([_exact_sigmoid(v) for v in points])
+    np.testing.assert_allclose(y.numpy(), exact[:, 0], rtol=4e-16, atol=0)
+    np.testing.assert_allclose(host(x.grad), exact[:, 1], rtol=1e-15, atol=0)
+
+
+def test_log_of_sigmoid_far_left_is_finite_with_gradient_one(device):
+    x = tg.Tensor([-40.0], device=device, dtype="float64", requires_grad=True)
+    y = x.sigmoid().log()
+    y.backward(np.ones(1))
+    np.testing.assert_allclose(y.numpy(), [-40.0], rtol=1e-15)   # PyTorch: −40, gradient 1
+    np.testing.assert_allclose(host(x.grad), [1.0], rtol=1e-15)
+
+
+def test_relu_of_minus_infinity_is_zero(device):
+    x = tg.Tensor([-np.inf, -1.0, 0.0, 2.0, np.inf], device=device, requires_grad=True)
+    y = x.relu()
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.0, 0.0, 2.0, np.inf])
+    y.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [0.0, 0.0, 0.0, 1.0, 1.0])
