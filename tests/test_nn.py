@@ -65,6 +65,23 @@ def test_zero_grad_train_eval_and_repr():
 
 
 @pytest.mark.parametrize("device", device_params())
+def test_dropout_follows_train_and_eval(device):
+    """Module.training is read: Dropout zeroes about p of the elements and scales the rest by
+    1/(1−p) in training, and is the identity after eval(); its gradient uses the same mask."""
+    drop = nn.Dropout(0.25, rng=np.random.default_rng(0))
+    x = tg.Tensor(np.ones((200, 50)), device=device, requires_grad=True)
+    y = drop(x)
+    values = y.numpy()
+    assert set(np.unique(values)) == {0.0, 4 / 3}
+    assert abs((values == 0).mean() - 0.25) < 0.02
+    y.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), values)          # ∂y/∂x is the scaled mask
+    assert drop.eval()(x) is x
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        nn.Dropout(1.0)
+
+
+@pytest.mark.parametrize("device", device_params())
 def test_to_moves_parameters_in_place_and_keeps_them_the_same_objects(device):
     model = Model()
     before = {n: p.numpy() for n, p in model.named_parameters()}

@@ -77,7 +77,7 @@ class Module:
                 return self.layers[1](self.layers[0](x).tanh())
     """
 
-    training = True  # class default, so subclasses need not call super().__init__()
+    training = True  # class default, so subclasses need not call super().__init__(); read by Dropout
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -135,11 +135,15 @@ class Module:
 
     # ---- modes, devices, dtypes -------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Training mode (``mode=True``) or evaluation mode for this module and all below it:
+        layers that act differently in training (``Dropout``) read ``self.training``."""
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode: ``Dropout`` becomes the identity (gradients are still recorded;
+        use ``no_grad()`` for that)."""
         return self.train(False)
 
     @property
