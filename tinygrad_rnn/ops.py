@@ -395,11 +395,11 @@ def _integer_arrays(index):
     for item in items:
         if item is Ellipsis:
             break   # arrays after ``...`` would need the axis counted from the end; none here
-        if hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0:
-            if item.dtype.kind in "iu":
-                found.append((axis, item))
+        is_array = hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0
+        if is_array and item.dtype.kind in "iu":
+            found.append((axis, item))
         if item is not None:
-            axis += 1
+            axis += item.ndim if is_array and item.dtype.kind == "b" else 1  # a mask spans its ndim axes
     return found
 
 
