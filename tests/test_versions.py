@@ -75,3 +75,13 @@ def test_optimizers_refuse_tensors_made_by_an_op():
     w = tg.Tensor([1.0], requires_grad=True)
     with pytest.raises(TypeError, match="leaf"):
         optim.SGD([w * 2], lr=0.1)
+
+
+def test_loading_a_checkpoint_before_backward_is_refused(tmp_path):
+    from tinygrad_rnn import checkpoint
+    layer = nn.Linear(3, 2)
+    checkpoint.save(tmp_path / "w.npz", layer)
+    loss = layer(tg.randn(4, 3)).sum()
+    checkpoint.load(tmp_path / "w.npz", layer)
+    with pytest.raises(InPlaceModificationError):
+        loss.backward()
