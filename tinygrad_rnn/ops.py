@@ -5,8 +5,9 @@ the gradient with respect to each input (``None`` where no gradient flows, e.g. 
 ``self.needs_grad(i)`` says input i is a constant). Each backward is its formula, written out.
 
 Everything differentiable above this file — cells, RNNs, losses, models — is built from these
-ops only. (Code that needs no gradient may use the array module ``xp`` directly: greedy and beam
-decoding pick tokens with ``xp.argmax`` under ``no_grad``, and the optimizers update arrays in place.)
+ops only. Code that needs no gradient uses the array module ``xp`` directly instead: greedy and
+beam decoding (``models/seq2seq.py``) keep scores and pick tokens as raw arrays under
+``no_grad``, and the optimizers and ``clip_grad_norm_`` update arrays in place.
 """
 
 from __future__ import annotations
