@@ -1,10 +1,25 @@
 """The benchmark's own correctness: its references compute the same step, and it refuses to time
 implementations that disagree. (Timing itself is never asserted.)"""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tinygrad_rnn import bench
+
+def _load_bench():
+    """benchmarks/bench.py is a script beside the package, not part of it: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module                  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
 
 TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
 
@@ -66,8 +81,10 @@ def test_timing_runs_every_implementation_from_the_same_weights():
 
 
 def test_graph_memory_stays_near_the_hand_written_step():
-    """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory)."""
-    p = bench.make_problem(8, 30, 8, 32, 4)
+    """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory).
+    A shape where arrays, not the graph's Python objects, dominate (as in every bench config): the
+    hand-written step keeps only h_t and δ_t, so one more (T, B, H) array held by the graph fails."""
+    p = bench.make_problem(32, 20, 32, 64, 4)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
     assert ag <= 1.5 * ref, f"autograd step peaks at {ag} bytes, hand-written at {ref}"
 

@@ -1,6 +1,6 @@
 """How fast is autograd BPTT? One training step of an RNN classifier against hand-written NumPy and PyTorch.
 
-``python -m tinygrad_rnn.bench [--device cpu|cuda] [--configs small,medium,large] [--threads N]
+``python benchmarks/bench.py [--device cpu|cuda] [--configs small,medium,large] [--threads N]
 [--steps N] [--json FILE]`` (``make bench`` runs it with ``--threads 1``).
 
 The step, float32, row-vector convention as in the tutorial::
@@ -10,9 +10,10 @@ The step, float32, row-vector convention as in the tutorial::
 
 Four implementations run on the same data and the same initial weights, in one process:
 
-* **numpy BPTT** — hand-derived backprop through time, no graph at all: the input projection of
-  all steps is one matmul, each step writes into preallocated buffers, and dW, dV, db are one
-  matmul each over all steps. The fastest honest NumPy: the floor for any NumPy autograd.
+* **numpy BPTT** — hand-derived backprop through time, no graph at all: the vectorised form in
+  :mod:`tinygrad_rnn.bptt.reference` (the input projection of all steps is one matmul, each step
+  writes into preallocated buffers, and dW, dV, db are one matmul each over all steps). The
+  fastest honest NumPy: the floor for any NumPy autograd.
 * **autograd** — tinygrad_rnn's public API: ``nn.RNN`` + ``nn.Linear`` +
   ``nn.functional.cross_entropy`` + ``optim.SGD``; ``loss.backward()`` walks the unrolled graph.
 * **torch nn.RNN** — PyTorch's fused RNN kernel (only when torch is installed).
@@ -42,11 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import nn, optim
-from .backend import get_backend
-from .tensor import Tensor, no_grad
+from tinygrad_rnn import nn, optim
+from tinygrad_rnn.backend import get_backend
+from tinygrad_rnn.bptt.reference import rnn_bptt_vectorised, rnn_forward_vectorised
+from tinygrad_rnn.tensor import Tensor, no_grad
 
-CONFIGS = {  # name: (B, T, E, H, C) as in the benchmark issue
+CONFIGS = {  # name: (B, T, E, H, C)
     "small": (16, 20, 32, 64, 5),
     "medium": (64, 50, 64, 128, 10),
     "large": (128, 100, 128, 256, 10),
@@ -77,7 +79,7 @@ def limit_threads(n: int, argv) -> str:
         if os.environ.get(_REEXEC_FLAG):
             return "environment variables (re-exec did not take effect)"
         env = dict(os.environ, **{k: str(n) for k in _THREAD_ENV}, **{_REEXEC_FLAG: "1"})
-        os.execve(sys.executable, [sys.executable, "-m", "tinygrad_rnn.bench", *argv], env)
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
     global _thread_limit  # keep the limiter alive for the whole run
     _thread_limit = threadpool_limits(limits=n)
     return "threadpoolctl"
@@ -162,25 +164,13 @@ def make_problem(B, T, E, H, C, seed=0) -> Problem:
 # ---- (a) hand-derived BPTT in plain NumPy (or CuPy) --------------------------------------------------
 
 def numpy_bptt(xp, x, y, W, V, b, U, c):
-    """Loss and (dW, dV, db, dU, dc) by hand. With a_t = x_t W + h_{t-1} V + b and δ_t = ∂L/∂a_t:
+    """Loss and (dW, dV, db, dU, dc) by hand: the classifier head on h_T, then the vectorised
+    sweep of :func:`tinygrad_rnn.bptt.reference.rnn_bptt_vectorised` with
 
-        δ_T = (∂L/∂h_T) ⊙ (1 − h_T²),  ∂L/∂h_T = (softmax(logits) − onehot(y)) Uᵀ / B
-        δ_t = (δ_{t+1} Vᵀ) ⊙ (1 − h_t²)
-        dW = Σ_t x_tᵀ δ_t,  dV = Σ_t h_{t-1}ᵀ δ_t,  db = Σ_t Σ_batch δ_t
-
-    The three sums are each one matmul over all (t, batch) rows; only δ_{t+1} Vᵀ has to be a loop.
+        ∂L/∂h_T = (softmax(logits) − onehot(y)) Uᵀ / B,   logits = h_T U + c.
     """
-    B, T, E = x.shape
-    H = V.shape[0]
-    A = x @ W                                      # (B, T, H): all input projections, one matmul
-    A += b
-    hs = xp.empty((T + 1, B, H), dtype=x.dtype)    # time-major: each h_t is one contiguous block
-    hs[0] = 0
-    for t in range(T):
-        h = hs[t + 1]
-        xp.matmul(hs[t], V, out=h)
-        h += A[:, t]
-        xp.tanh(h, out=h)
+    B, T, _ = x.shape
+    hs = rnn_forward_vectorised(xp, x, W, V, b)
     hT = hs[T]
     logits = hT @ U + c
     z = logits - logits.max(axis=1, keepdims=True)
@@ -191,19 +181,7 @@ def numpy_bptt(xp, x, y, W, V, b, U, c):
     dlogits[rows, y] -= 1
     dlogits /= B
     dU, dc = hT.T @ dlogits, dlogits.sum(axis=0)
-    dh = dlogits @ U.T
-    delta = xp.empty((T, B, H), dtype=x.dtype)
-    VT = xp.ascontiguousarray(V.T)                 # OpenBLAS: 15–25% faster than through the V.T view
-    for t in range(T - 1, -1, -1):
-        h, d = hs[t + 1], delta[t]
-        xp.multiply(h, h, out=d)                   # d = (1 − h²) ⊙ dh, without temporaries
-        xp.subtract(1, d, out=d)
-        d *= dh
-        dh = d @ VT
-    flat = delta.reshape(T * B, H)
-    dW = x.transpose(1, 0, 2).reshape(T * B, E).T @ flat
-    dV = hs[:T].reshape(T * B, H).T @ flat
-    db = flat.sum(axis=0)
+    dW, dV, db, _ = rnn_bptt_vectorised(xp, x, V, hs, dlogits @ U.T)
     return loss, (dW, dV, db, dU, dc)
 
 
@@ -653,14 +631,14 @@ def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True,
 
     result["targets"] = targets(result)
     if result["targets"]:
-        out("\ntargets (issue 6):")
+        out("\ntargets:")
         for t in result["targets"]:
             out(f"  [{'ok' if t['holds'] else 'MISSED'}] {t['what']}: {t['measured']}")
     return result
 
 
 def targets(result) -> list:
-    """The issue's targets, checked against this run's ratios."""
+    """The speed targets, checked against this run's ratios."""
     found = []
 
     def add(what, value, limit, fmt="{:.2f}"):
@@ -685,7 +663,7 @@ def targets(result) -> list:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m tinygrad_rnn.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (NumPy) or cuda (CuPy)")
     parser.add_argument("--configs", default="small,medium,large",
                         help=f"comma-separated, from {', '.join(CONFIGS)}")
