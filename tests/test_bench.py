@@ -72,8 +72,9 @@ def test_torch_implementations_agree_when_torch_is_installed():
 def test_timing_runs_every_implementation_from_the_same_weights():
     p = bench.make_problem(*TINY)
     impls = bench.make_impls(p, "cpu", torch=None)
-    times, load = bench.time_steps(impls, steps=20, sync=lambda: None, block=5, warmup=1)
+    times, cpu, load = bench.time_steps(impls, steps=20, sync=lambda: None, block=5, warmup=1)
     assert all(len(t) >= 20 for t in times.values())
+    assert all(len(cpu[name]) == len(t) and min(cpu[name]) >= 0 for name, t in times.items())
     assert set(load) == {"other_cores_busy", "own_cpu_per_wall", "loadavg_1min"}
     for impl in impls:                             # reset restores the initial weights exactly
         impl.reset()

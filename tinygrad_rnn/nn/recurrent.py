@@ -73,7 +73,9 @@ class Recurrent(Module):
     very tensors the recurrence continues from, so ``states[0][t].retain_grad()`` before
     ``loss.backward()`` leaves the total gradient ∂L/∂h_t (through the output at t and through all
     later steps) in ``states[0][t].grad``. At padded steps the state is the carried-over state
-    (outputs there are 0).
+    (outputs there are 0). (One caveat for the LSTM with padding: h_t is computed from the cell's
+    new c before the padding mask picks it, so a retained masked c_t receives only the gradient
+    from later steps, not the one through h_t.)
 
     **Only the last state?** ``layer(x, need_outputs=False)`` returns ``(None, h_last)``: the last
     layer's T states are not stacked into ``outputs`` (one (B, T, H) array and copy fewer per

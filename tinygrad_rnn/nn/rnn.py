@@ -67,6 +67,8 @@ class RNNCell(Module):
 
     def project_input(self, x: Tensor) -> Tensor:
         """xw = x W + b for x (..., E) → (..., H): every time step's input term in one product."""
+        if x.ndim == 2:                                   # one step: (B, E) → (B, H)
+            return addmm(self.b, x, self.W)
         lead = x.shape[:-1]
         return addmm(self.b, x.reshape(math.prod(lead), self.input_size), self.W).reshape(*lead, self.hidden_size)
 
