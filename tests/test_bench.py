@@ -24,15 +24,16 @@ bench = _load_bench()
 TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
 
 
-def _problem64(seed=1):
-    p = bench.make_problem(*TINY, seed=seed)
-    for name in ("x", *bench.GRAD_NAMES):
+def _problem64(seed=1, cell="rnn"):
+    p = bench.make_problem(*TINY, seed=seed, cell=cell)
+    for name in ("x", *p.names):
         setattr(p, name, getattr(p, name).astype(np.float64))
     return p
 
 
-def test_hand_derived_bptt_equals_autograd_in_float64():
-    p = _problem64()
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_hand_derived_bptt_equals_autograd_in_float64(cell):
+    p = _problem64(cell=cell)
     ref, ag = bench.NumpyBPTT(p, "cpu"), bench.Autograd(p, "cpu")
     for w in ag.named.values():                    # nn layers are float32 by default
         w.data = w.data.astype(np.float64)
@@ -40,8 +41,9 @@ def test_hand_derived_bptt_equals_autograd_in_float64():
     loss_r, grads_r = ref.loss_and_grads()
     loss_a, grads_a = ag.loss_and_grads()
     assert abs(loss_r - loss_a) <= 1e-12 * abs(loss_r)
-    for n in bench.GRAD_NAMES:
-        np.testing.assert_allclose(grads_a[n], grads_r[n], rtol=1e-10, atol=1e-14, err_msg=f"dL/d{n}")
+    assert list(grads_r) == list(grads_a) == list(p.names)
+    for n in p.names:
+        np.testing.assert_allclose(grads_a[n], grads_r[n], rtol=1e-10, atol=1e-14, err_msg=f"{cell}: dL/d{n}")
 
 
 def test_agreement_check_names_the_implementation_and_gradient_that_differ():
@@ -61,12 +63,16 @@ def test_agreement_check_names_the_implementation_and_gradient_that_differ():
         bench.check_agreement(impls + [Broken(p, "cpu")])
 
 
-def test_torch_implementations_agree_when_torch_is_installed():
+@pytest.mark.parametrize("cell, fused", [("rnn", "nn.RNN"), ("lstm", "nn.LSTM"), ("gru", "nn.GRU")])
+def test_torch_implementations_agree_when_torch_is_installed(cell, fused):
     torch = pytest.importorskip("torch")
-    p = bench.make_problem(*TINY)
+    p = bench.make_problem(*TINY, cell=cell)
     impls = bench.make_impls(p, "cpu", torch)
-    assert [i.name for i in impls] == ["numpy BPTT", "autograd", "torch nn.RNN", "torch loop"]
+    assert [i.name for i in impls] == ["numpy BPTT", "autograd", f"torch {fused}", "torch loop"]
     assert bench.check_agreement(impls) < 1e-4
+    for impl in impls:                             # one SGD step each: still in agreement
+        impl.step()
+    bench.check_agreement(impls, rtol=1e-3)
 
 
 def test_timing_runs_every_implementation_from_the_same_weights():
@@ -88,6 +94,16 @@ def test_graph_memory_stays_near_the_hand_written_step():
     p = bench.make_problem(32, 20, 32, 64, 4)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
     assert ag <= 1.5 * ref, f"autograd step peaks at {ag} bytes, hand-written at {ref}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_run_times_the_gated_cells(monkeypatch, cell):
+    monkeypatch.setitem(bench.CONFIGS, "small", TINY)
+    lines = []
+    result = bench.run(["small"], steps=20, overhead=False, out=lines.append, cell=cell)
+    assert result["cell"] == cell and "t_scaling" not in result
+    assert f"cell {cell}" in "\n".join(lines)
+    assert result["configs"]["small"]["times"]["autograd"]["steps"] >= 20
 
 
 def test_run_prints_the_table_and_checks_the_targets(monkeypatch):
