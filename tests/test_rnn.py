@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from devices import device_params
+from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import examples, float_sequences
@@ -13,14 +13,6 @@ from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
 
 F64 = "float64"
-
-
-def host(a):
-    """A NumPy copy of a tensor or of a (device) gradient array."""
-    if isinstance(a, tg.Tensor):
-        return a.numpy()
-    from tinygrad_rnn.backend import backend_of_array
-    return backend_of_array(a).to_host(a)
 
 
 # ---- RNNCell ---------------------------------------------------------------------------------------

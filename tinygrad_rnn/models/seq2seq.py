@@ -38,7 +38,7 @@ import numpy as np
 
 from ..backend import host_rng
 from ..nn import Embedding, Linear, Module, RNN
-from ..ops import concatenate
+from ..ops import concatenate, gather_rows
 from ..tensor import ShapeError, no_grad, zeros
 from .common import id_tensor, lengths_array, padded_loss
 
@@ -218,9 +218,9 @@ class Seq2Seq(Module):
 
         Returns (log p(· | prefix) as a device array (N, V), new states).
         """
-        # weight[ids], not tgt_embed(ids): the ids come from argmax, so they are valid by
-        # construction, and Embedding's range check would read the device at every step.
-        x = self.tgt_embed.weight[ids]
+        # Unchecked lookup: the ids come from argmax over the vocabulary (or are BOS), so they are
+        # valid by construction, and a range check would read the device at every step.
+        x = gather_rows(self.tgt_embed.weight, ids, checked=False)
         if context is not None:
             x = concatenate([x, context], axis=1)
         new_states = []
@@ -259,8 +259,10 @@ class Seq2Seq(Module):
         _, B, _ = h.shape
         V, N = self.tgt_vocab_size, B * K
         expand = backend.asarray(np.repeat(np.arange(B), K))         # row b·K + k reads source b
-        states = [layer[expand] for layer in h.unbind(axis=0)]
-        context = context[expand] if context is not None else None
+        # Unchecked lookups here and below: every row index is built from arange and top-k, so
+        # it is in range by construction, and a range check would read the device at every step.
+        states = [gather_rows(layer, expand, checked=False) for layer in h.unbind(axis=0)]
+        context = gather_rows(context, expand, checked=False) if context is not None else None
         # At the start only hypothesis 0 is live, so the K beams do not start as K copies.
         scores = backend.asarray(np.tile(np.where(np.arange(K) == 0, 0.0, -np.inf), (B, 1)), dtype=h.dtype)
         only_eos = backend.asarray(np.where(np.arange(V) == eos_id, 0.0, -np.inf), dtype=h.dtype)
@@ -277,7 +279,7 @@ class Seq2Seq(Module):
             parent, token = best // V, best % V
             finished = finished[rows[:, None], parent] | (token == eos_id)
             chosen = (first_row + parent).reshape(N)                   # the rows the survivors extend
-            states = [s[chosen] for s in states]
+            states = [gather_rows(s, chosen, checked=False) for s in states]
             ids = token.reshape(N)
             history.append((token, parent))
         # Follow the parent pointers back from each source's best final hypothesis.
