@@ -361,6 +361,35 @@ def test_autograd_equals_hand_derived_bptt(kind, seq, hidden, use_lengths, with_
             assert_relative(h0t[1].grad[0], ref.dc0, "dc0")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_hand_derived_bptt_matches_finite_differences(kind):
+    """The references stand on their own: central differences of their forward pass agree."""
+    rng = np.random.default_rng(7)
+    B, T, E, H = 2, 4, 3, 3
+    G = 4 if kind == "lstm" else 3
+    x, d_last = rng.normal(size=(B, T, E)), rng.normal(size=(B, H))
+    weights = {"W": rng.normal(size=(E, G * H)), "V": rng.normal(size=(H, G * H)), "b": rng.normal(size=G * H)}
+    if kind == "gru":
+        weights["b_hn"] = rng.normal(size=H)
+    forward = lstm_forward_vectorised if kind == "lstm" else gru_forward_vectorised
+
+    def loss(w):
+        return float((forward(np, x, **w)[0][T] * d_last).sum())     # L = Σ d_last ⊙ h_T
+
+    zeros = np.zeros((B, T, H))
+    ref = (lstm_bptt if kind == "lstm" else gru_bptt)(x, *weights.values(), zeros, d_h_last=d_last)
+    eps = 1e-6
+    for name, w in weights.items():
+        for idx in [tuple(rng.integers(0, n) for n in w.shape) for _ in range(4)]:
+            plus, minus = {k: v.copy() for k, v in weights.items()}, {k: v.copy() for k, v in weights.items()}
+            plus[name][idx] += eps
+            minus[name][idx] -= eps
+            numeric = (loss(plus) - loss(minus)) / (2 * eps)
+            analytic = getattr(ref, "d" + name)[idx]
+            assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(numeric), (
+                f"{kind} d{name}{idx}: numeric {numeric!r}, hand-derived {analytic!r}")
+
+
 @settings(max_examples=examples(10))
 @given(B=st.integers(1, 4), T=st.integers(1, 7), E=st.integers(1, 4), H=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_vectorised_sweeps_equal_the_step_by_step_ones(B, T, E, H, seed):
