@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
-import strategies as S
+from tinygrad_rnn.testing import strategies as S
 from tinygrad_rnn.ops import addmm
 
 
