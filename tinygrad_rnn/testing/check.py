@@ -118,7 +118,7 @@ def _compare_forward(name, k, actual, expected, rtol, atol):
 
 
 def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None, reference=None,
-             modes=MODES, device="cpu", max_examples=None, seed=None, eps=None, atol=None, rtol=None,
+             modes=MODES, device="cpu", max_examples=None, seed=0, eps=None, atol=None, rtol=None,
              forward_rtol=1e-7, forward_atol=1e-10) -> CheckResult:
     """Check ``op`` on drawn inputs (see the module docstring); raise on the first failure.
 
@@ -139,8 +139,9 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     ``forward_rtol``/``forward_atol``. ``modes``: the gradcheck modes (``eps``, ``atol``, ``rtol``
     go to :func:`~tinygrad_rnn.gradcheck.gradcheck`; its float64 defaults when None).
     ``max_examples``: default :func:`examples(25) <tinygrad_rnn.testing.strategies.examples>`,
-    which follows the active Hypothesis profile. ``seed``: a fixed Hypothesis seed (None: the
-    profile decides). Nothing is written to disk (no example database).
+    which follows the active Hypothesis profile. ``seed``: Hypothesis's seed (default 0: the same
+    inputs on every run, so a result can be reproduced; None: fresh random inputs every run).
+    Nothing is written to disk (no example database).
 
     Returns a :class:`CheckResult`, whose printout says what passed.
     """
