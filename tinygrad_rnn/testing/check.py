@@ -141,7 +141,8 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     ``max_examples``: default :func:`examples(25) <tinygrad_rnn.testing.strategies.examples>`,
     which follows the active Hypothesis profile. ``seed``: Hypothesis's seed (default 0: the same
     inputs on every run, so a result can be reproduced; None: fresh random inputs every run).
-    Nothing is written to disk (no example database).
+    Failing inputs are not saved (no example database; Hypothesis may still keep its own small
+    cache in ``.hypothesis/``).
 
     Returns a :class:`CheckResult`, whose printout says what passed.
     """
