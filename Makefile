@@ -47,13 +47,14 @@ bench: $(STAMP)
 
 # Open the notebooks (notebooks/*.ipynb, generated from the NN_*.py sources) in JupyterLab, from
 # .venv with the notebook extra. The .py and .ipynb are paired by jupytext: saving one updates both.
+# JUPYTER_ARGS adds options, e.g. make notebook JUPYTER_ARGS="--no-browser --port 8899".
 NB_STAMP := $(VENV)/.installed-notebook-$(EXTRAS)
 $(NB_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),notebook]'
 	touch $@
 
 notebook: $(NB_STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
 
 # Run every notebook source top to bottom and write notebooks/*.ipynb with its outputs
 # (one BLAS thread, as for make run). NOTEBOOKS="02 03" runs only those.
