@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)
+        for i, cell in enumerate(nb.cells):   # stable ids: a rebuild changes only what really changed
+            cell.id = f"cell-{i:02d}"
         out = path.with_suffix(".ipynb")
         nbformat.write(nb, str(out))
         print(f"{out.relative_to(HERE.parent)}: ran in {time.perf_counter() - start:.1f} s")
