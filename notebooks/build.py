@@ -56,6 +56,22 @@ def execute(path: pathlib.Path, timeout: int = 600, replace: dict | None = None)
     return nb
 
 
+def merge_streams(nb) -> None:
+    """Join each cell's consecutive stdout (or stderr) pieces into one output: how the kernel
+    happened to flush its stream must not change the file."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.outputs:
+            if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                    and merged[-1].name == out.name):
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        cell.outputs = merged
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="only notebooks whose names start with these")
@@ -67,6 +83,7 @@ def main(argv=None) -> int:
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)
+        merge_streams(nb)
         for i, cell in enumerate(nb.cells):   # stable ids: a rebuild changes only what really changed
             cell.id = f"cell-{i:02d}"
         out = path.with_suffix(".ipynb")
