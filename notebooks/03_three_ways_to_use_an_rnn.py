@@ -140,7 +140,7 @@ def tag_batches(examples, shuffle):
 tg.manual_seed(0)
 tagger = models.SequenceTagger(len(words), embed_dim=32, hidden_size=64, num_tags=len(tags),
                                bidirectional=True, device=DEVICE)
-tag_task = train.TaggingTask(pad_id=tags.pad_id)
+tag_task = train.TaggingTask()
 histories["tagging: dev token accuracy"] = fit(tagger, tag_task, tag_batches(s_train, True),
                                                tag_batches(s_dev, False), epochs=4, lr=1e-2)
 
@@ -189,8 +189,7 @@ def numeral_batches(examples, shuffle):
 tg.manual_seed(0)
 translator = models.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=32, hidden_size=128,
                             feed_context=True, device=DEVICE)
-seq_task = train.Seq2SeqTask(max_len=8, bos_id=tgt_vocab.bos_id, eos_id=tgt_vocab.eos_id,
-                             pad_id=tgt_vocab.pad_id)
+seq_task = train.Seq2SeqTask(max_len=8, bos_id=tgt_vocab.bos_id, eos_id=tgt_vocab.eos_id)
 histories["numerals: dev exact match"] = fit(translator, seq_task, numeral_batches(z_train, True),
                                              numeral_batches(z_dev, False), epochs=10, lr=3e-3)
 

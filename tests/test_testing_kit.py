@@ -21,7 +21,8 @@ class Softplus(tg.Op):
 
     def forward(self, a):
         self.a = a
-        return self.xp.logaddexp(0, a)
+        xp = self.xp                                  # log(1 + eᵃ), never overflowing
+        return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
 
     def backward(self, g):
         return g / (1 + self.xp.exp(-self.a))
