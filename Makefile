@@ -1,10 +1,10 @@
 # Every target creates .venv on first use and installs what it needs into it.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS := test,data,plot,progress
+EXTRAS := test,data,plot,progress,nbexec
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: run demo test test-gpu bench clean
+.PHONY: run demo test test-gpu bench notebook notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,22 @@ test-gpu: $(STAMP)
 # BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--configs small --json bench.json".
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --threads 1 $(BENCH_ARGS)
+
+# Open the notebooks (notebooks/*.ipynb, generated from the NN_*.py sources) in JupyterLab, from
+# .venv with the notebook extra. The .py and .ipynb are paired by jupytext: saving one updates both.
+# JUPYTER_ARGS adds options, e.g. make notebook JUPYTER_ARGS="--no-browser --port 8899".
+NB_STAMP := $(VENV)/.installed-notebook-$(EXTRAS)
+$(NB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),notebook]'
+	touch $@
+
+notebook: $(NB_STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+
+# Run every notebook source top to bottom and write notebooks/*.ipynb with its outputs
+# (one BLAS thread, as for make run). NOTEBOOKS="02 03" runs only those.
+notebooks: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) notebooks/build.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

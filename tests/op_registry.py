@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
-import strategies as S
+from tinygrad_rnn.testing import strategies as S
 from tinygrad_rnn import tensor as _tensor_module
 from tinygrad_rnn.ops import addmm
 

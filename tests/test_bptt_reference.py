@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, float_sequences
+from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn

@@ -16,7 +16,7 @@ import strict_backend
 import tinygrad_rnn as tg
 from devices import device_params
 from op_registry import OPS, forward_backward
-from strategies import examples
+from tinygrad_rnn.testing import examples
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.backend import GPU_INSTALL_HINT
 

@@ -5,7 +5,7 @@ import pytest
 from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, floats, id_arrays, lengths
+from tinygrad_rnn.testing import examples, floats, id_arrays, lengths
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn

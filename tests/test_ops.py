@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from devices import device_params, host
 from op_registry import ERRORS, OPS, as_tuple, forward_backward, recording_ops
-from strategies import examples
+from tinygrad_rnn.testing import examples
 import tinygrad_rnn as tg
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.gradcheck import gradcheck

@@ -9,7 +9,7 @@ import strict_backend
 from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples
+from tinygrad_rnn.testing import examples
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim

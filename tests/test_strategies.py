@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies as S
+from tinygrad_rnn.testing import strategies as S
 
 
 @given(S.broadcastable_shapes(3))
