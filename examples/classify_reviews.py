@@ -1,4 +1,4 @@
-"""Sequence → class (tutorial section 4, figures 3 and 4): is a shopping review positive?
+"""Sequence → class (docs/chapter.md, section 4, figures 3 and 4): is a shopping review positive?
 
 The RNN reads a review character by character, h_t = tanh(x_t W + h_{t-1} V + b); the review
 is summarised by its last state h_n (``--pooling last``) or by the mean of all its states
@@ -57,7 +57,7 @@ def main():
               f"the accuracy above and the labels below are guesses. Drop --quick for a real run: "
               f"{args.epochs} epochs on all reviews, minutes.)")
 
-    # 3. Use it: the tutorial's long restaurant review praises the food first and complains after.
+    # 3. Use it: the chapter's long restaurant review praises the food first and complains after.
     reviews = ["这本书质量很好，送货也快，非常满意！",
                "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
                "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"

@@ -1,4 +1,4 @@
-"""Synchronous sequence → sequence (tutorial section 4): part-of-speech tagging.
+"""Synchronous sequence → sequence (docs/chapter.md, section 4): part-of-speech tagging.
 
 One output per input: the RNN reads a sentence word by word and, at every step t, a Linear layer
 turns the state h_t into scores for the 44 tags of the People's Daily corpus (January 1998).

@@ -1,4 +1,4 @@
-"""Asynchronous sequence → sequence (tutorial section 4): Chinese numerals → digits.
+"""Asynchronous sequence → sequence (docs/chapter.md, section 4): Chinese numerals → digits.
 
 ``一万零三`` → ``10003``: input and output differ in length, and the first digit depends on the
 whole numeral (is there a 万?), so an encoder RNN reads everything first; its final state starts a
@@ -6,7 +6,7 @@ decoder RNN that writes the digits one at a time, reading back its own previous 
 
 ``--feed-context`` also hands the encoder's summary to the decoder at *every* step (Cho et al.
 2014). Without it, all it knows about the numeral must survive in the decoder's state from step
-to step — the tutorial's section 3 in one switch. The data is generated: no extra needed.
+to step — the chapter's section 3 in one switch. The data is generated: no extra needed.
 
     python examples/translate_numerals.py [--device cpu|cuda] [--feed-context] [--epochs N] [--quick] [--threads N]
 
