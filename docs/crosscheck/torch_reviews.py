@@ -7,13 +7,13 @@ USAGE = "usage: python docs/crosscheck/torch_reviews.py last|mean SEED   (e.g. m
 if len(sys.argv) != 3 or sys.argv[1] not in ("last", "mean") or not sys.argv[2].isdigit(): sys.exit(USAGE)
 import torch
 from torch import nn
-from tinygrad_rnn import commands
+from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator
 torch.set_num_threads(1)
 pooling, seed = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(seed)
 config = {"data": "reviews", "max_len": 100, "limit": None}
-train, dev, test = commands.load_splits(config)
+train, dev, test = load_splits(config)
 v = Vocab.build(x for x, _ in train)
 def it(ex, shuffle): return BatchIterator([v.encode(x) for x, _ in ex], [y for _, y in ex], batch_size=64, shuffle=shuffle, seed=seed, bucket=True)
 class M(nn.Module):
