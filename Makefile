@@ -20,10 +20,9 @@ REVIEW_SHORT := 这本书质量很好，送货也快，非常满意！
 REVIEW_LONG  := 我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，我的孩子都被吓哭了，我下次不会带朋友来。
 REVIEW_YOURS := 服务太慢了，菜也凉了，不会再来。
 
-# One BLAS thread: these small matrix products gain nothing from two, and two threads collapse
-# when anything else runs on a 2-core machine.
+# The CLI chooses one BLAS thread itself (docs/performance.md, "BLAS threads: why one").
 run: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR)
+	$(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR)
 	$(PY) -m tinygrad_rnn predict $(RUN_DIR) "$(REVIEW_SHORT)" "$(REVIEW_LONG)"
 	@echo
 	@echo "What next? In this directory, put tinygrad-rnn on your PATH:"
