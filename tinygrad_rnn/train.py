@@ -1,6 +1,6 @@
 """Training: the loop that turns a model, batches and an optimizer into a trained model.
 
-One step is the tutorial's backpropagation through time followed by an update::
+One step is backpropagation through time followed by an update::
 
     loss = task.loss(model, batch)       # forward over t = 1..T, masked cross-entropy
     loss.backward()                      # BPTT: the tape is walked back from t = T to t = 1
@@ -12,7 +12,7 @@ examples/s), a dev evaluation after every epoch, the best-on-dev checkpoint, ear
 resuming, a loss/metric plot, and a clear stop when the loss stops being a number.
 
 A *task* says how one batch becomes a loss and how a model is scored; the three tasks are the
-tutorial's three ways of using an RNN (section 4):
+three ways of using an RNN of the chapter we follow (docs/chapter.md, section 4):
 
 * :class:`ClassificationTask` — sequence → class, ``model(tokens, lengths) -> (B, C)``;
 * :class:`TaggingTask` — synchronous sequence → sequence, ``model(tokens, lengths) -> (B, T, K)``;
