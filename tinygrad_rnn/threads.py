@@ -1,13 +1,14 @@
 """How many threads NumPy's BLAS may use: one, unless you say otherwise.
 
 Training here multiplies small matrices — one step of the review classifier is
-``(64, 128) @ (128, 128)`` — thousands of times per epoch. A product that size takes a few
-microseconds on one core; splitting it over two threads costs a hand-off and a wait per call,
+``(64, 128) @ (128, 128)`` — thousands of times per epoch. A product that size takes a few tens
+of microseconds on one core; splitting it over two threads costs a hand-off and a wait per call,
 which is about as long as the work it saves, and when anything else runs on the machine the
-second thread waits for a core and the product waits for it. Measured on this project's 2-core
-machine (docs/performance.md, "BLAS threads"), one thread is never slower and up to several
-times faster. So the command line, the examples and ``bptt experiment`` call
-:func:`set_blas_threads` before they start, with ``--threads N`` to choose another count.
+second thread waits for a core and the product waits for it. On this project's shared 2-core
+machine one thread won every measurement (docs/performance.md, "BLAS threads: why one"): up to
+20× per product and 17× per training epoch under load. So the command line, the examples and
+``bptt experiment`` call :func:`set_blas_threads` before they start; ``--threads N`` chooses
+another count.
 
 The count is set on the BLAS NumPy has already loaded, through ``threadpoolctl``; environment
 variables such as ``OPENBLAS_NUM_THREADS`` would have to be set before NumPy is imported, which a
