@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..nn.rnn import INITS
+from ..threads import add_threads_argument, set_blas_threads
 
 DESCRIPTION = """\
 See backpropagation through time at work:
@@ -35,55 +36,73 @@ def add_parser(subparsers) -> None:
     sub = bptt.add_subparsers(dest="bptt_command", metavar="TOOL")
     sub.required = True
 
-    p = sub.add_parser("experiment", help="train on the adding problem per length and init; where does learning stop?")
+    p = sub.add_parser("experiment", help="train on the adding problem per length and init; where does learning stop?",
+                       description="Train a vanilla RNN on the adding problem for every sequence length and "
+                                   "initialisation of V, each for a fixed time budget, and print which ones "
+                                   "learnt (test MSE < 0.05) beside the gradient that reached the first step. "
+                                   "The default run takes about 8 minutes on a 2-core CPU (12 runs × 40 s).")
     p.add_argument("--lengths", type=_int_list, default="10,25,50,100", help="sequence lengths (default 10,25,50,100)")
     p.add_argument("--init", type=_init_list, default=",".join(INITS),
                    help=f"initialisations of V, comma-separated (default {','.join(INITS)})")
     p.add_argument("--budget-seconds", type=_positive_float, default=None,
                    help="training time per run (default 40: the whole default run takes about 8 minutes)")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="also stop each run after this many steps")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="also stop each run after this many steps (default: the time budget alone)")
     p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size H (default 32)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="sequences per batch (default 64)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--clip", type=_positive_float, default=1.0, help="gradient clipping max norm (default 1.0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the data and the weights (default 0)")
     p.add_argument("--out", default=os.path.join("runs", "bptt-experiment"),
                    help="output directory: results.md/.json, gradient-flow.png, checkpoints/ (default runs/bptt-experiment)")
-    p.add_argument("--figure", default=None, help="write the figure here instead of OUT/gradient-flow.png")
+    p.add_argument("--figure", default=None, help="where to write the figure (default OUT/gradient-flow.png)")
+    add_threads_argument(p)
     p.set_defaults(func=run_experiment_command)
 
-    p = sub.add_parser("flow", help="‖∂L/∂h_t‖ per step of a fresh or trained model (PNG + terminal)")
-    p.add_argument("--task", choices=["adding"], default="adding")
+    p = sub.add_parser("flow", help="‖∂L/∂h_t‖ per step of a fresh or trained model (PNG + terminal)",
+                       description="Backpropagate one loss at the last step through a fresh or trained RNN and "
+                                   "show how much gradient ‖∂L/∂h_t‖ reaches each earlier step, beside the norms "
+                                   "of the step Jacobians that shrink it (a table here, a figure as PNG). "
+                                   "Seconds on a 2-core CPU.")
+    p.add_argument("--task", choices=["adding"], default="adding",
+                   help="the data the sequences come from (default adding: the adding problem)")
     p.add_argument("--length", type=_positive_int, default=None,
                    help="sequence length T (default 100, or the checkpoint's length)")
     p.add_argument("--init", choices=INITS, default=None, help="initialisation of V for a fresh model (default uniform)")
     p.add_argument("--checkpoint", default=None,
                    help="a model saved by 'bptt experiment': its .npz file, or the experiment's output "
-                        "directory (the file for --length and --init is picked)")
+                        "directory (the file for --length and --init is picked); default: a fresh model")
     p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size of a fresh model (default 32)")
-    p.add_argument("--batch", type=_positive_int, default=128, help="sequences the flow is averaged over")
+    p.add_argument("--batch", type=_positive_int, default=128, help="sequences the flow is averaged over (default 128)")
     p.add_argument("--truncate", type=_positive_int, default=None,
-                   help="truncated BPTT: detach the state every K steps (nn.RNN's truncate=K)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="truncated BPTT: detach the state every K steps (nn.RNN's truncate=K; default: never)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sequences and a fresh model's weights (default 0)")
     p.add_argument("--out", default=None, help="PNG path (default runs/bptt-flow/<task>-T<length>-<init>.png)")
     p.add_argument("--no-plot", action="store_true", help="terminal output only")
     p.add_argument("--rows", type=_positive_int, default=25, help="steps shown in the terminal (default 25)")
+    add_threads_argument(p)
     p.set_defaults(func=run_flow_command)
 
-    p = sub.add_parser("graph", help="the unrolled graph as Graphviz DOT (SVG too when 'dot' is installed)")
+    p = sub.add_parser("graph", help="the unrolled graph as Graphviz DOT (SVG too when 'dot' is installed)",
+                       description="Build a tiny RNN unrolled over a few steps, with a linear head and an MSE loss, "
+                                   "and print the graph that backward() walks as Graphviz DOT, each time step in "
+                                   "its own box; with Graphviz's 'dot' installed, also write it as SVG.")
     p.add_argument("--steps", type=_positive_int, default=3, help="time steps to unroll (default 3)")
-    p.add_argument("--hidden", type=_positive_int, default=3)
+    p.add_argument("--hidden", type=_positive_int, default=3, help="hidden size H of the drawn RNN (default 3)")
     p.add_argument("--rnn", action="store_true",
                    help="draw nn.RNN (input term of all steps in one product) instead of the cell step by step")
     p.add_argument("--out", default=None, help="SVG path (default runs/bptt-graph-T<steps>.svg)")
     p.set_defaults(func=run_graph_command)
 
-    p = sub.add_parser("trace", help="watch BPTT run: every forward op and backward step with shapes and t")
+    p = sub.add_parser("trace", help="watch BPTT run: every forward op and backward step with shapes and t",
+                       description="Run a tiny RNN forward and backward once and print, in order, every op the "
+                                   "forward pass records and every backward step that walks them back from "
+                                   "t = T to t = 1, with its time step and shapes.")
     p.add_argument("--steps", type=_positive_int, default=3, help="time steps T (default 3)")
-    p.add_argument("--batch", type=_positive_int, default=2)
-    p.add_argument("--hidden", type=_positive_int, default=3)
-    p.add_argument("--phase", choices=["all", "forward", "backward"], default="all")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=_positive_int, default=2, help="sequences in the batch B (default 2)")
+    p.add_argument("--hidden", type=_positive_int, default=3, help="hidden size H (default 3)")
+    p.add_argument("--phase", choices=["all", "forward", "backward"], default="all",
+                   help="which part of the trace to print (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the inputs and weights (default 0)")
     p.set_defaults(func=run_trace_command)
 
 
@@ -137,7 +156,8 @@ def run_experiment_command(args) -> int:
                               lr=args.lr, clip=args.clip, seed=args.seed)
     runs = len(args.lengths) * len(args.init)
     _say(f"{runs} runs × {config.budget_seconds:g} s (about {runs * config.budget_seconds / 60:.1f} min of training); "
-         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+         f"{getattr(args, 'threads_line', None) or set_blas_threads(args.threads)}")
     start = time.perf_counter()
     results = run_experiment(args.lengths, args.init, config, out_dir=args.out, figure=args.figure, log=_say)
     wall = time.perf_counter() - start
