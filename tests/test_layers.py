@@ -20,7 +20,7 @@ LAYERS = [
     ("nn", ["nn", "gradcheck"]),                       # modules, cells, the unroller; gradient checks
     ("library", ["data", "models", "optim", "plotting", "baselines"]),
     ("training", ["checkpoint", "train", "runs"]),     # fit loop, checkpoints, run directories
-    ("tools", ["bptt", "bench"]),                      # BPTT inspection tools, the benchmark
+    ("tools", ["bptt", "testing"]),                    # BPTT inspection tools, the gradient-check kit
     ("cli", ["cli", "__main__"]),                      # the command line
 ]
 
