@@ -4,7 +4,7 @@
 [--threads N] [--steps N] [--json FILE]`` (``make bench`` runs it with ``--threads 1``;
 ``make bench BENCH_ARGS="--cell lstm"`` times the LSTM, ``--cell gru`` the GRU).
 
-The step, float32, row-vector convention as in the tutorial::
+The step, float32, row-vector convention as in the chapter (docs/chapter.md)::
 
     h_t = tanh(x_t W + h_{t-1} V + b),  t = 1..T,  h_0 = 0
     logits = h_T U + c,  L = mean_i −log softmax(logits_i)[y_i],  then SGD: θ ← θ − lr ∂L/∂θ

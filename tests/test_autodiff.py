@@ -1,4 +1,4 @@
-"""Autodiff (issue 2 §4): deep graphs, accumulation, no_grad, requires_grad, retain_grad, one
+"""Autodiff: deep graphs, accumulation, no_grad, requires_grad, retain_grad, one
 backward for all pieces of unbind/split, detach."""
 
 import sys

@@ -105,7 +105,7 @@ def test_strict_scatter_add_sums_repeated_indices():
     np.testing.assert_array_equal(backend.to_host(target), [[2, 2], [0, 0], [1, 1]])
 
 
-# ---- the strict device behaves like CuPy where it matters (issue 10 §9) ---------------------------
+# ---- the strict device behaves like CuPy where it matters ---------------------------
 
 def test_strict_wraps_out_of_range_integer_array_indices_like_cupy():
     xp = get_backend("strict").xp

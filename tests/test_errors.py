@@ -1,4 +1,4 @@
-"""One test per error of issue 2 §2–3: each raises a clear exception whose message says what to do."""
+"""One test per error: each raises a clear exception whose message says what to do."""
 
 import os
 import re
@@ -219,7 +219,7 @@ def test_cli_with_an_unusable_device_in_the_environment_says_so_in_one_line(tmp_
     assert proc.stderr.count("\n") == 1
 
 
-# ---- axes out of range (issue 10 §6) ---------------------------------------------------------------
+# ---- axes out of range ---------------------------------------------------------------
 
 @pytest.mark.parametrize("bad, axis", [
     (lambda x: x.sum(axis=2), 2),
@@ -256,7 +256,7 @@ def test_transpose_with_one_axis_says_what_it_takes():
         tg.zeros(2, 3).transpose(0)
 
 
-# ---- errors inside an op keep their type and their cause (issue 10 §11) ---------------------------
+# ---- errors inside an op keep their type and their cause ---------------------------
 
 class _BuggyOp(tg.Op):
     name = "buggy"
@@ -278,7 +278,7 @@ def test_a_shape_error_keeps_numpys_error_as_its_cause():
     assert isinstance(info.value.__cause__, ValueError) and "broadcast" in str(info.value.__cause__)
 
 
-# ---- devices and pieces (issue 10 §15) --------------------------------------------------------------
+# ---- devices and pieces --------------------------------------------------------------
 
 def test_cross_entropy_with_targets_on_another_device_names_both():
     logits = tg.Tensor(np.zeros((2, 3)), requires_grad=True)

@@ -1,4 +1,4 @@
-"""The tutorial scripts in examples/ run end to end with --quick (tiny data, a few seconds each)."""
+"""The scripts in examples/ run end to end with --quick (tiny data, a few seconds each)."""
 
 import importlib.util
 import os

@@ -170,7 +170,7 @@ def test_float32_stays_float32_forward_and_backward(spec, device, data):
             assert t.grad.dtype == np.float32, f"input {i}: the op's backward gave {t.grad.dtype}"
 
 
-# ---- sigmoid and relu over the whole float64 range (issue 10 §8) -----------------------------------
+# ---- sigmoid and relu over the whole float64 range -----------------------------------
 
 def _exact_sigmoid(x: float):
     """σ(x) and σ'(x) = σ(x) σ(−x) in 50-digit decimal arithmetic, rounded once to float64."""

@@ -1,4 +1,4 @@
-"""In-place updates between forward and backward are refused (issue 10 §7).
+"""In-place updates between forward and backward are refused.
 
 Every change the library makes to a tensor's values bumps its version; backward() compares the
 versions each op recorded and raises, naming the op and the tensor, instead of computing a

@@ -1,11 +1,11 @@
 r"""Backpropagation through time by hand, in plain NumPy — the yardstick for the autograd tape.
 
-Three cells: the tutorial's vanilla RNN (:func:`rnn_bptt`), then the gated cells of
+Three cells: the chapter's vanilla RNN (docs/chapter.md) (:func:`rnn_bptt`), then the gated cells of
 ``nn.LSTM`` (:func:`lstm_bptt`) and ``nn.GRU`` (:func:`gru_bptt`), each also in a vectorised
 form for the benchmark (``*_forward_vectorised``, ``*_bptt_vectorised``) that the tests hold
 against the step-by-step one.
 
-The vanilla RNN of the tutorial, row-vector convention (x_t is (B, E), h_t is (B, H))::
+The vanilla RNN of the chapter, row-vector convention (x_t is (B, E), h_t is (B, H))::
 
     a_t = x_t W + h_{t-1} V + b            W (E, H), V (H, H), b (H,)
     h_t = tanh(a_t)                         t = 1..T, h_0 given (zeros by default)

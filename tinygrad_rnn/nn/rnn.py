@@ -1,4 +1,4 @@
-"""The tutorial's recurrent cell, and ``nn.RNN``: that cell run by the unroller of :mod:`.recurrent`.
+"""The recurrent cell of the chapter we follow (docs/chapter.md), and ``nn.RNN``: that cell run by the unroller of :mod:`.recurrent`.
 
 One step (row-vector convention, x_t of shape (B, E), h of shape (B, H))::
 
