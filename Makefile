@@ -43,7 +43,7 @@ test-gpu: $(STAMP)
 # one thread, since two BLAS threads collapse under any other load on a shared 2-core machine.
 # BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--configs small --json bench.json".
 bench: $(STAMP)
-	$(PY) -m tinygrad_rnn.bench --threads 1 $(BENCH_ARGS)
+	$(PY) benchmarks/bench.py --threads 1 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

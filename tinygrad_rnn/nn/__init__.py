@@ -1,9 +1,12 @@
-"""Layers and models built from Tensor ops: Module, Linear, Embedding, RNNCell, RNN, functional."""
+"""Layers and models built from Tensor ops: Module, Linear, Embedding, the recurrent cells
+(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent), functional."""
 
 from . import functional
 from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
+from .gated import GRU, LSTM, GRUCell, LSTMCell
+from .recurrent import Recurrent
 from .rnn import RNN, RNNCell
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "functional"]
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "functional"]
