@@ -11,13 +11,14 @@ One step is the tutorial's backpropagation through time followed by an update::
 examples/s), a dev evaluation after every epoch, the best-on-dev checkpoint, early stopping,
 resuming, a loss/metric plot, and a clear stop when the loss stops being a number.
 
-A *task* says how one batch becomes a loss and how a model is scored; the three tasks are the
-tutorial's three ways of using an RNN (section 4):
+A *task* adapts one batch to its model, which defines the loss and the decision rule itself
+(padding masked by length); the three tasks are the tutorial's three ways of using an RNN
+(section 4):
 
-* :class:`ClassificationTask` — sequence → class, ``model(tokens, lengths) -> (B, C)``;
-* :class:`TaggingTask` — synchronous sequence → sequence, ``model(tokens, lengths) -> (B, T, K)``;
-* :class:`Seq2SeqTask` — encoder–decoder, ``model(src, src_lengths, tgt_in) -> (B, T_out, V)``
-  with teacher forcing for the loss, ``model.generate(...)`` (greedy) for the scores.
+* :class:`ClassificationTask` — sequence → class: ``SequenceClassifier.loss``/``predict``;
+* :class:`TaggingTask` — synchronous sequence → sequence: ``SequenceTagger.loss``/``predict``;
+* :class:`Seq2SeqTask` — encoder–decoder: ``Seq2Seq.loss`` with teacher forcing for the loss,
+  ``Seq2Seq.generate`` (greedy or beam) for the scores.
 
 Batches are :class:`tinygrad_rnn.data.Batch` es (NumPy arrays); a task hands them to its model's
 ``loss``/``predict``, which move the ids to the model's device.

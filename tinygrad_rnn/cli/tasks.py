@@ -200,7 +200,7 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
     except NonFiniteLossError as e:
         raise CLIError(str(e)) from None
     if result.best_epoch is None:
-        raise CLIError("no epoch was trained (--epochs 0?): nothing to evaluate")
+        raise CLIError("no epoch was trained: nothing to evaluate")
     test_scores = evaluate(model, task, test_batches)
     baseline = baseline_for(config["data"], train, test)
     wall = time.perf_counter() - started
