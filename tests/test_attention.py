@@ -292,3 +292,29 @@ def test_attention_decoding_on_the_strict_device_reads_back_a_fixed_number_of_ti
             reads[max_len] = dict(counts)
         assert reads[2] == reads[9], f"beam {beam}: device reads grow with the number of steps: {reads}"
         assert reads[9]["copies"] == 2, f"beam {beam}: want two copies (tokens, weights), got {reads[9]}"
+
+
+# ---- seeing it ------------------------------------------------------------------------------------------
+
+def test_terminal_rendering_marks_each_rows_strongest_source_token():
+    from tinygrad_rnn.models.attention_plot import render_attention
+    weights = np.array([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.0, 0.0, 1.0]])
+    text = render_attention(weights, ["银", "行", "家"], ["yín", "háng", "<eos>"])
+    lines = text.splitlines()
+    assert lines[0].endswith("│银行家")
+    assert lines[1] == "yín   │██      ← 银 0.90"
+    assert lines[2].startswith("háng  │  ██  ") and lines[3].endswith("← 家 1.00")
+    with pytest.raises(ValueError, match=r"weights of shape \(3, 3\) do not fit 2 output tokens × 3 source"):
+        render_attention(weights, ["a", "b", "c"], ["x", "y"])
+
+
+def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from tinygrad_rnn.models import attention_plot
+    weights = np.array([[0.7, 0.3], [0.2, 0.8]])
+    assert attention_plot.plot_attention(weights, ["1", "2"], ["x", "y"], tmp_path / "ascii.png") is None
+    assert (tmp_path / "ascii.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(attention_plot, "find_cjk_font", lambda sample: None)
+    note = attention_plot.plot_attention(weights, ["银", "行"], ["yín", "háng"], tmp_path / "cjk.png")
+    assert "no font with Chinese glyphs" in note and "fonts-noto-cjk" in note
+    assert (tmp_path / "cjk.png").exists()
