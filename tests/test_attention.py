@@ -318,3 +318,18 @@ def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypat
     note = attention_plot.plot_attention(weights, ["银", "行"], ["yín", "háng"], tmp_path / "cjk.png")
     assert "no font with Chinese glyphs" in note and "fonts-noto-cjk" in note
     assert (tmp_path / "cjk.png").exists()
+
+
+def test_attention_for_one_text_labels_rows_with_the_outputs_and_eos():
+    from tinygrad_rnn.data import Vocab
+    from tinygrad_rnn.models.attention_plot import attention_for
+    src_vocab, tgt_vocab = Vocab(["一", "二", "三", "四", "五"]), Vocab(["1", "2", "3"])
+    model = decoding_model(3, 1.5, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
+    labels, weights = attention_for(model, src_vocab, tgt_vocab, ["三", "五", "x"], max_len=4)
+    out = model.generate(np.array([src_vocab.encode(["三", "五", "x"])]), np.array([3]), 4, BOS, EOS)[0]
+    assert labels[:len(out)] == [tgt_vocab.id_to_token(i) for i in out]
+    assert labels[len(out):] == (["<eos>"] if len(out) < 4 else [])
+    assert weights.shape == (len(labels), 3)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="no tokens"):
+        attention_for(model, src_vocab, tgt_vocab, [], max_len=4)
