@@ -27,7 +27,7 @@ run: $(STAMP)
 
 # The first demo: one RNN cell unrolled, backpropagated and gradient-checked.
 demo: $(STAMP)
-	$(PY) -m tinygrad_rnn.demo
+	$(PY) examples/rnn_cell_demo.py
 
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q

@@ -43,7 +43,7 @@ def main():
 
     # 2. Model and training.
     model = SequenceTagger(len(words), embed, hidden, len(tags), bidirectional=args.bidirectional).to(args.device)
-    task = TaggingTask(pad_id=tags.pad_id)
+    task = TaggingTask()
     fit(model, task, Adam(model.parameters(), lr=3e-3), batches(train, True), batches(dev, False),
         epochs=epochs, clip=1.0)
     print(f"test token accuracy: {evaluate(model, task, batches(test, False))['accuracy']:.3f}")

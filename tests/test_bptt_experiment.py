@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn import checkpoint, nn
+from tinygrad_rnn.bptt import experiment
 from tinygrad_rnn.bptt.experiment import (LEARNED_MSE, AddingRNN, ExperimentConfig, load_adding_model,
                                           results_table, run_experiment, train_adding)
 from tinygrad_rnn.bptt.flow import gradient_flow, gradient_ratio
@@ -37,11 +38,21 @@ def test_ratio_at_init_is_measured_on_the_untrained_model():
     assert len(result.flow_trained) == 7 and result.flow_trained != result.flow_init
 
 
-def test_the_time_budget_stops_training():
+def test_the_time_budget_stops_training(monkeypatch):
+    """A clock that advances 0.1 s per reading: the budget is checked against it, not the wall."""
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls):
+            cls.now += 0.1
+            return cls.now
+
+    monkeypatch.setattr(experiment, "time", Clock)
     config = ExperimentConfig(**{**SMALL, "budget_seconds": 0.3})
     result, _ = train_adding(4, "identity", config)
-    assert result.steps > 0
-    assert 0.3 <= result.seconds < 2.5, result.seconds
+    # start at 0.1; steps start at 0.2 and 0.3; at 0.4 the 0.3 s budget is spent; the end reads 0.5
+    assert result.steps == 2 and result.seconds == pytest.approx(0.4)
 
 
 def test_run_experiment_writes_table_json_figure_and_checkpoints(tmp_path):

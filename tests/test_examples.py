@@ -42,3 +42,11 @@ def test_translate_numerals():
     assert "test exact match:" in out
     decoded = [line for line in out.splitlines() if "→" in line]
     assert len(decoded) == 6 and decoded[0].split()[0] == "七"
+
+
+def test_rnn_cell_demo():
+    """``make demo``: the unrolled cell, its gradients, and a full gradient check."""
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "rnn_cell_demo.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "autograd == finite differences" in proc.stdout and "dL/dW" in proc.stdout

@@ -10,6 +10,7 @@ import pytest
 import tinygrad_rnn as tg
 from tinygrad_rnn import checkpoint, nn
 from tinygrad_rnn.data import Batch, BatchIterator
+from tinygrad_rnn.models import SequenceClassifier, SequenceTagger, padded_loss
 from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.optim import SGD, Adam
 from tinygrad_rnn.train import (ClassificationTask, NonFiniteLossError, Seq2SeqTask, TaggingTask,
@@ -31,8 +32,13 @@ class TinyClassifier(nn.Module):
         self.out = nn.Linear(hidden, classes)
 
     def forward(self, tokens, lengths):
-        states, _ = self.rnn(self.embed(tokens), lengths=lengths)
+        states, _ = self.rnn(self.embed(tg.Tensor(tokens)), lengths=lengths)
         return self.out(F.masked_mean(states, lengths))
+
+    # The classifier's own loss and decision rule: what ClassificationTask delegates to.
+    loss, predict = SequenceClassifier.loss, SequenceClassifier.predict
+    loss_from_logits = staticmethod(SequenceClassifier.loss_from_logits)
+    predict_from_logits = staticmethod(SequenceClassifier.predict_from_logits)
 
 
 def toy_data(n, seed):
@@ -206,14 +212,25 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
 
 # --- the tasks' scores, on fixed outputs -------------------------------------------------------
 class FixedLogits(nn.Module):
-    """Returns the given logits whatever the input (plus a parameter, so it is a model)."""
+    """Returns the given logits whatever the input (plus a parameter, so it is a model); scores
+    them with the real models' rules (classifier for (B, C) logits, tagger for (B, T, K))."""
 
     def __init__(self, logits):
         self.logits = tg.Tensor(np.asarray(logits, dtype=np.float64))
         self.p = nn.Parameter(np.zeros(1))
+        self.rules = SequenceTagger if self.logits.ndim == 3 else SequenceClassifier
 
     def forward(self, *inputs):
         return self.logits + self.p * 0.0
+
+    def loss_from_logits(self, *args, **kw):
+        return self.rules.loss_from_logits(*args, **kw)
+
+    def predict_from_logits(self, *args, **kw):
+        return self.rules.predict_from_logits(*args, **kw)
+
+    def predict(self, tokens, lengths):
+        return self.predict_from_logits(self(tokens, lengths), lengths)
 
 
 def test_tagging_accuracy_ignores_padding():
@@ -258,6 +275,9 @@ class FixedDecoder(FixedLogits):
     def __init__(self, logits, outputs):
         super().__init__(logits)
         self.outputs = outputs
+
+    def loss(self, src, src_lengths, tgt_in, tgt_out, out_lengths, reduction="mean"):
+        return padded_loss(self(src, src_lengths, tgt_in), tgt_out, out_lengths, reduction)
 
     def generate(self, src, src_lengths, max_len, bos_id, eos_id, beam_size=1):
         assert max_len == 7 and (bos_id, eos_id) == (2, 3)

@@ -14,7 +14,9 @@ import os
 
 import numpy as np
 
-GPU_INSTALL_HINT = "pip install 'tinygrad-rnn[gpu]'"
+from .extras import install_hint
+
+GPU_INSTALL_HINT = install_hint("gpu")
 
 
 class DeviceError(RuntimeError):

@@ -10,6 +10,8 @@ metrics as :mod:`tinygrad_rnn.train`:
   of each input token (pinyin: each character's most common reading). It only works when output
   i belongs to input i, which is exactly why it is strong on pinyin — and says how much of the
   pinyin task is a dictionary lookup rather than sequence modelling.
+
+:func:`baseline_for` picks the one that fits a data set of the command line.
 """
 
 from __future__ import annotations
@@ -62,3 +64,15 @@ def per_token_lookup(train, test) -> dict:
         correct += sum(a == b for a, b in zip(out, tgt))
         total += len(tgt)
     return {"exact_match": exact / len(test), "token_accuracy": correct / total}
+
+
+def baseline_for(dataset: str, train, test) -> dict | None:
+    """The baseline of a data set (name and scores), fitted on ``train`` and scored on ``test``;
+    None for the numerals, which have no meaningful baseline without learning."""
+    if dataset == "reviews":
+        return {"name": "majority class", **majority_class([y for _, y in train], [y for _, y in test])}
+    if dataset == "peoples-daily":
+        return {"name": "most frequent tag per word", **most_frequent_tag(train, test)}
+    if dataset == "pinyin":
+        return {"name": "per-character lookup", **per_token_lookup(train, test)}
+    return None

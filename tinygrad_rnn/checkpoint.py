@@ -10,8 +10,8 @@ Layout of the file (a NumPy ``.npz``, i.e. a zip of ``.npy`` arrays)::
 Safety:
 
 * it is read with ``allow_pickle=False``, so loading a file can never run code;
-* ``save`` writes a temporary file in the same directory and renames it over ``path``
-  (``os.replace`` is atomic), so a crash mid-write leaves the old checkpoint intact;
+* ``save`` writes through :func:`tinygrad_rnn.files.atomic_write` (a temporary file renamed over
+  ``path``), so a crash mid-write leaves the old checkpoint intact;
 * ``load`` reads and checks everything — the zip's CRCs, names, shapes, optimizer state —
   before it changes anything, so a truncated, corrupted or mismatched file raises
   :class:`CheckpointError` and leaves the model and optimizer exactly as they were.
@@ -21,19 +21,16 @@ Arrays are loaded onto whichever device each parameter is on (save on a GPU, loa
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
-import tempfile
 
 import numpy as np
 
+from .files import atomic_write
+
 FORMAT = "tinygrad_rnn.checkpoint"
 VERSION = 1
-
-
-_UMASK = os.umask(0)  # read the process umask once (os.umask can only read it by setting it)
-os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -65,58 +62,34 @@ def save(path, model, optimizer=None, meta=None) -> None:
         np.savez(f, **arrays)
 
 
-@contextlib.contextmanager
-def atomic_write(path, mode: str = "wb", encoding: str | None = None):
-    """``with atomic_write(path) as f: ...`` — all of the file or none of it.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")     # an .npz is a zip archive (the second: an empty one)
+NPY_MAGIC = b"\x93NUMPY"
 
-    The block writes a temporary file in ``path``'s directory; only when it finishes is that
-    file renamed over ``path`` (``os.replace`` is atomic). An error or a crash inside the block
-    leaves the old ``path`` as it was and removes the temporary file. Used for checkpoints and
-    for everything else a run directory holds (JSON, vocabularies, plots).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+
+def _read(path, only=None) -> dict:
+    """Every array of the file (or those named in ``only``), fully read, so the zip's CRC checks
+    run now, not later. Anything that is not an ``.npz`` is refused by its first bytes, before
+    NumPy parses it (whose messages would suggest ``allow_pickle``: loading a pickle runs code)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: the file is empty (truncated?)")
+    if head.startswith(NPY_MAGIC):
+        raise CheckpointError(f"{path}: a single .npy array, not a checkpoint (a tinygrad_rnn checkpoint is an .npz archive)")
+    if not head.startswith(ZIP_MAGIC):
+        raise CheckpointError(f"{path}: not a tinygrad_rnn checkpoint (not an .npz archive)")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _read(path) -> dict:
-    """Every array of the file, fully read (so the zip's CRC checks run now, not later)."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded as z:
-                return {name: z[name] for name in z.files}
-    except FileNotFoundError:
-        raise
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files if only is None or name in only}
     except Exception as e:  # whatever a damaged zip/npy header makes the readers raise
+        if "pickle" in str(e):                       # an object array inside: never load it
+            raise CheckpointError(f"{path}: not a tinygrad_rnn checkpoint (it holds Python objects)") from None
         raise CheckpointError(f"{path}: cannot read the checkpoint (truncated or corrupted?): "
                               f"{type(e).__name__}: {e}") from None
-    raise CheckpointError(f"{path}: a single .npy array, not a checkpoint (.npz archive)")
 
 
-def load(path, model, optimizer=None):
-    """Load ``path`` into ``model`` (and ``optimizer``); return the ``meta`` saved with it.
-
-    Raises :class:`CheckpointError` — with the model and optimizer unchanged — when the file is
-    truncated or corrupted, or its names/shapes do not fit the model, or it has no (or another
-    kind of) optimizer state while an ``optimizer`` is given.
-    """
-    from .nn.module import StateDictError
-    from .optim import OptimizerStateError
-
-    path = os.fspath(path)
-    arrays = _read(path)
+def _header(path, arrays: dict) -> dict:
+    """The checkpoint's JSON header, checked: format, version, and the optimizer record's types."""
     try:
         header = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -126,6 +99,70 @@ def load(path, model, optimizer=None):
     if header.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {header.get('version')}, "
                               f"this code reads version {VERSION}")
+    problem = _optimizer_record_problem(header.get("optimizer"))
+    if problem:
+        raise CheckpointError(f"{path}: broken optimizer record: {problem} (nothing was loaded)")
+    return header
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _optimizer_record_problem(saved) -> str | None:
+    """Why the header's optimizer record is malformed (wrong types), or None. Whether it fits a
+    given optimizer is the optimizer's own check."""
+    if saved is None:
+        return None
+    if not isinstance(saved, dict):
+        return f"{saved!r} is not a record"
+    if not isinstance(saved.get("type"), str):
+        return f"type {saved.get('type')!r}"
+    hyper = saved.get("hyperparameters", {})
+    if not isinstance(hyper, dict):
+        return f"hyperparameters {hyper!r}"
+    for k, v in hyper.items():
+        if not (_is_number(v) or (isinstance(v, list) and v and all(_is_number(x) for x in v))):
+            return f"hyperparameter {k!r} = {v!r} is not a finite number"
+    skipped = saved.get("skipped_steps", 0)
+    if not isinstance(skipped, int) or isinstance(skipped, bool) or skipped < 0:
+        return f"skipped_steps {skipped!r}"
+    scalars = saved.get("scalars", {})
+    if not isinstance(scalars, dict) or not all(isinstance(e, dict) for e in scalars.values()):
+        return f"scalars {str(scalars)[:60]}"
+    for i, entries in scalars.items():
+        for k, v in entries.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                return f"state {k!r} of parameter {i} = {v!r} is not a count"
+    return None
+
+
+def read_meta(path):
+    """The ``meta`` saved with a checkpoint, read without loading (or needing) a model."""
+    path = os.fspath(path)
+    return _header(path, _read(path, only={"__meta__"})).get("meta")
+
+
+def load(path, model, optimizer=None, check_meta=None):
+    """Load ``path`` into ``model`` (and ``optimizer``); return the ``meta`` saved with it.
+
+    Raises :class:`CheckpointError` — with the model and optimizer unchanged — when the file is
+    not a checkpoint, is truncated or corrupted, its names/shapes do not fit the model, it has no
+    (or another kind of, or a malformed) optimizer state while an ``optimizer`` is given, or
+    ``check_meta(meta)`` raises (a caller's check of its own ``meta``, run before anything is
+    applied).
+    """
+    from .nn.module import StateDictError
+    from .optim import OptimizerStateError
+
+    path = os.fspath(path)
+    arrays = _read(path)
+    header = _header(path, arrays)
+    if check_meta is not None:
+        try:
+            check_meta(header.get("meta"))
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: {e} (nothing was loaded)") from None
 
     model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     try:

@@ -3,7 +3,9 @@ figure is drawn, so the rest of the package (and its tests) works without it."""
 
 from __future__ import annotations
 
-PLOT_INSTALL_HINT = "pip install 'tinygrad-rnn[plot]'"
+from .extras import install_hint, missing_extra
+
+PLOT_INSTALL_HINT = install_hint("plot")
 
 
 def require_matplotlib():
@@ -11,7 +13,7 @@ def require_matplotlib():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError(f"plots need matplotlib, which is not installed: {PLOT_INSTALL_HINT}") from None
+        raise missing_extra("plots need matplotlib", "plot") from None
     matplotlib.use("Agg")                                # write files; no display needed
     import matplotlib.pyplot as plt
     return plt

@@ -19,8 +19,8 @@ tutorial's three ways of using an RNN (section 4):
 * :class:`Seq2SeqTask` — encoder–decoder, ``model(src, src_lengths, tgt_in) -> (B, T_out, V)``
   with teacher forcing for the loss, ``model.generate(...)`` (greedy) for the scores.
 
-Batches are :class:`tinygrad_rnn.data.Batch` es (NumPy arrays); the tasks move them to the
-model's device.
+Batches are :class:`tinygrad_rnn.data.Batch` es (NumPy arrays); a task hands them to its model's
+``loss``/``predict``, which move the ids to the model's device.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import checkpoint
+from .files import atomic_write
 from .backend import host_rng
-from .nn.functional import cross_entropy
 from .optim import NonFiniteGradientError, clip_grad_norm_
 from .plotting import require_matplotlib
 from .tensor import Tensor, no_grad
@@ -47,14 +47,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --- tasks -----------------------------------------------------------------------------------
-def _logits(model, batch) -> Tensor:
-    """``model(tokens, lengths)`` on a host batch: the ids go to the model's device, the lengths
-    stay on the host (the RNN builds its masks there)."""
-    return model(Tensor(batch.inputs, device=model.device), batch.lengths)
+# A task only adapts a Batch to its model's own ``loss``/``predict``: the models define the
+# loss (padding masked by length, never by a pad id) and the decision rule. The ids stay host
+# arrays here; each model moves them to its device and builds its masks from the lengths.
 
 
 class ClassificationTask:
-    """Sequence → class: cross-entropy of ``model(tokens, lengths)`` (B, C) against labels (B,).
+    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
 
     Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
     """
@@ -62,93 +61,84 @@ class ClassificationTask:
     metric = "accuracy"
 
     def loss(self, model, batch) -> Tensor:
-        return cross_entropy(_logits(model, batch), batch.targets)
+        return model.loss(batch.inputs, batch.lengths, batch.targets)
 
     def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
         """(class ids (B,), softmax probabilities (B, C)) on the host."""
-        probs = _logits(model, batch).log_softmax(axis=-1).exp().numpy()
-        return probs.argmax(axis=-1), probs
+        return model.predict(batch.inputs, batch.lengths)
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            logits = _logits(model, batch)               # one forward pass for loss and accuracy
-            total_loss += cross_entropy(logits, batch.targets, reduction="sum").item()
-            correct += int((logits.argmax(axis=-1).numpy() == batch.targets).sum())
+            logits = model(batch.inputs, batch.lengths)     # one forward pass for loss and accuracy
+            total_loss += model.loss_from_logits(logits, batch.targets, batch.lengths, reduction="sum").item()
+            labels, _ = model.predict_from_logits(logits, batch.lengths)
+            correct += int((labels == batch.targets).sum())
             n += len(batch.targets)
         return {"loss": total_loss / n, "accuracy": correct / n}
 
 
 class TaggingTask:
-    """Synchronous sequence → sequence: one tag per token, ``model(tokens, lengths)`` (B, T, K).
+    """Synchronous sequence → sequence: ``model.loss(tokens, lengths, tags)`` (a
+    :class:`~tinygrad_rnn.models.SequenceTagger`): one tag per token.
 
-    Tags are padded with ``pad_id`` (0, the tag vocabulary's ``<pad>``); those positions are
-    ignored by the loss and by the token ``accuracy`` (the dev metric).
+    Steps ``t >= lengths[b]`` are padding, ignored by the loss and by the token ``accuracy``
+    (the dev metric), whatever id pads the tags.
     """
 
     metric = "accuracy"
 
-    def __init__(self, pad_id: int = 0):
-        self.pad_id = pad_id
-
     def loss(self, model, batch) -> Tensor:
-        return cross_entropy(_logits(model, batch), batch.targets, ignore_index=self.pad_id)
+        return model.loss(batch.inputs, batch.lengths, batch.targets)
 
     def predict(self, model, batch) -> list[list[int]]:
         """One list of tag ids per sequence, as long as the sequence."""
-        pred = _logits(model, batch).argmax(axis=-1).numpy()
-        return [row[:n].tolist() for row, n in zip(pred, batch.lengths)]
+        return model.predict(batch.inputs, batch.lengths)
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            logits = _logits(model, batch)
-            loss = cross_entropy(logits, batch.targets, ignore_index=self.pad_id, reduction="sum")
-            real = batch.targets != self.pad_id
-            pred = logits.argmax(axis=-1).numpy()
-            total_loss += loss.item()
-            correct += int(((pred == batch.targets) & real).sum())
-            n += int(real.sum())
+            logits = model(batch.inputs, batch.lengths)     # one forward pass for loss and accuracy
+            total_loss += model.loss_from_logits(logits, batch.targets, batch.lengths, reduction="sum").item()
+            for tags, gold, length in zip(model.predict_from_logits(logits, batch.lengths),
+                                          batch.targets, batch.lengths):
+                correct += sum(a == b for a, b in zip(tags, gold[:length].tolist()))
+            n += int(np.sum(batch.lengths))
         return {"loss": total_loss / n, "accuracy": correct / n}
 
 
 class Seq2SeqTask:
-    """Asynchronous sequence → sequence with an encoder–decoder.
+    """Asynchronous sequence → sequence with an encoder–decoder (a :class:`~tinygrad_rnn.models.Seq2Seq`).
 
-    Targets are encoded ``<bos> y_1 … y_m <eos>`` and padded with ``pad_id``. Teacher forcing:
+    Targets are encoded ``<bos> y_1 … y_m <eos>`` (``target_lengths`` = m + 2). Teacher forcing:
     the decoder reads ``<bos> y_1 … y_m`` and must predict ``y_1 … y_m <eos>`` (the same row
-    shifted by one), so the loss is the cross-entropy of every true next token.
+    shifted by one, m + 1 true steps), so the loss is ``model.loss`` of every true next token.
 
     Scores: teacher-forced ``loss`` per token; with greedy (or beam) decoding up to ``max_len``
-    tokens, ``exact_match`` (the whole output right: the dev metric) and ``token_accuracy``
-    (output token i equals target token i, over all target tokens).
+    tokens (``model.generate``), ``exact_match`` (the whole output right: the dev metric) and
+    ``token_accuracy`` (output token i equals target token i, over all target tokens).
     """
 
     metric = "exact_match"
 
-    def __init__(self, max_len: int, bos_id: int = 2, eos_id: int = 3, pad_id: int = 0,
-                 beam_size: int = 1):
-        self.max_len, self.bos_id, self.eos_id, self.pad_id = max_len, bos_id, eos_id, pad_id
-        self.beam_size = beam_size
+    def __init__(self, max_len: int, bos_id: int = 2, eos_id: int = 3, beam_size: int = 1):
+        self.max_len, self.bos_id, self.eos_id, self.beam_size = max_len, bos_id, eos_id, beam_size
 
     def loss(self, model, batch, reduction: str = "mean") -> Tensor:
-        device = model.device
-        tgt_in = Tensor(batch.targets[:, :-1], device=device)      # <bos> y_1 … y_m
-        logits = model(Tensor(batch.inputs, device=device), batch.lengths, tgt_in)
-        return cross_entropy(logits, batch.targets[:, 1:], ignore_index=self.pad_id,
-                             reduction=reduction)                    # y_1 … y_m <eos>
+        targets = batch.targets
+        return model.loss(batch.inputs, batch.lengths, targets[:, :-1], targets[:, 1:],   # <bos> y → y <eos>
+                          np.asarray(batch.target_lengths) - 1, reduction=reduction)
 
     def predict(self, model, batch) -> list[list[int]]:
         """Decoded token ids per sequence (without ``<bos>``/``<eos>``)."""
-        return model.generate(Tensor(batch.inputs, device=model.device), batch.lengths,
-                              max_len=self.max_len, bos_id=self.bos_id, eos_id=self.eos_id,
-                              beam_size=self.beam_size)
+        return model.generate(batch.inputs, batch.lengths, max_len=self.max_len, bos_id=self.bos_id,
+                              eos_id=self.eos_id, beam_size=self.beam_size)
 
     def evaluate(self, model, batches) -> dict:
         total_loss = tokens = exact = correct = target_tokens = n = 0
         for batch in batches:
             total_loss += self.loss(model, batch, reduction="sum").item()
-            tokens += int((batch.targets[:, 1:] != self.pad_id).sum())
+            tokens += int(np.sum(batch.target_lengths)) - len(batch.target_lengths)
             for out, row, m in zip(self.predict(model, batch), batch.targets, batch.target_lengths):
                 gold = row[1:m - 1].tolist()                          # strip <bos> and <eos>
                 exact += out == gold
@@ -236,7 +226,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
 
     result, start_epoch, bad_epochs, best_state = FitResult(), 0, 0, None
     if resume:
-        saved = checkpoint.load(last_path, model, optimizer)["fit"]
+        saved = checkpoint.load(last_path, model, optimizer, check_meta=check_fit_record)["fit"]
         start_epoch, bad_epochs = saved["epoch"], saved["bad_epochs"]
         result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
         host_rng().bit_generator.state = saved["rng_state"]
@@ -314,6 +304,51 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
     return result
 
 
+def _is_count(v, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def check_fit_record(meta) -> dict:
+    """The ``fit`` record of a checkpoint's ``meta`` (what :func:`fit` saves to resume), checked
+    completely before anything is loaded: types, ranges, and that its parts agree. A ValueError
+    says what is wrong."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("fit"), dict):
+        raise ValueError("no 'fit' record in its metadata: not a checkpoint that fit() wrote to resume from")
+    record = meta["fit"]
+    problems = []
+    for key, low in (("epoch", 1), ("bad_epochs", 0)):
+        if not _is_count(record.get(key), low):
+            problems.append(f"{key} = {record.get(key)!r} (want an integer ≥ {low})")
+    history = record.get("history")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        problems.append(f"history = {str(history)[:40]} (want a list of per-epoch records)")
+    elif _is_count(record.get("epoch")) and len(history) != record["epoch"]:
+        problems.append(f"{len(history)} history records for epoch {record['epoch']}")
+    best_epoch, best_score = record.get("best_epoch"), record.get("best_score")
+    if not (_is_count(best_epoch, 1) and isinstance(best_score, (int, float)) and not isinstance(best_score, bool)
+            and math.isfinite(best_score)):
+        problems.append(f"best_epoch = {best_epoch!r}, best_score = {best_score!r}")
+    state = record.get("rng_state")
+    try:                                  # assign it to a spare generator of the same kind first
+        type(host_rng().bit_generator)().state = state
+    except (TypeError, ValueError, KeyError):
+        problems.append("rng_state is not a state of this NumPy generator")
+    if problems:
+        raise ValueError("broken 'fit' record: " + "; ".join(problems))
+    return record
+
+
+def read_fit_record(path) -> dict:
+    """The checked ``fit`` record of the checkpoint at ``path`` (see :func:`check_fit_record`),
+    without loading it into a model; a problem is a :class:`~tinygrad_rnn.checkpoint.CheckpointError`
+    naming the file."""
+    meta = checkpoint.read_meta(path)
+    try:
+        return check_fit_record(meta)
+    except ValueError as e:
+        raise checkpoint.CheckpointError(f"{path}: {e}") from None
+
+
 def _restore_best(model, best_state, result: FitResult) -> None:
     """Put the best-on-dev weights back into ``model`` (from memory, or from best.npz after a resume)."""
     if best_state is not None:
@@ -351,7 +386,7 @@ def plot_history(history: list, path, metric: str) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     try:
-        with checkpoint.atomic_write(path) as f:
+        with atomic_write(path) as f:
             fig.savefig(f, format="png", dpi=100)
     finally:
         plt.close(fig)

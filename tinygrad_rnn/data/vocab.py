@@ -23,7 +23,7 @@ import os
 from collections import Counter
 from typing import Iterable, Sequence
 
-from ..checkpoint import atomic_write
+from ..files import atomic_write
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)

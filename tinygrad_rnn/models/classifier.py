@@ -70,12 +70,23 @@ class SequenceClassifier(EmbedRNNHead):
 
     def loss(self, tokens, lengths, labels, reduction: str = "mean"):
         """Cross-entropy of the logits against ``labels`` (B,) class ids."""
-        return cross_entropy(self(tokens, lengths), labels, reduction=reduction)
+        return self.loss_from_logits(self(tokens, lengths), labels, lengths, reduction)
 
     def predict(self, tokens, lengths=None):
         """(class ids (B,), probabilities (B, C)) as NumPy arrays, without building a graph."""
         with no_grad():
-            probs = self(tokens, lengths).log_softmax(axis=-1).exp().numpy()
+            return self.predict_from_logits(self(tokens, lengths), lengths)
+
+    @staticmethod
+    def loss_from_logits(logits, labels, lengths=None, reduction: str = "mean"):
+        """The loss of :meth:`loss` from logits already computed (one forward pass for loss and
+        prediction when scoring); ``lengths`` is unused (one label per sequence)."""
+        return cross_entropy(logits, labels, reduction=reduction)
+
+    @staticmethod
+    def predict_from_logits(logits, lengths=None):
+        """The predictions of :meth:`predict` from logits already computed."""
+        probs = logits.log_softmax(axis=-1).exp().numpy()
         return probs.argmax(axis=1), probs
 
     def extra_repr(self):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backend import DeviceError, host_rng
 from ..nn import Embedding, Linear, Module, RNN
-from ..nn.functional import cross_entropy, host_lengths
+from ..nn.functional import cross_entropy, host_lengths, sequence_mask
 from ..ops import where
 from ..tensor import ShapeError, Tensor
 
@@ -53,7 +53,7 @@ def masked_targets(targets, lengths: np.ndarray, backend, ignore_index: int = IG
     B, T = targets.shape
     if len(lengths) != B:
         raise ShapeError(f"targets of shape {targets.shape} but {len(lengths)} lengths")
-    keep = Tensor(np.arange(T)[None, :] < np.asarray(lengths)[:, None], device=backend)
+    keep = sequence_mask(np.asarray(lengths), T, device=backend)
     return where(keep, targets, ignore_index)
 
 

@@ -45,12 +45,23 @@ class SequenceTagger(EmbedRNNHead):
 
         ``reduction``: "mean" over the batch's true tokens, "sum", or "none" → (B, T) (0 at padding).
         """
-        return padded_loss(self(tokens, lengths), tags, lengths, reduction)
+        return self.loss_from_logits(self(tokens, lengths), tags, lengths, reduction)
 
     def predict(self, tokens, lengths=None) -> list:
         """The most likely tag of every true token: a list of B lists of ints (one host copy)."""
         with no_grad():
-            ids = self(tokens, lengths).argmax(axis=-1).numpy()
+            return self.predict_from_logits(self(tokens, lengths), lengths)
+
+    @staticmethod
+    def loss_from_logits(logits, tags, lengths, reduction: str = "mean"):
+        """The loss of :meth:`loss` from logits (B, T, K) already computed: steps ``t >= lengths[b]``
+        are masked out by length (:func:`~tinygrad_rnn.models.common.padded_loss`)."""
+        return padded_loss(logits, tags, lengths, reduction)
+
+    @staticmethod
+    def predict_from_logits(logits, lengths=None) -> list:
+        """The predictions of :meth:`predict` from logits already computed."""
+        ids = logits.argmax(axis=-1).numpy()
         B, T = ids.shape
         lengths = lengths_array(lengths, B, T, allow_zero=True)
         return [ids[b, :lengths[b]].tolist() for b in range(B)]

@@ -130,7 +130,7 @@ def _say(*parts) -> None:
 # ---- experiment ---------------------------------------------------------------------------------
 
 def run_experiment_command(args) -> int:
-    from .experiment import DEFAULT_BUDGET_SECONDS, ExperimentConfig, results_table, run_experiment
+    from ..bptt.experiment import DEFAULT_BUDGET_SECONDS, ExperimentConfig, results_table, run_experiment
 
     config = ExperimentConfig(budget_seconds=args.budget_seconds or DEFAULT_BUDGET_SECONDS,
                               max_steps=args.max_steps, hidden_size=args.hidden, batch_size=args.batch_size,
@@ -157,7 +157,7 @@ def run_experiment_command(args) -> int:
 
 def _find_checkpoint(path: str, length, init) -> str:
     """The .npz itself, or in an experiment directory the file for ``length`` and ``init``."""
-    from .experiment import checkpoint_name
+    from ..bptt.experiment import checkpoint_name
 
     if not os.path.isdir(path):
         if not os.path.exists(path):
@@ -177,10 +177,13 @@ def _find_checkpoint(path: str, length, init) -> str:
 
 def run_flow_command(args) -> int:
     from ..data.adding import adding_problem
-    from .experiment import AddingRNN, load_adding_model
-    from .flow import format_gradient_flow, gradient_ratio, plot_gradient_flow
-    from .jacobian import jacobian_view
+    from ..bptt.experiment import AddingRNN, load_adding_model
+    from ..bptt.flow import format_gradient_flow, gradient_ratio, plot_gradient_flow
+    from ..bptt.jacobian import jacobian_view
+    from ..plotting import require_matplotlib
 
+    if not args.no_plot:
+        require_matplotlib()                      # fail now, not after computing the whole table
     if args.checkpoint:
         path = _find_checkpoint(args.checkpoint, args.length, args.init)
         model, meta = load_adding_model(path)
@@ -225,7 +228,7 @@ def run_flow_command(args) -> int:
 # ---- graph and trace ----------------------------------------------------------------------------
 
 def run_graph_command(args) -> int:
-    from .graph import unrolled_graph
+    from ..bptt.graph import unrolled_graph
 
     dot_source = unrolled_graph(args.steps, hidden_size=args.hidden, use_rnn=args.rnn)
     print(dot_source, end="")
@@ -245,7 +248,7 @@ def run_graph_command(args) -> int:
 def run_trace_command(args) -> int:
     from .. import nn
     from ..tensor import Tensor
-    from .tracing import trace
+    from ..bptt.tracing import trace
 
     rng = np.random.default_rng(args.seed)
     rnn = nn.RNN(2, args.hidden, rng=rng, dtype=np.float64)

@@ -1,9 +1,10 @@
-"""``tinygrad-rnn``: the command line (also ``python -m tinygrad_rnn``).
+"""``tinygrad-rnn``: the parser and the entry point.
 
 A thin shell over the package: each subcommand parses its arguments and calls library code.
 Expected failures (bad input, a missing extra, an unusable device, a broken run directory) are
 printed as one ``error:`` line with exit status 2 — no traceback. Set ``TINYGRAD_RNN_DEBUG=1``
-to get the full traceback instead (when the one line hides a bug).
+to get the full traceback instead (when the one line hides a bug; ``0`` leaves it off). A closed
+pipe (``… | head``) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -12,15 +13,8 @@ import argparse
 import os
 import sys
 
-from .backend import DeviceError
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (CLIError, DeviceError, ImportError, FileNotFoundError, ValueError, KeyError, OSError)
+from . import bptt, tasks
+from .errors import EXPECTED_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and inspect vanilla RNNs built from a from-scratch autograd engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in _command_groups():
+    for add in (tasks.add_parsers, bptt.add_parser):   # each adds its subcommands, setting ``func``
         add(sub)
     return parser
 
 
-def _command_groups():
-    """Each group adds its subcommands (setting ``func``) to the parser."""
-    from .bptt import cli as bptt_cli
-    from . import commands
-    return [commands.add_parsers, bptt_cli.add_parser]
+def debugging() -> bool:
+    """``TINYGRAD_RNN_DEBUG`` set to anything but empty, 0, false, no or off: show tracebacks."""
+    return os.environ.get("TINYGRAD_RNN_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def main(argv=None) -> int:
@@ -49,12 +41,32 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``… | head``): stop quietly, as Unix tools do. Output still
+        # buffered for the closed pipe would fail again at exit, so stdout goes to devnull.
+        _silence_stdout()
+        return 141                                   # 128 + SIGPIPE, what a shell reports for it
+    except MemoryError as e:
+        if debugging():
+            raise
+        print(f"error: out of memory{': ' + one_line(str(e)) if str(e) else ''} "
+              "(smaller --hidden, --embed, --layers or --batch-size need less)", file=sys.stderr)
+        return 2
     except EXPECTED_ERRORS as e:
-        if os.environ.get("TINYGRAD_RNN_DEBUG"):
+        if debugging():
             raise
         message = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
         print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (a test's capture)
+        pass
 
 
 def one_line(message: str) -> str:
@@ -65,6 +77,3 @@ def one_line(message: str) -> str:
         return lines[0] if lines else message
     return lines[0] + " " + "; ".join(lines[1:])
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Optional extras (``pip install 'tinygrad-rnn[X]'``): one spelling of "this needs extra X".
+
+The package itself needs only NumPy. CuPy (``gpu``), the data sets (``data``), matplotlib
+(``plot``) and tqdm (``progress``) are extras; whatever needs one says which install fixes it.
+"""
+
+from __future__ import annotations
+
+
+class MissingExtraError(ImportError):
+    """A package of an optional extra is not installed; the message says which ``pip install`` fixes it."""
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs ``extra``: ``pip install 'tinygrad-rnn[extra]'``."""
+    return f"pip install 'tinygrad-rnn[{extra}]'"
+
+
+def missing_extra(what: str, extra: str) -> MissingExtraError:
+    """The error to raise when ``what`` (e.g. "plots need matplotlib") is missing from ``extra``."""
+    return MissingExtraError(f"{what}, which is not installed; it comes with the {extra!r} extra: "
+                             f"{install_hint(extra)}")
