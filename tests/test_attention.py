@@ -1,6 +1,8 @@
 """Additive attention and the attention encoder–decoder: the formula, gradients, masking, padding,
 decoding, devices, and the heatmap."""
 
+import json
+
 import numpy as np
 import pytest
 from devices import device_params
@@ -13,6 +15,7 @@ from test_models import (BOS, EOS, assert_same_grads, count_device_reads, grads,
 import tinygrad_rnn as tg
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.models import Seq2Seq, decoder_io
+from tinygrad_rnn.models.seq2seq import ATTENTIONS
 from tinygrad_rnn.nn import AdditiveAttention
 from tinygrad_rnn.tensor import ShapeError
 
@@ -333,3 +336,84 @@ def test_attention_for_one_text_labels_rows_with_the_outputs_and_eos():
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-12)
     with pytest.raises(ValueError, match="no tokens"):
         attention_for(model, src_vocab, tgt_vocab, [], max_len=4)
+
+
+# ---- the command line ------------------------------------------------------------------------------------
+
+def cli_run(capsys, *argv):
+    from tinygrad_rnn import cli
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_trains_evaluates_and_predicts_with_attention(tmp_path, capsys, monkeypatch):
+    """A tiny attention run on the generated numerals: recorded, reproducible, used by evaluate/predict."""
+    from tinygrad_rnn import runs
+    d = tmp_path / "run"
+    code, out, err = cli_run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--epochs", "1",
+                             "--embed", "4", "--hidden", "6", "--attention", "additive", "--bidirectional",
+                             "--no-progress", "--out", d)
+    assert code == 0, err
+    config = json.loads((d / "config.json").read_text())
+    assert config["attention"] == "additive" and config["bidirectional"] is True
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["command"].endswith("--bidirectional --attention additive")
+    _, model, _, _ = runs.load_run(d, "cpu")
+    assert model.attention is not None and model.bidirectional
+    code, out, err = cli_run(capsys, "evaluate", d)
+    assert code == 0 and out.startswith("test (6 examples)"), err
+    png = tmp_path / "a.png"
+    code, out, err = cli_run(capsys, "predict", d, "一千零一", "--attention", png)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("一千零一  →") and f"wrote {png}" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # Without matplotlib the weights are printed instead.
+    from tinygrad_rnn.models import attention_plot
+
+    def no_matplotlib(*args, **kwargs):
+        raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")
+    monkeypatch.setattr(attention_plot, "plot_attention", no_matplotlib)
+    code, out, err = cli_run(capsys, "predict", d, "一千零一", "--attention", tmp_path / "b.png")
+    assert code == 0 and "the attention weights as text instead" in out and "│一千零一" in out, out
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_cli_refuses_attention_where_it_does_not_apply(tmp_path, capsys):
+    def one_error(argv, *needles):
+        code, _, err = cli_run(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+    one_error(["train", "classify", "--attention", "additive", "--out", tmp_path / "x"], "seq2seq only")
+    one_error(["train", "seq2seq", "--data", "numerals", "--attention", "additive", "--feed-context",
+               "--out", tmp_path / "x"], "choose one")
+    assert not (tmp_path / "x").exists()
+    d = tmp_path / "plain"
+    assert cli_run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "30", "--epochs", "1", "--embed", "4",
+                   "--hidden", "4", "--no-progress", "--out", d)[0] == 0
+    config = json.loads((d / "config.json").read_text())
+    assert config["attention"] is None and "--attention" not in json.loads((d / "metrics.json").read_text())["command"]
+    one_error(["predict", d, "一千", "--attention", tmp_path / "a.png"], "without attention")
+    one_error(["train", "seq2seq", "--data", "numerals", "--resume", "--attention", "additive", "--out", d],
+              "--attention additive", "cannot apply")
+
+
+def test_runs_written_before_attention_still_load(tmp_path):
+    """A config.json without "attention" is a plain run (and its "bidirectional" was ignored then)."""
+    from tinygrad_rnn import checkpoint, runs
+    from tinygrad_rnn.data import Vocab
+    config = {"format": runs.CONFIG_FORMAT, "version": runs.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
+              "bidirectional": True, "feed_context": True, **{k: None for k in runs.SETTINGS},
+              "epochs": 1, "embed": 4, "hidden": 4, "layers": 1, "batch_size": 8, "min_freq": 1, "seed": 0,
+              "lr": 0.001, "clip": 1.0, "pooling": "mean", "direction": "to_digits", "decode_max_len": 8}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    src, tgt = Vocab(["一", "二"]), Vocab(["1", "2"])
+    src.save(tmp_path / "vocab.json")
+    tgt.save(tmp_path / "target_vocab.json")
+    old = Seq2Seq(len(src), len(tgt), 4, 4, feed_context=True)         # what such a run trained
+    checkpoint.save(tmp_path / "best.npz", old)
+    _, model, _, _ = runs.load_run(tmp_path, "cpu")
+    assert model.attention is None and not model.bidirectional and model.feed_context
+    assert runs.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's
