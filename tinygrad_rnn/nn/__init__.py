@@ -1,7 +1,9 @@
-"""Layers and models built from Tensor ops: Module, Linear, Embedding, the recurrent cells
-(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent), functional."""
+"""Layers and models built from Tensor ops: Module, Linear, Embedding, Dropout, the recurrent cells
+(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent),
+AdditiveAttention, functional."""
 
 from . import functional
+from .attention import AdditiveAttention
 from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .gated import GRU, LSTM, GRUCell, LSTMCell
@@ -9,4 +11,5 @@ from .recurrent import Recurrent
 from .rnn import RNN, RNNCell
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "functional"]
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "AdditiveAttention",
+           "functional"]
