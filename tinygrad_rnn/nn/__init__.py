@@ -8,9 +8,9 @@ from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .gated import GRU, LSTM, GRUCell, LSTMCell
 from .recurrent import Recurrent
-from .cells import CELLS, recurrent_layer
+from .cells import CELLS, cell_kind, recurrent_layer
 from .rnn import RNN, RNNCell
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "CELLS", "recurrent_layer", "AdditiveAttention",
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "CELLS", "cell_kind", "recurrent_layer", "AdditiveAttention",
            "functional"]

@@ -23,9 +23,14 @@ from .rnn import RNN, RNNCell
 class CellKind(NamedTuple):
     layer: type        # the unrolled layer (a Recurrent subclass)
     cell: type         # its one-step cell
+    equation: str      # its step, for titles and tables
 
 
-CELLS = {"rnn": CellKind(RNN, RNNCell), "lstm": CellKind(LSTM, LSTMCell), "gru": CellKind(GRU, GRUCell)}
+CELLS = {
+    "rnn": CellKind(RNN, RNNCell, "h_t = tanh(x_t W + h_{t−1} V + b)"),
+    "lstm": CellKind(LSTM, LSTMCell, "c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t)"),
+    "gru": CellKind(GRU, GRUCell, "h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}"),
+}
 
 
 def cell_kind(cell: str) -> CellKind:
