@@ -132,9 +132,10 @@ def test_lstm_decoder_starts_from_the_encoders_cell_state():
 
 def test_cell_registry():
     assert set(nn.CELLS) == set(CELLS)
-    for name, (layer, cell) in nn.CELLS.items():
+    for name, kind in nn.CELLS.items():
         built = nn.recurrent_layer(name, 3, 4, 2, True, rng=np.random.default_rng(0))
-        assert type(built) is layer and type(built.cells[0]) is cell and len(built.cells) == 4
+        assert type(built) is kind.layer and type(built.cells[0]) is kind.cell and len(built.cells) == 4
+        assert kind.equation.startswith(("h_t =", "c_t =")) and nn.cell_kind(name) is kind
     assert nn.recurrent_layer("rnn", 3, 4, init="identity").cells[0].init == "identity"
     with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru; got 'tanh'"):
         build("classifier", "tanh")
