@@ -40,6 +40,7 @@ import shlex
 
 from .data import DATASETS, BatchIterator, Vocab, dataset_splits
 from .files import TMP_PREFIX, atomic_write, remove_stale_temporaries
+from .nn import CELLS
 
 TASKS = {"classify": ("reviews",), "tag": ("peoples-daily",), "seq2seq": ("numerals", "pinyin")}
 LABELS = ("negative", "positive")                 # review labels: 0 and 1
@@ -62,6 +63,9 @@ SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr",
 # What predict/evaluate/--resume read from config.json (seq2seq also its decode_max_len).
 REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
             "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
+# Settings a run may lack: runs written before the setting existed load with its default.
+OPTIONAL = ("attention", "cell")      # no "cell": a vanilla RNN run (DEFAULT_CELL)
+DEFAULT_CELL = "rnn"
 RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
 
 # What each setting may be: (kind, smallest value or the allowed names). "?" = may be null.
@@ -72,7 +76,8 @@ SCHEMA = {
     "lr": ("positive", None), "clip": ("positive", None),
     "pooling": ("name", ("last", "mean")), "direction": ("name", ("to_digits", "to_chinese")),
     "bidirectional": ("bool", None), "feed_context": ("bool", None),
-    "decode_max_len": ("int", 1),
+    "decode_max_len": ("int", 1), "attention": ("name?", ("additive",)),
+    "cell": ("name", tuple(CELLS)),
 }
 
 
@@ -99,7 +104,7 @@ def setting_problem(key: str, value) -> str | None:
     elif kind == "positive":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             return f"must be positive and finite, got {value!r}"
-    elif kind == "name":
+    elif kind.startswith("name"):
         if value not in rule:
             return f"must be one of {', '.join(rule)}, got {value!r}"
     elif not isinstance(value, bool):
@@ -125,10 +130,10 @@ def check_config(config, where: str) -> dict:
     missing = [k for k in required if k not in config]
     if missing:
         raise RunError(f"{where}: broken config file (missing: {', '.join(missing)})")
-    unknown = sorted(set(config) - set(required) - {"format", "version"})
+    unknown = sorted(set(config) - set(required) - set(OPTIONAL) - {"format", "version"})
     if unknown:
         raise RunError(f"{where}: unknown settings {', '.join(map(repr, unknown))}")
-    for key in required:
+    for key in required + tuple(k for k in OPTIONAL if k in config):
         if key in SCHEMA:
             problem = setting_problem(key, config[key])
             if problem:
@@ -258,6 +263,10 @@ def command_line(config) -> str:
         if config.get(key) is not None and config[key] != defaults.get(key):
             words += [f"--{key.replace('_', '-')}", str(config[key])]
     words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
+    if config.get("attention"):
+        words += ["--attention", config["attention"]]
+    if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
+        words += ["--cell", config["cell"]]
     return shlex.join(words)
 
 
@@ -298,7 +307,7 @@ def build_model(config, src_vocab, tgt_vocab, device):
     """The task's model with the run's sizes, on ``device``."""
     from . import models
     # Built on ``device`` directly: never on the default device first (which may be unusable).
-    task, common = config["task"], dict(padding_idx=0, device=device)
+    task, common = config["task"], dict(padding_idx=0, cell=config.get("cell", DEFAULT_CELL), device=device)
     if task == "classify":
         return models.SequenceClassifier(len(src_vocab), config["embed"], config["hidden"], len(LABELS),
                                          pooling=config["pooling"], num_layers=config["layers"],
@@ -307,8 +316,12 @@ def build_model(config, src_vocab, tgt_vocab, device):
         return models.SequenceTagger(len(src_vocab), config["embed"], config["hidden"], len(tgt_vocab),
                                      num_layers=config["layers"], bidirectional=config["bidirectional"],
                                      **common)
+    # A seq2seq run written before "attention" existed was unidirectional whatever its
+    # "bidirectional" said (the option applied to classify/tag only then).
+    bidirectional = config["bidirectional"] and "attention" in config
     return models.Seq2Seq(len(src_vocab), len(tgt_vocab), config["embed"], config["hidden"],
-                          num_layers=config["layers"], feed_context=config["feed_context"], **common)
+                          num_layers=config["layers"], feed_context=config["feed_context"],
+                          attention=config.get("attention"), bidirectional=bidirectional, **common)
 
 
 def make_task(config, tgt_vocab, beam: int = 1):

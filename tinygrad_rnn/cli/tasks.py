@@ -11,9 +11,9 @@ import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
                     build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
-                    load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, setting_problem,
+                    load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, SCHEMA, setting_problem,
                     tokenize, write_json)
 from ..threads import add_threads_argument, set_blas_threads
 from .errors import CLIError
@@ -103,12 +103,17 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--embed", type=int, metavar="E", help=f"embedding size E (default: {_defaults_of('embed')})")
     p.add_argument("--hidden", type=int, metavar="H", help=f"hidden size H (default: {_defaults_of('hidden')})")
     p.add_argument("--layers", type=int, help=f"stacked RNN layers (default {COMMON['layers']})")
+    p.add_argument("--cell", choices=SCHEMA["cell"][1],
+                   help="recurrent cell of every RNN in the model: rnn (tanh), lstm or gru (default rnn)")
     p.add_argument("--pooling", choices=("last", "mean"),
                    help=f"classify: the review's summary, last state or mean of states (default {COMMON['pooling']})")
     p.add_argument("--bidirectional", action="store_true",
                    help="classify/tag: also read right to left (default: left to right only)")
     p.add_argument("--feed-context", action="store_true",
                    help="seq2seq: feed the encoder's summary to the decoder at every step (default: first step only)")
+    p.add_argument("--attention", choices=SCHEMA["attention"][1], default=None,
+                   help="seq2seq: every decoder step reads all encoder states (Bahdanau et al., 2015); "
+                        "with --bidirectional the encoder reads both ways (default: no attention)")
     p.add_argument("--direction", choices=("to_digits", "to_chinese"),
                    help=f"numerals: which way to translate (default {COMMON['direction']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {_defaults_of('lr')})")
@@ -138,6 +143,9 @@ def add_parsers(subparsers) -> None:
                         "spaces (tag), a numeral or number, or characters for pinyin")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
     p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    p.add_argument("--attention", metavar="PNG", default=None,
+                   help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
+                        "(printed as text when matplotlib is missing; default: no drawing)")
     add_threads_argument(p)
     p.set_defaults(func=predict_command)
 
@@ -166,6 +174,11 @@ def make_config(args) -> dict:
                        f"{' or '.join(TASKS[args.task])}")
     if args.epochs == 0:
         raise CLIError("--epochs 0 trains nothing; give at least 1")
+    attention = getattr(args, "attention", None)
+    if attention is not None and args.task != "seq2seq":
+        raise CLIError(f"--attention applies to seq2seq only, not to {args.task}")
+    if attention is not None and args.feed_context:
+        raise CLIError("--attention and --feed-context both give the decoder the source at every step; choose one")
     settings = {**COMMON, **DEFAULTS[data]}
     for key in SETTINGS:
         value = getattr(args, key, None)
@@ -176,6 +189,7 @@ def make_config(args) -> dict:
             settings[key] = value
     return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
+            "attention": attention, "cell": getattr(args, "cell", None) or DEFAULT_CELL,
             **{k: settings.get(k) for k in SETTINGS}}
 
 
@@ -254,6 +268,10 @@ def _resumed_config(args, config, out) -> dict:
                if k != "epochs" and getattr(args, k, None) is not None and getattr(args, k) != saved.get(k)]
     changed += [f"--{k.replace('_', '-')}" for k in ("bidirectional", "feed_context")
                 if getattr(args, k) and not saved.get(k)]
+    if args.attention is not None and args.attention != saved.get("attention"):
+        changed.append(f"--attention {args.attention}")
+    if getattr(args, "cell", None) is not None and args.cell != saved.get("cell", DEFAULT_CELL):
+        changed.append(f"--cell {args.cell}")
     if changed:
         raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
                        "cannot apply; start a new run (another --out) to change them")
@@ -325,6 +343,8 @@ def predict_command(args) -> int:
     if args.beam < 1:
         raise CLIError(f"--beam must be >= 1, got {args.beam}")
     _check_beam(args, load_config(args.dir))
+    if args.attention is not None:
+        _check_attention_option(args, load_config(args.dir), texts)
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     task = make_task(config, tgt_vocab, beam=args.beam)
     tokens = [tokenize(config, t) for t in texts]
@@ -349,7 +369,38 @@ def predict_command(args) -> int:
         join = " " if config["data"] == "pinyin" else ""
         for text, out in zip(texts, predictions):
             print(f"{text}  →  {join.join(tgt_vocab.decode(out))}")
+        if args.attention is not None:
+            _show_attention(args.attention, config, model, src_vocab, tgt_vocab, tokens[0], args.beam)
     return 0
+
+
+def _check_attention_option(args, config, texts) -> None:
+    """``predict --attention PNG``: refused before any work unless it can be drawn."""
+    if config["task"] != "seq2seq" or not config.get("attention"):
+        raise CLIError(f"--attention draws attention weights; {args.dir} is a {config['task']} run "
+                       "without attention (train one with 'train seq2seq --attention additive')")
+    if len(texts) != 1:
+        raise CLIError(f"--attention draws one heatmap: give one TEXT, not {len(texts)}")
+    folder = os.path.dirname(os.path.abspath(args.attention))
+    if not os.path.isdir(folder):
+        raise CLIError(f"--attention {args.attention}: no such directory {folder}")
+
+
+def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> None:
+    """Draw the weights α of one decoded text to ``path``, or print them without matplotlib."""
+    from ..models.attention_plot import attention_for, plot_attention, render_attention
+    from ..tensor import no_grad
+    with no_grad():
+        output, weights = attention_for(model, src_vocab, tgt_vocab, tokens, config["decode_max_len"], beam)
+    try:
+        note = plot_attention(weights, tokens, output, path, title=f"{''.join(tokens)} (beam {beam})")
+    except ImportError as e:
+        print(f"note: {e}; the attention weights as text instead:")
+        print(render_attention(weights, tokens, output))
+        return
+    print(f"wrote {path}: attention of {len(output)} output tokens over {len(tokens)} source tokens")
+    if note:
+        print(f"note: {note}")
 
 
 def evaluate_command(args) -> int:

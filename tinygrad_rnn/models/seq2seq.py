@@ -14,13 +14,34 @@ final top-layer state — to the decoder's input at *every* step. Without it, ev
 decoder knows about the source must survive in ``s_t`` through all the decoding steps; with
 it, the source is one step away from every output. Still a plain tanh RNN either way.
 
+**Cells.** ``cell="lstm"`` or ``"gru"`` puts the gated step (:mod:`tinygrad_rnn.nn.gated`) in
+place of s_t = tanh(…) in encoder and decoder alike; the decoder continues from the encoder's
+whole final state — for the LSTM the pair (s, c), so the cell state c, whose gradient path
+∂c_t/∂c_{t−1} = diag(f_t) does not shrink through Vᵀ, carries the source into the decoder.
+Only the h part of a state is ever read (``cell.hidden(state)``, the cell protocol).
+
+**Attention** (``attention="additive"``, Bahdanau et al., 2015) keeps every encoder state
+h_1 … h_S and lets each decoder step read them all (:class:`~tinygrad_rnn.nn.AdditiveAttention`)::
+
+    h_j   = [h_j^fwd ; h_j^bwd]  (bidirectional=True) or h_j     encoder outputs (B, S, D·H)
+    s_0   = tanh([h_fwd_last ; h_bwd_first] W_0 + b_0)             bidirectional (per layer),
+            else the encoder's final state, as above
+    score_j = vᵀ tanh(s_{t-1} W_s + h_j U_h)                        masked to the true source
+    α_t   = softmax(score)          c_t = Σ_j α_{t,j} h_j           length: padding gets α = 0
+    s_t   = tanh([e(y_{t-1}) ; c_t] W + s_{t-1} V + b)
+    p(y_t | y_<t, x) = softmax([s_t ; c_t] U + d)
+
+``h_j U_h`` is computed once per source; each step adds ``s_{t-1} W_s`` to it. With several
+layers, s_{t-1} is the top layer's state and c_t enters the first layer. The decoder state is
+treated as opaque (the cell protocol): only its h part is read, so gated cells plug in.
+
 **Training** uses teacher forcing: the decoder reads the true previous token. For a target
 ``y_1 … y_n`` the decoder reads ``tgt_in = [<bos>, y_1 … y_n]`` and must predict
 ``tgt_out = [y_1 … y_n, <eos>]`` (n + 1 steps); :func:`decoder_io` builds both from padded
 targets, and ``model.loss(src, src_lengths, tgt_in, tgt_out, out_lengths)`` ignores padding.
 
 **Decoding** (``generate``) feeds back its own predictions. It runs batched on the device:
-each step is the decoder's cells (``RNNCell``) applied once to all B (× beam) hypotheses, the
+each step is the decoder's cells (``cell(x_t, state)``) applied once to all B (× beam) hypotheses, the
 choice of the next tokens (argmax, or the beam's top-k) is made on the device, and the tokens
 come back to the host in ONE copy at the end — no per-step ``.item()``. The price is that every
 batch runs ``max_len`` steps even when all sequences have already ended.
@@ -30,17 +51,48 @@ hypothesis's score is the sum of the log-probabilities of its tokens, ``<eos>`` 
 ``log p(y_1 … y_n, <eos> | x)``. One that has not ended after ``max_len`` tokens is returned
 as it is (exactly ``max_len`` tokens, so the caller can tell) and scored without ``<eos>``.
 No length normalisation: the beam maximises exactly what greedy decoding approximates.
+``generate(..., return_attention=True)`` also returns the weights α that produced each output
+token, (B, max_len, S), copied to the host once at the end.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from collections import namedtuple
+
 from ..backend import host_rng
-from ..nn import Embedding, Linear, Module, RNN
-from ..ops import concatenate, gather_rows
-from ..tensor import ShapeError, no_grad, zeros
+from ..nn import AdditiveAttention, Embedding, Linear, Module, recurrent_layer
+from ..nn.recurrent import as_parts, from_parts
+from ..ops import concatenate, gather_rows, stack
+from ..tensor import ShapeError, Tensor, no_grad, zeros
 from .common import id_tensor, lengths_array, padded_loss
+
+ATTENTIONS = (None, "additive")
+
+# What an attention decoder reads of the source at every step: the encoder states h_j
+# (values, (B, S, D·H)), their projections h_j U_h (keys, (B, S, A)), and the mask (B, S) of
+# true positions (None when no sequence is padded).
+AttentionMemory = namedtuple("AttentionMemory", ["keys", "values", "mask"])
+
+
+def _per_layer(state) -> list:
+    """A stacked state — a Tensor (L, B, H) or, for the LSTM, a tuple of them — as the list of
+    its L one-layer states (each (B, H), or a tuple (h, c) of them): what the cells step from."""
+    return [from_parts(layer) for layer in zip(*(part.unbind(axis=0) for part in as_parts(state)))]
+
+
+def _rows(value, index):
+    """``value`` restricted to the rows ``index`` (a device int array): a Tensor, a state tuple,
+    the attention memory, or None — how the beam copies a hypothesis's state and source."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):                      # (h, c) and AttentionMemory alike
+        return type(value)(*(_rows(v, index) for v in value)) if hasattr(value, "_fields") \
+            else tuple(_rows(v, index) for v in value)
+    # Unchecked: every beam index is built from arange and top-k, so it is in range by
+    # construction, and a range check would read the device at every step.
+    return gather_rows(value, index, checked=False)
 
 
 def decoder_io(targets, target_lengths, bos_id: int, eos_id: int, pad_id: int = 0):
@@ -105,20 +157,45 @@ class Seq2Seq(Module):
       log-probability of given outputs, scored exactly as ``generate`` scores them.
 
     Encoder and decoder have ``num_layers`` layers each (unidirectional: the decoder continues
-    from the encoder's state layer by layer). Keyword-only ``init``, ``rng``, ``dtype``,
-    ``device`` as for :class:`SequenceClassifier`.
+    from the encoder's state layer by layer). Keyword-only ``cell`` ("rnn", "lstm", "gru": encoder
+    and decoder alike), ``init``, ``rng``, ``dtype``, ``device`` as for :class:`SequenceClassifier`.
+
+    ``attention="additive"`` makes every decoder step read all encoder states (see the module
+    docstring); ``None`` is the model above, with the same parameters (old checkpoints load).
+    ``bidirectional=True`` reads the source in both directions; the decoder then starts from
+    ``tanh([h_fwd_last ; h_bwd_first] W_0 + b_0)`` per layer (``bridge.l``), and its context
+    (attention or ``feed_context``) is 2H wide. Attention replaces ``feed_context``: not both.
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_dim, hidden_size, num_layers=1,
-                 feed_context=False, padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
-        self.feed_context = bool(feed_context)
+                 feed_context=False, padding_idx=0, *, attention=None, bidirectional=False,
+                 cell="rnn", init="uniform", rng=None, dtype=None, device=None):
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {attention!r}")
+        if attention is not None and feed_context:
+            raise ValueError("attention and feed_context both give the decoder the source at every step; "
+                             "choose one (attention reads every encoder state, feed_context only the last)")
+        self.feed_context, self.attention_type, self.bidirectional = bool(feed_context), attention, bool(bidirectional)
+        self.cell = cell
         layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
         self.src_embed = Embedding(src_vocab_size, embed_dim, padding_idx, **layer_args)
-        self.encoder = RNN(embed_dim, hidden_size, num_layers, init=init, **layer_args)
+        self.encoder = recurrent_layer(cell, embed_dim, hidden_size, num_layers, self.bidirectional, init=init,
+                                       **layer_args)
         self.tgt_embed = Embedding(tgt_vocab_size, embed_dim, padding_idx, **layer_args)
-        decoder_input = embed_dim + (hidden_size if self.feed_context else 0)
-        self.decoder = RNN(decoder_input, hidden_size, num_layers, init=init, **layer_args)
-        self.out = Linear(hidden_size, tgt_vocab_size, **layer_args)
+        source_size = hidden_size * self.encoder.directions          # h_j: D·H wide
+        context_size = source_size if self.feed_context or attention else 0
+        self.decoder = recurrent_layer(cell, embed_dim + context_size, hidden_size, num_layers, init=init,
+                                       **layer_args)
+        self.out = Linear(hidden_size + (source_size if attention else 0), tgt_vocab_size, **layer_args)
+        # Drawn after the plain model's weights, so a seed gives the plain model the same weights as before.
+        self.bridge = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
+                       if self.bidirectional else [])
+        self.attention = (AdditiveAttention(hidden_size, source_size, hidden_size, **layer_args)
+                          if attention else None)
+        # The LSTM's cell state, too, starts the decoder: c_0 = [c_fwd_last ; c_bwd_first] W_c + b_c.
+        self.bridge_c = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
+                         if self.bidirectional and len(as_parts(self.decoder.cells[0].initial_state(1))) == 2
+                         else [])
 
     @property
     def tgt_vocab_size(self) -> int:
@@ -129,20 +206,72 @@ class Seq2Seq(Module):
 
     # ---- teacher forcing ----------------------------------------------------------------------
     def encode(self, src, src_lengths=None):
-        """``(h, c)``: the encoder's final states (L, B, H) and the summary c (B, H) or None."""
-        src = id_tensor(src, self._backend(), name="src")
+        """``(s_0, memory)``: the decoder's initial states (L, B, H) — for the LSTM the pair
+        (s_0, c_0) of them — and what its steps read of the source.
+
+        ``memory`` is the summary c (B, D·H) with ``feed_context``, an :data:`AttentionMemory`
+        with attention, else None. Unidirectional, s_0 is the encoder's final states (its h_last).
+        """
+        backend = self._backend()
+        src = id_tensor(src, backend, name="src")
         B, S = src.shape
-        _, h = self.encoder(self.src_embed(src), lengths=lengths_array(src_lengths, B, S))
-        context = h.unbind(axis=0)[-1] if self.feed_context else None
-        return h, context
+        lengths = lengths_array(src_lengths, B, S)
+        outputs, last = self.encoder(self.src_embed(src), lengths=lengths, need_outputs=self.attention is not None)
+        s0 = self._start_states(last)
+        if self.attention is not None:
+            mask = None if (lengths == S).all() else Tensor(np.arange(S)[None, :] < lengths[:, None], device=backend)
+            return s0, AttentionMemory(self.attention.project_keys(outputs), outputs, mask)
+        if not self.feed_context:
+            return s0, None
+        finals = self.encoder.cells[0].hidden(last).unbind(axis=0)    # the top layer's summary
+        return s0, finals[-1] if not self.bidirectional else concatenate(finals[-2:], axis=1)
+
+    def _start_states(self, last):
+        """s_0 from the encoder's final states ``last`` (L·D, B, H) (a pair (h, c) of them for the
+        LSTM): ``last`` itself (unidirectional), or per layer l, tanh([h_fwd_last ; h_bwd_first]
+        W_0 + b_0) with ``bridge[l]`` (bidirectional; the LSTM's c_0 = [c_fwd_last ; c_bwd_first]
+        W_c + b_c with ``bridge_c[l]``, no tanh: c is not bounded)."""
+        if not self.bidirectional:
+            return last
+
+        def bridged(part, bridges, squash):
+            finals = part.unbind(axis=0)                              # layer 0 fwd, layer 0 bwd, …
+            joined = [bridge(concatenate([finals[2 * l], finals[2 * l + 1]], axis=1))
+                      for l, bridge in enumerate(bridges)]
+            return stack([j.tanh() if squash else j for j in joined], axis=0)
+
+        parts = as_parts(last)
+        return from_parts((bridged(parts[0], self.bridge, True),)
+                          + tuple(bridged(p, self.bridge_c, False) for p in parts[1:]))
 
     def forward(self, src, src_lengths, tgt_in):
+        return self._teacher_forced(src, src_lengths, tgt_in)[0]
+
+    def attention_weights(self, src, src_lengths, tgt_in):
+        """The attention weights α (B, T, S) of a teacher-forced pass: row t is what step t read of
+        the source while predicting tgt_out[t]. Padded source positions are exactly 0."""
+        if self.attention is None:
+            raise ValueError("this Seq2Seq has no attention (build it with attention='additive')")
+        return self._teacher_forced(src, src_lengths, tgt_in)[1]
+
+    def _teacher_forced(self, src, src_lengths, tgt_in):
+        """(logits (B, T, V), attention weights (B, T, S) or None) with the true previous tokens fed in."""
         h, context = self.encode(src, src_lengths)
         tgt_in = id_tensor(tgt_in, self._backend(), name="tgt_in")
         B, T = tgt_in.shape
-        if B != h.shape[1]:
-            raise ShapeError(f"src has {h.shape[1]} sequences but tgt_in of shape {tgt_in.shape} has {B}")
+        sources = as_parts(h)[0].shape[1]
+        if B != sources:
+            raise ShapeError(f"src has {sources} sequences but tgt_in of shape {tgt_in.shape} has {B}")
         y = self.tgt_embed(tgt_in)                                    # e(y_{t-1}), (B, T, E)
+        if self.attention is not None:
+            # Step by step: c_t depends on s_{t-1}, so the decoder's input cannot be computed ahead.
+            # Causal, like the plain decoder: padding at the end of tgt_in changes no true step.
+            states, features, weights = _per_layer(h), [], []
+            for y_t in y.unbind(axis=1):
+                feature, states, alpha = self._decoder_step(y_t, states, context)
+                features.append(feature)
+                weights.append(alpha)
+            return self.out(stack(features, axis=1)), stack(weights, axis=1)
         if context is not None:
             # The same c at every step: broadcasting (B, 1, H) over T; backward sums over t.
             H = context.shape[1]
@@ -151,7 +280,7 @@ class Seq2Seq(Module):
         # No lengths: the decoder is causal, so padding at the end of tgt_in cannot change
         # the logits of true steps; the loss ignores the padded ones.
         states, _ = self.decoder(y, h0=h)
-        return self.out(states)
+        return self.out(states), None
 
     def loss(self, src, src_lengths, tgt_in, tgt_out, out_lengths, reduction: str = "mean"):
         """Cross-entropy of the next-token predictions over the true target steps (padding ignored)."""
@@ -180,7 +309,7 @@ class Seq2Seq(Module):
 
     # ---- decoding -----------------------------------------------------------------------------
     def generate(self, src, src_lengths, max_len: int, bos_id: int, eos_id: int, beam_size: int = 1,
-                 return_scores: bool = False):
+                 return_scores: bool = False, return_attention: bool = False):
         """Decode every source sequence: B lists of token ids, without ``<bos>`` and ``<eos>``.
 
         ``beam_size=1`` is greedy decoding (the most likely next token, fed back). A larger beam
@@ -189,7 +318,13 @@ class Seq2Seq(Module):
         decode (plain beam search can prune the greedy path and end lower; this way a beam
         never scores lower than greedy). ``return_scores=True`` also returns the scores (see
         the module docstring) as a NumPy array — a second device→host copy.
+        ``return_attention=True`` (attention models) also returns the weights α, a NumPy array
+        (B, max_len, S): row t is what the decoder read of the source when it chose output token
+        t (row len(output) is the ``<eos>`` step); rows after that, and padded source positions,
+        are 0. Returned last: ``tokens[, scores][, weights]``.
         """
+        if return_attention and self.attention is None:
+            raise ValueError("return_attention=True needs a model with attention (attention='additive')")
         for name, value, low in (("max_len", max_len, 1), ("beam_size", beam_size, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
@@ -200,69 +335,98 @@ class Seq2Seq(Module):
         backend = self._backend()
         xp = backend.xp
         with no_grad():
-            h, context = self.encode(src, src_lengths)
-            tokens, scores = self._greedy(h, context, max_len, bos_id, eos_id)
+            h, memory = self.encode(src, src_lengths)
+            tokens, scores, *weights = self._greedy(h, memory, max_len, bos_id, eos_id, return_attention)
             if beam_size > 1:
-                beam_tokens, beam_scores = self._beam(h, context, max_len, bos_id, eos_id, beam_size)
+                beam_tokens, beam_scores, *beam_weights = self._beam(h, memory, max_len, bos_id, eos_id,
+                                                                     beam_size, return_attention)
                 better = beam_scores > scores
                 tokens = xp.where(better[:, None], beam_tokens, tokens)
                 scores = xp.where(better, beam_scores, scores)
+                weights = [xp.where(better[:, None, None], b, g) for b, g in zip(beam_weights, weights)]
             host = backend.to_host(tokens)                            # the one device→host copy
         out = [_until_eos(row, eos_id) for row in host.tolist()]
+        result = [out]
         if return_scores:
-            return out, backend.to_host(scores).astype(np.float64)
-        return out
+            result.append(backend.to_host(scores).astype(np.float64))
+        if return_attention:
+            alpha = backend.to_host(weights[0]).astype(np.float64)
+            for b, row in enumerate(out):
+                alpha[b, len(row) + 1:] = 0.0                         # steps after <eos> chose nothing
+            result.append(alpha)
+        return out if len(result) == 1 else tuple(result)
 
-    def _step(self, ids, states: list, context):
-        """One decoder step for N hypotheses: ids (N,) device ints, states L × (N, H) Tensors.
+    def _decoder_step(self, x, states: list, memory):
+        """One decoder step from the embedded previous tokens x = e(y_{t-1}) (N, E).
 
-        Returns (log p(· | prefix) as a device array (N, V), new states).
+        Returns (the features the output layer reads, new states, attention weights or None):
+        with attention, c_t = Σ_j α_j h_j from s_{t-1} (the top layer's h), the input
+        [e(y_{t-1}) ; c_t] and the features [s_t ; c_t]; else [e(y_{t-1}) ; c] (feed_context)
+        or e(y_{t-1}) in, s_t out. Every layer runs ``cell(x_t, state)`` (the cell protocol).
         """
-        # Unchecked lookup: the ids come from argmax over the vocabulary (or are BOS), so they are
-        # valid by construction, and a range check would read the device at every step.
-        x = gather_rows(self.tgt_embed.weight, ids, checked=False)
-        if context is not None:
+        alpha = context = None
+        if self.attention is not None:
+            context, alpha = self.attention(self.decoder.cells[-1].hidden(states[-1]), *memory)
             x = concatenate([x, context], axis=1)
+        elif memory is not None:
+            x = concatenate([x, memory], axis=1)
         new_states = []
-        for cell, h in zip(self.decoder.cells, states):
-            x = cell(x, h)                                            # s_t = tanh(x W + s_{t-1} V + b)
-            new_states.append(x)
-        return self.out(x).log_softmax(axis=-1).data, new_states
+        for cell, state in zip(self.decoder.cells, states):
+            state = cell(x, state)                                    # s_t = tanh(x W + s_{t-1} V + b)
+            new_states.append(state)                                  # (or the LSTM/GRU step)
+            x = cell.hidden(state)
+        return (x if context is None else concatenate([x, context], axis=1)), new_states, alpha
 
-    def _greedy(self, h, context, max_len, bos_id, eos_id):
-        """Greedy decoding on the device → (tokens (B, max_len), scores (B,)) device arrays."""
+    def _step(self, ids, states: list, memory):
+        """One decoding step for N hypotheses: ids (N,) device ints, states L × (N, H).
+
+        Returns (log p(· | prefix) as a device array (N, V), new states, α (N, S) device array or None).
+        """
+        # weight[ids] without Embedding's range check (which would read the device at every step).
+        # The ids are valid by construction — bos_id is checked in generate, every later id is an
+        # argmax over V columns or a top-k index taken modulo V — and must be: CuPy would wrap an
+        # out-of-range index silently instead of raising.
+        feature, new_states, alpha = self._decoder_step(gather_rows(self.tgt_embed.weight, ids, checked=False),
+                                                        states, memory)
+        return self.out(feature).log_softmax(axis=-1).data, new_states, None if alpha is None else alpha.data
+
+    def _greedy(self, h, memory, max_len, bos_id, eos_id, return_attention=False):
+        """Greedy decoding on the device → (tokens (B, max_len), scores (B,)) device arrays, and
+        with ``return_attention`` the weights (B, max_len, S) as a third."""
+        states, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
         xp = h.xp
         B = h.shape[1]
-        states = list(h.unbind(axis=0))
         rows = xp.arange(B)
         ids = xp.full((B,), bos_id, dtype=xp.int64)
         alive = xp.ones((B,), dtype=bool)                             # no <eos> produced yet
         score = xp.zeros((B,), dtype=h.dtype)
-        steps = []
+        steps, weights = [], []
         for _ in range(max_len):
-            logp, states = self._step(ids, states, context)
+            logp, states, alpha = self._step(ids, states, memory)
             ids = xp.argmax(logp, axis=1)
             score = score + xp.where(alive, logp[rows, ids], 0.0)    # tokens after <eos> do not count
             alive = alive & (ids != eos_id)
             steps.append(ids)
-        return xp.stack(steps, axis=1), score
+            weights.append(alpha)
+        result = (xp.stack(steps, axis=1), score)
+        return result + (xp.stack(weights, axis=1),) if return_attention else result
 
-    def _beam(self, h, context, max_len, bos_id, eos_id, K):
-        """Beam search on the device → (best tokens (B, max_len), their scores (B,)) device arrays.
+    def _beam(self, h, memory, max_len, bos_id, eos_id, K, return_attention=False):
+        """Beam search on the device → (best tokens (B, max_len), their scores (B,)) device arrays,
+        and with ``return_attention`` the best hypotheses' weights (B, max_len, S) as a third.
 
         The B·K hypotheses are one batch; hypothesis k of source b is row b·K + k. Each step
         extends every unfinished hypothesis by every token, adds its log-probability, and keeps
         the K best of the K·V candidates per source. A finished hypothesis has exactly one
         candidate: itself, at no cost (it re-emits ``<eos>``, which the host cuts off).
         """
+        layers, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
         backend, xp = h.backend, h.xp
         _, B, _ = h.shape
         V, N = self.tgt_vocab_size, B * K
         expand = backend.asarray(np.repeat(np.arange(B), K))         # row b·K + k reads source b
-        # Unchecked lookups here and below: every row index is built from arange and top-k, so
-        # it is in range by construction, and a range check would read the device at every step.
-        states = [gather_rows(layer, expand, checked=False) for layer in h.unbind(axis=0)]
-        context = gather_rows(context, expand, checked=False) if context is not None else None
+        states = [_rows(layer, expand) for layer in layers]
+        memory = _rows(memory, expand)
         # At the start only hypothesis 0 is live, so the K beams do not start as K copies.
         scores = backend.asarray(np.tile(np.where(np.arange(K) == 0, 0.0, -np.inf), (B, 1)), dtype=h.dtype)
         only_eos = backend.asarray(np.where(np.arange(V) == eos_id, 0.0, -np.inf), dtype=h.dtype)
@@ -272,25 +436,31 @@ class Seq2Seq(Module):
         ids = xp.full((N,), bos_id, dtype=xp.int64)
         history = []
         for _ in range(max_len):
-            logp, states = self._step(ids, states, context)
+            logp, states, alpha = self._step(ids, states, memory)
             logp = xp.where(finished.reshape(N, 1), only_eos, logp)
             candidates = (scores.reshape(N, 1) + logp).reshape(B, K * V)
             best, scores = _top_k(xp, candidates, K)                   # (B, K), best first
             parent, token = best // V, best % V
             finished = finished[rows[:, None], parent] | (token == eos_id)
             chosen = (first_row + parent).reshape(N)                   # the rows the survivors extend
-            states = [gather_rows(s, chosen, checked=False) for s in states]
+            states = [_rows(s, chosen) for s in states]
             ids = token.reshape(N)
-            history.append((token, parent))
+            history.append((token, parent, None if alpha is None else alpha.reshape(B, K, -1)))
         # Follow the parent pointers back from each source's best final hypothesis.
         pick = xp.argmax(scores, axis=1)
         best_scores = scores[rows, pick]
-        tokens = [None] * max_len
+        tokens, weights = [None] * max_len, [None] * max_len
         for t in range(max_len - 1, -1, -1):
-            token, parent = history[t]
+            token, parent, alpha = history[t]
             tokens[t] = token[rows, pick]
             pick = parent[rows, pick]
-        return xp.stack(tokens, axis=1), best_scores
+            if alpha is not None:
+                weights[t] = alpha[rows, pick]                      # what the parent read at step t
+        result = (xp.stack(tokens, axis=1), best_scores)
+        return result + (xp.stack(weights, axis=1),) if return_attention else result
 
     def extra_repr(self):
-        return f"feed_context={self.feed_context}"
+        extra = f"cell={self.cell!r}, feed_context={self.feed_context}"
+        if self.bidirectional:
+            extra += ", bidirectional=True"
+        return extra + (f", attention={self.attention_type!r}" if self.attention_type else "")
