@@ -13,8 +13,8 @@ from tinygrad_rnn import nn
 from tinygrad_rnn.bptt import trace, unrolled_graph
 from tinygrad_rnn.bptt.flow import gradient_flow, state_gradients
 from tinygrad_rnn.bptt.jacobian import backpropagate_last, jacobian_product, jacobian_view, state_jacobians
-from tinygrad_rnn.cli import main
 from tinygrad_rnn.nn.recurrent import as_parts, from_parts
+from cli_helpers import run
 
 B, T, E, H = 3, 5, 3, 4
 CELLS = ("rnn", "lstm", "gru")
@@ -169,11 +169,6 @@ def test_graph_of_a_gated_cell(cell, leaves):
 
 
 # ---- the command line ---------------------------------------------------------------------------
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_bptt_commands_take_a_cell(capsys, tmp_path, monkeypatch):

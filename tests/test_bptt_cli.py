@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from tinygrad_rnn.cli import main
+from cli_helpers import run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on new pyparsing
 
@@ -15,11 +16,6 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)   # default outputs go to ./runs
     return tmp_path
 
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_trace_prints_forward_up_and_backward_down(capsys):

