@@ -1,10 +1,10 @@
 # Every target creates .venv on first use and installs what it needs into it.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-EXTRAS := test,data,plot,progress
+EXTRAS := test,data,plot,progress,nbexec
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: run demo test test-gpu bench clean
+.PHONY: run demo test test-gpu bench notebook notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,17 +13,24 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The main job: train the review classifier on CPU (the mean-pooling row of docs/results.md:
-# under a minute on 2 idle cores, a few on busy ones), print its test accuracy, then classify
-# a short review and the tutorial's long restaurant review (section 3).
+# under a minute on 2 idle cores, a few on busy ones), print its test accuracy, classify a short
+# review and the chapter's long restaurant review (docs/chapter.md), then say what to type next.
 RUN_DIR      := runs/make-run
 REVIEW_SHORT := 这本书质量很好，送货也快，非常满意！
 REVIEW_LONG  := 我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，我的孩子都被吓哭了，我下次不会带朋友来。
+REVIEW_YOURS := 服务太慢了，菜也凉了，不会再来。
 
-# One BLAS thread: these small matrix products gain nothing from two, and two threads collapse
-# when anything else runs on a 2-core machine.
+# The CLI chooses one BLAS thread itself (docs/performance.md, "BLAS threads: why one").
 run: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR)
+	$(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR)
 	$(PY) -m tinygrad_rnn predict $(RUN_DIR) "$(REVIEW_SHORT)" "$(REVIEW_LONG)"
+	@echo
+	@echo "What next? In this directory, put tinygrad-rnn on your PATH:"
+	@echo "  source .venv/bin/activate"
+	@echo "then classify your own review, score the model again, and watch a gradient vanish through time:"
+	@echo '  tinygrad-rnn predict $(RUN_DIR) "$(REVIEW_YOURS)"'
+	@echo "  tinygrad-rnn evaluate $(RUN_DIR)"
+	@echo "  tinygrad-rnn bptt flow --length 100"
 
 # The first demo: one RNN cell unrolled, backpropagated and gradient-checked.
 demo: $(STAMP)
@@ -43,7 +50,23 @@ test-gpu: $(STAMP)
 # one thread, since two BLAS threads collapse under any other load on a shared 2-core machine.
 # BENCH_ARGS adds options, e.g. make bench BENCH_ARGS="--configs small --json bench.json".
 bench: $(STAMP)
-	$(PY) -m tinygrad_rnn.bench --threads 1 $(BENCH_ARGS)
+	$(PY) benchmarks/bench.py --threads 1 $(BENCH_ARGS)
+
+# Open the notebooks (notebooks/*.ipynb, generated from the NN_*.py sources) in JupyterLab, from
+# .venv with the notebook extra. The .py and .ipynb are paired by jupytext: saving one updates both.
+# JUPYTER_ARGS adds options, e.g. make notebook JUPYTER_ARGS="--no-browser --port 8899".
+NB_STAMP := $(VENV)/.installed-notebook-$(EXTRAS)
+$(NB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),notebook]'
+	touch $@
+
+notebook: $(NB_STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(JUPYTER_ARGS)
+
+# Run every notebook source top to bottom and write notebooks/*.ipynb with its outputs
+# (one BLAS thread, as for make run). NOTEBOOKS="02 03" runs only those.
+notebooks: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) notebooks/build.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,4 +1,4 @@
-"""The tutorial's RNN cell h_t = tanh(x_t W + h_{t-1} V + b), built from Tensor ops, unrolled,
+"""The chapter's RNN cell h_t = tanh(x_t W + h_{t-1} V + b), built from Tensor ops, unrolled,
 backpropagated and gradient-checked. Run: ``python examples/rnn_cell_demo.py`` (or ``make demo``)."""
 
 import numpy as np

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
-from tinygrad_rnn.backend import DeviceError, get_backend
+from tinygrad_rnn.backend import DeviceError, backend_of_array, get_backend
+from tinygrad_rnn.tensor import Tensor
 
 DEVICE_ENV = "TINYGRAD_RNN_TEST_DEVICE"
 ALWAYS = ("cpu", "strict")
@@ -56,6 +58,15 @@ def device_params(*, cpu: bool = True, cuda: str = "auto") -> list:
             marks.append(pytest.mark.skip(reason=f"device {name!r} unavailable: {reason}"))
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+def host(a) -> np.ndarray:
+    """A NumPy copy of a tensor or of a device array (e.g. ``t.grad``), whatever its device."""
+    if isinstance(a, Tensor):
+        return a.numpy()
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    return backend_of_array(a).to_host(a)
 
 
 @pytest.fixture(params=device_params())

@@ -2,7 +2,9 @@
 
 Every entry drives all of its tests (``test_ops.py``: forward vs NumPy, gradient checks in both
 modes, gradients as device arrays; ``test_devices.py``: CPU parity on ``strict`` and ``cuda``).
-To test a new op, add one :class:`OpSpec` to ``OPS`` — nothing else.
+To test a new op, add one :class:`OpSpec` to ``OPS`` — nothing else; ``test_registry_complete.py``
+fails for an ``Op`` subclass of the package that no spec names in its ``ops``, and for a spec
+that does not run the ops it names. ``ERRORS`` lists inputs an op must refuse on every device.
 
 An entry's ``cases`` strategy draws a :class:`Case`: host arrays plus static parameters (axes,
 exponents, indices). Tests move the arrays onto a device as tensors and call
@@ -13,6 +15,7 @@ listed in ``Case.constant``; integer and boolean arrays (ids, masks) are constan
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,7 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
-import strategies as S
+from tinygrad_rnn.testing import strategies as S
+from tinygrad_rnn import tensor as _tensor_module
 from tinygrad_rnn.ops import addmm
 
 
@@ -55,11 +59,27 @@ class OpSpec:
     fn: Callable
     ref: Callable
     cases: st.SearchStrategy
+    ops: tuple = ()                   # the Op classes this spec exercises (names, as in ops.py);
+                                      # every drawn case runs at least one of them
     differentiable: bool = True
     grad_kwargs: dict = field(default_factory=dict)
+    grad_modes: tuple = ("direction", "full")
 
     def __repr__(self):
         return f"OpSpec({self.name})"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """An input an op must refuse, on every device: ``fn(device)`` raises ``error`` matching ``match``."""
+    name: str
+    fn: Callable
+    error: type
+    match: str
+    ops: tuple = ()
+
+    def __repr__(self):
+        return f"ErrorSpec({self.name})"
 
 
 def as_tuple(out) -> tuple:
@@ -342,62 +362,140 @@ def _argmax(draw):
     return Case((draw(S.distinct_floats(shape)),), dict(axis=axis))
 
 
+@st.composite
+def _max_ties(draw):
+    """Exactly two equal maxima in every reduced slice: each gets half of the gradient, which is
+    what central differences of single elements give (so ``full`` gradcheck applies; a random
+    direction does not: max is not differentiable at a tie)."""
+    shape = draw(S.shapes(min_dims=1).filter(lambda s: s[-1] >= 2))
+    x = draw(S.distinct_floats(shape))
+    axis = draw(st.sampled_from([None, -1]))
+    if axis is None:
+        flat = x.reshape(-1)
+        flat[np.argmin(flat)] = flat.max()
+    else:
+        rows = x.reshape(-1, shape[-1])
+        rows[np.arange(len(rows)), rows.argmin(axis=1)] = rows.max(axis=1)
+    return Case((x,), dict(axis=axis, keepdims=draw(st.booleans())))
+
+
+@st.composite
+def _rows_cols(draw):
+    """``x[rows, cols]``: one element per row (the pick of cross_entropy and last_state), with
+    rows that may repeat and negative columns."""
+    n, m = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    k = draw(st.integers(1, 6))
+    rows = draw(hnp.arrays(np.int64, k, elements=st.integers(0, n - 1)))
+    cols = draw(hnp.arrays(np.int64, k, elements=st.integers(-m, m - 1)))
+    return Case((draw(S.floats((n, m))), rows, cols))
+
+
+@st.composite
+def _cast_to_int(draw):
+    shape = draw(S.shapes())
+    return Case((draw(S.floats(shape, -5.0, 5.0)),), dict(dtype=draw(st.sampled_from(["int32", "int64"]))))
+
+
+@st.composite
+def _addmm_mixed(draw):
+    """``c + a @ b`` with one float32 operand (a constant) among float64 ones: promotes like NumPy."""
+    case = draw(_addmm())
+    low = draw(st.integers(0, 2))
+    arrays = tuple(a.astype(np.float32) if i == low else a for i, a in enumerate(case.arrays))
+    return Case(arrays, constant=frozenset({low}))
+
+
 # ---- the registry ------------------------------------------------------------------------------------
 
 OPS = [
     # elementwise arithmetic, broadcasting
-    OpSpec("add", lambda a, b: a + b, np.add, _binary()),
-    OpSpec("sub", lambda a, b: a - b, np.subtract, _binary()),
-    OpSpec("mul", lambda a, b: a * b, np.multiply, _binary()),
-    OpSpec("div", lambda a, b: a / b, np.divide, _binary(b_values=S.nonzero_floats)),
-    OpSpec("operators_with_scalars_and_arrays", _mixed_fn, _mixed_ref, _mixed_operands()),
-    OpSpec("neg", lambda a: -a, np.negative, _unary()),
-    OpSpec("pow", lambda a, p: a ** p, lambda a, p: a ** p, _pow()),
+    OpSpec("add", lambda a, b: a + b, np.add, _binary(), ops=("Add",)),
+    OpSpec("sub", lambda a, b: a - b, np.subtract, _binary(), ops=("Sub",)),
+    OpSpec("mul", lambda a, b: a * b, np.multiply, _binary(), ops=("Mul",)),
+    OpSpec("div", lambda a, b: a / b, np.divide, _binary(b_values=S.nonzero_floats), ops=("Div",)),
+    OpSpec("operators_with_scalars_and_arrays", _mixed_fn, _mixed_ref, _mixed_operands(), ops=("Add", "Sub", "Mul", "Div")),
+    OpSpec("neg", lambda a: -a, np.negative, _unary(), ops=("Neg",)),
+    OpSpec("pow", lambda a, p: a ** p, lambda a, p: a ** p, _pow(), ops=("Pow",)),
     # matrix products
-    OpSpec("matmul_2d", lambda a, b: a @ b, np.matmul, _matmul("2d")),
-    OpSpec("matmul_3d_2d", lambda a, b: a @ b, np.matmul, _matmul("3d@2d")),
-    OpSpec("matmul_batched", lambda a, b: a.matmul(b), np.matmul, _matmul("batched")),
-    OpSpec("addmm", addmm, lambda c, a, b: c + a @ b, _addmm()),
+    OpSpec("matmul_2d", lambda a, b: a @ b, np.matmul, _matmul("2d"), ops=("MatMul",)),
+    OpSpec("matmul_3d_2d", lambda a, b: a @ b, np.matmul, _matmul("3d@2d"), ops=("MatMul",)),
+    OpSpec("matmul_batched", lambda a, b: a.matmul(b), np.matmul, _matmul("batched"), ops=("MatMul",)),
+    OpSpec("addmm", addmm, lambda c, a, b: c + a @ b, _addmm(), ops=("AddMM",)),
     # elementwise functions, kept away from their kinks and poles
-    OpSpec("tanh", lambda a: a.tanh(), np.tanh, _unary()),
-    OpSpec("sigmoid", lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), _unary(low=-8.0, high=8.0)),
-    OpSpec("exp", lambda a: a.exp(), np.exp, _unary()),
-    OpSpec("log", lambda a: a.log(), np.log, _unary(S.positive_floats, low=0.1, high=5.0)),
-    OpSpec("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0.0), _unary(avoid=(0.0,))),
+    OpSpec("tanh", lambda a: a.tanh(), np.tanh, _unary(), ops=("Tanh",)),
+    OpSpec("sigmoid", lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), _unary(low=-8.0, high=8.0), ops=("Sigmoid",)),
+    OpSpec("exp", lambda a: a.exp(), np.exp, _unary(), ops=("Exp",)),
+    OpSpec("log", lambda a: a.log(), np.log, _unary(S.positive_floats, low=0.1, high=5.0), ops=("Log",)),
+    OpSpec("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0.0), _unary(avoid=(0.0,)), ops=("ReLU",)),
     # reductions over axes
-    OpSpec("sum", lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims), np.sum, _reduction()),
-    OpSpec("mean", lambda a, axis, keepdims: a.mean(axis=axis, keepdims=keepdims), np.mean, _reduction()),
+    OpSpec("sum", lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims), np.sum, _reduction(), ops=("Sum",)),
+    OpSpec("mean", lambda a, axis, keepdims: a.mean(axis=axis, keepdims=keepdims), np.mean, _reduction(), ops=("Mean",)),
     OpSpec("max", lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims), np.max,
-           _reduction(values=S.distinct_floats)),
-    OpSpec("log_softmax", lambda a, axis: a.log_softmax(axis=axis), _log_softmax_ref, _log_softmax()),
+           _reduction(values=S.distinct_floats), ops=("Max",)),
+    OpSpec("log_softmax", lambda a, axis: a.log_softmax(axis=axis), _log_softmax_ref, _log_softmax(), ops=("LogSoftmax",)),
     # shapes and indexing
-    OpSpec("reshape", lambda a, shape: a.reshape(shape), np.reshape, _reshape()),
-    OpSpec("permute", lambda a, axes: a.permute(*axes), np.transpose, _permute()),
-    OpSpec("transpose", _transpose_fn, _transpose_ref, _transpose()),
-    OpSpec("getitem_slices", lambda a, index: a[index], lambda a, index: a[index], _basic_index()),
-    OpSpec("getitem_int_array", _array_index_fn, _array_index_ref, _array_index()),
+    OpSpec("reshape", lambda a, shape: a.reshape(shape), np.reshape, _reshape(), ops=("Reshape",)),
+    OpSpec("permute", lambda a, axes: a.permute(*axes), np.transpose, _permute(), ops=("Permute",)),
+    OpSpec("transpose", _transpose_fn, _transpose_ref, _transpose(), ops=("Permute",)),
+    OpSpec("getitem_slices", lambda a, index: a[index], lambda a, index: a[index], _basic_index(), ops=("GetItem",)),
+    OpSpec("getitem_int_array", _array_index_fn, _array_index_ref, _array_index(), ops=("GetItem",)),
     OpSpec("stack", lambda *ts, axis: tg.stack(ts, axis=axis), lambda *xs, axis: np.stack(xs, axis=axis),
-           _stack()),
+           _stack(), ops=("Stack",)),
     OpSpec("concatenate", lambda *ts, axis: tg.concatenate(ts, axis=axis),
-           lambda *xs, axis: np.concatenate(xs, axis=axis), _concatenate()),
+           lambda *xs, axis: np.concatenate(xs, axis=axis), _concatenate(), ops=("Concat",)),
     OpSpec("split", lambda a, sections, axis, keep: tuple(a.split(sections, axis=axis)[i] for i in keep),
-           _split_ref, _split()),
+           _split_ref, _split(), ops=("Split",)),
     OpSpec("unbind", lambda a, axis, keep: tuple(a.unbind(axis=axis)[i] for i in keep),
-           lambda a, axis, keep: tuple(np.moveaxis(a, axis, 0)[i] for i in keep), _unbind()),
-    OpSpec("gather_rows", tg.gather_rows, lambda table, ids: table[ids], _gather()),
-    OpSpec("where", tg.where, np.where, _where()),
+           lambda a, axis, keep: tuple(np.moveaxis(a, axis, 0)[i] for i in keep), _unbind(), ops=("Unbind",)),
+    OpSpec("gather_rows", tg.gather_rows, lambda table, ids: table[ids], _gather(), ops=("Gather",)),
+    OpSpec("where", tg.where, np.where, _where(), ops=("Where",)),
     OpSpec("where_scalar",
            lambda m, a, scalar, tensor_first: tg.where(m, a, scalar) if tensor_first else tg.where(m, scalar, a),
            lambda m, a, scalar, tensor_first: np.where(m, a, scalar) if tensor_first else np.where(m, scalar, a),
-           _where_scalar()),
+           _where_scalar(), ops=("Where",)),
     OpSpec("cast", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast(),
-           grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2)),  # float32 output: coarse differences
+           grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2), ops=("Cast",)),  # float32 output: coarse differences
     # outside the graph
     OpSpec("detach", lambda a: a.detach(), lambda a: a, _unary(), differentiable=False),
     OpSpec("compare", _compare_fn, _compare_ref, _compare(), differentiable=False),
     OpSpec("argmax", lambda a, axis: a.argmax(axis=axis), lambda a, axis: np.argmax(a, axis=axis), _argmax(),
            differentiable=False),
+    # the paths the losses and casts take
+    OpSpec("max_ties", lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims), np.max, _max_ties(),
+           ops=("Max",), grad_modes=("full",)),
+    OpSpec("getitem_rows_cols", lambda x, rows, cols: x[rows, cols], lambda x, rows, cols: x[rows, cols],
+           _rows_cols(), ops=("GetItem",)),
+    OpSpec("cast_to_int", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast_to_int(),
+           ops=("Cast",), differentiable=False),
+    OpSpec("addmm_mixed_dtypes", addmm, lambda c, a, b: c + a @ b, _addmm_mixed(), ops=("AddMM",)),
 ]
+
+class _OpRecorder:
+    """Stands in for ``bptt.trace()``'s recorder: notes the class name of every op applied."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_step(self, t):
+        pass
+
+    def on_forward(self, op, inputs, out, requires_grad):
+        self.seen.add(type(op).__name__)
+
+    def on_backward(self, op, out_grads, in_grads):
+        pass
+
+
+@contextlib.contextmanager
+def recording_ops():
+    """``with recording_ops() as seen:`` — ``seen`` collects the names of the Op classes applied."""
+    recorder, previous = _OpRecorder(), _tensor_module._tracer
+    _tensor_module._tracer = recorder
+    try:
+        yield recorder.seen
+    finally:
+        _tensor_module._tracer = previous
+
 
 def forward_backward(spec: OpSpec, case: Case, device: str, seed: int):
     """Run ``spec`` on ``device`` and backpropagate a seeded random upstream gradient.
@@ -414,6 +512,26 @@ def forward_backward(spec: OpSpec, case: Case, device: str, seed: int):
             out.backward(upstream)
     return inputs, outputs
 
+
+# ---- inputs every device must refuse (CuPy would wrap an out-of-range index silently) ---------------
+
+def _table(device):
+    return tg.Tensor(np.arange(8.0).reshape(4, 2), device=device, requires_grad=True)
+
+
+ERRORS = [
+    ErrorSpec("gather_rows_id_past_the_end", lambda d: tg.gather_rows(_table(d), tg.Tensor([0, 4], device=d)),
+              IndexError, r"id 4 is out of range .* 0\.\.3", ops=("Gather",)),
+    ErrorSpec("gather_rows_negative_id", lambda d: tg.gather_rows(_table(d), tg.Tensor([-1], device=d)),
+              IndexError, r"id -1 is out of range", ops=("Gather",)),
+    ErrorSpec("getitem_int_array_past_the_end", lambda d: _table(d)[tg.Tensor([1, 4], device=d)],
+              IndexError, r"index 4 is out of bounds for axis 0 with size 4", ops=("GetItem",)),
+    ErrorSpec("getitem_int_array_below_minus_n", lambda d: _table(d)[tg.Tensor([-5], device=d)],
+              IndexError, r"index -5 is out of bounds for axis 0 with size 4", ops=("GetItem",)),
+    ErrorSpec("getitem_rows_cols_column_out_of_range",
+              lambda d: _table(d)[tg.Tensor([0, 1], device=d), tg.Tensor([1, 2], device=d)],
+              IndexError, r"index 2 is out of bounds for axis 1 with size 2", ops=("GetItem",)),
+]
 
 BY_NAME = {spec.name: spec for spec in OPS}
 assert len(BY_NAME) == len(OPS), "op names in the registry must be unique"

@@ -11,10 +11,15 @@ array. The ``strict`` device does what CuPy does, only more strictly:
   through the backend's array module ``xp``, a namespace that wraps NumPy's functions so they
   take and return :class:`StrictArray` s;
 * reductions return 0-d arrays, never Python or NumPy scalars (as CuPy does);
-* host copies are explicit (``xp.asnumpy``), scatter-add goes through a fake ``cupyx``.
+* host copies are explicit (``xp.asnumpy``);
+* like CuPy — and unlike NumPy — integer-array indices out of range *wrap* silently
+  (``a[ids]``, ``a[ids] = v``, ``xp.add.at``), so a missing range check shows up as a wrong
+  number here too; scalar integer indices still raise, as on CuPy;
+* ``xp`` offers only functions CuPy has (``CUPY_FUNCTIONS``), and of the ufunc methods only
+  ``xp.add.at`` (CuPy ≥ 12), for the dtypes CuPy's scatter-add supports (``SCATTER_ADD_DTYPES``).
 
-The backend object itself is the real :class:`tinygrad_rnn.backend.CupyBackend` built over these
-fake ``cupy``/``cupyx`` modules, so the code path that runs on a GPU is the one tested here.
+The backend object itself is the real :class:`tinygrad_rnn.backend.CupyBackend` built over this
+fake ``cupy`` module, so the code path that runs on a GPU is the one tested here.
 Call :func:`register` (the test suite's ``conftest.py`` does) to make ``device="strict"`` usable.
 """
 
@@ -64,6 +69,27 @@ def _index(index, what="indexing"):
     if isinstance(index, np.ndarray):
         _refuse_host(what)
     return index
+
+
+def _wrapped(index, shape):
+    """An unwrapped index with every integer array taken modulo its axis size: CuPy's behaviour
+    for out-of-range integer-array indices (it does not check them; NumPy raises)."""
+    items = index if isinstance(index, tuple) else (index,)
+    out, axis = [], 0
+    for k, item in enumerate(items):
+        if item is Ellipsis:  # axes after ``...`` count from the end
+            rest = items[k + 1:]
+            used = sum(1 if not isinstance(i, np.ndarray) or i.dtype != bool else i.ndim
+                       for i in rest if i is not None)
+            axis = len(shape) - used
+            out.append(item)
+            continue
+        if isinstance(item, np.ndarray) and item.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
+            item = item % shape[axis]
+        out.append(item)
+        if item is not None:
+            axis += item.ndim if isinstance(item, np.ndarray) and item.dtype == bool else 1
+    return tuple(out) if isinstance(index, tuple) else out[0]
 
 
 def _wrap(result):
@@ -170,13 +196,13 @@ class StrictArray:
 
     # ---- indexing ------------------------------------------------------------------------------
     def __getitem__(self, index):
-        return _wrap(self._a[_index(index)])
+        return _wrap(self._a[_wrapped(_index(index), self._a.shape)])
 
     def __setitem__(self, index, value):
         value = _operand(value, "item assignment")
         if value is NotImplemented:
             raise TypeError(f"strict device: cannot assign a {type(value).__name__} into a device array")
-        self._a[_index(index)] = value
+        self._a[_wrapped(_index(index), self._a.shape)] = value
 
     # ---- operators -----------------------------------------------------------------------------
     def _binary(self, other, fn):
@@ -244,6 +270,39 @@ def _asnumpy(a):
     return a.get() if isinstance(a, StrictArray) else np.array(a, copy=True)
 
 
+# The functions, dtypes and constants of ``cupy`` that device code may use: all exist in CuPy 12+.
+CUPY_FUNCTIONS = frozenset("""
+    abs absolute add all any arange argmax argmin argsort array asarray ascontiguousarray asnumpy
+    broadcast_to clip concatenate cos cumsum divide dot einsum empty empty_like equal exp
+    expand_dims eye flatnonzero floor full full_like greater greater_equal isfinite isinf isnan
+    less less_equal log log1p logical_and logical_not logical_or matmul max maximum mean min
+    minimum moveaxis multiply negative nonzero not_equal ones ones_like power prod repeat reshape
+    sign sin split sqrt square squeeze stack subtract sum swapaxes take tanh tile transpose
+    where zeros zeros_like array_split vstack hstack atleast_1d atleast_2d ravel round sort
+    count_nonzero linspace log2 log10 exp2 expm1 mod remainder floor_divide true_divide
+    fmax fmin isclose array_equal result_type can_cast promote_types cosh sinh
+    bool_ int8 int16 int32 int64 uint8 uint32 uint64 float16 float32 float64 dtype ndarray
+    newaxis inf nan pi e
+""".split())
+
+# Dtypes CuPy's scatter-add (``cupy.add.at`` / ``cupyx.scatter_add``) accepts: CUDA's atomicAdd
+# types. Not int64 nor bool: a scatter-add of those fails on a GPU.
+SCATTER_ADD_DTYPES = frozenset(np.dtype(d) for d in
+                               ("int32", "uint32", "uint64", "float16", "float32", "float64"))
+
+
+def _add_at(target, indices, values):
+    """``cupy.add.at``: ``target[indices] += values`` with repeated indices adding up; indices
+    out of range wrap (as on CuPy), and only CuPy's scatter-add dtypes are accepted."""
+    if not isinstance(target, StrictArray):
+        raise TypeError(f"add.at needs a device array target, got {type(target).__name__}")
+    if target.dtype not in SCATTER_ADD_DTYPES:
+        raise TypeError(f"strict device: add.at (scatter-add) does not support dtype {target.dtype} "
+                        "on CuPy; use float32, float64, int32, uint32 or uint64")
+    values = _operand(values, "add.at")
+    np.add.at(target._a, _wrapped(_index(indices, "add.at"), target._a.shape), values)
+
+
 class _Function:
     """A NumPy function (or ufunc) seen from the device: unwraps arguments, wraps results."""
 
@@ -255,22 +314,26 @@ class _Function:
         return _wrap(self._fn(*_unwrap_args(args, what),
                               **{k: _unwrap_args(v, what) for k, v in kwargs.items()}))
 
-    def __getattr__(self, name):  # ufunc methods: xp.add.at, xp.maximum.reduce, ...
-        return _Function(getattr(self._fn, name), f"{self.__name__}.{name}")
+    def __getattr__(self, name):  # ufunc methods: of these, CuPy has add.at (since v12)
+        if (self.__name__, name) == ("add", "at"):
+            return _add_at
+        raise AttributeError(f"strict device: xp.{self.__name__}.{name} is not offered (CuPy lacks it "
+                             "or the project does not need it)")
 
 
 class _Namespace(types.SimpleNamespace):
-    """A module-like view of a NumPy (sub)module whose functions live on the strict device."""
+    """A module-like view of NumPy whose functions live on the strict device (CuPy's names only)."""
 
     def __init__(self, module, **overrides):
         super().__init__(**overrides)
         self._module = module
 
     def __getattr__(self, name):
+        if name not in CUPY_FUNCTIONS:
+            raise AttributeError(f"strict device: xp.{name} is not offered: CuPy has no such function "
+                                 "(or it is not in strict_backend.CUPY_FUNCTIONS yet)")
         obj = getattr(self._module, name)
-        if isinstance(obj, types.ModuleType):
-            wrapped = _Namespace(obj)
-        elif isinstance(obj, type):
+        if isinstance(obj, type):
             return obj  # dtypes and classes (xp.float64, xp.dtype) are shared with NumPy
         elif callable(obj):
             wrapped = _Function(obj, name)
@@ -296,20 +359,9 @@ strict_cupy = _Namespace(
 )
 
 
-def _scatter_add(target, indices, values):
-    """``cupyx.scatter_add``: ``target[indices] += values`` with repeated indices adding up."""
-    if not isinstance(target, StrictArray):
-        raise TypeError(f"scatter_add needs a device array target, got {type(target).__name__}")
-    values = _operand(values, "scatter_add")
-    np.add.at(target._a, _index(indices, "scatter_add"), values)
-
-
-strict_cupyx = types.SimpleNamespace(scatter_add=_scatter_add)
-
-
 def make_backend() -> CupyBackend:
-    """The ``strict`` backend: tinygrad_rnn's own CuPy backend class over the fake modules."""
-    backend = CupyBackend(strict_cupy, strict_cupyx)
+    """The ``strict`` backend: tinygrad_rnn's own CuPy backend class over the fake module."""
+    backend = CupyBackend(strict_cupy)
     backend.name = DEVICE
     return backend
 

@@ -8,7 +8,7 @@ import pytest
 from devices import device_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, floats, lengths, token_sequences
+from tinygrad_rnn.testing import examples, floats, lengths, token_sequences
 from test_models import (BOS, EOS, assert_same_grads, count_device_reads, grads, pad_more, padded,
                          reference_greedy, rng_of)
 

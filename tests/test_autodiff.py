@@ -1,4 +1,4 @@
-"""Autodiff (issue 2 §4): deep graphs, accumulation, no_grad, requires_grad, retain_grad, one
+"""Autodiff: deep graphs, accumulation, no_grad, requires_grad, retain_grad, one
 backward for all pieces of unbind/split, detach."""
 
 import sys
@@ -6,13 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from devices import host
 import tinygrad_rnn as tg
 from tinygrad_rnn import ops
-
-
-def host(a):
-    """A device array (e.g. ``t.grad``) as NumPy, whatever the device."""
-    return tg.Tensor(a).numpy()
 
 
 def recorded_ops(t):

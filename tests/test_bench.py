@@ -1,23 +1,39 @@
 """The benchmark's own correctness: its references compute the same step, and it refuses to time
 implementations that disagree. (Timing itself is never asserted.)"""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tinygrad_rnn import bench
+
+def _load_bench():
+    """benchmarks/bench.py is a script beside the package, not part of it: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    spec = importlib.util.spec_from_file_location("bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module                  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
 
 TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
 
 
-def _problem64(seed=1):
-    p = bench.make_problem(*TINY, seed=seed)
-    for name in ("x", *bench.GRAD_NAMES):
+def _problem64(seed=1, cell="rnn"):
+    p = bench.make_problem(*TINY, seed=seed, cell=cell)
+    for name in ("x", *p.names):
         setattr(p, name, getattr(p, name).astype(np.float64))
     return p
 
 
-def test_hand_derived_bptt_equals_autograd_in_float64():
-    p = _problem64()
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_hand_derived_bptt_equals_autograd_in_float64(cell):
+    p = _problem64(cell=cell)
     ref, ag = bench.NumpyBPTT(p, "cpu"), bench.Autograd(p, "cpu")
     for w in ag.named.values():                    # nn layers are float32 by default
         w.data = w.data.astype(np.float64)
@@ -25,8 +41,9 @@ def test_hand_derived_bptt_equals_autograd_in_float64():
     loss_r, grads_r = ref.loss_and_grads()
     loss_a, grads_a = ag.loss_and_grads()
     assert abs(loss_r - loss_a) <= 1e-12 * abs(loss_r)
-    for n in bench.GRAD_NAMES:
-        np.testing.assert_allclose(grads_a[n], grads_r[n], rtol=1e-10, atol=1e-14, err_msg=f"dL/d{n}")
+    assert list(grads_r) == list(grads_a) == list(p.names)
+    for n in p.names:
+        np.testing.assert_allclose(grads_a[n], grads_r[n], rtol=1e-10, atol=1e-14, err_msg=f"{cell}: dL/d{n}")
 
 
 def test_agreement_check_names_the_implementation_and_gradient_that_differ():
@@ -46,19 +63,24 @@ def test_agreement_check_names_the_implementation_and_gradient_that_differ():
         bench.check_agreement(impls + [Broken(p, "cpu")])
 
 
-def test_torch_implementations_agree_when_torch_is_installed():
+@pytest.mark.parametrize("cell, fused", [("rnn", "nn.RNN"), ("lstm", "nn.LSTM"), ("gru", "nn.GRU")])
+def test_torch_implementations_agree_when_torch_is_installed(cell, fused):
     torch = pytest.importorskip("torch")
-    p = bench.make_problem(*TINY)
+    p = bench.make_problem(*TINY, cell=cell)
     impls = bench.make_impls(p, "cpu", torch)
-    assert [i.name for i in impls] == ["numpy BPTT", "autograd", "torch nn.RNN", "torch loop"]
+    assert [i.name for i in impls] == ["numpy BPTT", "autograd", f"torch {fused}", "torch loop"]
     assert bench.check_agreement(impls) < 1e-4
+    for impl in impls:                             # one SGD step each: still in agreement
+        impl.step()
+    bench.check_agreement(impls, rtol=1e-3)
 
 
 def test_timing_runs_every_implementation_from_the_same_weights():
     p = bench.make_problem(*TINY)
     impls = bench.make_impls(p, "cpu", torch=None)
-    times, load = bench.time_steps(impls, steps=20, sync=lambda: None, block=5, warmup=1)
+    times, cpu, load = bench.time_steps(impls, steps=20, sync=lambda: None, block=5, warmup=1)
     assert all(len(t) >= 20 for t in times.values())
+    assert all(len(cpu[name]) == len(t) and min(cpu[name]) >= 0 for name, t in times.items())
     assert set(load) == {"other_cores_busy", "own_cpu_per_wall", "loadavg_1min"}
     for impl in impls:                             # reset restores the initial weights exactly
         impl.reset()
@@ -66,10 +88,22 @@ def test_timing_runs_every_implementation_from_the_same_weights():
 
 
 def test_graph_memory_stays_near_the_hand_written_step():
-    """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory)."""
-    p = bench.make_problem(8, 30, 8, 32, 4)
+    """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory).
+    A shape where arrays, not the graph's Python objects, dominate (as in every bench config): the
+    hand-written step keeps only h_t and δ_t, so one more (T, B, H) array held by the graph fails."""
+    p = bench.make_problem(32, 20, 32, 64, 4)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
     assert ag <= 1.5 * ref, f"autograd step peaks at {ag} bytes, hand-written at {ref}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_run_times_the_gated_cells(monkeypatch, cell):
+    monkeypatch.setitem(bench.CONFIGS, "small", TINY)
+    lines = []
+    result = bench.run(["small"], steps=20, overhead=False, out=lines.append, cell=cell)
+    assert result["cell"] == cell and "t_scaling" not in result
+    assert f"cell {cell}" in "\n".join(lines)
+    assert result["configs"]["small"]["times"]["autograd"]["steps"] >= 20
 
 
 def test_run_prints_the_table_and_checks_the_targets(monkeypatch):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, float_sequences
+from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn

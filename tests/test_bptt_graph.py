@@ -42,9 +42,10 @@ def test_unrolled_cell_graph_names_parameters_and_boxes_each_step(steps):
     assert sorted(clusters) == sorted(f"cluster_t{t}" for t in range(1, steps + 1))
     for t in range(1, steps + 1):
         ops = sorted(_label(n).split("\\n")[0] for n in clusters[f"cluster_t{t}"].get_nodes())
-        assert ops == ["add", "add", "matmul", "matmul", "tanh"], f"t = {t}: {ops}"
+        # RNNCell runs the same step as nn.RNN: addmm(b, x_t, W), then tanh(addmm(xw_t, h_{t-1}, V))
+        assert ops == ["addmm", "addmm", "tanh"], f"t = {t}: {ops}"
         assert clusters[f"cluster_t{t}"].get_label().strip('"') == f"t = {t}"
-    # V is used once per step: one edge from the cell.V leaf into each step's h_{t-1} @ V
+    # V is used once per step: one edge from the cell.V leaf into each step's xw_t + h_{t-1} V
     v_id = next(name for name, label in labels.items() if label.startswith("cell.V"))
     assert sum(e.get_source() == v_id for e in g.get_edges()) == steps
 

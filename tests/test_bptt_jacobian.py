@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples
+from tinygrad_rnn.testing import examples
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn

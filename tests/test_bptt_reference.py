@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, float_sequences
+from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.bptt import rnn_bptt, rnn_forward
+from tinygrad_rnn.bptt.reference import rnn_bptt_vectorised, rnn_forward_vectorised
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -106,6 +107,25 @@ def test_reference_without_lengths_is_the_textbook_recursion():
     ref = rnn_bptt(x, W, V, b, u)
     np.testing.assert_allclose(ref.dV, dV, rtol=1e-13)
     np.testing.assert_allclose(ref.dh0, delta_next @ V.T, rtol=1e-13)
+
+
+@settings(max_examples=examples(15))
+@given(B=st.integers(1, 4), T=st.integers(1, 7), E=st.integers(1, 4), H=st.integers(1, 5),
+       with_h0=st.booleans(), seed=st.integers(0, 2**16))
+def test_vectorised_sweep_equals_the_step_by_step_one(B, T, E, H, with_h0, seed):
+    """The benchmark's fast form (weight gradients one product each) against rnn_bptt, float64."""
+    rng = np.random.default_rng(seed)
+    x, W, V, b = rng.normal(size=(B, T, E)), rng.normal(size=(E, H)), rng.normal(size=(H, H)), rng.normal(size=H)
+    h0 = rng.normal(size=(B, H)) if with_h0 else None
+    d_last = rng.normal(size=(B, H))
+    hs = rnn_forward_vectorised(np, x, W, V, b, h0)
+    outputs, h_last = rnn_forward(x, W, V, b, h0)
+    assert_relative(hs[1:].transpose(1, 0, 2), outputs, "states h_1..h_T")
+    assert_relative(hs[T], h_last, "h_T")
+    dW, dV, db, dh0 = rnn_bptt_vectorised(np, x, V, hs, d_last)
+    ref = rnn_bptt(x, W, V, b, np.zeros((B, T, H)), h0=h0, d_h_last=d_last)
+    for name, fast, slow in (("dW", dW, ref.dW), ("dV", dV, ref.dV), ("db", db, ref.db), ("dh0", dh0, ref.dh0)):
+        assert_relative(fast, slow, name, tol=1e-12)
 
 
 def test_readme_bptt_in_20_lines_runs():

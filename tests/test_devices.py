@@ -16,7 +16,7 @@ import strict_backend
 import tinygrad_rnn as tg
 from devices import device_params
 from op_registry import OPS, forward_backward
-from strategies import examples
+from tinygrad_rnn.testing import examples
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.backend import GPU_INSTALL_HINT
 
@@ -103,6 +103,62 @@ def test_strict_scatter_add_sums_repeated_indices():
     target = backend.xp.zeros((3, 2))
     backend.scatter_add(target, backend.asarray([0, 2, 0]), backend.asarray(np.ones((3, 2))))
     np.testing.assert_array_equal(backend.to_host(target), [[2, 2], [0, 0], [1, 1]])
+
+
+# ---- the strict device behaves like CuPy where it matters ---------------------------
+
+def test_strict_wraps_out_of_range_integer_array_indices_like_cupy():
+    xp = get_backend("strict").xp
+    a = xp.asarray(np.arange(4.0))
+    np.testing.assert_array_equal(xp.asnumpy(a[xp.asarray([5, -6])]), [1.0, 2.0])   # NumPy would raise
+    table = xp.asarray(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(xp.asnumpy(table[xp.asarray([0, 1]), xp.asarray([3, 2])]), [1.0, 2.0])
+    a[xp.asarray([4])] = 9.0
+    np.testing.assert_array_equal(xp.asnumpy(a), [9.0, 1.0, 2.0, 3.0])
+    xp.add.at(a, xp.asarray([7, 7]), 1.0)
+    np.testing.assert_array_equal(xp.asnumpy(a), [9.0, 1.0, 2.0, 5.0])
+    with pytest.raises(IndexError):
+        a[7]     # a scalar index is checked, as on CuPy
+
+
+def test_strict_offers_only_functions_cupy_has():
+    xp = get_backend("strict").xp
+    for numpy_only in ("errstate", "seterr", "add.reduceat"):
+        with pytest.raises(AttributeError, match="not offered"):
+            obj = xp
+            for part in numpy_only.split("."):
+                obj = getattr(obj, part)
+    assert xp.add.at is not None and xp.stack is not None
+
+
+@pytest.mark.parametrize("dtype, ok", [("float32", True), ("float64", True), ("int32", True),
+                                       ("int64", False), ("bool", False)])
+def test_strict_scatter_add_accepts_cupys_dtypes_only(dtype, ok):
+    backend = get_backend("strict")
+    target = backend.xp.zeros(3, dtype=dtype)
+    values = backend.asarray(np.ones(2, dtype=dtype))
+    if ok:
+        backend.scatter_add(target, backend.asarray([0, 0]), values)
+        assert backend.to_host(target)[0] == 2
+    else:
+        with pytest.raises(TypeError, match=f"does not support dtype {dtype}"):
+            backend.scatter_add(target, backend.asarray([0, 0]), values)
+
+
+def test_losses_and_last_state_pick_the_right_elements_on_the_strict_device():
+    """cross_entropy and last_state index by construction; on a wrapping device a wrong index
+    would give a wrong number, so their values are held against the CPU."""
+    from tinygrad_rnn.nn import functional as F
+    rng = np.random.default_rng(0)
+    logits, targets = rng.normal(size=(4, 3, 5)), np.array([[0, 4, -100], [1, 2, 3], [4, 4, 0], [-100, 1, 2]])
+    outputs, lengths = rng.normal(size=(4, 3, 2)), np.array([3, 1, 2, 3])
+    for reduction in ("mean", "none"):
+        want = F.cross_entropy(tg.Tensor(logits), targets, reduction=reduction).numpy()
+        got = F.cross_entropy(tg.Tensor(logits, device="strict"), tg.Tensor(targets, device="strict"),
+                              reduction=reduction).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+    np.testing.assert_array_equal(F.last_state(tg.Tensor(outputs, device="strict"), lengths).numpy(),
+                                  outputs[np.arange(4), lengths - 1])
 
 
 # ---- which devices run: TINYGRAD_RNN_TEST_DEVICE (make test-gpu) ---------------------------------

@@ -1,4 +1,4 @@
-"""One test per error of issue 2 §2–3: each raises a clear exception whose message says what to do."""
+"""One test per error: each raises a clear exception whose message says what to do."""
 
 import os
 import re
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import backend
+from tinygrad_rnn import backend, optim
+from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.backend import GPU_INSTALL_HINT, DeviceError
 from tinygrad_rnn.tensor import ShapeError
 
@@ -216,3 +217,91 @@ def test_cli_with_an_unusable_device_in_the_environment_says_so_in_one_line(tmp_
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown device 'tpu'"), proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+# ---- axes out of range ---------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, axis", [
+    (lambda x: x.sum(axis=2), 2),
+    (lambda x: x.sum(axis=(0, 2)), 2),
+    (lambda x: x.mean(axis=-3), -3),
+    (lambda x: x.max(axis=5), 5),
+    (lambda x: x.log_softmax(axis=2), 2),
+    (lambda x: x.permute(2, 1), 2),
+    (lambda x: tg.stack([x, x], axis=5), 5),     # stacking makes 3 dimensions: NumPy names those
+    (lambda x: tg.stack([x, x], axis=-4), -4),
+    (lambda x: x.unbind(axis=2), 2),
+    (lambda x: x.split(1, axis=3), 3),
+    (lambda x: tg.cat([x, x], axis=5), 5),
+    (lambda x: x.transpose(0, 2), 2),
+], ids=["sum", "sum_tuple", "mean", "max", "log_softmax", "permute", "stack", "stack_negative", "unbind",
+        "split", "cat", "transpose"])
+def test_out_of_range_axes_raise_like_numpy(device, bad, axis):
+    x = tg.zeros(2, 3, device=device)
+    with pytest.raises(IndexError) as info:   # NumPy's AxisError is an IndexError and a ValueError
+        bad(x)
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    ndim = 3 if "stack" in bad.__code__.co_names else 2
+    assert f"axis {axis} is out of bounds for array of dimension {ndim}" in message, message
+
+
+def test_repeated_axes_say_so():
+    with pytest.raises(ValueError, match=r"axis \(0, -2\) repeats an axis"):
+        tg.zeros(2, 3).sum(axis=(0, -2))
+
+
+def test_transpose_with_one_axis_says_what_it_takes():
+    with pytest.raises(TypeError, match="no axes .* or two axes"):
+        tg.zeros(2, 3).transpose(0)
+
+
+# ---- errors inside an op keep their type and their cause ---------------------------
+
+class _BuggyOp(tg.Op):
+    name = "buggy"
+
+    def forward(self, a):
+        raise ValueError("a learner's bug in forward")
+
+
+def test_a_value_error_inside_forward_is_not_turned_into_a_shape_error():
+    with pytest.raises(ValueError, match="a learner's bug") as info:
+        _BuggyOp.apply(tg.zeros(2))
+    assert not isinstance(info.value, ShapeError)
+    assert info.traceback[-1].name == "forward", "the traceback must end in the op's own forward"
+
+
+def test_a_shape_error_keeps_numpys_error_as_its_cause():
+    with pytest.raises(ShapeError) as info:
+        tg.zeros(2, 3) + tg.zeros(4)
+    assert isinstance(info.value.__cause__, ValueError) and "broadcast" in str(info.value.__cause__)
+
+
+# ---- devices and pieces --------------------------------------------------------------
+
+def test_cross_entropy_with_targets_on_another_device_names_both():
+    logits = tg.Tensor(np.zeros((2, 3)), requires_grad=True)
+    with pytest.raises(DeviceError, match="cpu.*strict"):
+        F.cross_entropy(logits, tg.Tensor([0, 1], device="strict"))
+
+
+def test_backward_with_a_gradient_on_another_device_names_both():
+    y = tg.Tensor(np.ones(2), requires_grad=True) * 2
+    with pytest.raises(DeviceError, match="strict.*cpu"):
+        y.backward(tg.Tensor(np.ones(2), device="strict"))
+    with pytest.raises(DeviceError, match="strict.*cpu"):
+        y.backward(tg.Tensor(np.ones(2), device="strict").data)
+
+
+def test_clip_grad_norm_over_two_devices_names_both():
+    a = tg.Tensor(np.ones(2), requires_grad=True)
+    b = tg.Tensor(np.ones(2), device="strict", requires_grad=True)
+    a.grad, b.grad = a.xp.ones(2), b.xp.ones(2)
+    with pytest.raises(DeviceError, match="cpu, strict"):
+        optim.clip_grad_norm_([a, b], 1.0)
+
+
+def test_split_refuses_a_negative_piece_size():
+    with pytest.raises(ShapeError, match=r"\[3, -1\] must not be negative"):
+        tg.zeros(2, 3).split([3, -1], axis=1)

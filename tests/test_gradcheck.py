@@ -1,4 +1,4 @@
-"""gradcheck (issue 2 §5) catches what it promises to catch, and says where and by how much."""
+"""gradcheck catches what it promises to catch, and says where and by how much."""
 
 import re
 

@@ -13,14 +13,14 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Bottom to top. A key is a module or a subpackage (all its modules), relative to tinygrad_rnn.
 LAYERS = [
-    ("base", ["extras", "files", "backend"]),         # NumPy/CuPy, optional extras, atomic files
+    ("base", ["extras", "files", "backend", "threads"]),   # NumPy/CuPy, extras, atomic files, BLAS threads
     # The engine: Tensor and the backward walk (tensor.py) with the ops and their backward
     # formulas (ops.py). One layer: ops build on Tensor, and Tensor's methods call the ops.
     ("engine", ["tensor", "ops"]),
     ("nn", ["nn", "gradcheck"]),                       # modules, cells, the unroller; gradient checks
     ("library", ["data", "models", "optim", "plotting", "baselines"]),
     ("training", ["checkpoint", "train", "runs"]),     # fit loop, checkpoints, run directories
-    ("tools", ["bptt", "bench"]),                      # BPTT inspection tools, the benchmark
+    ("tools", ["bptt", "testing"]),                    # BPTT inspection tools, the gradient-check kit
     ("cli", ["cli", "__main__"]),                      # the command line
 ]
 

@@ -9,7 +9,7 @@ import strict_backend
 from devices import device_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, lengths, token_sequences
+from tinygrad_rnn.testing import examples, lengths, token_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.backend import DeviceError

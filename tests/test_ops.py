@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import device_params
-from op_registry import OPS, as_tuple, forward_backward
-from strategies import examples
+from devices import device_params, host
+from op_registry import ERRORS, OPS, as_tuple, forward_backward, recording_ops
+from tinygrad_rnn.testing import examples
 import tinygrad_rnn as tg
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.gradcheck import gradcheck
@@ -32,7 +32,9 @@ by_device = pytest.mark.parametrize("device", device_params())
 @given(data=st.data())
 def test_forward_matches_numpy(spec, device, data):
     case = data.draw(spec.cases, label="case")
-    outputs = as_tuple(spec.fn(*case.tensors(device), **case.params))
+    with recording_ops() as seen:
+        outputs = as_tuple(spec.fn(*case.tensors(device), **case.params))
+    assert not spec.ops or seen & set(spec.ops), f"{spec.name} names ops {spec.ops} but ran {sorted(seen)}"
     expected = as_tuple(spec.ref(*case.arrays, **case.params))
     assert len(outputs) == len(expected)
     array_type = get_backend(device).array_type
@@ -45,9 +47,9 @@ def test_forward_matches_numpy(spec, device, data):
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-12, atol=1e-12, err_msg=f"output {k}")
 
 
-@by_differentiable_op
+@pytest.mark.parametrize("spec, mode", [(spec, mode) for spec in DIFFERENTIABLE for mode in spec.grad_modes],
+                         ids=lambda x: x.name if hasattr(x, "name") else x)
 @by_device
-@pytest.mark.parametrize("mode", ["direction", "full"])
 @settings(max_examples=examples(12))
 @given(data=st.data())
 def test_gradcheck(spec, device, mode, data):
@@ -91,6 +93,13 @@ def test_graphless_ops_record_nothing(spec, device, data):
             out.sum().backward() if out.dtype.kind == "f" else out.backward()
 
 
+@pytest.mark.parametrize("spec", ERRORS, ids=lambda s: s.name)
+def test_bad_inputs_are_refused_on_every_device(spec, device):
+    """On the strict device an unchecked index would wrap (as on CuPy) and return a wrong value."""
+    with pytest.raises(spec.error, match=spec.match):
+        spec.fn(device)
+
+
 # ---- numerical stability at extreme inputs (beyond the registry's bounded values) ------------------
 
 def test_log_softmax_is_stable_for_logits_of_1e4(device):
@@ -108,7 +117,7 @@ def test_log_softmax_is_stable_for_logits_of_1e4(device):
 
 def test_sigmoid_saturates_without_overflow(device):
     x = tg.Tensor([-1000.0, 0.0, 1000.0], device=device, dtype="float64", requires_grad=True)
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # e^-1000 underflowing to 0 is exact
         y = x.sigmoid()
         y.sum().backward()
     np.testing.assert_array_equal(y.numpy(), [0.0, 0.5, 1.0])
@@ -159,3 +168,41 @@ def test_float32_stays_float32_forward_and_backward(spec, device, data):
     for i, t in enumerate(inputs):
         if t.requires_grad:
             assert t.grad.dtype == np.float32, f"input {i}: the op's backward gave {t.grad.dtype}"
+
+
+# ---- sigmoid and relu over the whole float64 range -----------------------------------
+
+def _exact_sigmoid(x: float):
+    """σ(x) and σ'(x) = σ(x) σ(−x) in 50-digit decimal arithmetic, rounded once to float64."""
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = 50
+        e = Decimal(-x).exp()
+        s, s_neg = 1 / (1 + e), e / (1 + e)
+        return float(s), float(s * s_neg)
+
+
+def test_sigmoid_is_exact_to_rounding_over_the_whole_range(device):
+    points = np.concatenate([np.linspace(-700, 700, 2801), [-40.0, -37.0, -30.0, -1e-8, 0.0, 1e-8, 37.0, 40.0]])
+    x = tg.Tensor(points, device=device, requires_grad=True)
+    y = x.sigmoid()
+    y.sum().backward()
+    exact = np.array([_exact_sigmoid(v) for v in points])
+    np.testing.assert_allclose(y.numpy(), exact[:, 0], rtol=4e-16, atol=0)
+    np.testing.assert_allclose(host(x.grad), exact[:, 1], rtol=1e-15, atol=0)
+
+
+def test_log_of_sigmoid_far_left_is_finite_with_gradient_one(device):
+    x = tg.Tensor([-40.0], device=device, dtype="float64", requires_grad=True)
+    y = x.sigmoid().log()
+    y.backward(np.ones(1))
+    np.testing.assert_allclose(y.numpy(), [-40.0], rtol=1e-15)   # PyTorch: −40, gradient 1
+    np.testing.assert_allclose(host(x.grad), [1.0], rtol=1e-15)
+
+
+def test_relu_of_minus_infinity_is_zero(device):
+    x = tg.Tensor([-np.inf, -1.0, 0.0, 2.0, np.inf], device=device, requires_grad=True)
+    y = x.relu()
+    np.testing.assert_array_equal(y.numpy(), [0.0, 0.0, 0.0, 2.0, np.inf])
+    y.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [0.0, 0.0, 0.0, 1.0, 1.0])

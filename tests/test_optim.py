@@ -6,20 +6,13 @@ import warnings
 import numpy as np
 import pytest
 import strict_backend
-from devices import device_params
+from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples
+from tinygrad_rnn.testing import examples
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
-
-
-def host(a):
-    if isinstance(a, tg.Tensor):
-        return a.numpy()
-    from tinygrad_rnn.backend import backend_of_array
-    return backend_of_array(a).to_host(a)
 
 
 def make_params(seed=0, device="cpu", dtype="float64"):
@@ -148,6 +141,24 @@ def test_clip_grad_norm(device, max_norm):
         np.testing.assert_allclose(clipped, max_norm, rtol=1e-5)
     with pytest.raises(ValueError, match="max_norm must be positive"):
         optim.clip_grad_norm_(params, 0.0)
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("bad_value", [np.inf, np.nan])
+def test_with_clipping_the_non_finite_gradient_is_blamed_on_its_own_parameter(device, bad_value):
+    """Clipping by a nan scale would make every gradient nan and the error name the first one."""
+    first, second = make_params(device=device)
+    first.grad = first.backend.asarray(np.ones((3, 2)))
+    bad = np.ones(2)
+    bad[1] = bad_value
+    second.grad = second.backend.asarray(bad)
+    total = optim.clip_grad_norm_([first, second], 1.0)
+    assert not np.isfinite(float(total))
+    np.testing.assert_array_equal(host(first.grad), np.ones((3, 2)))   # left alone, not scaled by nan
+    opt = optim.SGD([("first", first), ("second", second)], lr=0.1)
+    with pytest.raises(optim.NonFiniteGradientError, match="gradient of second ") as info:
+        opt.step()
+    assert ".." not in str(info.value) and not str(info.value).endswith(".")
 
 
 class CountHostReads:

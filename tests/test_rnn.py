@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from devices import device_params
+from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import examples, float_sequences
+from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
@@ -13,14 +13,6 @@ from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
 
 F64 = "float64"
-
-
-def host(a):
-    """A NumPy copy of a tensor or of a (device) gradient array."""
-    if isinstance(a, tg.Tensor):
-        return a.numpy()
-    from tinygrad_rnn.backend import backend_of_array
-    return backend_of_array(a).to_host(a)
 
 
 # ---- RNNCell ---------------------------------------------------------------------------------------
@@ -71,6 +63,22 @@ def test_cell_computes_tanh_of_xW_plus_hV_plus_b(device):
         cell(tg.Tensor(np.zeros((2, 5)), device=device))
     with pytest.raises(ShapeError, match=r"h_prev of shape \(2, 3\), want \(2, 4\)"):
         cell(tg.Tensor(x, device=device), tg.Tensor(np.zeros((2, 3)), device=device))
+
+
+def test_cell_protocol_forward_is_the_step_nn_RNN_runs():
+    """cell(x_t, h) == cell.step(cell.project_input(x_t), h); project_input maps (..., E) for all
+    steps at once; the zero state and hidden() as the unroller uses them."""
+    rng = np.random.default_rng(2)
+    cell = nn.RNNCell(3, 4, dtype=F64)
+    x, h = tg.Tensor(rng.normal(size=(2, 3))), tg.Tensor(rng.normal(size=(2, 4)))
+    np.testing.assert_array_equal(cell(x, h).numpy(), cell.step(cell.project_input(x), h).numpy())
+    xs = rng.normal(size=(2, 5, 3))
+    np.testing.assert_allclose(cell.project_input(tg.Tensor(xs)).numpy(), xs @ cell.W.numpy() + cell.b.numpy(),
+                               rtol=1e-14)
+    zero = cell.initial_state(2)
+    assert zero.shape == (2, 4) and not zero.numpy().any() and cell.hidden(zero) is zero
+    rnn = nn.RNN(3, 4, dtype=F64)
+    assert isinstance(rnn, nn.Recurrent) and rnn.cell_class is nn.RNNCell
 
 
 def test_unbind_of_an_axis_of_size_one_backpropagates():

@@ -1,7 +1,7 @@
 """Run directories lose nothing: every option and every field of config.json and of a checkpoint's
 metadata is checked before anything is applied or written; a directory that is not a run of ours
 is refused untouched; one writer at a time (an OS lock); stale temporaries are cleaned; and the
-command line's one-line errors (issue 10, items 1-5 and 12-15)."""
+command line's one-line errors."""
 
 import importlib.util
 import json

@@ -1,10 +1,12 @@
 """The shared strategies keep their promises (a gradient test is only as good as its inputs)."""
 
+import types
+
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies as S
+from tinygrad_rnn.testing import strategies as S
 
 
 @given(S.broadcastable_shapes(3))
@@ -77,6 +79,9 @@ def test_float_sequences_are_zero_past_each_length(seq):
     assert E == 3 and seq.values.dtype == np.float64 and np.all(seq.values[~seq.mask] == 0.0)
 
 
-def test_examples_scale_with_the_profile():
-    ratio = settings.default.max_examples / 25
-    assert S.examples(10) == max(1, round(10 * ratio)) and S.examples(0) == 1
+def test_examples_scale_with_the_profile(monkeypatch):
+    """Concrete counts: as asked under ci (25 examples), 8× under a 200-example profile, never 0."""
+    for profile_examples, asked, given_back in [(25, 10, 10), (25, 0, 1), (200, 10, 80), (200, 1, 8), (5, 2, 1)]:
+        monkeypatch.setattr(S, "settings", types.SimpleNamespace(
+            default=types.SimpleNamespace(max_examples=profile_examples)))
+        assert S.examples(asked) == given_back, (profile_examples, asked)

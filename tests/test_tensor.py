@@ -1,4 +1,4 @@
-"""The Tensor object (issue 2 §2): construction, dtypes, devices, host copies, seeded factories."""
+"""The Tensor object: construction, dtypes, devices, host copies, seeded factories."""
 
 import numpy as np
 import pytest

@@ -294,3 +294,26 @@ def test_seq2seq_scores_exact_match_and_token_accuracy():
     assert scores["exact_match"] == 1 / 2
     assert scores["token_accuracy"] == 3 / 4                      # 4 _ 6 | 7
     assert scores["loss"] == pytest.approx(np.log(8), rel=1e-9)   # uniform over 8 tokens
+
+
+# --- the tasks delegate to the models and mask by length ---------------------------------------
+def test_tasks_use_the_models_own_loss_and_mask_by_length_not_by_pad_id():
+    """What a padded target position holds never matters: the models mask by lengths."""
+    from tinygrad_rnn.models import Seq2Seq
+    tg.manual_seed(0)
+    tagger = SequenceTagger(10, 4, 5, 6, dtype="float64")
+    inputs, lengths = np.array([[4, 5, 6], [7, 8, 0]]), np.array([3, 2])
+    for pad in (0, 5):                                      # 5 is a real tag id
+        tags = np.array([[1, 2, 3], [4, 1, pad]])
+        batch = Batch(inputs, lengths, tags, lengths, np.arange(2))
+        assert TaggingTask().loss(tagger, batch).item() == tagger.loss(inputs, lengths, tags).item()
+        assert evaluate(tagger, TaggingTask(), [batch]) == evaluate(tagger, TaggingTask(), [batch._replace(
+            targets=np.where(np.arange(3) < lengths[:, None], tags, 0))])
+
+    s2s = Seq2Seq(10, 9, 4, 5, dtype="float64")
+    targets = np.array([[2, 4, 5, 3], [2, 6, 3, 0]])          # <bos> y <eos> <pad>
+    batch = Batch(inputs, lengths, targets, np.array([4, 3]), np.arange(2))
+    expected = s2s.loss(inputs, lengths, targets[:, :-1], targets[:, 1:], np.array([3, 2])).item()
+    assert Seq2SeqTask(max_len=5).loss(s2s, batch).item() == expected
+    other_pad = batch._replace(targets=np.array([[2, 4, 5, 3], [2, 6, 3, 7]]))
+    assert Seq2SeqTask(max_len=5).loss(s2s, other_pad).item() == expected

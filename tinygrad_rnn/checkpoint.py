@@ -194,6 +194,7 @@ def load(path, model, optimizer=None, check_meta=None):
     # Everything fits: only now change anything.
     for p, array in assignments:
         p._data = array
+        p.bump_version()  # new values: a graph recorded before the load is stale
     if apply_optimizer is not None:
         apply_optimizer()
     return header.get("meta")

@@ -1,13 +1,35 @@
 """The primitive ops. Each one is a small class: ``forward`` on arrays, ``backward`` beside it.
 
 Notation: ``g`` is the gradient of the loss with respect to the op's output; ``backward`` returns
-the gradient with respect to each input (``None`` where no gradient flows, e.g. an index).
-Everything above this file — cells, RNNs, losses, models — is built from these ops only.
+the gradient with respect to each input (``None`` where no gradient flows, e.g. an index, or where
+``self.needs_grad(i)`` says input i is a constant). Each backward is its formula, written out.
+
+Everything differentiable above this file — cells, RNNs, losses, models — is built from these
+ops only. Code that needs no gradient uses the array module ``xp`` directly instead: greedy and
+beam decoding (``models/seq2seq.py``) keep scores and pick tokens as raw arrays under
+``no_grad``, and the optimizers and ``clip_grad_norm_`` update arrays in place.
 """
 
 from __future__ import annotations
 
-from .tensor import Op, Tensor, _new
+import numpy as np
+
+from .tensor import Op, ShapeError, Tensor
+
+try:
+    AxisError = np.exceptions.AxisError
+except AttributeError:  # NumPy < 1.25
+    AxisError = np.AxisError
+
+
+def normalize_axis(axis, ndim: int) -> int:
+    """``axis`` in ``[0, ndim)``, counting negative axes from the end; out of range raises
+    ``AxisError`` (an IndexError and ValueError) naming the axis and ndim, as NumPy does."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"an axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise AxisError(int(axis), ndim)
+    return int(axis) % ndim
 
 
 def unbroadcast(grad, shape):
@@ -22,65 +44,70 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-def _needs(op, i):
-    """Whether input ``i`` of a recorded op wants a gradient (skip work for constants)."""
-    return op.inputs[i].requires_grad
-
-
 # ---- elementwise arithmetic (broadcasting) -------------------------------------------------------
 
 class Add(Op):
+    """a + b; ∂L/∂a = g, ∂L/∂b = g (each summed down to its input's shape)."""
     name = "add"
+    broadcasts = True
 
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
         return a + b
 
     def backward(self, g):
-        # g itself where no broadcasting happened (the usual case): no copy, no call.
-        (sa, sb), inputs = self.shapes, self.inputs
-        return (None if not inputs[0].requires_grad else g if g.shape == sa else unbroadcast(g, sa),
-                None if not inputs[1].requires_grad else g if g.shape == sb else unbroadcast(g, sb))
+        sa, sb = self.shapes
+        return (unbroadcast(g, sa) if self.needs_grad(0) else None,
+                unbroadcast(g, sb) if self.needs_grad(1) else None)
 
 
 class Sub(Op):
+    """a − b; ∂L/∂a = g, ∂L/∂b = −g."""
     name = "sub"
+    broadcasts = True
 
     def forward(self, a, b):
         self.shapes = (a.shape, b.shape)
         return a - b
 
     def backward(self, g):
-        return (unbroadcast(g, self.shapes[0]) if _needs(self, 0) else None,
-                unbroadcast(-g, self.shapes[1]) if _needs(self, 1) else None)
+        sa, sb = self.shapes
+        return (unbroadcast(g, sa) if self.needs_grad(0) else None,
+                unbroadcast(-g, sb) if self.needs_grad(1) else None)
 
 
 class Mul(Op):
+    """a ⊙ b; ∂L/∂a = g ⊙ b, ∂L/∂b = g ⊙ a."""
     name = "mul"
+    broadcasts = True
 
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
 
     def backward(self, g):
-        return (unbroadcast(g * self.b, self.a.shape) if _needs(self, 0) else None,
-                unbroadcast(g * self.a, self.b.shape) if _needs(self, 1) else None)
+        a, b = self.a, self.b
+        return (unbroadcast(g * b, a.shape) if self.needs_grad(0) else None,
+                unbroadcast(g * a, b.shape) if self.needs_grad(1) else None)
 
 
 class Div(Op):
+    """a / b; ∂L/∂a = g / b, ∂L/∂b = −g ⊙ a / b²."""
     name = "div"
+    broadcasts = True
 
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
 
     def backward(self, g):
-        ga = g / self.b
-        return (unbroadcast(ga, self.a.shape) if _needs(self, 0) else None,
-                unbroadcast(-ga * self.a / self.b, self.b.shape) if _needs(self, 1) else None)
+        a, b = self.a, self.b
+        return (unbroadcast(g / b, a.shape) if self.needs_grad(0) else None,
+                unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad(1) else None)
 
 
 class Neg(Op):
+    """−a; ∂L/∂a = −g."""
     name = "neg"
 
     def forward(self, a):
@@ -91,7 +118,7 @@ class Neg(Op):
 
 
 class Pow(Op):
-    """``a ** p`` for a Python number p: d/da = p · a^(p−1)."""
+    """``a ** p`` for a Python number p: ∂L/∂a = g · p · a^(p−1)."""
     name = "pow"
 
     def forward(self, a, exponent):
@@ -105,6 +132,7 @@ class Pow(Op):
 
 
 class Cast(Op):
+    """``a`` as another dtype; the gradient is cast back (none flows into an integer input)."""
     name = "cast"
 
     def forward(self, a, dtype):
@@ -121,30 +149,25 @@ class MatMul(Op):
     """``a @ b`` for 2-D @ 2-D and batched (…, n, k) @ (k, m) or (…, n, k) @ (…, k, m).
 
     Backward: ∂L/∂a = g bᵀ, ∂L/∂b = aᵀ g. For (B, T, k) @ (k, m) — one projection of every time
-    step — ∂L/∂b is a single (k, B·T) @ (B·T, m) product instead of B·T small ones.
+    step — ∂L/∂b = Σ over all B·T rows, one (k, B·T) @ (B·T, m) product instead of B·T small ones.
     """
     name = "matmul"
 
     def forward(self, a, b):
         if a.ndim < 2 or b.ndim < 2:
-            raise ValueError("matmul needs arrays with at least 2 dimensions")
+            raise ShapeError("matmul needs arrays with at least 2 dimensions")
         if a.shape[-1] != b.shape[-2]:
-            raise ValueError(f"inner sizes differ: {a.shape[-1]} != {b.shape[-2]}")
+            raise ShapeError(f"inner sizes differ: {a.shape[-1]} != {b.shape[-2]}")
         self.a, self.b = a, b
         return a @ b
 
     def backward(self, g):
         a, b, xp = self.a, self.b, self.xp
         ga = gb = None
-        if self.inputs[0].requires_grad:
-            if b.ndim == 2:                            # (…, n, m) @ (m, k): nothing was broadcast
-                ga = g @ b.T
-            else:
-                ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape)
-        if self.inputs[1].requires_grad:
-            if a.ndim == 2 and b.ndim == 2:
-                gb = a.T @ g
-            elif b.ndim == 2:
+        if self.needs_grad(0):
+            ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape)
+        if self.needs_grad(1):
+            if b.ndim == 2:                         # every row of a met the same b: one product
                 gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
             else:
                 gb = unbroadcast(xp.swapaxes(a, -1, -2) @ g, b.shape)
@@ -153,9 +176,8 @@ class MatMul(Op):
 
 class AddMM(Op):
     """``c + a @ b`` for 2-D ``a`` (n, k) and ``b`` (k, m); ``c`` broadcasts to (n, m) — like
-    ``torch.addmm``. The same math as an ``Add`` of a ``MatMul``, as one op: the product is
-    made once and ``c`` is added into it in place, so no (n, m) temporary and one recorded op
-    fewer. (An RNN step ``x_t W + b + h_{t-1} V`` is ``addmm(xw_t, h, V)``.)
+    ``torch.addmm``. The same math as an ``Add`` of a ``MatMul``, as one op: one recorded op fewer,
+    and the product ``a @ b`` is not kept for a backward that does not need it. (An RNN step ``x_t W + b + h_{t-1} V`` is ``addmm(xw_t, h, V)``.)
 
     Backward: ∂L/∂c = g summed down to c's shape, ∂L/∂a = g bᵀ, ∂L/∂b = aᵀ g.
     """
@@ -163,30 +185,24 @@ class AddMM(Op):
 
     def forward(self, c, a, b):
         if a.ndim != 2 or b.ndim != 2:
-            raise ValueError(f"addmm needs 2-D matrices, got {a.ndim}-D and {b.ndim}-D")
+            raise ShapeError(f"addmm needs 2-D matrices, got {a.ndim}-D and {b.ndim}-D")
         if a.shape[1] != b.shape[0]:
-            raise ValueError(f"inner sizes differ: {a.shape[1]} != {b.shape[0]}")
+            raise ShapeError(f"inner sizes differ: {a.shape[1]} != {b.shape[0]}")
+        if not _broadcastable(c.shape, (a.shape[0], b.shape[1]), to_second=True):
+            raise ShapeError(f"c of shape {c.shape} does not broadcast to {(a.shape[0], b.shape[1])}")
         self.a, self.b, self.c_shape = a, b, c.shape
-        out = a @ b
-        if c.dtype == out.dtype:
-            out += c            # in place: out is ours, fresh from the product (c may be a bias row);
-        else:                   # a c that does not broadcast into out raises ValueError here
-            out = c + out       # promotes like c + a @ b (e.g. a float64 c)
-            if out.shape != (a.shape[0], b.shape[1]):
-                raise ValueError(f"c of shape {c.shape} does not broadcast to {(a.shape[0], b.shape[1])}")
-        return out
+        return c + a @ b
 
     def backward(self, g):
-        inputs, sc = self.inputs, self.c_shape
-        return (None if not inputs[0].requires_grad else g if g.shape == sc else unbroadcast(g, sc),
-                g @ self.b.T if inputs[1].requires_grad else None,
-                self.a.T @ g if inputs[2].requires_grad else None)
+        return (unbroadcast(g, self.c_shape) if self.needs_grad(0) else None,
+                g @ self.b.T if self.needs_grad(1) else None,
+                self.a.T @ g if self.needs_grad(2) else None)
 
 
 # ---- elementwise functions -----------------------------------------------------------------------
 
 class Tanh(Op):
-    """y = tanh(a); dy/da = 1 − y² (computed from the saved output, no extra tanh)."""
+    """y = tanh(a); ∂L/∂a = g ⊙ (1 − y²), from the saved output (no second tanh)."""
     name = "tanh"
 
     def forward(self, a):
@@ -194,28 +210,30 @@ class Tanh(Op):
         return self.y
 
     def backward(self, g):
-        y = self.y
-        d = y * y                                 # one new array, then in place: d = (1 − y²) ⊙ g
-        if d.ndim == 0 or d.dtype != g.dtype:     # a NumPy scalar, or no in-place cast of dtypes
-            return (1 - d) * g
-        self.xp.subtract(1, d, out=d)
-        d *= g
-        return d
+        return g * (1 - self.y * self.y)
 
 
 class Sigmoid(Op):
-    """y = 1 / (1 + e^(−a)), computed as (1 + tanh(a/2)) / 2 so large |a| never overflows."""
+    """y = σ(a) = 1 / (1 + e^(−a)); ∂L/∂a = g ⊙ σ(a) σ(−a).
+
+    With z = e^(−|a|) ∈ (0, 1]: σ(a) = 1 / (1 + z) for a ≥ 0 and z / (1 + z) for a < 0, and
+    σ(a) σ(−a) = z / (1 + z)². Nothing overflows and nothing cancels, so forward and backward
+    are exact to rounding for every a (σ(−40) ≈ 4.2e−18, not 0; σ'(40) ≈ 4.2e−18, not 0).
+    """
     name = "sigmoid"
 
     def forward(self, a):
-        self.y = 0.5 * (1 + self.xp.tanh(0.5 * a))
-        return self.y
+        xp = self.xp
+        self.z = z = xp.exp(-xp.abs(a))
+        self.r = r = 1 / (1 + z)
+        return xp.where(a >= 0, r, z * r)
 
     def backward(self, g):
-        return g * self.y * (1 - self.y)
+        return g * (self.z * self.r * self.r)
 
 
 class Exp(Op):
+    """y = e^a; ∂L/∂a = g ⊙ y."""
     name = "exp"
 
     def forward(self, a):
@@ -227,6 +245,7 @@ class Exp(Op):
 
 
 class Log(Op):
+    """y = log a; ∂L/∂a = g / a."""
     name = "log"
 
     def forward(self, a):
@@ -238,12 +257,12 @@ class Log(Op):
 
 
 class ReLU(Op):
-    """max(a, 0); the derivative at exactly 0 is taken as 0 (as in PyTorch)."""
+    """max(a, 0); ∂L/∂a = g where a > 0, else 0 (0 at exactly 0, as in PyTorch). relu(−inf) = 0."""
     name = "relu"
 
     def forward(self, a):
         self.mask = a > 0
-        return a * self.mask
+        return self.xp.where(self.mask, a, self.xp.zeros((), dtype=a.dtype))
 
     def backward(self, g):
         return g * self.mask
@@ -252,10 +271,13 @@ class ReLU(Op):
 # ---- reductions ----------------------------------------------------------------------------------
 
 def _axes(axis, ndim):
+    """The reduced axes as a sorted tuple in [0, ndim); out-of-range or repeated axes raise."""
     if axis is None:
         return tuple(range(ndim))
-    axis = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % ndim for a in axis))
+    axes = tuple(normalize_axis(a, ndim) for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis {tuple(axis)} repeats an axis (of an array with {ndim} dimensions)")
+    return tuple(sorted(axes))
 
 
 def _expand_back(g, shape, axes, keepdims):
@@ -266,6 +288,7 @@ def _expand_back(g, shape, axes, keepdims):
 
 
 class Sum(Op):
+    """Σ over axes; ∂L/∂a = g broadcast back over the summed axes."""
     name = "sum"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -278,6 +301,7 @@ class Sum(Op):
 
 
 class Mean(Op):
+    """Σ over axes / n; ∂L/∂a = g / n broadcast back (n: elements per mean)."""
     name = "mean"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -317,9 +341,9 @@ class LogSoftmax(Op):
 
     def forward(self, a, axis=-1):
         xp = self.xp
-        self.axis = axis
-        shifted = a - a.max(axis=axis, keepdims=True)
-        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axis = normalize_axis(axis, a.ndim)
+        shifted = a - a.max(axis=self.axis, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
         return self.y
 
     def backward(self, g):
@@ -332,6 +356,14 @@ class Reshape(Op):
     name = "reshape"
 
     def forward(self, a, shape):
+        known = [n for n in shape if n != -1]
+        size = 1
+        for n in known:
+            size *= n
+        free = len(shape) - len(known)
+        if free > 1 or any(n < 0 for n in known) or (
+                size != a.size if free == 0 else (size == 0 or a.size % size)):
+            raise ShapeError(f"cannot reshape {a.size} elements into shape {tuple(shape)}")
         self.shape = a.shape
         return a.reshape(shape)
 
@@ -343,9 +375,11 @@ class Permute(Op):
     name = "permute"
 
     def forward(self, a, axes):
-        if len(axes) != a.ndim or sorted(x % a.ndim for x in axes) != list(range(a.ndim)):
-            raise ValueError(f"axes {axes} are not a permutation of {a.ndim} axes")
-        self.axes = tuple(x % a.ndim for x in axes)
+        if len(axes) != a.ndim:
+            raise ShapeError(f"axes {tuple(axes)} are not a permutation of {a.ndim} axes")
+        self.axes = tuple(normalize_axis(x, a.ndim) for x in axes)
+        if sorted(self.axes) != list(range(a.ndim)):
+            raise ShapeError(f"axes {tuple(axes)} are not a permutation of {a.ndim} axes")
         return a.transpose(self.axes)
 
     def backward(self, g):
@@ -355,23 +389,49 @@ class Permute(Op):
         return g.transpose(inverse)
 
 
+def _integer_arrays(index):
+    """The integer-array parts of an index (``x[rows, cols]``), with the axis each indexes."""
+    items = index if isinstance(index, tuple) else (index,)
+    axis, found = 0, []
+    for item in items:
+        if item is Ellipsis:
+            break   # arrays after ``...`` would need the axis counted from the end; none here
+        is_array = hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0
+        if is_array and item.dtype.kind in "iu":
+            found.append((axis, item))
+        if item is not None:
+            axis += item.ndim if is_array and item.dtype.kind == "b" else 1  # a mask spans its ndim axes
+    return found
+
+
 class GetItem(Op):
     """``a[index]`` with slices, integers and integer arrays.
 
-    Backward writes ``g`` into zeros of ``a``'s shape; integer arrays may repeat an index, so
-    they go through the backend's scatter-add (``np.add.at`` / ``cupyx.scatter_add``).
+    Integer arrays are checked against ``[−n, n)`` of their axis first, on every device: CuPy
+    wraps an out-of-range index silently (one boolean read per array; callers whose indices are
+    valid by construction pass ``checked=False`` and say why). Backward writes ``g`` into zeros of
+    ``a``'s shape; integer arrays may repeat an index, so they go through scatter-add.
     """
     name = "getitem"
 
-    def forward(self, a, index):
-        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+    def forward(self, a, index, checked=True):
+        arrays = _integer_arrays(index)
+        if checked:
+            for axis, ids in arrays:
+                if axis >= a.ndim:
+                    break   # NumPy's own IndexError (too many indices) follows
+                n = a.shape[axis]
+                bad = (ids < -n) | (ids >= n)
+                if bool(bad.any()):
+                    first = int(self.backend.to_host(ids[bad].reshape(-1)[:1])[0])
+                    raise IndexError(f"index {first} is out of bounds for axis {axis} with size {n}")
+        self.shape, self.index, self.scatter = a.shape, index, bool(arrays)
         return a[index]
 
     def backward(self, g):
         out = self.xp.zeros(self.shape, dtype=g.dtype)
-        index = self.index if isinstance(self.index, tuple) else (self.index,)
-        if any(hasattr(i, "shape") and getattr(i, "ndim", 0) > 0 for i in index):
-            self.backend.scatter_add(out, self.index, g)
+        if self.scatter:
+            self.backend.scatter_add(out, self.index, g)   # repeated indices add up
         else:
             out[self.index] = g
         return out
@@ -380,7 +440,8 @@ class GetItem(Op):
 class Gather(Op):
     """Rows of a table: ``out[..., :] = table[ids[...], :]`` — the embedding lookup.
 
-    Backward scatter-adds each row's gradient back to its id (repeated ids add up).
+    Backward scatter-adds each row's gradient back to its id (repeated ids add up). The ids are
+    checked by :func:`gather_rows`, the one function that applies this op.
     """
     name = "gather"
 
@@ -400,42 +461,50 @@ def _axis_first(a, axis):
 
 
 class Stack(Op):
-    """Same-shaped arrays along a new ``axis`` (the RNN's T states -> outputs (B, T, H))."""
+    """Same-shaped arrays along a new ``axis`` (the RNN's T states -> outputs (B, T, H)).
+
+    Backward: input i gets the slice i of g along ``axis`` (a view, no copy).
+    """
     name = "stack"
 
     def forward(self, *arrays, axis=0):
         shape = arrays[0].shape
         if any(a.shape != shape for a in arrays):
-            raise ValueError(f"all arrays need one shape, got {sorted({a.shape for a in arrays})}")
-        self.axis = axis % (len(shape) + 1)
-        # Written into place one by one: cheaper than xp.stack's checks and expand_dims per array.
-        out = self.xp.empty(shape[:self.axis] + (len(arrays),) + shape[self.axis:],
-                            dtype=self.xp.result_type(*arrays))
-        pieces = _axis_first(out, self.axis)
-        for i, a in enumerate(arrays):
-            pieces[i] = a
-        return out
+            raise ShapeError(f"all arrays need one shape, got {sorted({a.shape for a in arrays})}")
+        self.axis = normalize_axis(axis, len(shape) + 1)
+        return self.xp.stack(arrays, axis=self.axis)
 
     def backward(self, g):
-        moved = _axis_first(g, self.axis)          # views of g, one per input: no copies
+        moved = _axis_first(g, self.axis)
         return tuple(moved[i] for i in range(moved.shape[0]))
 
 
+def _bounds(sizes):
+    """Cut points between consecutive pieces of the given sizes: [3, 2, 4] -> [3, 5]."""
+    bounds, total = [], 0
+    for n in sizes[:-1]:
+        total += n
+        bounds.append(total)
+    return bounds
+
+
 class Concat(Op):
+    """Arrays joined along an existing ``axis``; backward splits g back into the pieces."""
     name = "concatenate"
 
     def forward(self, *arrays, axis=0):
-        self.axis = axis
-        self.sizes = [a.shape[axis] for a in arrays]
-        return self.xp.concatenate(arrays, axis=axis)
+        ndim = arrays[0].ndim
+        if ndim == 0:
+            raise ShapeError("cannot concatenate 0-d arrays")
+        self.axis = normalize_axis(axis, ndim)
+        rest = [a.shape[:self.axis] + a.shape[self.axis + 1:] for a in arrays]
+        if any(a.ndim != ndim for a in arrays) or any(r != rest[0] for r in rest):
+            raise ShapeError(f"shapes differ outside axis {axis}")
+        self.sizes = [a.shape[self.axis] for a in arrays]
+        return self.xp.concatenate(arrays, axis=self.axis)
 
     def backward(self, g):
-        bounds = []
-        total = 0
-        for n in self.sizes[:-1]:
-            total += n
-            bounds.append(total)
-        return tuple(self.xp.split(g, bounds, axis=self.axis))
+        return tuple(self.xp.split(g, _bounds(self.sizes), axis=self.axis))
 
 
 class Split(Op):
@@ -447,22 +516,20 @@ class Split(Op):
     name = "split"
 
     def forward(self, a, sections, axis=0):
-        self.axis = axis % a.ndim
+        self.axis = normalize_axis(axis, a.ndim)
         n = a.shape[self.axis]
-        if isinstance(sections, int):
+        if isinstance(sections, (int, np.integer)):
             if sections <= 0 or n % sections:
-                raise ValueError(f"cannot split {n} along axis {axis} into {sections} equal pieces")
+                raise ShapeError(f"cannot split {n} along axis {axis} into {sections} equal pieces")
             sizes = [n // sections] * sections
         else:
-            sizes = list(sections)
+            sizes = [int(s) for s in sections]
+            if any(s < 0 for s in sizes):
+                raise ShapeError(f"piece sizes {sizes} must not be negative")
             if sum(sizes) != n:
-                raise ValueError(f"piece sizes {sizes} do not add up to {n}")
+                raise ShapeError(f"piece sizes {sizes} do not add up to {n}")
         self.shape, self.sizes = a.shape, sizes
-        bounds, total = [], 0
-        for s in sizes[:-1]:
-            total += s
-            bounds.append(total)
-        return tuple(self.xp.split(a, bounds, axis=self.axis))
+        return tuple(self.xp.split(a, _bounds(sizes), axis=self.axis))
 
     def backward(self, grads):
         xp = self.xp
@@ -478,11 +545,12 @@ class Split(Op):
 
 
 class Unbind(Op):
-    """The slices ``a[:, t]`` along ``axis`` as separate outputs; one stacked backward for all."""
+    """The slices ``a[:, t]`` along ``axis`` as separate outputs; backward stacks their gradients
+    (zeros for unused slices) back along ``axis``."""
     name = "unbind"
 
     def forward(self, a, axis=0):
-        self.axis = axis % a.ndim
+        self.axis = normalize_axis(axis, a.ndim)
         self.shape = a.shape
         moved = _axis_first(a, self.axis)
         return tuple(moved[i] for i in range(a.shape[self.axis]))
@@ -490,18 +558,22 @@ class Unbind(Op):
     def backward(self, grads):
         xp = self.xp
         dtype = next(g for g in grads if g is not None).dtype
-        # Written in the input's own layout, so the gradient is contiguous: a reshape after it
-        # (the RNN's (B, T, H) -> (B·T, H) input projection) is then a view, not a copy.
-        out = xp.empty(self.shape, dtype=dtype)
-        steps = _axis_first(out, self.axis)       # a view: steps[i] is out[:, i] for axis 1
-        for i, g in enumerate(grads):
-            steps[i] = 0 if g is None else g
-        return out
+        step_shape = self.shape[:self.axis] + self.shape[self.axis + 1:]
+        zero = None
+        pieces = []
+        for g in grads:
+            if g is None:
+                zero = xp.zeros(step_shape, dtype=dtype) if zero is None else zero
+                g = zero
+            pieces.append(g)
+        return xp.stack(pieces, axis=self.axis)
 
 
 class Where(Op):
-    """``where(mask, a, b)``: a where mask is true, else b. The mask gets no gradient."""
+    """``where(mask, a, b)``: a where mask is true, else b. ∂L/∂a = g where mask, ∂L/∂b = g
+    elsewhere; the mask gets no gradient."""
     name = "where"
+    broadcasts = True
 
     def forward(self, mask, a, b):
         self.mask, self.shapes = mask, (a.shape, b.shape)
@@ -510,8 +582,18 @@ class Where(Op):
     def backward(self, g):
         zero = self.xp.zeros((), dtype=g.dtype)
         return (None,
-                unbroadcast(self.xp.where(self.mask, g, zero), self.shapes[0]) if _needs(self, 1) else None,
-                unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if _needs(self, 2) else None)
+                unbroadcast(self.xp.where(self.mask, g, zero), self.shapes[0]) if self.needs_grad(1) else None,
+                unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if self.needs_grad(2) else None)
+
+
+def _broadcastable(first, second, to_second=False) -> bool:
+    """Whether two shapes broadcast together (``to_second``: ``first`` broadcasts *to* ``second``)."""
+    if to_second and len(first) > len(second):
+        return False
+    for m, n in zip(reversed(first), reversed(second)):
+        if m != n and m != 1 and (to_second or n != 1):
+            return False
+    return True
 
 
 # ---- functions over several tensors --------------------------------------------------------------
@@ -541,7 +623,7 @@ cat = concatenate
 
 def addmm(c, a, b) -> Tensor:
     """``c + a @ b`` as one op (``torch.addmm``): 2-D ``a`` (n, k), ``b`` (k, m), ``c`` broadcasting
-    to (n, m). Same values and gradients as ``c + a @ b``, with one op and one array fewer."""
+    to (n, m). Same values and gradients as ``c + a @ b``, recorded as one op instead of two."""
     if isinstance(c, Tensor) and isinstance(a, Tensor) and isinstance(b, Tensor):  # the RNN's hot path
         return AddMM.apply(c, a, b)
     ref = next((t for t in (c, a, b) if isinstance(t, Tensor)), None)
@@ -559,22 +641,24 @@ def where(mask, a, b) -> Tensor:
     return Where.apply(mask, ref._lift(a), ref._lift(b))
 
 
-def gather_rows(table: Tensor, ids) -> Tensor:
+def gather_rows(table: Tensor, ids, *, checked: bool = True) -> Tensor:
     """``table[ids]`` for an integer tensor of ids: the embedding lookup.
 
     Every id is checked against ``[0, len(table))`` first, on every device: NumPy would wrap a
     negative id and CuPy silently wraps any out-of-range id. (The check reads one boolean back
-    from the device — one sync per lookup, not per time step.)
+    from the device — one sync per lookup, not per time step.) ``checked=False`` skips it, only
+    for ids valid by construction (e.g. taken by argmax over the table's rows): say why there.
     """
     ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=table._backend)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"ids must be integers, got {ids.dtype}")
-    n = table.shape[0]
-    data = ids._data
-    bad = (data < 0) | (data >= n)
-    if bool(bad.any()):
-        first = int(ids._backend.to_host(data[bad].reshape(-1)[:1])[0])
-        raise IndexError(f"id {first} is out of range for a table of {n} rows (valid ids: 0..{n - 1})")
+    if checked:
+        n = table.shape[0]
+        data = ids._data
+        bad = (data < 0) | (data >= n)
+        if bool(bad.any()):
+            first = int(ids._backend.to_host(data[bad].reshape(-1)[:1])[0])
+            raise IndexError(f"id {first} is out of range for a table of {n} rows (valid ids: 0..{n - 1})")
     return Gather.apply(table, ids)
 
 

@@ -10,7 +10,9 @@ With g = p.grad (+ weight_decay · p, the classic L2 penalty)::
 A step on gradients holding inf or nan would ruin the weights for good, so ``step()`` refuses it
 with :class:`NonFiniteGradientError` (or, with ``nonfinite="skip"``, skips the whole step and
 counts it in ``skipped_steps``). Checking costs one device→host read per step, not one per
-parameter. Parameters whose ``.grad`` is None are left alone (as in PyTorch).
+parameter. Parameters whose ``.grad`` is None are left alone (as in PyTorch). A step bumps each
+updated parameter's version, so a ``backward()`` through a graph recorded before the step raises
+instead of using the new values.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class Optimizer:
             name, p = item if isinstance(item, tuple) else (f"parameter {i}", item)
             if not isinstance(p, Tensor) or not p.requires_grad:
                 raise TypeError(f"{name}: optimizers take tensors with requires_grad=True, got {p!r:.80}")
+            if not p.is_leaf:  # an op's output: its values belong to the graph, not to a weight
+                raise TypeError(f"{name}: optimizers take leaf tensors (weights), not the output of an op")
             if any(p is q for q in self.params):
                 raise ValueError(f"{name} appears twice in the parameter list")
             self.names.append(name)
@@ -104,9 +108,10 @@ class Optimizer:
                 f"{type(self).__name__}.step(): the gradient of {self.names[bad]} (shape "
                 f"{self.params[bad].shape}) contains inf or nan; no parameter was updated. "
                 "Lower the learning rate, clip gradients (clip_grad_norm_), or pass "
-                "nonfinite='skip' to skip such steps.")
+                "nonfinite='skip' to skip such steps")
         for i, p in live:
             self._update(p, p.grad, self.state[i])
+            p.bump_version()  # p changed in place: a graph recorded before this step is stale
         return True
 
     def _update(self, p: Tensor, g, state: dict) -> None:
@@ -243,18 +248,27 @@ def clip_grad_norm_(params, max_norm: float) -> Tensor:
     exceeds ``max_norm``, every gradient is multiplied by max_norm / (total_norm + 1e-6), so the
     direction of the step is kept and only its length shrinks (Pascanu et al., 2013). Everything
     stays on the device: the norm comes back as a 0-d tensor, as in PyTorch, and nothing is read
-    to the host unless the caller asks (``float(total)``). A non-finite norm is returned as is
-    (the optimizer's step then refuses the gradients).
+    to the host unless the caller asks (``float(total)``). A non-finite norm is returned as is and
+    the gradients are left unscaled — scaling by nan would spread one parameter's inf or nan to all
+    of them — so the optimizer's step then names the parameter whose gradient is non-finite.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    params = list(params)
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
         return Tensor(0.0, dtype=np.float64)
-    xp = _xp_of(grads[0])
+    devices = sorted({p.device for p in with_grad})
+    if len(devices) > 1:
+        from .backend import DeviceError
+        raise DeviceError(f"clip_grad_norm_: parameters on different devices ({', '.join(devices)}); "
+                          "move the model to one device with .to(device)")
+    grads = [p.grad for p in with_grad]
+    xp = with_grad[0].xp
     squares = xp.stack([xp.sum(xp.square(g, dtype=np.float64)) for g in grads])
     total = xp.sqrt(squares.sum())
-    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # ≤ 1: never scales gradients up
+    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)      # ≤ 1: never scales gradients up
+    scale = xp.where(xp.isfinite(total), scale, 1.0)        # non-finite norm: leave them for step()
     for g in grads:
         g *= scale.astype(g.dtype)
-    return Tensor(total)
+    return Tensor(total, device=with_grad[0].backend)

@@ -6,8 +6,15 @@ the oldest — a reverse topological order, taken from a heap in a loop, never b
 10,000-step chain is fine — and hands each op the gradient of its outputs.
 For an unrolled RNN this walk from the loss back to t = 1 *is* backpropagation through time.
 
-Gradients accumulate across ``backward()`` calls, as in PyTorch: call ``zero_grad()`` (or set
-``t.grad = None``) between steps.
+Gradients accumulate across ``backward()`` calls, as in PyTorch: between steps call the
+optimizer's or the model's ``zero_grad()`` (``opt.zero_grad()``, ``model.zero_grad()``), or set
+``t.grad = None`` on a tensor.
+
+In-place updates: every change the library makes to a tensor's values — an optimizer step,
+``Module.load_state_dict``, ``Module.to``, assigning ``t.data`` — bumps the tensor's version
+(``t._version``). An op records the versions of the leaf tensors it was given; ``backward()``
+raises :class:`InPlaceModificationError`, naming the op and the tensor, when one has changed
+since, instead of computing a gradient from values that are gone.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ class ShapeError(ValueError):
     """Shapes that do not fit together; the message names all of them."""
 
 
+class InPlaceModificationError(RuntimeError):
+    """A tensor that a recorded op used was changed in place before ``backward()`` reached the op."""
+
+
 class Op:
     """One primitive: ``forward`` on backend arrays, ``backward`` from output grads to input grads.
 
@@ -63,11 +74,16 @@ class Op:
     ``backward`` returns one gradient (or ``None``) per tensor input; an op whose ``forward``
     returns a tuple (``multi_output``, even a 1-tuple such as unbinding an axis of size 1)
     receives a list of output gradients, ``None`` for unused outputs.
-    ``self.xp`` is the array module of the device the op runs on.
+    ``self.xp`` is the array module of the device the op runs on; ``self.needs_grad(i)`` says
+    whether input ``i`` wants a gradient (skip the work for constants).
+    A ``forward`` that finds shapes that do not fit raises :class:`ShapeError`; ``apply`` adds
+    the input shapes to the message. Ops that broadcast set ``broadcasts = True``: a ValueError
+    from their forward is then reported as a ShapeError when the shapes do not broadcast.
     """
 
-    __slots__ = ("inputs", "xp", "backend", "seq", "__dict__")
+    __slots__ = ("inputs", "versions", "xp", "backend", "seq", "__dict__")
     name = "op"
+    broadcasts = False
     # Class-level defaults, so the common case (one output, nothing retained) costs no writes.
     n_outputs, multi_output, retained = 1, False, None
 
@@ -76,6 +92,10 @@ class Op:
 
     def backward(self, grad):
         raise NotImplementedError
+
+    def needs_grad(self, i: int) -> bool:
+        """Whether input ``i`` of this recorded op wants a gradient."""
+        return self.inputs[i].requires_grad
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params):
@@ -99,10 +119,14 @@ class Op:
         try:
             out = op.forward(*arrays, **params)
         except ValueError as e:
-            shapes = " and ".join(str(tuple(t.shape)) for t in inputs)
-            raise ShapeError(f"{cls.name}: shapes {shapes} do not fit: {e}") from None
+            shapes = [tuple(a.shape) for a in arrays]
+            if isinstance(e, ShapeError) or (cls.broadcasts and not _broadcast_together(shapes)):
+                names = " and ".join(str(s) for s in shapes)
+                raise ShapeError(f"{cls.name}: shapes {names} do not fit: {e}") from e
+            raise
         if requires_grad:
             op.inputs = tuple([t if t._op is None else _Edge(t) for t in inputs])
+            op.versions = tuple([t._version for t in inputs])
             op.seq = next(_op_numbers)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
@@ -111,6 +135,27 @@ class Op:
             return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i)
                          for i, o in enumerate(out))
         return _new(out, backend, requires_grad, op if requires_grad else None, 0)
+
+    def check_versions(self) -> None:
+        """Raise if a leaf this op was given has been changed in place since it was recorded."""
+        for i, (t, version) in enumerate(zip(self.inputs, self.versions)):
+            if t._version != version:
+                what = f"{t.name!r}" if getattr(t, "name", None) else f"of shape {tuple(t.shape)}"
+                raise InPlaceModificationError(
+                    f"backward through {self.name}: its input {i} (a tensor {what}) was changed in "
+                    f"place (version {version} -> {t._version}, e.g. by an optimizer step or "
+                    "load_state_dict) after the forward pass; the gradient would use the new values. "
+                    "Run backward() before changing the tensor, or redo the forward pass.")
+
+
+def _broadcast_together(shapes) -> bool:
+    """Whether all ``shapes`` broadcast against each other (NumPy's rule, checked explicitly)."""
+    ndim = max(len(s) for s in shapes)
+    for k in range(1, ndim + 1):
+        sizes = {s[-k] for s in shapes if len(s) >= k} - {1}
+        if len(sizes) > 1:
+            return False
+    return True
 
 
 class _Edge:
@@ -123,10 +168,13 @@ class _Edge:
     Leaves (parameters, data) are recorded as themselves: backward fills in their ``.grad``.
     """
 
-    __slots__ = ("_op", "_index", "requires_grad", "shape")
+    __slots__ = ("_op", "_index", "requires_grad", "shape", "_version")
 
     def __init__(self, t):
         self._op, self._index, self.requires_grad, self.shape = t._op, t._index, t.requires_grad, t._data.shape
+        # An op's output is never changed in place by the library (optimizers take leaves only),
+        # so the version an op saw is the one it keeps.
+        self._version = t._version
 
 
 def _as_array(x, backend):
@@ -146,6 +194,7 @@ def _new(array, backend, requires_grad, op, index):
     t._op = op
     t._index = index
     t.name = None
+    t._version = 0
     return t
 
 
@@ -162,7 +211,8 @@ class Tensor:
     scalars, NumPy arrays) goes to the default device and a CuPy array stays on its GPU.
     """
 
-    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "__weakref__")
+    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "_version",
+                 "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__, not elementwise objects
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None, name=None):
@@ -191,13 +241,16 @@ class Tensor:
         self._op = None
         self._index = 0
         self.name = name
+        self._version = 0
         if requires_grad:
             self.requires_grad_(True)
 
     # ---- the array and where it lives -------------------------------------------------------
     @property
     def data(self):
-        """The backend array (NumPy or CuPy). Assigning replaces the values (e.g. loaded weights)."""
+        """The backend array (NumPy or CuPy). Assigning replaces the values (e.g. loaded weights)
+        and bumps the version (see the module docstring); writing into the array itself
+        (``t.data[0] = 1``) is invisible to the library and is not tracked."""
         return self._data
 
     @data.setter
@@ -208,6 +261,11 @@ class Tensor:
         if source is not None and source is not self._backend:
             value = source.to_host(value)
         self._data = self._backend.asarray(value)
+        self.bump_version()
+
+    def bump_version(self) -> None:
+        """Record that this tensor's values changed in place (optimizers and loaders call this)."""
+        self._version += 1
 
     @property
     def device(self) -> str:
@@ -262,7 +320,13 @@ class Tensor:
         return self.numpy().tolist()
 
     def astype(self, dtype) -> Tensor:
-        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+        """This tensor as ``dtype``. A cast to a non-float dtype is outside the graph: rounding to
+        integers has no useful gradient, and integer tensors never require one."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            with no_grad():
+                return ops.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
 
     def float(self) -> Tensor:
         return self.astype(DEFAULT_FLOAT)
@@ -321,11 +385,19 @@ class Tensor:
                     "pass t.backward(grad) with grad of the same shape")
             grad = self.xp.ones_like(self._data)
         else:
+            if isinstance(grad, Tensor) and grad._backend is not self._backend:
+                raise DeviceError(f"backward: gradient on {grad.device} for a tensor on {self.device}; "
+                                  "move it with .to(device)")
+            # host data (lists, NumPy) moves to the device, like Tensor(data); another device's array does not
+            source = backend_of_array(grad) if _is_array(grad) and not isinstance(grad, (Tensor, np.ndarray)) else None
+            if source is not None and source is not self._backend:
+                raise DeviceError(f"backward: gradient array on {source.name} for a tensor on "
+                                  f"{self.device}; move it to {self.device} first")
             grad = grad._data if isinstance(grad, Tensor) else self._backend.asarray(grad, dtype=self.dtype)
             if tuple(grad.shape) != self.shape:
                 raise ShapeError(f"backward: gradient of shape {tuple(grad.shape)} for tensor of shape {self.shape}")
         if self._op is None:
-            _accumulate_leaf(self, grad, owned=False)
+            _accumulate_leaf(self, grad)
             return
         _run_backward(self._op, self._index, grad)
 
@@ -413,10 +485,13 @@ class Tensor:
     def transpose(self, axis0=None, axis1=None):
         """``t.transpose()`` reverses all axes; ``t.transpose(a, b)`` swaps two (like PyTorch)."""
         axes = list(range(self.ndim))
-        if axis0 is None:
+        if axis0 is None and axis1 is None:
             axes.reverse()
+        elif axis0 is None or axis1 is None:
+            raise TypeError(f"transpose takes no axes (reverse all) or two axes to swap, got {axis0}, {axis1}")
         else:
-            axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+            i, j = ops.normalize_axis(axis0, self.ndim), ops.normalize_axis(axis1, self.ndim)
+            axes[i], axes[j] = axes[j], axes[i]
         return ops.Permute.apply(self, axes=tuple(axes))
 
     @property
@@ -448,13 +523,15 @@ def _index_arrays(index, backend):
 
 # ---- the backward pass ---------------------------------------------------------------------------
 
-def _accumulate_leaf(t: Tensor, grad, owned: bool) -> None:
+def _accumulate_leaf(t: Tensor, grad) -> None:
+    """``t.grad += grad`` for a leaf, in the leaf's dtype; the first gradient is copied, since an
+    op's backward may hand on an array that is shared (``g`` itself, or a view of it)."""
     if not isinstance(grad, t._backend.array_type):
-        grad, owned = t._backend.asarray(grad), True  # a 0-d NumPy scalar becomes a fresh array
-    if grad.dtype != t._data.dtype:  # e.g. a float64 constant promoted a float32 graph
-        grad, owned = grad.astype(t._data.dtype), True
+        grad = t._backend.asarray(grad)  # a 0-d NumPy scalar becomes an array
+    if grad.dtype != t._data.dtype:      # e.g. a float64 constant promoted a float32 graph
+        grad = grad.astype(t._data.dtype)
     if t.grad is None:
-        t.grad = grad if owned else grad.copy()
+        t.grad = grad.copy()
     else:
         t.grad += grad
 
@@ -467,17 +544,16 @@ def _run_backward(root: Op, index: int, grad) -> None:
     that made it: a reverse topological order with no separate graph walk. A heap hands out the
     highest-numbered op that has received a gradient; ops no gradient reaches are never visited.
 
-    ``grads[op]`` holds the gradient of each output of ``op`` (None until one arrives). A second
-    gradient for the same output is summed into a fresh array, which this pass then owns and
-    sums later ones into in place; arrays it does not own may alias another gradient.
+    ``grads[op]`` holds the gradient of each output of ``op`` (None until one arrives); where
+    several paths meet, their gradients are added (the multivariate chain rule).
     """
     grads = {root: _slot(root)}
     grads[root][index] = grad
-    owned = set()  # (op, output index) whose gradient array this pass allocated
     heap = [(-root.seq, root)]
     while heap:
         op = heapq.heappop(heap)[1]
         out_grads = grads.pop(op)
+        op.check_versions()
         if op.retained:
             for i, t in op.retained.items():
                 if out_grads[i] is not None:
@@ -493,20 +569,14 @@ def _run_backward(root: Op, index: int, grad) -> None:
                 continue
             parent = t._op
             if parent is None:
-                _accumulate_leaf(t, g, owned=False)
+                _accumulate_leaf(t, g)
                 continue
             slots = grads.get(parent)
             if slots is None:
                 slots = grads[parent] = _slot(parent)
                 heapq.heappush(heap, (-parent.seq, parent))
             i = t._index
-            if slots[i] is None:
-                slots[i] = g
-            elif (parent, i) in owned:
-                slots[i] += g
-            else:
-                slots[i] = slots[i] + g
-                owned.add((parent, i))
+            slots[i] = g if slots[i] is None else slots[i] + g
 
 
 def _slot(op):

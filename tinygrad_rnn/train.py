@@ -1,6 +1,6 @@
 """Training: the loop that turns a model, batches and an optimizer into a trained model.
 
-One step is the tutorial's backpropagation through time followed by an update::
+One step is backpropagation through time followed by an update::
 
     loss = task.loss(model, batch)       # forward over t = 1..T, masked cross-entropy
     loss.backward()                      # BPTT: the tape is walked back from t = T to t = 1
@@ -11,13 +11,14 @@ One step is the tutorial's backpropagation through time followed by an update::
 examples/s), a dev evaluation after every epoch, the best-on-dev checkpoint, early stopping,
 resuming, a loss/metric plot, and a clear stop when the loss stops being a number.
 
-A *task* says how one batch becomes a loss and how a model is scored; the three tasks are the
-tutorial's three ways of using an RNN (section 4):
+A *task* adapts one batch to its model, which defines the loss and the decision rule itself
+(padding masked by length); the three tasks are the three ways of using an RNN of the chapter we
+follow (docs/chapter.md, section 4):
 
-* :class:`ClassificationTask` — sequence → class, ``model(tokens, lengths) -> (B, C)``;
-* :class:`TaggingTask` — synchronous sequence → sequence, ``model(tokens, lengths) -> (B, T, K)``;
-* :class:`Seq2SeqTask` — encoder–decoder, ``model(src, src_lengths, tgt_in) -> (B, T_out, V)``
-  with teacher forcing for the loss, ``model.generate(...)`` (greedy) for the scores.
+* :class:`ClassificationTask` — sequence → class: ``SequenceClassifier.loss``/``predict``;
+* :class:`TaggingTask` — synchronous sequence → sequence: ``SequenceTagger.loss``/``predict``;
+* :class:`Seq2SeqTask` — encoder–decoder: ``Seq2Seq.loss`` with teacher forcing for the loss,
+  ``Seq2Seq.generate`` (greedy or beam) for the scores.
 
 Batches are :class:`tinygrad_rnn.data.Batch` es (NumPy arrays); a task hands them to its model's
 ``loss``/``predict``, which move the ids to the model's device.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -161,22 +163,60 @@ def evaluate(model, task, batches) -> dict:
 
 
 # --- progress --------------------------------------------------------------------------------
-def _progress_bar(total, desc, enabled):
-    """A tqdm bar counting examples (so its rate is examples/s); a silent stand-in without tqdm
-    (the per-epoch lines still print; ``pip install 'tinygrad-rnn[progress]'`` adds the bar)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
+PROGRESS_EVERY_SECONDS = 10.0     # without a terminal: one progress line at most this often
+
+
+def _progress_bar(total, desc, enabled, log=print):
+    """How an epoch shows its progress: a tqdm bar counting examples (its rate is examples/s) when
+    stderr is a terminal and tqdm is installed; otherwise — a log file, a pipe, no tqdm — a
+    :class:`_ProgressLines` that prints a line every :data:`PROGRESS_EVERY_SECONDS`, so a logged
+    run is never silent for a whole epoch. ``enabled=False`` shows nothing."""
+    if not enabled:
         return _NoBar()
-    # disable=None: tqdm hides itself when stderr is not a terminal (log files stay readable).
-    return tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True,
-                disable=None if enabled else True)
+    stderr = sys.stderr
+    if stderr is not None and hasattr(stderr, "isatty") and stderr.isatty():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass                      # pip install 'tinygrad-rnn[progress]' adds the bar
+        else:
+            return tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True)
+    return _ProgressLines(total, desc, log)
 
 
 class _NoBar:
     def update(self, n): pass
     def set_postfix(self, **kw): pass
     def close(self): pass
+
+
+class _ProgressLines:
+    """Progress for logs: ``epoch 2/10  3,200/13,886 examples (23 %)  loss 0.6012  14 s``, at most
+    one line every ``every`` seconds (the first after ``every`` seconds; none for a short epoch)."""
+
+    def __init__(self, total, desc, log=print, every=None, clock=time.monotonic):
+        self.total, self.desc, self.log, self.clock = total, desc, log, clock
+        self.every = PROGRESS_EVERY_SECONDS if every is None else every
+        self.start = self.last = clock()
+        self.seen, self.loss = 0, None
+
+    def set_postfix(self, loss=None, **_):
+        self.loss = loss
+
+    def update(self, n):
+        self.seen += n
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            done = f"{self.seen:,}" + (f"/{self.total:,} examples ({100 * self.seen / self.total:.0f} %)"
+                                       if self.total else " examples")
+            loss = f"  loss {self.loss}" if self.loss is not None else ""
+            self.log(f"{self.desc}  {done}{loss}  {now - self.start:.0f} s")
+            if self.log is print:
+                sys.stdout.flush()    # a file or pipe is block-buffered: show the line now
+
+    def close(self):
+        pass
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -242,7 +282,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
         if hasattr(train_batches, "set_epoch"):
             train_batches.set_epoch(epoch)
         total = len(train_batches.inputs) if hasattr(train_batches, "inputs") else None
-        bar = _progress_bar(total, f"epoch {epoch + 1}/{epochs}", progress)
+        bar = _progress_bar(total, f"epoch {epoch + 1}/{epochs}", progress, log)
         start, loss_sum, seen = time.perf_counter(), 0.0, 0
         try:
             for step, batch in enumerate(train_batches):
@@ -260,8 +300,8 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
                     _stop(result, model, best_state, f"at epoch {epoch + 1}, batch {step + 1}: {e}")
                 n = len(batch.lengths)
                 loss_sum, seen = loss_sum + value * n, seen + n
-                bar.update(n)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+                bar.update(n)
         finally:
             bar.close()
         train_seconds = time.perf_counter() - start

@@ -1,4 +1,7 @@
-"""PyTorch cross-check of the numerals seq2seq (same data, vocab, batches, sizes, optimizer)."""
+"""PyTorch cross-check of the numerals seq2seq (same data, vocab, batches, sizes, optimizer).
+
+    python docs/crosscheck/torch_numerals.py [--feed] [--single-bias] [--seed S] [--epochs N]   (needs: pip install torch)
+"""
 import sys, time, numpy as np, torch
 from torch import nn
 from tinygrad_rnn.data import Vocab, BatchIterator, load_numerals

@@ -1,5 +1,11 @@
-"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), Adam 1e-3, clip 1.0, 10 epochs."""
-import sys, numpy as np, torch
+"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), Adam 1e-3, clip 1.0, 10 epochs.
+
+    python docs/crosscheck/torch_reviews.py last|mean SEED      (needs: pip install torch)
+"""
+import sys, numpy as np
+USAGE = "usage: python docs/crosscheck/torch_reviews.py last|mean SEED   (e.g. mean 0; needs: pip install torch)"
+if len(sys.argv) != 3 or sys.argv[1] not in ("last", "mean") or not sys.argv[2].isdigit(): sys.exit(USAGE)
+import torch
 from torch import nn
 from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator

@@ -3,7 +3,8 @@
 ``reference``: the hand-derived BPTT of the vanilla RNN in plain NumPy (:func:`rnn_forward`,
 :func:`rnn_bptt`), the yardstick that autograd through ``nn.RNN`` is tested against.
 ``flow``: :func:`gradient_flow` — ‖∂L/∂h_t‖ per step from the tape — with a plot and a text view.
-``jacobian``: the step Jacobians diag(1 − h_t²) Vᵀ, their products and spectral norms.
+``jacobian``: the step Jacobians diag(1 − h_t²) Vᵀ (every cell's with :func:`state_jacobians`; the
+LSTM's cell-state path diag(f_t)), their products and spectral norms.
 ``graph``: :func:`to_dot` — the recorded graph as Graphviz DOT; :func:`unrolled_graph`.
 ``experiment``: the vanishing-gradient experiment on the adding problem (``run_experiment``).
 ``tracing``: :func:`trace`, a context manager that records every forward op and backward step
@@ -12,11 +13,11 @@ with shapes and time steps.
 
 from .flow import format_gradient_flow, gradient_flow, gradient_ratio, plot_gradient_flow
 from .graph import to_dot, unrolled_graph
-from .jacobian import backpropagate_last, jacobian_product, jacobian_view, step_jacobians
+from .jacobian import backpropagate_last, jacobian_product, jacobian_view, state_jacobians, step_jacobians
 from .reference import BPTTGradients, rnn_bptt, rnn_forward
 from .tracing import Trace, TraceRecord, trace
 
 __all__ = ["rnn_forward", "rnn_bptt", "BPTTGradients", "trace", "Trace", "TraceRecord",
            "gradient_flow", "gradient_ratio", "plot_gradient_flow", "format_gradient_flow",
-           "step_jacobians", "jacobian_product", "backpropagate_last", "jacobian_view",
+           "step_jacobians", "state_jacobians", "jacobian_product", "backpropagate_last", "jacobian_view",
            "to_dot", "unrolled_graph"]

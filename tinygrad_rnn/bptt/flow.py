@@ -11,6 +11,11 @@ section 3. :func:`gradient_flow` reads dh_t straight off the autograd tape (the 
 gradients of the states that ``nn.RNN(..., return_states=True)`` hands out) and returns its norm
 per step; :func:`plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`
 prints it in the terminal.
+
+The same works for every cell (``nn.LSTM``, ``nn.GRU``: the cell protocol's ``cell.hidden(state)``
+picks h_t out of each state). For the LSTM the cell states c_t and their gradients ∂L/∂c_t are
+read off the tape too: there the gradient also travels back along dc_{t−1} = dc_t ⊙ f_t, with no
+Vᵀ and no tanh' — see :mod:`tinygrad_rnn.bptt.jacobian`.
 """
 
 from __future__ import annotations
@@ -21,21 +26,24 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn.functional import host_lengths
+from ..nn.recurrent import as_parts
 from ..plotting import require_matplotlib
 from ..tensor import Tensor
 
 
 class StateGradients(NamedTuple):
-    """One forward + backward pass of a single-layer RNN, as host NumPy arrays."""
+    """One forward + backward pass of a single-layer recurrent layer, as host NumPy arrays."""
     loss: float
     states: np.ndarray      # (B, T, H): h_t for t = 1..T (index t − 1)
     grads: np.ndarray       # (B, T, H): dh_t = ∂L/∂h_t, the total gradient reaching h_t
     valid: np.ndarray       # (B, T) bool: t is a true (not padded) step of sequence b
+    cells: np.ndarray | None = None       # LSTM: (B, T, H) cell states c_t; else None
+    cell_grads: np.ndarray | None = None  # LSTM: (B, T, H) ∂L/∂c_t (through h_t and c_{t+1}); else None
 
 
 def _check_single_layer(rnn) -> None:
     if getattr(rnn, "num_layers", None) != 1 or getattr(rnn, "directions", None) != 1:
-        raise ValueError("gradient flow needs a single-layer, one-direction nn.RNN "
+        raise ValueError("gradient flow needs a single-layer, one-direction nn.RNN, nn.LSTM or nn.GRU "
                          f"(got {type(rnn).__name__} with num_layers={getattr(rnn, 'num_layers', '?')}, "
                          f"bidirectional={getattr(rnn, 'bidirectional', '?')})")
 
@@ -48,11 +56,13 @@ def _as_input(rnn, x) -> Tensor:
 
 
 def state_gradients(rnn, x, lengths, loss_fn) -> StateGradients:
-    """Run ``rnn`` on ``x``, backpropagate ``loss_fn(outputs, h_last)``, return every h_t and dh_t.
+    """Run ``rnn`` on ``x``, backpropagate ``loss_fn(outputs, h_last)``, return every h_t and dh_t
+    (and for the LSTM every c_t and ∂L/∂c_t).
 
     ``loss_fn`` gets exactly what ``rnn(x, lengths=lengths)`` returns — ``outputs`` (B, T, H) and
-    ``h_last`` (1, B, H) — and returns a scalar tensor. The parameters' ``.grad`` are left as they
-    were before the call (this is a measurement, not a training step).
+    ``h_last`` (1, B, H), for the LSTM the pair ``(h_last, c_last)`` — and returns a scalar tensor.
+    The parameters' ``.grad`` are left as they were before the call (this is a measurement, not a
+    training step).
     """
     _check_single_layer(rnn)
     x = _as_input(rnn, x)
@@ -62,23 +72,35 @@ def state_gradients(rnn, x, lengths, loss_fn) -> StateGradients:
         p.grad = None  # backward() adds into an existing .grad in place: keep the caller's intact
     try:
         outputs, h_last, states = rnn(x, lengths=lengths, return_states=True)
-        for h in states[0]:
-            h.retain_grad()  # keep ∂L/∂h_t, which backward() would otherwise discard
+        parts = [as_parts(s) for s in states[0]]        # (h_t,) or (h_t, c_t) per step
+        for state in parts:
+            for part in state:
+                part.retain_grad()  # keep ∂L/∂h_t (∂L/∂c_t), which backward() would otherwise discard
         loss = loss_fn(outputs, h_last)
         if not isinstance(loss, Tensor) or loss.size != 1:
             raise ValueError(f"loss_fn must return a scalar Tensor, got {type(loss).__name__} "
                              f"of shape {getattr(loss, 'shape', '?')}")
         loss.backward()
-        hs = np.stack([h.numpy() for h in states[0]], axis=1)
-        grads = np.stack([np.zeros(h.shape) if h.grad is None else h.backend.to_host(h.grad)
-                          for h in states[0]], axis=1)
+        hidden = [rnn.cells[0].hidden(s) for s in states[0]]
+        hs, grads = _values_and_grads(hidden)
+        others = [part for part in zip(*parts) if part[0] is not hidden[0]]   # the LSTM's c_t
+        cells, cell_grads = _values_and_grads(others[0]) if others else (None, None)
     finally:
         for p, g in zip(params, saved):
             p.grad = g
     B, T = hs.shape[:2]
     steps = np.full(B, T) if lengths is None else host_lengths(lengths, B, T)
     valid = np.arange(T)[None, :] < steps[:, None]
-    return StateGradients(loss=float(loss.item()), states=hs, grads=grads, valid=valid)
+    return StateGradients(loss=float(loss.item()), states=hs, grads=grads, valid=valid,
+                          cells=cells, cell_grads=cell_grads)
+
+
+def _values_and_grads(tensors) -> tuple[np.ndarray, np.ndarray]:
+    """T retained (B, H) tensors → their values and gradients (0 where none arrived), (B, T, H) each."""
+    values = np.stack([t.numpy() for t in tensors], axis=1)
+    grads = np.stack([np.zeros(t.shape) if t.grad is None else t.backend.to_host(t.grad)
+                      for t in tensors], axis=1)
+    return values, grads
 
 
 def flow_from_grads(grads: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -97,7 +119,7 @@ def flow_from_grads(grads: np.ndarray, valid: np.ndarray | None = None) -> np.nd
 def gradient_flow(rnn, x, lengths, loss_fn) -> np.ndarray:
     """‖∂L/∂h_t‖ for t = 1..T: the norm of the total gradient reaching each state, batch mean.
 
-    ``rnn`` is a single-layer, one-direction ``nn.RNN``; ``x`` its input (B, T, E) (a Tensor or a
+    ``rnn`` is a single-layer, one-direction ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``; ``x`` its input (B, T, E) (a Tensor or a
     NumPy array); ``lengths`` as ``nn.RNN`` takes them, or None; ``loss_fn(outputs, h_last)``
     returns the scalar loss from ``rnn``'s two outputs. Entry ``t − 1`` is the mean over the
     sequences of the batch of ‖dh_t‖₂ — read from the autograd tape, so it includes every path

@@ -107,44 +107,50 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
 
 
 def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, batch: int = 1,
-                   *, use_rnn: bool = False, seed: int = 0) -> str:
-    """DOT of the tutorial's RNN unrolled over ``steps`` steps, a linear head and an MSE loss.
+                   *, use_rnn: bool = False, seed: int = 0, cell: str = "rnn") -> str:
+    """DOT of a recurrent cell unrolled over ``steps`` steps, a linear head and an MSE loss.
 
-    By default the cell is applied step by step, exactly as written,
-    ``h_t = tanh(x_t @ cell.W + h_{t-1} @ cell.V + cell.b)``, and the leaves are named
-    ``cell.W``, ``cell.V``, ``cell.b``, ``head.W``, ``head.b``. ``use_rnn=True`` draws
-    ``nn.RNN`` instead, which computes the input term of all steps in one product first
-    (parameters ``rnn.cells.0.W``, …). Either way each time step is boxed.
+    ``cell`` names the cell ("rnn", "lstm", "gru"; :data:`tinygrad_rnn.nn.CELLS`). By default it
+    is applied step by step, exactly as written — for the tutorial's cell
+    ``h_t = tanh(x_t @ cell.W + h_{t-1} @ cell.V + cell.b)`` — and the leaves are named
+    ``cell.W``, ``cell.V``, ``cell.b`` (the GRU's ``cell.b_hn`` too), ``head.W``, ``head.b``; the
+    LSTM's state (h, c) starts from ``h_0`` and ``c_0``. ``use_rnn=True`` draws the layer
+    (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) instead, which computes the input term of all steps in
+    one product first (parameters ``rnn.cells.0.W``, …). Either way each time step is boxed.
     """
-    from ..nn import RNN, Linear, RNNCell
-    from ..tensor import zeros
+    from ..nn import Linear, cell_kind, recurrent_layer
+    from ..nn.recurrent import as_parts, from_parts
     from .tracing import trace
 
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    kind = cell_kind(cell)
     rng = np.random.default_rng(seed)
     x = Tensor(rng.standard_normal((batch, steps, input_size)))
     head = Linear(hidden_size, 1, rng=rng)
     if use_rnn:
-        core = RNN(input_size, hidden_size, rng=rng)
+        core = recurrent_layer(cell, input_size, hidden_size, rng=rng)
         names = {"rnn." + n: p for n, p in core.named_parameters()}
     else:
-        core = RNNCell(input_size, hidden_size, rng=rng)
+        core = kind.cell(input_size, hidden_size, rng=rng)
         names = {"cell." + n: p for n, p in core.named_parameters()}
     names.update({"head." + n: p for n, p in head.named_parameters()})
     with trace() as tr:
         if use_rnn:
-            _, h_last = core(x)
-            h = h_last[0]
+            _, last = core(x)
+            h = core.cells[0].hidden(last)[0]
         else:
-            h = zeros(batch, hidden_size)
-            h.name = "h_0"
+            state = as_parts(core.initial_state(batch))
+            for part, name in zip(state, ("h_0", "c_0")):
+                part.name = name
+            state = from_parts(state)
             for t, x_t in enumerate(x.unbind(axis=1), start=1):
                 x_t.name = f"x_{t}"
                 tr.on_step(t)                        # label the ops of this step
-                h = core(x_t, h)
+                state = core(x_t, state)
             tr.on_step(None)
+            h = core.hidden(state)
         loss = (head(h) ** 2).mean()
-    kind = "nn.RNN" if use_rnn else "RNNCell"
-    title = f"{kind} unrolled over T = {steps}: h_t = tanh(x_t W + h_{{t−1}} V + b), loss = mean(head(h_T)²)"
+    what = kind.layer.__name__ if use_rnn else kind.cell.__name__
+    title = f"{'nn.' if use_rnn else ''}{what} unrolled over T = {steps}: {kind.equation}, loss = mean(head(h_T)²)"
     return to_dot(loss, names, title=title, steps=tr)

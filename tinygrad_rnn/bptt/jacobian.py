@@ -17,6 +17,23 @@ because every 1 − h² ≤ 1. If the largest singular value of V is below 1, th
 vanish geometrically (Pascanu et al., 2013); orthogonal or identity V start at σ = 1, so only
 the tanh factors shrink it.
 
+**The gated cells** (:mod:`tinygrad_rnn.nn.gated`; σ' = σ(1 − σ), blocks of V by gate)::
+
+    GRU   ∂h_t/∂h_{t−1} = diag(z) + diag((1 − z)(1 − n²)) [diag(r) V_nᵀ + diag(a r(1 − r)) V_rᵀ]
+                          + diag((h_{t−1} − n) z(1 − z)) V_zᵀ          a = h_{t−1} V_n + b_hn
+
+    LSTM  ∂c_t/∂c_{t−1} = diag(f_t)                                     the cell-state path
+          ∂c_t/∂h_{t−1} = diag(c_{t−1} f(1 − f)) V_fᵀ + diag(g i(1 − i)) V_iᵀ + diag(i(1 − g²)) V_gᵀ
+          ∂h_t/∂h_{t−1} = diag(tanh(c_t) o(1 − o)) V_oᵀ + diag(o(1 − tanh²c_t)) ∂c_t/∂h_{t−1}
+          ∂h_t/∂c_{t−1} = diag(o(1 − tanh²c_t) f)
+
+The GRU's diag(z) term and the LSTM's diag(f_t) carry the gradient back *without* a factor Vᵀ or
+tanh': where z ≈ 1 (f ≈ 1) it passes unchanged — the LSTM's "constant error carousel". The LSTM
+state is the pair s_t = (h_t, c_t), so its step Jacobian is the 2H × 2H block matrix
+[[∂h_t/∂h_{t−1}, ∂h_t/∂c_{t−1}], [∂c_t/∂h_{t−1}, ∂c_t/∂c_{t−1}]] (state order [h ; c]);
+:func:`state_jacobians` gives it for every cell, and the products and back-propagation below
+work on it alike.
+
 Everything here works on host NumPy arrays of the forward states (from
 :func:`tinygrad_rnn.bptt.flow.state_gradients`); no padding (every sequence has length T).
 """
@@ -27,6 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..nn import GRUCell, LSTMCell, RNNCell
 from .flow import flow_from_grads, state_gradients
 
 
@@ -42,6 +60,81 @@ def step_jacobians(states: np.ndarray, V: np.ndarray) -> np.ndarray:
         raise ValueError(f"step_jacobians: states of shape {states.shape} (want (B, T, H)) "
                          f"and V of shape {V.shape} (want (H, H)) do not fit")
     return (1.0 - states ** 2)[..., :, None] * V.T            # row i scaled by 1 − h_t[i]²
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * a))                      # σ(a), without overflow
+
+
+def _host(tensor) -> np.ndarray:
+    return np.asarray(tensor.numpy(), dtype=np.float64)
+
+
+def _previous(values: np.ndarray) -> np.ndarray:
+    """(B, T, H) values at t = 1..T → the values at t − 1 = 0..T − 1 (the zero state at t = 0)."""
+    return np.concatenate([np.zeros_like(values[:, :1]), values[:, :-1]], axis=1)
+
+
+def _diag(v: np.ndarray) -> np.ndarray:
+    """(…, H) → (…, H, H) diagonal matrices."""
+    return v[..., :, None] * np.eye(v.shape[-1])
+
+
+def _rnn_jacobian(cell, xw, h, c):
+    return step_jacobians(h, _host(cell.V))
+
+
+def _gru_jacobian(cell, xw, h, c):
+    """∂h_t/∂h_{t−1} of the GRU (module docstring), (B, T, H, H)."""
+    V, H = _host(cell.V), cell.hidden_size
+    h_prev = _previous(h)
+    x_r, x_z, x_n = np.split(xw, 3, axis=-1)
+    h_r, h_z, h_n = np.split(h_prev @ V, 3, axis=-1)
+    V_r, V_z, V_n = V[:, :H].T, V[:, H:2 * H].T, V[:, 2 * H:].T
+    r, z = _sigmoid(x_r + h_r), _sigmoid(x_z + h_z)
+    a = h_n + _host(cell.b_hn)
+    n = np.tanh(x_n + r * a)
+    dn = (1 - z) * (1 - n ** 2)
+    return (_diag(z) + dn[..., None] * (r[..., None] * V_n + (a * r * (1 - r))[..., None] * V_r)
+            + ((h_prev - n) * z * (1 - z))[..., None] * V_z)
+
+
+def _lstm_jacobian(cell, xw, h, c):
+    """The LSTM's 2H × 2H state Jacobian ∂(h_t, c_t)/∂(h_{t−1}, c_{t−1}) (module docstring)."""
+    V, H = _host(cell.V), cell.hidden_size
+    h_prev, c_prev = _previous(h), _previous(c)
+    i, f, g, o = np.split(xw + h_prev @ V, 4, axis=-1)
+    i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+    V_i, V_f, V_g, V_o = (V[:, k * H:(k + 1) * H].T for k in range(4))
+    dc_dh = ((c_prev * f * (1 - f))[..., None] * V_f + (g * i * (1 - i))[..., None] * V_i
+             + (i * (1 - g ** 2))[..., None] * V_g)
+    tc = np.tanh(c)
+    through_c = o * (1 - tc ** 2)                               # ∂h_t/∂c_t, elementwise
+    dh_dh = (tc * o * (1 - o))[..., None] * V_o + through_c[..., None] * dc_dh
+    return np.concatenate([np.concatenate([dh_dh, _diag(through_c * f)], axis=-1),
+                           np.concatenate([dc_dh, _diag(f)], axis=-1)], axis=-2)
+
+
+# One NumPy step Jacobian per cell type: (cell, xw (B, T, G·H), h (B, T, H), c or None) → (B, T, S, S).
+STEP_JACOBIANS = {RNNCell: _rnn_jacobian, GRUCell: _gru_jacobian, LSTMCell: _lstm_jacobian}
+
+
+def state_jacobians(cell, x, h, c=None) -> np.ndarray:
+    """The step Jacobians J_t = ∂s_t/∂s_{t−1} of ``cell`` over a sequence from the zero state.
+
+    ``x`` (B, T, E) the inputs, ``h`` (B, T, H) the states h_1..h_T the cell produced from them
+    (``c`` (B, T, H) the LSTM's cell states). The state s is h (rnn, gru: S = H) or [h ; c]
+    (LSTM: S = 2H). Returns (B, T, S, S); entry [b, t − 1] is J_t of sequence b.
+    """
+    jacobian = STEP_JACOBIANS.get(type(cell))
+    if jacobian is None:
+        raise TypeError(f"no step Jacobian for {type(cell).__name__} (known: "
+                        f"{', '.join(k.__name__ for k in STEP_JACOBIANS)})")
+    if jacobian is _lstm_jacobian and c is None:
+        raise ValueError("the LSTM's Jacobian needs its cell states c (B, T, H) too")
+    x = np.asarray(x, dtype=np.float64)
+    xw = x @ _host(cell.W) + _host(cell.b)                       # x_t W + b, every gate
+    return jacobian(cell, xw, np.asarray(h, dtype=np.float64), None if c is None else np.asarray(c, np.float64))
 
 
 def jacobian_product(jacobians: np.ndarray, k: int) -> np.ndarray:
@@ -78,35 +171,46 @@ def spectral_norm(matrices: np.ndarray) -> np.ndarray:
 class JacobianView(NamedTuple):
     """Per step t = 1..T (index t − 1), batch means, next to each other."""
     gradient: np.ndarray        # ‖∂L/∂h_t‖ measured by autograd
-    product: np.ndarray         # ‖∂h_T/∂h_t‖₂, spectral norm of the product of Jacobians
-    step: np.ndarray            # ‖J_t‖₂ = ‖diag(1 − h_t²) Vᵀ‖₂
-    bound: np.ndarray           # ‖∂L/∂h_T‖ · ‖∂h_T/∂h_t‖₂ ≥ ‖∂L/∂h_t‖ (last-state losses)
-    sigma_max_V: float          # the largest singular value of V
+    product: np.ndarray         # ‖∂s_T/∂s_t‖₂, spectral norm of the product of state Jacobians
+    step: np.ndarray            # ‖∂h_t/∂h_{t−1}‖₂, the hidden path (vanilla: ‖diag(1 − h_t²) Vᵀ‖₂)
+    bound: np.ndarray           # ‖∂L/∂h_T‖ · ‖∂s_T/∂s_t‖₂ ≥ ‖∂L/∂h_t‖ (last-state losses)
+    sigma_max_V: float          # the largest singular value of V (gated cells: of all gates' V)
+    cell_step: np.ndarray | None = None    # LSTM: ‖∂c_t/∂c_{t−1}‖₂ = ‖diag(f_t)‖₂ = max_i f_t[i]
+    cell_path: np.ndarray | None = None    # LSTM: ‖∂c_T/∂c_t‖₂ along the cell path alone,
+                                           #   ‖Π_{s>t} diag(f_s)‖₂ = max_i Π_{s>t} f_s[i]
+    cell_gradient: np.ndarray | None = None  # LSTM: ‖∂L/∂c_t‖ measured by autograd
 
 
 def jacobian_view(rnn, x, loss_fn, max_sequences: int = 16) -> JacobianView:
     """Measured ‖∂L/∂h_t‖ beside the spectral norms of the step Jacobians and their products.
 
-    Uses the first ``max_sequences`` sequences of ``x`` (an SVD per sequence and step costs
-    time). ``loss_fn(outputs, h_last)`` as in :func:`~tinygrad_rnn.bptt.flow.gradient_flow`.
-    The bound column holds only when the loss reads the last state alone; losses on every
-    output add a direct term at each step.
+    ``rnn`` a single-layer, one-direction ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``. Uses the first
+    ``max_sequences`` sequences of ``x`` (an SVD per sequence and step costs time).
+    ``loss_fn(outputs, h_last)`` as in :func:`~tinygrad_rnn.bptt.flow.gradient_flow`. The bound
+    column holds only when the loss reads the last state alone; losses on every output add a
+    direct term at each step. For the LSTM the cell-state path diag(f_t) — the constant error
+    carousel — is shown beside the hidden path.
     """
     x = x[:max_sequences]
     result = state_gradients(rnn, x, None, loss_fn)
-    V = rnn.cells[0].V.numpy()
-    J = step_jacobians(result.states, V)
+    cell = rnn.cells[0]
+    x_host = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    J = state_jacobians(cell, x_host, result.states, result.cells)
     B, T, H = result.states.shape
+    S = J.shape[-1]
     product_norms = np.zeros((B, T))
-    product = np.broadcast_to(np.eye(H), (B, H, H)).copy()
+    product = np.broadcast_to(np.eye(S), (B, S, S)).copy()
     for t in range(T - 1, -1, -1):
-        product_norms[:, t] = spectral_norm(product)         # ‖∂h_T/∂h_{t+1}‖ at index t
+        product_norms[:, t] = spectral_norm(product)         # ‖∂s_T/∂s_{t+1}‖ at index t
         product = product @ J[:, t]
     grad_T = np.linalg.norm(result.grads[:, -1], axis=-1)    # (B,)
-    return JacobianView(
-        gradient=flow_from_grads(result.grads),
-        product=product_norms.mean(axis=0),
-        step=spectral_norm(J).mean(axis=0),
-        bound=(grad_T[:, None] * product_norms).mean(axis=0),
-        sigma_max_V=float(spectral_norm(V.astype(np.float64))),
-    )
+    view = dict(gradient=flow_from_grads(result.grads), product=product_norms.mean(axis=0),
+                step=spectral_norm(J[..., :H, :H]).mean(axis=0),
+                bound=(grad_T[:, None] * product_norms).mean(axis=0),
+                sigma_max_V=float(spectral_norm(cell.V.numpy().astype(np.float64))))
+    if result.cells is not None:                             # the LSTM: diag(f_t) is J's c-c block
+        f = np.diagonal(J[..., H:, H:], axis1=-2, axis2=-1)  # (B, T, H)
+        later = np.concatenate([np.cumprod(f[:, :0:-1], axis=1)[:, ::-1], np.ones((B, 1, H))], axis=1)
+        view.update(cell_step=f.max(axis=-1).mean(axis=0), cell_path=later.max(axis=-1).mean(axis=0),
+                    cell_gradient=flow_from_grads(result.cell_grads))
+    return JacobianView(**view)

@@ -9,7 +9,8 @@
     print(tr.table())
 
 The forward rows go t = 1, 2, …, T (the ops of one step: ``addmm`` x_t W + b + h_{t−1} V, then
-``tanh``, and ``where`` when padding keeps a finished sequence's state); the backward rows visit the same ops in reverse, t = T, …, 1, each
+``tanh``, and ``where`` when padding keeps a finished sequence's state; an LSTM or GRU step adds
+its gates' ``sigmoid`` and ``mul`` ops); the backward rows visit the same ops in reverse, t = T, …, 1, each
 receiving the gradient of its output and handing gradients to its inputs. The ‖grad‖ column is
 the norm of the gradient arriving at the op: watch it shrink step by step as it travels back.
 

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from ..threads import set_blas_threads
 from . import bptt, tasks
 from .errors import EXPECTED_ERRORS
 
@@ -36,6 +37,9 @@ def debugging() -> bool:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _line_buffered_stdout()
+    # One BLAS thread unless --threads says otherwise (tinygrad_rnn/threads.py says why).
+    args.threads_line = set_blas_threads(getattr(args, "threads", None))
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
@@ -58,6 +62,17 @@ def main(argv=None) -> int:
         message = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
         print(f"error: {one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _line_buffered_stdout() -> None:
+    """Show each line as it is printed, also in a log file or a pipe (block-buffered otherwise:
+    a logged run would look silent until the buffer fills)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(line_buffering=True)
+        except (ValueError, OSError):                # a closed or unusual stream: leave it
+            pass
 
 
 def _silence_stdout() -> None:

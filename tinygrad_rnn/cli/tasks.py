@@ -6,66 +6,157 @@ run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rn
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
                     build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
                     load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, SCHEMA, setting_problem,
                     tokenize, write_json)
+from ..threads import add_threads_argument, set_blas_threads
 from .errors import CLIError
+
+
+TASK_SUMMARY = {"classify": "sequence → class: is a shopping review positive or negative?",
+                "tag": "one tag per word: the part of speech of every word (People's Daily)",
+                "seq2seq": "encoder–decoder: Chinese numerals ↔ digits, or characters → pinyin"}
+# Expected wall time of each data set's default run on a 2-core CPU with one BLAS thread, in
+# minutes: (idle machine or None, busy machine). Busy: one epoch of the default configuration
+# measured on 2026-11-30 at load average 7-10, times its epochs, plus loading and scoring
+# (docs/results.md gives the per-epoch times). Idle: measured for the reviews (make run, 39 s);
+# for the others scaled from their busy time by the reviews' idle/busy ratio, an estimate ("≈").
+DEFAULT_RUN_MINUTES = {"reviews": (0.65, 5), "peoples-daily": (None, 12), "numerals": (None, 40),
+                       "pinyin": (None, 44)}
+IDLE_OVER_BUSY = DEFAULT_RUN_MINUTES["reviews"][0] / DEFAULT_RUN_MINUTES["reviews"][1]
+
+
+def _defaults_of(key) -> str:
+    """``reviews 10, peoples-daily 8, …``: a setting's default per data set, for help lines."""
+    return ", ".join(f"{data} {_shown(DEFAULTS[data][key])}" for data in DEFAULTS if key in DEFAULTS[data])
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _minutes(value) -> str:
+    return f"{value * 60:.0f} s" if value < 1 else f"{value:.0f} min"
+
+
+def default_runs_text(task=None, data=None) -> str:
+    """The default settings and expected wall time of every data set's default run (of one task
+    or data set when given), for ``train --help``."""
+    lines = []
+    for name, datasets in TASKS.items():
+        if task in TASKS and name != task:
+            continue
+        lines.append(f"{name}: {TASK_SUMMARY[name]}")
+        for d in datasets:
+            if data in DEFAULTS and d != data:
+                continue
+            settings = {**DEFAULTS[d], **({"pooling": COMMON["pooling"]} if name == "classify" else {}),
+                        **({"direction": COMMON["direction"]} if d == "numerals" else {})}
+            flags = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in settings.items())
+            idle, busy = DEFAULT_RUN_MINUTES[d]
+            idle_text = _minutes(idle) if idle is not None else "≈ " + _minutes(busy * IDLE_OVER_BUSY)
+            lines += [f"  tinygrad-rnn train {name} --data {d}",
+                      f"      defaults: {flags}",
+                      f"      expected wall time on a 2-core CPU: {idle_text} idle, about {_minutes(busy)} "
+                      f"when the machine is busy (load 7-10)"]
+    common = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in COMMON.items()
+                      if k not in ("pooling", "direction"))
+    lines += [f"every data set: {common}, one BLAS thread (--threads); no --patience (every epoch runs)",
+              "(the reference configurations of docs/results.md; an option given replaces its default)"]
+    return "\n".join(lines)
+
+
+class _TrainHelp(argparse.Action):
+    """``-h``/``--help`` for ``train``: the options, then the defaults and expected wall time of the
+    task (and data set) named before it — ``train tag --help`` — or of every task."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        task, data = getattr(namespace, "task", None), getattr(namespace, "data", None)
+        parser.epilog = default_runs_text(task, data)
+        parser.print_help()
+        parser.exit()
 
 
 def add_parsers(subparsers) -> None:
     """Add ``train``, ``predict`` and ``evaluate`` to the ``tinygrad-rnn`` parser."""
-    p = subparsers.add_parser("train", help="train a task model on real data",
-                              description="Train a task model; print test scores; write a run directory.")
+    p = subparsers.add_parser("train", help="train a task model on real data", add_help=False,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Train a task model; print test scores beside a baseline; write a run "
+                                          "directory. Each data set has its own defaults (listed below; "
+                                          "'train TASK --help' shows one task's).")
+    p.add_argument("-h", "--help", action=_TrainHelp,
+                   help="show this help, with the defaults and expected time of TASK's default run")
     p.add_argument("task", metavar="TASK", help="classify | tag | seq2seq")
-    p.add_argument("--data", help="reviews (classify) | peoples-daily (tag) | numerals, pinyin (seq2seq)")
+    p.add_argument("--data", help="classify: reviews; tag: peoples-daily; seq2seq: numerals (default) or pinyin")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
-    p.add_argument("--epochs", type=int, help="number of epochs")
-    p.add_argument("--embed", type=int, help="embedding size E")
-    p.add_argument("--hidden", type=int, help="hidden size H")
-    p.add_argument("--layers", type=int, help="stacked RNN layers (default 1)")
-    p.add_argument("--pooling", choices=("last", "mean"), help="classify: last state or mean of states")
-    p.add_argument("--bidirectional", action="store_true", help="classify/tag: read both directions")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help=f"passes over the training split (default: {_defaults_of('epochs')})")
+    p.add_argument("--embed", type=int, metavar="E", help=f"embedding size E (default: {_defaults_of('embed')})")
+    p.add_argument("--hidden", type=int, metavar="H", help=f"hidden size H (default: {_defaults_of('hidden')})")
+    p.add_argument("--layers", type=int, help=f"stacked RNN layers (default {COMMON['layers']})")
+    p.add_argument("--cell", choices=SCHEMA["cell"][1],
+                   help="recurrent cell of every RNN in the model: rnn (tanh), lstm or gru (default rnn)")
+    p.add_argument("--pooling", choices=("last", "mean"),
+                   help=f"classify: the review's summary, last state or mean of states (default {COMMON['pooling']})")
+    p.add_argument("--bidirectional", action="store_true",
+                   help="classify/tag: also read right to left (default: left to right only)")
     p.add_argument("--feed-context", action="store_true",
-                   help="seq2seq: feed the encoder's summary to the decoder at every step")
+                   help="seq2seq: feed the encoder's summary to the decoder at every step (default: first step only)")
     p.add_argument("--attention", choices=SCHEMA["attention"][1], default=None,
                    help="seq2seq: every decoder step reads all encoder states (Bahdanau et al., 2015); "
                         "with --bidirectional the encoder reads both ways (default: no attention)")
-    p.add_argument("--direction", choices=("to_digits", "to_chinese"), help="numerals: which way")
-    p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, help="examples per batch (default 64)")
-    p.add_argument("--clip", type=float, help="gradient-norm clipping (default 1.0)")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better dev score")
-    p.add_argument("--max-len", type=int, help="reviews: characters kept per review (default 100)")
-    p.add_argument("--min-freq", type=int, help="keep input tokens seen this often in training")
-    p.add_argument("--seed", type=int, help="seeds the weights and the batch order (default 0)")
-    p.add_argument("--limit", type=int, help="use only about N examples in all (quick runs)")
+    p.add_argument("--direction", choices=("to_digits", "to_chinese"),
+                   help=f"numerals: which way to translate (default {COMMON['direction']})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {_defaults_of('lr')})")
+    p.add_argument("--batch-size", type=int, help=f"examples per batch (default {COMMON['batch_size']})")
+    p.add_argument("--clip", type=float, help=f"gradient-norm clipping (default {COMMON['clip']:g})")
+    p.add_argument("--patience", type=int,
+                   help="early stopping: stop after this many epochs without a better dev score (default: never)")
+    p.add_argument("--max-len", type=int, help=f"reviews: characters kept per review (default {DEFAULTS['reviews']['max_len']})")
+    p.add_argument("--min-freq", type=int,
+                   help=f"keep input tokens seen this often in training, others become <unk> "
+                        f"(default: {_defaults_of('min_freq')})")
+    p.add_argument("--seed", type=int, help=f"seeds the weights and the batch order (default {COMMON['seed']})")
+    p.add_argument("--limit", type=int, help="use only about N examples in all, for quick runs (default: all)")
     p.add_argument("--out", help="run directory (default runs/TASK-DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (on a terminal) or progress lines (in a log)")
+    add_threads_argument(p)
     p.set_defaults(func=train_command)
 
     p = subparsers.add_parser("predict", help="apply a trained model to text",
-                              description="Classify, tag (words separated by spaces) or translate each TEXT.")
+                              description="Classify, tag (words separated by spaces) or translate each TEXT "
+                                          "with the best checkpoint of a run directory.")
     p.add_argument("dir", metavar="DIR", help="a run directory written by 'tinygrad-rnn train'")
-    p.add_argument("texts", metavar="TEXT", nargs="+")
-    p.add_argument("--device", default=None)
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (1 = greedy)")
+    p.add_argument("texts", metavar="TEXT", nargs="+",
+                   help="one or more texts, each in quotes: a review, a sentence with words separated by "
+                        "spaces (tag), a numeral or number, or characters for pinyin")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
     p.add_argument("--attention", metavar="PNG", default=None,
                    help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
-                        "(printed as text when matplotlib is missing)")
+                        "(printed as text when matplotlib is missing; default: no drawing)")
+    add_threads_argument(p)
     p.set_defaults(func=predict_command)
 
     p = subparsers.add_parser("evaluate", help="score a trained model on its test split",
                               description="Rebuild the run's data split and score its best checkpoint.")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("--split", choices=("dev", "test"), default="test")
-    p.add_argument("--device", default=None)
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (1 = greedy)")
+    p.add_argument("dir", metavar="DIR", help="a run directory written by 'tinygrad-rnn train'")
+    p.add_argument("--split", choices=("dev", "test"), default="test",
+                   help="which held-out split to score (default test)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    add_threads_argument(p)
     p.set_defaults(func=evaluate_command)
 
 
@@ -98,7 +189,8 @@ def make_config(args) -> dict:
             settings[key] = value
     return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
-            "attention": attention, **{k: settings.get(k) for k in SETTINGS}}
+            "attention": attention, "cell": getattr(args, "cell", None) or DEFAULT_CELL,
+            **{k: settings.get(k) for k in SETTINGS}}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -178,6 +270,8 @@ def _resumed_config(args, config, out) -> dict:
                 if getattr(args, k) and not saved.get(k)]
     if args.attention is not None and args.attention != saved.get("attention"):
         changed.append(f"--attention {args.attention}")
+    if getattr(args, "cell", None) is not None and args.cell != saved.get("cell", DEFAULT_CELL):
+        changed.append(f"--cell {args.cell}")
     if changed:
         raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
                        "cannot apply; start a new run (another --out) to change them")
@@ -204,8 +298,10 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
     if tgt_vocab is not None:
         tgt_vocab.save(os.path.join(out, "target_vocab.json"))
 
+    epochs = config["epochs"]
+    threads = getattr(args, "threads_line", None) or set_blas_threads(getattr(args, "threads", None))
     print(f"training {type(model).__name__} on {device}: {sum(p.size for p in model.parameters()):,} "
-          f"parameters, {config['epochs']} epochs")
+          f"parameters, {epochs} epoch{'s' if epochs != 1 else ''}; {threads}")
     try:
         result = fit(model, task, optimizer, train_batches, dev_batches, epochs=config["epochs"],
                      clip=config["clip"], patience=config["patience"], checkpoint_dir=out,
@@ -213,7 +309,7 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
     except NonFiniteLossError as e:
         raise CLIError(str(e)) from None
     if result.best_epoch is None:
-        raise CLIError("no epoch was trained (--epochs 0?): nothing to evaluate")
+        raise CLIError("no epoch was trained: nothing to evaluate")
     test_scores = evaluate(model, task, test_batches)
     baseline = baseline_for(config["data"], train, test)
     wall = time.perf_counter() - started
@@ -227,6 +323,10 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
     print(f"test  {_format_scores(test_scores)}  (best dev epoch {result.best_epoch} of {len(result.history)})")
     if baseline is not None:
         print(f"baseline ({baseline['name']}): {_format_scores(baseline)}")
+    elif config["data"] == "numerals":
+        print("baseline: none for numerals. A numeral follows exact rules, so a baseline that knows them "
+              "scores 100 %, and one that does not gets no number right (every test number is new); "
+              "compare the plain decoder with --feed-context instead (docs/results.md)")
     print(f"wrote {out}/: best.npz, last.npz, config.json, vocab.json, metrics.json"
           + (", plot.png" if plot_path else "") + f"  ({wall:.0f} s)")
     return 0

@@ -2,7 +2,7 @@
 
 ``12003`` ↔ ``一万二千零三``: the input and output lengths differ, and an output token depends on
 the whole input (is there a 万? how many zeros follow?), so the model must read everything
-before it writes: the tutorial's encoder–decoder (section 4).
+before it writes: the encoder–decoder of the chapter we follow (docs/chapter.md, section 4).
 
 The standard form, for 0 ≤ n ≤ 99,999,999, with exactly these rules:
 

@@ -1,10 +1,16 @@
-"""Layers and models built from Tensor ops: Module, Linear, Embedding, RNNCell, RNN, functional."""
+"""Layers and models built from Tensor ops: Module, Linear, Embedding, Dropout, the recurrent cells
+(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent),
+AdditiveAttention, functional; ``CELLS``/``recurrent_layer``: the cells by name."""
 
 from . import functional
 from .attention import AdditiveAttention
-from .layers import Embedding, Linear
+from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
+from .gated import GRU, LSTM, GRUCell, LSTMCell
+from .recurrent import Recurrent
+from .cells import CELLS, cell_kind, recurrent_layer
 from .rnn import RNN, RNNCell
 
-__all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding",
-           "RNNCell", "RNN", "AdditiveAttention", "functional"]
+__all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "CELLS", "cell_kind",
+           "recurrent_layer", "AdditiveAttention", "functional"]

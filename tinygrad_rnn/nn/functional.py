@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from ..ops import where
+from ..backend import DeviceError
+from ..ops import GetItem, where
 from ..tensor import ShapeError, Tensor
 
 
@@ -71,9 +72,10 @@ def last_state(outputs: Tensor, lengths) -> Tensor:
         raise ShapeError(f"last_state needs outputs of shape (B, T, ...), got {outputs.shape}")
     B, T = outputs.shape[:2]
     lengths = host_lengths(lengths, B, T, allow_zero=False)
-    rows = Tensor(np.arange(B), device=outputs.backend)
-    steps = Tensor(lengths - 1, device=outputs.backend)
-    return outputs[rows, steps]
+    rows = outputs.backend.asarray(np.arange(B))
+    steps = outputs.backend.asarray(lengths - 1)
+    # valid by construction: rows < B, and host_lengths checked 1 <= lengths[b] <= T on the host
+    return GetItem.apply(outputs, index=(rows, steps), checked=False)
 
 
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
@@ -90,7 +92,10 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
     if logits.ndim not in (2, 3):
         raise ShapeError(f"cross_entropy needs logits of shape (B, C) or (B, T, C), got {logits.shape}")
     if not isinstance(targets, Tensor):
-        targets = Tensor(np.asarray(targets), device=logits.backend)
+        targets = Tensor(targets, device=logits.backend)  # lists and arrays: an explicit copy here
+    if targets.backend is not logits.backend:
+        raise DeviceError(f"cross_entropy: logits on {logits.device}, targets on {targets.device}; "
+                          "move them to one device with .to(device)")
     if targets.dtype.kind not in "iu":
         raise TypeError(f"targets must be integer class ids, got dtype {targets.dtype}")
     if targets.shape != logits.shape[:-1]:
@@ -100,26 +105,18 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
     N = math.prod(targets.shape)
     backend = logits.backend
     flat = targets._data.reshape(N)
-    rows = Tensor(np.arange(N), device=backend)
-    # The usual case, found with ONE device→host read: every target is a class in [0, C) and
-    # none is ignore_index. Then the loss is just −log softmax picked at the targets (4 ops);
-    # the general path below masks, counts and divides (8 ops and a second read).
-    if N and not bool(((flat < 0) | (flat >= C) | (flat == ignore_index)).any()):
-        logp = (logits if logits.ndim == 2 else logits.reshape(N, C)).log_softmax(axis=-1)
-        picked = logp[rows, targets if targets.ndim == 1 else Tensor(flat, device=backend)]
-        if reduction == "none":
-            return -picked if logits.ndim == 2 else (-picked).reshape(targets.shape)
-        return -picked.sum() if reduction == "sum" else -picked.mean()
-    flat_targets = targets.reshape(N)
-    keep = flat_targets.ne(ignore_index)
-    out_of_range = keep._data & ((flat < 0) | (flat >= C))
+    keep = flat != ignore_index
+    out_of_range = keep & ((flat < 0) | (flat >= C))
     if bool(out_of_range.any()):  # one device→host read, for the whole batch
         bad = int(backend.to_host(flat[out_of_range][:1])[0])
         raise IndexError(f"target {bad} is out of range for {C} classes (valid: 0..{C - 1}, "
                          f"or ignore_index={ignore_index})")
-    safe_targets = where(keep, flat_targets, 0)  # any valid class at ignored positions; masked below
+    # Ignored positions pick class 0 (any valid class) and are masked out below; every picked
+    # index is then in range by construction (checked just above), so the pick is not re-checked.
+    safe_targets = backend.xp.where(keep, flat, 0)
     logp = logits.reshape(N, C).log_softmax(axis=-1)
-    picked = logp[rows, safe_targets]
+    picked = GetItem.apply(logp, index=(backend.asarray(np.arange(N)), safe_targets), checked=False)
+    keep = Tensor(keep, device=backend)
     losses = where(keep, -picked, 0.0)
     if reduction == "none":
         return losses.reshape(targets.shape)

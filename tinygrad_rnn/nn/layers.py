@@ -1,6 +1,6 @@
-"""``Linear`` and ``Embedding``: the layers around the recurrent core.
+"""``Linear``, ``Embedding`` and ``Dropout``: the layers around the recurrent core.
 
-Row-vector convention, as in the tutorial's ``x_t W``: a batch of inputs is a matrix whose rows
+Row-vector convention, as in the chapter's cell written with rows, ``x_t W`` (docs/chapter.md): a batch of inputs is a matrix whose rows
 are examples, and ``Linear`` computes ``y = x @ W + b`` with ``W`` of shape (in, out).
 Initial values are drawn on the host from ``backend.host_rng()`` (or the ``rng`` you pass) and
 then moved to ``device``: one seed gives the same weights on every device.
@@ -90,3 +90,27 @@ class Embedding(Module):
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class Dropout(Module):
+    """Inverted dropout: in training mode each element is zeroed with probability ``p`` and the
+    rest are scaled by 1 / (1 − p), so the expected value is unchanged; after ``model.eval()``
+    it is the identity. This is the layer ``Module.training`` (set by ``train()``/``eval()``) is for.
+
+    The mask is drawn on the host from ``backend.host_rng()`` (or ``rng``) and moved to the
+    input's device: one seed gives the same masks on every device.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng=None):
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability p must be in [0, 1), got {p!r}")
+        self.p, self.rng = p, rng
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = (self.rng or host_rng()).random(x.shape) >= self.p
+        return x * Tensor(keep / (1 - self.p), dtype=x.dtype, device=x.backend)
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -62,6 +62,7 @@ def _move_(tensor: Tensor, backend, dtype) -> None:
     if tensor.grad is not None:
         tensor.grad = convert(tensor.grad)
     tensor._backend = backend
+    tensor.bump_version()
 
 
 class Module:
@@ -76,7 +77,7 @@ class Module:
                 return self.layers[1](self.layers[0](x).tanh())
     """
 
-    training = True  # class default, so subclasses need not call super().__init__()
+    training = True  # class default, so subclasses need not call super().__init__(); read by Dropout
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -134,11 +135,15 @@ class Module:
 
     # ---- modes, devices, dtypes -------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Training mode (``mode=True``) or evaluation mode for this module and all below it:
+        layers that act differently in training (``Dropout``) read ``self.training``."""
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode: ``Dropout`` becomes the identity (gradients are still recorded;
+        use ``no_grad()`` for that)."""
         return self.train(False)
 
     @property
@@ -218,6 +223,7 @@ class Module:
         assignments, incompatible = self._prepare_load(state_dict, strict)
         for p, array in assignments:
             p._data = array
+            p.bump_version()  # new values: a graph recorded before the load is stale
         return incompatible
 
     # ---- printing ---------------------------------------------------------------------------

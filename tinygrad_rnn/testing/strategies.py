@@ -1,6 +1,6 @@
-"""The test suite's one module of Hypothesis strategies: shapes, arrays, ids and sequences.
+"""Hypothesis strategies for gradient checks: shapes, arrays kept away from kinks, ids, sequences.
 
-Everything here draws *host* data (NumPy arrays, Python tuples); tests put it on a device with
+Everything here draws *host* data (NumPy arrays, Python tuples); put it on a device with
 ``Tensor(array, device=...)``. Float arrays are float64, because gradient checks need it.
 
 Finite differences go wrong near a kink or a pole: ``relu`` at 0, ``log`` and ``x ** -1`` near 0,
@@ -17,7 +17,9 @@ Building blocks (each returns a strategy):
 * sequences: :func:`token_sequences` (padded ids + lengths), :func:`float_sequences`
   (padded features + lengths), for the RNN tests
 
-:func:`examples` scales a test's example budget with the active Hypothesis profile.
+:func:`examples` scales a test's example budget with the active Hypothesis profile. The project's
+own test suite draws all its inputs from here; :func:`tinygrad_rnn.testing.check_op` uses them
+to check an op in one call.
 """
 
 from __future__ import annotations

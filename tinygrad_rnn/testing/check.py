@@ -1,0 +1,232 @@
+"""One call to check an op, or any function of tensors, on many drawn inputs.
+
+::
+
+    from tinygrad_rnn.testing import check_op
+    check_op(Softplus, reference=lambda a: np.logaddexp(0, a))
+
+draws float64 inputs with Hypothesis (kept away from kinks and poles, see
+:mod:`tinygrad_rnn.testing.strategies`) and, for every drawn input, checks that
+
+1. the forward pass equals ``reference`` (when one is given), element by element;
+2. one backward pass with a random upstream gradient leaves in every differentiable input a
+   ``.grad`` that is an array of the input's device, shape and dtype;
+3. :func:`~tinygrad_rnn.gradcheck.gradcheck` passes in each of ``modes``: ``"direction"`` (one
+   random direction over all inputs at once, two extra forward passes) and ``"full"`` (central
+   differences for every element).
+
+On the first failure Hypothesis shrinks the input to a small failing one and raises the error —
+a :class:`~tinygrad_rnn.gradcheck.GradcheckError` naming the input, the element, the numeric and
+the analytic value — with the drawn arrays in a note ("Falsifying example: …").
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from ..gradcheck import GradcheckError, gradcheck
+from ..tensor import Op, Tensor
+from . import strategies as S
+
+MODES = ("direction", "full")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What :func:`check_op` checked: its printout is one sentence."""
+    name: str
+    examples: int
+    modes: tuple
+    reference: bool
+    device: str
+
+    def __str__(self):
+        what = ["forward = reference"] if self.reference else []
+        what += [f"gradients are {self.device} arrays of the inputs' shapes",
+                 f"gradcheck ({' + '.join(self.modes)}) passed" if self.modes else "no gradcheck"]
+        return f"{self.name}: {self.examples} drawn inputs on {self.device}: {', '.join(what)}"
+
+    __repr__ = __str__
+
+
+def _as_shape(x):
+    """``x`` as a shape tuple if it is one (a sequence of non-negative ints, ``()`` included)."""
+    if isinstance(x, (tuple, list)) and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                            for n in x):
+        if any(n < 0 for n in x):
+            raise ValueError(f"a shape has non-negative sides, got {tuple(x)}")
+        return tuple(int(n) for n in x)
+    return None
+
+
+def _shape_tuple(drawn) -> tuple:
+    """One shape, or a sequence of shapes, as a tuple of shapes (one per input)."""
+    one = _as_shape(drawn)
+    if one is not None:
+        return (one,)
+    shapes = tuple(_as_shape(s) for s in drawn)
+    if not shapes or any(s is None for s in shapes):
+        raise ValueError(f"shapes must be a shape like (2, 3) or a list of them, got {drawn!r}")
+    return shapes
+
+
+def _shapes_strategy(shapes):
+    """A strategy for the input shapes, one tuple per example (see :func:`check_op`)."""
+    if shapes is None:
+        return S.shapes().map(_shape_tuple)
+    if isinstance(shapes, int) and not isinstance(shapes, bool):
+        if shapes < 1:
+            raise ValueError(f"shapes=n needs n >= 1 inputs, got {shapes}")
+        return S.broadcastable_shapes(shapes)
+    if isinstance(shapes, st.SearchStrategy):
+        return shapes.map(_shape_tuple)
+    return st.just(_shape_tuple(shapes))
+
+
+@st.composite
+def _drawn_arrays(draw, shapes, values):
+    """One array per drawn shape, from ``values`` (one function for all inputs, or one each)."""
+    shape_tuple = draw(shapes)
+    if not callable(values) and len(values) != len(shape_tuple):
+        raise ValueError(f"values gives {len(values)} functions for {len(shape_tuple)} inputs "
+                         f"(shapes {shape_tuple})")
+    return tuple(draw((values if callable(values) else values[i])(s)) for i, s in enumerate(shape_tuple))
+
+
+def _as_list(out) -> list:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _compare_forward(name, k, actual, expected, rtol, atol):
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{name}: output {k} has shape {actual.shape}, the reference {expected.shape}")
+    close = np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+    if not close.all():
+        bad = np.argwhere(~close)
+        worst = tuple(bad[0])
+        raise AssertionError(
+            f"{name}: output {k} differs from the reference at {len(bad)} of {actual.size} elements; "
+            f"first at element {worst}: got {actual[worst]!r}, reference {expected[worst]!r} "
+            f"(rtol {rtol:g}, atol {atol:g})")
+
+
+def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None, reference=None,
+             modes=MODES, device="cpu", max_examples=None, seed=0, eps=None, atol=None, rtol=None,
+             forward_rtol=1e-7, forward_atol=1e-10) -> CheckResult:
+    """Check ``op`` on drawn inputs (see the module docstring); raise on the first failure.
+
+    ``op``: an :class:`~tinygrad_rnn.Op` subclass (run as ``op.apply(*tensors, **params)``) or a
+    function of tensors (run as ``op(*tensors, **params)``) returning a tensor or a tuple of them.
+
+    The inputs (float64 arrays, differentiable; integer arrays are constants such as ids):
+
+    * ``shapes``: None (default) one input of a drawn shape of up to 3 axes; an int ``n``, ``n``
+      inputs of drawn shapes that broadcast together; a shape ``(2, 3)`` or a list of shapes
+      ``[(2, 3), (3, 4)]`` (fixed); or a Hypothesis strategy drawing either.
+    * ``values``: a function ``shape -> strategy of arrays`` for every input, or a list with one
+      per input (e.g. ``[floats, nonzero_floats]`` for a division). Default: :func:`floats` in
+      [−3, 3] kept ``GAP`` from every point of ``avoid`` (e.g. ``avoid=(0,)`` for relu).
+    * ``inputs``: instead of all that, a strategy drawing the tuple of arrays itself.
+
+    ``reference(*arrays, **params)``: the expected forward output(s) in NumPy, compared with
+    ``forward_rtol``/``forward_atol``. ``modes``: the gradcheck modes (``eps``, ``atol``, ``rtol``
+    go to :func:`~tinygrad_rnn.gradcheck.gradcheck`; its float64 defaults when None).
+    ``max_examples``: default :func:`examples(25) <tinygrad_rnn.testing.strategies.examples>`,
+    which follows the active Hypothesis profile. ``seed``: Hypothesis's seed (default 0: the same
+    inputs on every run, so a result can be reproduced; None: fresh random inputs every run).
+    Failing inputs are not saved (no example database; Hypothesis may still keep its own small
+    cache in ``.hypothesis/``).
+
+    Returns a :class:`CheckResult`, whose printout says what passed.
+    """
+    params = dict(params or {})
+    modes = tuple(modes)
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"modes must be taken from {MODES}, got {mode!r}")
+    if isinstance(op, type) and issubclass(op, Op):
+        name = op.__name__ if op.name == Op.name else op.name
+        fn = functools.partial(op.apply, **params)
+    elif isinstance(op, Op):
+        raise TypeError(f"pass the Op class ({type(op).__name__}), not an instance of it")
+    elif callable(op):
+        name = getattr(op, "__name__", None) or repr(op)
+        fn = functools.partial(op, **params) if params else op
+    else:
+        raise TypeError(f"check_op needs an Op subclass or a function of tensors, got {op!r}")
+
+    if inputs is not None:
+        if shapes is not None or values is not None or avoid:
+            raise ValueError("inputs= draws the arrays itself: give it alone, without shapes/values/avoid")
+        drawn = inputs.map(lambda a: tuple(a) if isinstance(a, (tuple, list)) else (a,))
+    else:
+        if values is None:
+            values = functools.partial(S.floats, avoid=tuple(avoid))
+        elif avoid:
+            raise ValueError("give avoid= or values=, not both (pass avoid to your values function)")
+        elif not callable(values):
+            values = list(values)
+        drawn = _drawn_arrays(_shapes_strategy(shapes), values)
+
+    count = [0]
+
+    def check_one(arrays):
+        count[0] += 1
+        arrays = tuple(np.asarray(a) for a in arrays)
+        tensors = [Tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
+        if not any(t.requires_grad for t in tensors):
+            raise ValueError(f"{name}: no float input to differentiate (dtypes {[a.dtype for a in arrays]})")
+        outs = _as_list(fn(*tensors))
+        for k, out in enumerate(outs):
+            if not isinstance(out, Tensor):
+                raise TypeError(f"{name}: output {k} is a {type(out).__name__}, not a Tensor")
+        if reference is not None:
+            expected = _as_list(reference(*arrays, **params))
+            if len(expected) != len(outs):
+                raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
+            for k, (out, exp) in enumerate(zip(outs, expected)):
+                _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
+
+        # One backward pass: each gradient must be an array of the input's device, shape and dtype.
+        if not any(out.requires_grad for out in outs):
+            raise AssertionError(f"{name}: no output requires grad although its inputs do "
+                                 "(the op was not recorded on the tape)")
+        rng = np.random.default_rng(count[0])
+        for out in outs:
+            if out.requires_grad:
+                out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
+        for i, t in enumerate(tensors):
+            g = t.grad
+            if g is None:
+                continue                  # no path to this input; gradcheck then expects a zero gradient
+            if not isinstance(g, t.backend.array_type) or tuple(g.shape) != t.shape or g.dtype != t.dtype:
+                raise AssertionError(
+                    f"{name}: the gradient of input {i} is a {type(g).__name__} of shape "
+                    f"{tuple(getattr(g, 'shape', ()))} and dtype {getattr(g, 'dtype', '?')}; want a "
+                    f"{t.backend.array_type.__name__} of shape {t.shape} and dtype {t.dtype} on {t.device}")
+
+        for mode in modes:
+            try:
+                gradcheck(fn, tensors, mode=mode, seed=count[0], eps=eps, atol=atol, rtol=rtol)
+            except GradcheckError as e:
+                raise GradcheckError(f"{name}, gradcheck mode {mode!r}: {e}") from None
+
+    budget = S.examples(25) if max_examples is None else max_examples
+    # No example database on disk; no "explain" phase (line numbers of gradcheck.py say nothing
+    # about the op, and finding them re-runs the failing example many times).
+    run = settings(max_examples=budget, deadline=None, database=None,
+                   phases=[p for p in settings.default.phases if p is not Phase.explain],
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
+        given(arrays=drawn)(check_one))
+    if seed is not None:
+        run = hypothesis_seed(seed)(run)
+    run()
+    return CheckResult(name=name, examples=count[0], modes=modes, reference=reference is not None,
+                       device=str(device))
