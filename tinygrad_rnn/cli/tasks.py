@@ -393,7 +393,9 @@ def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> 
     with no_grad():
         output, weights = attention_for(model, src_vocab, tgt_vocab, tokens, config["decode_max_len"], beam)
     try:
-        note = plot_attention(weights, tokens, output, path, title=f"{''.join(tokens)} (beam {beam})")
+        words = [w for w in output if w != "<eos>"]
+        title = f"{''.join(tokens)} → {(' ' if config['data'] == 'pinyin' else '').join(words)}"
+        note = plot_attention(weights, tokens, output, path, title=title + (f" (beam {beam})" if beam > 1 else ""))
     except ImportError as e:
         print(f"note: {e}; the attention weights as text instead:")
         print(render_attention(weights, tokens, output))

@@ -100,7 +100,7 @@ def plot_attention(weights, source, output, path, title: str | None = None) -> s
 
 def _draw(plt, rc, weights, source, output, path, title, note):
     with plt.rc_context(rc):
-        fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(source), 1.0 + 0.4 * len(output)))
+        fig, ax = plt.subplots(figsize=(max(3.2, 1.6 + 0.45 * len(source)), max(2.6, 1.0 + 0.4 * len(output))))
         image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(source)), list(source))
         ax.set_yticks(range(len(output)), list(output))
