@@ -30,7 +30,8 @@
 #    character at a time by a vanilla, an LSTM and a GRU classifier: P(negative) after every prefix.
 #
 # Every model here is **small** and trained for **seconds** (sizes and steps are said at each cell): the whole
-# notebook runs in about two minutes on a 2-core CPU. `DEVICE = "cuda"` runs it on a GPU.
+# notebook runs in under two minutes on a 2-core CPU (108 s measured on a busy one, load average 5).
+# `DEVICE = "cuda"` runs it on a GPU.
 
 # %%
 DEVICE = "cpu"
@@ -208,10 +209,11 @@ for cell, name in (("lstm", "forget gate f"), ("gru", "update gate z")):
 # found the markers within the 800 steps (the GRU after about 200, the LSTM after about 500) and carry the
 # gradient back across the 50 steps with a ratio of 10⁻¹ instead of 10⁻¹⁰ or less; the vanilla cell stayed at
 # the baseline, its ratio still about 10⁻⁹ (notebook 02 and `docs/bptt.md`: given 40 s — about 10,000 steps —
-# it learns T = 50 too, from a start 10⁻¹³ away; at T = 100 it does not). The gates say *how*: the average gate
-# hardly tells, but single units do. The LSTM's most-keeping unit holds f ≈ 1 on the unmarked steps, so its
-# cell state — and the gradient along ∂c_t/∂c_{t−1} = diag(f_t) — passes those steps unchanged: the "constant
-# error carousel" of Hochreiter & Schmidhuber. The GRU has many units that keep (z near 1 between the markers),
+# it learns T = 50 too, from a start 10⁻¹³ away; at T = 100 it does not). The gates say *how*. The LSTM's
+# average forget gate did not rise: a single unit does the remembering. Its most-keeping unit holds f ≈ 1 on
+# the unmarked steps, so its cell state — and the gradient along ∂c_t/∂c_{t−1} = diag(f_t) — passes those
+# steps nearly unchanged: the "constant
+# error carousel" of Hochreiter & Schmidhuber. The GRU raised z on most units (z near 1 between the markers),
 # and some of them open — a lower z — on the marked steps, to write the value in.
 #
 # ## 2. Attention: read every encoder state
