@@ -10,8 +10,8 @@ the h_t of reading the whole text. ONE forward pass over the text therefore give
 prefix's summary s_t, and the head turns all of them into logits at once:
 
 * ``pooling="last"``: s_t = h_t (the top layer's state after token t);
-* ``pooling="mean"``: s_t = (1/t) Σ_{τ=1..t} h_τ, the running mean of the states: one product
-  M H of the lower-triangular averaging matrix M[t, τ] = 1/t (τ ≤ t, else 0) with the states.
+* ``pooling="mean"``: s_t = (1/t) Σ_{τ=1..t} h_τ, the running mean of the states (a running sum,
+  one addition per step, so the cost stays linear in T).
 
 A bidirectional classifier's backward direction starts at the end of each prefix (←h_1 of the
 prefix x_1 … x_t has read x_t … x_1, which is not what it read of the whole text), so there every
@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from itertools import accumulate
 
 import numpy as np
 
 from ..plotting import require_matplotlib
-from ..tensor import Tensor, no_grad
+from ..ops import stack
+from ..tensor import no_grad
 from .attention_plot import CJK_FONT_HINT, find_cjk_font
 
 BLOCKS = "▁▂▃▄▅▆▇█"                  # the terminal rendering's eight levels, 0 … 1
@@ -56,10 +58,9 @@ def prefix_probabilities(model, ids) -> np.ndarray:
         else:
             outputs, _, _ = model.run_rnn(ids[None, :], None)                   # (1, T, H)
             states = outputs.reshape(T, outputs.shape[2])                       # h_1 … h_T of the top layer
-            if model.pooling == "mean":
-                steps = np.arange(1, T + 1)
-                average = np.tril(np.ones((T, T))) / steps[:, None]             # M[t, τ] = 1/t, τ ≤ t
-                states = Tensor(average, dtype=states.dtype, device=states.backend) @ states
+            if model.pooling == "mean":                                         # running sums: linear in T
+                sums = list(accumulate(states.unbind(axis=0)))                  # Σ_{τ≤t} h_τ for t = 1..T
+                states = stack([total / t for t, total in enumerate(sums, 1)], axis=0)
             logits = model.head(states)                                         # (T, C)
         return logits.log_softmax(axis=-1).exp().numpy()
 
