@@ -146,6 +146,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--attention", metavar="PNG", default=None,
                    help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
                         "(printed as text when matplotlib is missing; default: no drawing)")
+    p.add_argument("--prefixes", metavar="PNG", nargs="?", const="", default=None,
+                   help="classify runs: P(class) after every prefix of each TEXT, one character at a time, "
+                        "drawn in the terminal; with PNG (one TEXT) also plotted to that file "
+                        "(default: off; put it after the texts)")
     add_threads_argument(p)
     p.set_defaults(func=predict_command)
 
@@ -345,6 +349,8 @@ def predict_command(args) -> int:
     _check_beam(args, load_config(args.dir))
     if args.attention is not None:
         _check_attention_option(args, load_config(args.dir), texts)
+    if args.prefixes is not None:
+        _check_prefixes_option(args, load_config(args.dir), texts)
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     task = make_task(config, tgt_vocab, beam=args.beam)
     tokens = [tokenize(config, t) for t in texts]
@@ -362,6 +368,8 @@ def predict_command(args) -> int:
         labels, probs = predictions
         for text, label, p in zip(texts, labels, probs):
             print(f"{LABELS[label]}  {p[label]:.3f}  {text}")
+        if args.prefixes is not None:
+            _show_prefixes(args.prefixes, model, src_vocab, tokens)
     elif config["task"] == "tag":
         for words, tags in zip(tokens, predictions):
             print("  ".join(f"{w}/{tgt_vocab.id_to_token(t)}" for w, t in zip(words, tags)))
@@ -401,6 +409,44 @@ def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> 
         print(render_attention(weights, tokens, output))
         return
     print(f"wrote {path}: attention of {len(output)} output tokens over {len(tokens)} source tokens")
+    if note:
+        print(f"note: {note}")
+
+
+def _check_prefixes_option(args, config, texts) -> None:
+    """``predict --prefixes [PNG]``: refused before any work unless it applies and can be written."""
+    if config["task"] != "classify":
+        raise CLIError(f"--prefixes shows a classifier's P(class) after every prefix; {args.dir} is a "
+                       f"{config['task']} run, not classify")
+    if not args.prefixes:
+        return
+    if not args.prefixes.lower().endswith(".png"):
+        raise CLIError(f"--prefixes takes an optional PNG file ending in .png, got {args.prefixes!r} "
+                       "(put --prefixes after the texts)")
+    if len(texts) != 1:
+        raise CLIError(f"--prefixes {args.prefixes} plots one text: give one TEXT, not {len(texts)}")
+    folder = os.path.dirname(os.path.abspath(args.prefixes))
+    if not os.path.isdir(folder):
+        raise CLIError(f"--prefixes {args.prefixes}: no such directory {folder}")
+
+
+def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
+    """P(negative) after every prefix of each text, in the terminal; with ``path`` also a PNG."""
+    from ..models.prefixes import plot_prefixes, prefix_probabilities, render_prefixes
+    shown = LABELS.index("negative")
+    for tokens in texts_tokens:
+        probs = prefix_probabilities(model, src_vocab.encode(tokens))
+        print()
+        print(render_prefixes(tokens, probs, shown, LABELS[shown]))
+    if not path:
+        return
+    try:
+        note = plot_prefixes(tokens, probs[:, shown], path, ylabel=f"P({LABELS[shown]})",
+                             title=f"P({LABELS[shown]}) after every prefix")
+    except ImportError as e:
+        print(f"note: no plot ({e}); the rendering above shows the same numbers")
+        return
+    print(f"wrote {path}: P({LABELS[shown]}) after each of {len(tokens)} prefixes")
     if note:
         print(f"note: {note}")
 
