@@ -2,6 +2,7 @@
 stopping, clipping, non-finite loss, plots) and the three tasks' scores."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -317,3 +318,19 @@ def test_tasks_use_the_models_own_loss_and_mask_by_length_not_by_pad_id():
     assert Seq2SeqTask(max_len=5).loss(s2s, batch).item() == expected
     other_pad = batch._replace(targets=np.array([[2, 4, 5, 3], [2, 6, 3, 7]]))
     assert Seq2SeqTask(max_len=5).loss(s2s, other_pad).item() == expected
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib")
+def test_plotting_keeps_a_backend_someone_else_chose():
+    """A notebook's inline figures keep showing after a library plot: the file-only backend is
+    chosen only when no backend was chosen before (here: pyplot already imported with 'svg')."""
+    script = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
+              "from tinygrad_rnn.plotting import require_matplotlib; require_matplotlib()\n"
+              "print(matplotlib.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "svg"
+    fresh = subprocess.run([sys.executable, "-c", "import matplotlib\nfrom tinygrad_rnn.plotting import "
+                            "require_matplotlib; require_matplotlib(); print(matplotlib.get_backend())"],
+                           capture_output=True, text=True, env=env, check=True)
+    assert fresh.stdout.strip().lower() == "agg"
