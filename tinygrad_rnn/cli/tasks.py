@@ -108,7 +108,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--pooling", choices=("last", "mean"),
                    help=f"classify: the review's summary, last state or mean of states (default {COMMON['pooling']})")
     p.add_argument("--bidirectional", action="store_true",
-                   help="classify/tag: also read right to left (default: left to right only)")
+                   help="classify/tag, and seq2seq with --attention: the RNN (encoder) also reads right to left "
+                        "(default: left to right only)")
     p.add_argument("--feed-context", action="store_true",
                    help="seq2seq: feed the encoder's summary to the decoder at every step (default: first step only)")
     p.add_argument("--attention", choices=SCHEMA["attention"][1], default=None,
