@@ -148,6 +148,7 @@ class RunResult:
     solved_step: int | None = None  # first evaluation with test MSE < LEARNED_MSE
     evaluations: list = field(default_factory=list, repr=False)   # [(step, test MSE), …]
     load_average: tuple = ()        # 1-minute load average at the start and the end of the run
+    cpu_seconds: float | None = None  # CPU time of the training (one BLAS thread: the load barely moves it)
 
 
 def hidden_flow(model: AddingRNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -208,7 +209,7 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
     optimizer = Adam(params, lr=config.lr)
     recent, evaluations, solved_step = [], [], None
     load_start = os.getloadavg()[0]
-    steps, start = 0, time.perf_counter()
+    steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
     next_report = start + 10.0
     while True:
         now = time.perf_counter()
@@ -238,7 +239,7 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
         elif log is not None and not config.eval_every and now >= next_report:
             log(f"  T={length:<4} {name:<12} step {steps:>6}  {now - start:5.1f} s  train MSE {np.mean(recent):.4f}")
             next_report += 10.0
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     test_mse = evaluations[-1][1] if evaluations and evaluations[-1][0] == steps else evaluate_mse(model, x_test, y_test)
     flow_trained = hidden_flow(model, probe_x, probe_y)
@@ -248,7 +249,8 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
                        ratio_init=gradient_ratio(flow_init), ratio_trained=gradient_ratio(flow_trained),
                        flow_init=flow_init.tolist(), flow_trained=flow_trained.tolist(), cell=cell, model=name,
                        solved_step=solved_step, evaluations=evaluations,
-                       load_average=(round(load_start, 2), round(os.getloadavg()[0], 2)))
+                       load_average=(round(load_start, 2), round(os.getloadavg()[0], 2)),
+                       cpu_seconds=round(cpu_seconds, 2))
     return result, model
 
 
@@ -331,12 +333,14 @@ def load_adding_model(path) -> tuple[AddingRNN, dict]:
 def results_table(results) -> str:
     """A Markdown table, one row per run (with the cell and 'solved at' when runs were evaluated)."""
     if any(r.evaluations or r.cell != "rnn" for r in results):
-        lines = ["| model | T | steps | test MSE | solved (< 0.05) at step | wall time | "
+        lines = ["| model | T | steps | test MSE | solved (< 0.05) at step | wall time | CPU time | load | "
                  "‖∂L/∂h_1‖/‖∂L/∂h_T‖ at init | after training |",
-                 "|:---|---:|---:|---:|---:|---:|---:|---:|"]
+                 "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
+            cpu = f"{r.cpu_seconds:.0f} s" if r.cpu_seconds is not None else "–"
+            load = "–".join(f"{x:.1f}" for x in r.load_average) or "–"
             lines.append(f"| {r.model or r.cell} | {r.length} | {r.steps} | {r.test_mse:.4f} | "
-                         f"{r.solved_step if r.solved_step else 'not solved'} | {r.seconds:.0f} s | "
+                         f"{r.solved_step if r.solved_step else 'not solved'} | {r.seconds:.0f} s | {cpu} | {load} | "
                          f"{r.ratio_init:.2e} | {r.ratio_trained:.2e} |")
         return "\n".join(lines)
     lines = ["| T | init | steps | test MSE | baseline | learned (< 0.05) | ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at init | after training |",
