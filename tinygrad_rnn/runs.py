@@ -40,6 +40,7 @@ import shlex
 
 from .data import DATASETS, BatchIterator, Vocab, dataset_splits
 from .files import TMP_PREFIX, atomic_write, remove_stale_temporaries
+from .nn import CELLS
 
 TASKS = {"classify": ("reviews",), "tag": ("peoples-daily",), "seq2seq": ("numerals", "pinyin")}
 LABELS = ("negative", "positive")                 # review labels: 0 and 1
@@ -63,7 +64,8 @@ SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr",
 REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
             "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
 # Settings a run may lack: runs written before the setting existed load with its default.
-OPTIONAL = ("attention",)
+OPTIONAL = ("attention", "cell")      # no "cell": a vanilla RNN run (DEFAULT_CELL)
+DEFAULT_CELL = "rnn"
 RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
 
 # What each setting may be: (kind, smallest value or the allowed names). "?" = may be null.
@@ -75,6 +77,7 @@ SCHEMA = {
     "pooling": ("name", ("last", "mean")), "direction": ("name", ("to_digits", "to_chinese")),
     "bidirectional": ("bool", None), "feed_context": ("bool", None),
     "decode_max_len": ("int", 1), "attention": ("name?", ("additive",)),
+    "cell": ("name", tuple(CELLS)),
 }
 
 
@@ -262,6 +265,8 @@ def command_line(config) -> str:
     words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
     if config.get("attention"):
         words += ["--attention", config["attention"]]
+    if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
+        words += ["--cell", config["cell"]]
     return shlex.join(words)
 
 
@@ -302,7 +307,7 @@ def build_model(config, src_vocab, tgt_vocab, device):
     """The task's model with the run's sizes, on ``device``."""
     from . import models
     # Built on ``device`` directly: never on the default device first (which may be unusable).
-    task, common = config["task"], dict(padding_idx=0, device=device)
+    task, common = config["task"], dict(padding_idx=0, cell=config.get("cell", DEFAULT_CELL), device=device)
     if task == "classify":
         return models.SequenceClassifier(len(src_vocab), config["embed"], config["hidden"], len(LABELS),
                                          pooling=config["pooling"], num_layers=config["layers"],

@@ -10,7 +10,7 @@ import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
                     build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
                     load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, SCHEMA, setting_problem,
                     tokenize, write_json)
@@ -28,6 +28,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--embed", type=int, help="embedding size E")
     p.add_argument("--hidden", type=int, help="hidden size H")
     p.add_argument("--layers", type=int, help="stacked RNN layers (default 1)")
+    p.add_argument("--cell", choices=SCHEMA["cell"][1],
+                   help="recurrent cell of every RNN in the model: rnn (tanh), lstm or gru (default rnn)")
     p.add_argument("--pooling", choices=("last", "mean"), help="classify: last state or mean of states")
     p.add_argument("--bidirectional", action="store_true", help="classify/tag: read both directions")
     p.add_argument("--feed-context", action="store_true",
@@ -98,7 +100,8 @@ def make_config(args) -> dict:
             settings[key] = value
     return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
-            "attention": attention, **{k: settings.get(k) for k in SETTINGS}}
+            "attention": attention, "cell": getattr(args, "cell", None) or DEFAULT_CELL,
+            **{k: settings.get(k) for k in SETTINGS}}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -178,6 +181,8 @@ def _resumed_config(args, config, out) -> dict:
                 if getattr(args, k) and not saved.get(k)]
     if args.attention is not None and args.attention != saved.get("attention"):
         changed.append(f"--attention {args.attention}")
+    if getattr(args, "cell", None) is not None and args.cell != saved.get("cell", DEFAULT_CELL):
+        changed.append(f"--cell {args.cell}")
     if changed:
         raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
                        "cannot apply; start a new run (another --out) to change them")

@@ -5,7 +5,9 @@
     tokens (B, T) ──Embedding──▶ x (B, T, E) ──RNN──▶ h_1 … h_T (B, T, D·H) ──pool──▶ s (B, D·H)
                                                                     ──Linear──▶ logits (B, C)
 
-with ``h_t = tanh(x_t W + h_{t-1} V + b)`` and D = 2 for a bidirectional RNN, else 1. Two ways to
+with ``h_t = tanh(x_t W + h_{t-1} V + b)`` (``cell="rnn"``; ``"lstm"`` and ``"gru"`` put their
+gated step in its place and pool their hidden states h_t the same way) and D = 2 for a
+bidirectional RNN, else 1. Two ways to
 summarise a sequence of n = ``lengths[b]`` true tokens:
 
 * ``pooling="last"`` (figure 3): ``s = h_n``, the state after reading the whole sequence. For a
@@ -38,18 +40,20 @@ class SequenceClassifier(EmbedRNNHead):
     NumPy array or nested list), ``lengths`` (B,) true lengths ≥ 1 (``None``: all full length).
     Train with ``model.loss(tokens, lengths, labels)`` (mean cross-entropy over the batch).
 
-    Keyword-only: ``init`` (the RNN's recurrent-matrix init: "uniform", "orthogonal",
-    "identity"), ``rng`` (a ``numpy.random.Generator``; default the seeded ``host_rng()``),
+    Keyword-only: ``cell`` ("rnn", "lstm" or "gru": which recurrent layer reads the tokens;
+    for the LSTM, the pooled h_t are its hidden states, never the cell states c_t), ``init``
+    (the vanilla RNN's recurrent-matrix init: "uniform", "orthogonal", "identity"), ``rng`` (a ``numpy.random.Generator``; default the seeded ``host_rng()``),
     ``dtype`` (float32 by default; float64 for gradient checks), ``device``.
     """
 
     def __init__(self, vocab_size, embed_dim, hidden_size, num_classes, pooling="mean", num_layers=1,
-                 bidirectional=False, padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
+                 bidirectional=False, padding_idx=0, *, cell="rnn", init="uniform", rng=None, dtype=None,
+                 device=None):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         self.pooling = pooling
         super().__init__(vocab_size, embed_dim, hidden_size, num_classes, num_layers, bidirectional,
-                         padding_idx, init=init, rng=rng, dtype=dtype, device=device)
+                         padding_idx, cell=cell, init=init, rng=rng, dtype=dtype, device=device)
 
     @property
     def num_classes(self) -> int:
@@ -90,4 +94,4 @@ class SequenceClassifier(EmbedRNNHead):
         return probs.argmax(axis=1), probs
 
     def extra_repr(self):
-        return f"pooling={self.pooling!r}"
+        return f"{super().extra_repr()}, pooling={self.pooling!r}"

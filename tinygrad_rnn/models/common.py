@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import DeviceError, host_rng
-from ..nn import Embedding, Linear, Module, RNN
+from ..nn import Embedding, Linear, Module, recurrent_layer
 from ..nn.functional import cross_entropy, host_lengths, sequence_mask
 from ..ops import where
 from ..tensor import ShapeError, Tensor
@@ -70,23 +70,30 @@ def padded_loss(logits: Tensor, targets, lengths, reduction: str = "mean") -> Te
 
 
 class EmbedRNNHead(Module):
-    """``embed`` → ``rnn`` → ``head``: token ids become vectors x_t, the RNN runs
-    h_t = tanh(x_t W + h_{t-1} V + b) over them, and a Linear reads the (D·H)-wide states
-    (D = 2 directions when bidirectional). The classifier pools the states before its head;
-    the tagger applies its head at every step.
+    """``embed`` → ``rnn`` → ``head``: token ids become vectors x_t, the recurrent layer runs over
+    them — h_t = tanh(x_t W + h_{t-1} V + b) for ``cell="rnn"``, the LSTM or GRU step for
+    ``"lstm"``/``"gru"`` (:mod:`tinygrad_rnn.nn.cells`) — and a Linear reads the (D·H)-wide
+    states h_t (D = 2 directions when bidirectional). The classifier pools the states before its
+    head; the tagger applies its head at every step.
     """
 
     def __init__(self, vocab_size, embed_dim, hidden_size, num_outputs, num_layers, bidirectional,
-                 padding_idx, *, init, rng, dtype, device):
+                 padding_idx, *, cell="rnn", init, rng, dtype, device):
         layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
+        self.cell = cell
         self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
-        self.rnn = RNN(embed_dim, hidden_size, num_layers, bidirectional, init, **layer_args)
+        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers, bidirectional, init=init,
+                                   **layer_args)
         self.head = Linear(hidden_size * self.rnn.directions, num_outputs, **layer_args)
 
     def run_rnn(self, tokens, lengths, *, allow_zero: bool = False):
-        """``(outputs (B, T, D·H), h_last, lengths as a host array)`` for token ids (B, T)."""
+        """``(outputs (B, T, D·H), h_last (L·D, B, H), lengths as a host array)`` for token ids
+        (B, T); ``h_last`` is the h part of the final states (the LSTM's c is not read)."""
         tokens = id_tensor(tokens, self.embed.weight.backend)
         B, T = tokens.shape
         lengths = lengths_array(lengths, B, T, allow_zero=allow_zero)
-        outputs, h_last = self.rnn(self.embed(tokens), lengths=lengths)
-        return outputs, h_last, lengths
+        outputs, last = self.rnn(self.embed(tokens), lengths=lengths)
+        return outputs, self.rnn.cells[0].hidden(last), lengths
+
+    def extra_repr(self):
+        return f"cell={self.cell!r}"

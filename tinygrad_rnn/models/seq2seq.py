@@ -14,6 +14,12 @@ final top-layer state — to the decoder's input at *every* step. Without it, ev
 decoder knows about the source must survive in ``s_t`` through all the decoding steps; with
 it, the source is one step away from every output. Still a plain tanh RNN either way.
 
+**Cells.** ``cell="lstm"`` or ``"gru"`` puts the gated step (:mod:`tinygrad_rnn.nn.gated`) in
+place of s_t = tanh(…) in encoder and decoder alike; the decoder continues from the encoder's
+whole final state — for the LSTM the pair (s, c), so the cell state c, whose gradient path
+∂c_t/∂c_{t−1} = diag(f_t) does not shrink through Vᵀ, carries the source into the decoder.
+Only the h part of a state is ever read (``cell.hidden(state)``, the cell protocol).
+
 **Attention** (``attention="additive"``, Bahdanau et al., 2015) keeps every encoder state
 h_1 … h_S and lets each decoder step read them all (:class:`~tinygrad_rnn.nn.AdditiveAttention`)::
 
@@ -35,7 +41,7 @@ treated as opaque (the cell protocol): only its h part is read, so gated cells p
 targets, and ``model.loss(src, src_lengths, tgt_in, tgt_out, out_lengths)`` ignores padding.
 
 **Decoding** (``generate``) feeds back its own predictions. It runs batched on the device:
-each step is the decoder's cells (``RNNCell``) applied once to all B (× beam) hypotheses, the
+each step is the decoder's cells (``cell(x_t, state)``) applied once to all B (× beam) hypotheses, the
 choice of the next tokens (argmax, or the beam's top-k) is made on the device, and the tokens
 come back to the host in ONE copy at the end — no per-step ``.item()``. The price is that every
 batch runs ``max_len`` steps even when all sequences have already ended.
@@ -56,7 +62,8 @@ import numpy as np
 from collections import namedtuple
 
 from ..backend import host_rng
-from ..nn import AdditiveAttention, Embedding, Linear, Module, RNN
+from ..nn import AdditiveAttention, Embedding, Linear, Module, recurrent_layer
+from ..nn.recurrent import as_parts, from_parts
 from ..ops import concatenate, stack
 from ..tensor import ShapeError, Tensor, no_grad, zeros
 from .common import id_tensor, lengths_array, padded_loss
@@ -69,10 +76,10 @@ ATTENTIONS = (None, "additive")
 AttentionMemory = namedtuple("AttentionMemory", ["keys", "values", "mask"])
 
 
-def _hidden(state):
-    """The h part of a decoder state: the state itself (rnn, gru) or state[0] (lstm's (h, c)).
-    (Until the cells carry ``cell.hidden``, the cell protocol's accessor.)"""
-    return state[0] if isinstance(state, tuple) else state
+def _per_layer(state) -> list:
+    """A stacked state — a Tensor (L, B, H) or, for the LSTM, a tuple of them — as the list of
+    its L one-layer states (each (B, H), or a tuple (h, c) of them): what the cells step from."""
+    return [from_parts(layer) for layer in zip(*(part.unbind(axis=0) for part in as_parts(state)))]
 
 
 def _rows(value, index):
@@ -148,8 +155,8 @@ class Seq2Seq(Module):
       log-probability of given outputs, scored exactly as ``generate`` scores them.
 
     Encoder and decoder have ``num_layers`` layers each (unidirectional: the decoder continues
-    from the encoder's state layer by layer). Keyword-only ``init``, ``rng``, ``dtype``,
-    ``device`` as for :class:`SequenceClassifier`.
+    from the encoder's state layer by layer). Keyword-only ``cell`` ("rnn", "lstm", "gru": encoder
+    and decoder alike), ``init``, ``rng``, ``dtype``, ``device`` as for :class:`SequenceClassifier`.
 
     ``attention="additive"`` makes every decoder step read all encoder states (see the module
     docstring); ``None`` is the model above, with the same parameters (old checkpoints load).
@@ -160,26 +167,33 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_dim, hidden_size, num_layers=1,
                  feed_context=False, padding_idx=0, *, attention=None, bidirectional=False,
-                 init="uniform", rng=None, dtype=None, device=None):
+                 cell="rnn", init="uniform", rng=None, dtype=None, device=None):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {attention!r}")
         if attention is not None and feed_context:
             raise ValueError("attention and feed_context both give the decoder the source at every step; "
                              "choose one (attention reads every encoder state, feed_context only the last)")
         self.feed_context, self.attention_type, self.bidirectional = bool(feed_context), attention, bool(bidirectional)
+        self.cell = cell
         layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
         self.src_embed = Embedding(src_vocab_size, embed_dim, padding_idx, **layer_args)
-        self.encoder = RNN(embed_dim, hidden_size, num_layers, self.bidirectional, init=init, **layer_args)
+        self.encoder = recurrent_layer(cell, embed_dim, hidden_size, num_layers, self.bidirectional, init=init,
+                                       **layer_args)
         self.tgt_embed = Embedding(tgt_vocab_size, embed_dim, padding_idx, **layer_args)
         source_size = hidden_size * self.encoder.directions          # h_j: D·H wide
         context_size = source_size if self.feed_context or attention else 0
-        self.decoder = RNN(embed_dim + context_size, hidden_size, num_layers, init=init, **layer_args)
+        self.decoder = recurrent_layer(cell, embed_dim + context_size, hidden_size, num_layers, init=init,
+                                       **layer_args)
         self.out = Linear(hidden_size + (source_size if attention else 0), tgt_vocab_size, **layer_args)
         # Drawn after the plain model's weights, so a seed gives the plain model the same weights as before.
         self.bridge = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
                        if self.bidirectional else [])
         self.attention = (AdditiveAttention(hidden_size, source_size, hidden_size, **layer_args)
                           if attention else None)
+        # The LSTM's cell state, too, starts the decoder: c_0 = [c_fwd_last ; c_bwd_first] W_c + b_c.
+        self.bridge_c = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
+                         if self.bidirectional and len(as_parts(self.decoder.cells[0].initial_state(1))) == 2
+                         else [])
 
     @property
     def tgt_vocab_size(self) -> int:
@@ -190,7 +204,8 @@ class Seq2Seq(Module):
 
     # ---- teacher forcing ----------------------------------------------------------------------
     def encode(self, src, src_lengths=None):
-        """``(s_0, memory)``: the decoder's initial states (L, B, H) and what its steps read of the source.
+        """``(s_0, memory)``: the decoder's initial states (L, B, H) — for the LSTM the pair
+        (s_0, c_0) of them — and what its steps read of the source.
 
         ``memory`` is the summary c (B, D·H) with ``feed_context``, an :data:`AttentionMemory`
         with attention, else None. Unidirectional, s_0 is the encoder's final states (its h_last).
@@ -199,24 +214,33 @@ class Seq2Seq(Module):
         src = id_tensor(src, backend, name="src")
         B, S = src.shape
         lengths = lengths_array(src_lengths, B, S)
-        outputs, h = self.encoder(self.src_embed(src), lengths=lengths, need_outputs=self.attention is not None)
-        s0 = self._start_states(h)
+        outputs, last = self.encoder(self.src_embed(src), lengths=lengths, need_outputs=self.attention is not None)
+        s0 = self._start_states(last)
         if self.attention is not None:
             mask = None if (lengths == S).all() else Tensor(np.arange(S)[None, :] < lengths[:, None], device=backend)
             return s0, AttentionMemory(self.attention.project_keys(outputs), outputs, mask)
         if not self.feed_context:
             return s0, None
-        finals = h.unbind(axis=0)                                     # the top layer's summary
+        finals = self.encoder.cells[0].hidden(last).unbind(axis=0)    # the top layer's summary
         return s0, finals[-1] if not self.bidirectional else concatenate(finals[-2:], axis=1)
 
-    def _start_states(self, h):
-        """s_0 from the encoder's final states h (L·D, B, H): h itself (unidirectional), or per
-        layer l, tanh([h_fwd_last ; h_bwd_first] W_0 + b_0) with ``bridge[l]`` (bidirectional)."""
+    def _start_states(self, last):
+        """s_0 from the encoder's final states ``last`` (L·D, B, H) (a pair (h, c) of them for the
+        LSTM): ``last`` itself (unidirectional), or per layer l, tanh([h_fwd_last ; h_bwd_first]
+        W_0 + b_0) with ``bridge[l]`` (bidirectional; the LSTM's c_0 = [c_fwd_last ; c_bwd_first]
+        W_c + b_c with ``bridge_c[l]``, no tanh: c is not bounded)."""
         if not self.bidirectional:
-            return h
-        finals = h.unbind(axis=0)                                     # layer 0 fwd, layer 0 bwd, …
-        return stack([bridge(concatenate([_hidden(finals[2 * l]), _hidden(finals[2 * l + 1])], axis=1)).tanh()
-                      for l, bridge in enumerate(self.bridge)], axis=0)
+            return last
+
+        def bridged(part, bridges, squash):
+            finals = part.unbind(axis=0)                              # layer 0 fwd, layer 0 bwd, …
+            joined = [bridge(concatenate([finals[2 * l], finals[2 * l + 1]], axis=1))
+                      for l, bridge in enumerate(bridges)]
+            return stack([j.tanh() if squash else j for j in joined], axis=0)
+
+        parts = as_parts(last)
+        return from_parts((bridged(parts[0], self.bridge, True),)
+                          + tuple(bridged(p, self.bridge_c, False) for p in parts[1:]))
 
     def forward(self, src, src_lengths, tgt_in):
         return self._teacher_forced(src, src_lengths, tgt_in)[0]
@@ -233,13 +257,14 @@ class Seq2Seq(Module):
         h, context = self.encode(src, src_lengths)
         tgt_in = id_tensor(tgt_in, self._backend(), name="tgt_in")
         B, T = tgt_in.shape
-        if B != h.shape[1]:
-            raise ShapeError(f"src has {h.shape[1]} sequences but tgt_in of shape {tgt_in.shape} has {B}")
+        sources = as_parts(h)[0].shape[1]
+        if B != sources:
+            raise ShapeError(f"src has {sources} sequences but tgt_in of shape {tgt_in.shape} has {B}")
         y = self.tgt_embed(tgt_in)                                    # e(y_{t-1}), (B, T, E)
         if self.attention is not None:
             # Step by step: c_t depends on s_{t-1}, so the decoder's input cannot be computed ahead.
             # Causal, like the plain decoder: padding at the end of tgt_in changes no true step.
-            states, features, weights = list(h.unbind(axis=0)), [], []
+            states, features, weights = _per_layer(h), [], []
             for y_t in y.unbind(axis=1):
                 feature, states, alpha = self._decoder_step(y_t, states, context)
                 features.append(feature)
@@ -339,15 +364,15 @@ class Seq2Seq(Module):
         """
         alpha = context = None
         if self.attention is not None:
-            context, alpha = self.attention(_hidden(states[-1]), *memory)
+            context, alpha = self.attention(self.decoder.cells[-1].hidden(states[-1]), *memory)
             x = concatenate([x, context], axis=1)
         elif memory is not None:
             x = concatenate([x, memory], axis=1)
         new_states = []
         for cell, state in zip(self.decoder.cells, states):
             state = cell(x, state)                                    # s_t = tanh(x W + s_{t-1} V + b)
-            new_states.append(state)
-            x = _hidden(state)
+            new_states.append(state)                                  # (or the LSTM/GRU step)
+            x = cell.hidden(state)
         return (x if context is None else concatenate([x, context], axis=1)), new_states, alpha
 
     def _step(self, ids, states: list, memory):
@@ -365,9 +390,9 @@ class Seq2Seq(Module):
     def _greedy(self, h, memory, max_len, bos_id, eos_id, return_attention=False):
         """Greedy decoding on the device → (tokens (B, max_len), scores (B,)) device arrays, and
         with ``return_attention`` the weights (B, max_len, S) as a third."""
+        states, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
         xp = h.xp
         B = h.shape[1]
-        states = list(h.unbind(axis=0))
         rows = xp.arange(B)
         ids = xp.full((B,), bos_id, dtype=xp.int64)
         alive = xp.ones((B,), dtype=bool)                             # no <eos> produced yet
@@ -392,11 +417,12 @@ class Seq2Seq(Module):
         the K best of the K·V candidates per source. A finished hypothesis has exactly one
         candidate: itself, at no cost (it re-emits ``<eos>``, which the host cuts off).
         """
+        layers, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
         backend, xp = h.backend, h.xp
         _, B, _ = h.shape
         V, N = self.tgt_vocab_size, B * K
         expand = backend.asarray(np.repeat(np.arange(B), K))         # row b·K + k reads source b
-        states = [_rows(layer, expand) for layer in h.unbind(axis=0)]
+        states = [_rows(layer, expand) for layer in layers]
         memory = _rows(memory, expand)
         # At the start only hypothesis 0 is live, so the K beams do not start as K copies.
         scores = backend.asarray(np.tile(np.where(np.arange(K) == 0, 0.0, -np.inf), (B, 1)), dtype=h.dtype)
@@ -431,7 +457,7 @@ class Seq2Seq(Module):
         return result + (xp.stack(weights, axis=1),) if return_attention else result
 
     def extra_repr(self):
-        extra = f"feed_context={self.feed_context}"
+        extra = f"cell={self.cell!r}, feed_context={self.feed_context}"
         if self.bidirectional:
             extra += ", bidirectional=True"
         return extra + (f", attention={self.attention_type!r}" if self.attention_type else "")

@@ -24,13 +24,14 @@ class SequenceTagger(EmbedRNNHead):
     ``model(tokens, lengths) -> logits (B, T, num_tags)``; ``tokens`` (B, T) integer ids,
     ``lengths`` (B,) (``None``: all full length). Logits at padded steps are meaningless (the
     RNN's output there is 0) and are ignored by ``model.loss(tokens, lengths, tags)``.
-    Keyword-only ``init``, ``rng``, ``dtype``, ``device`` as for :class:`SequenceClassifier`.
+    Keyword-only ``cell`` ("rnn", "lstm", "gru"), ``init``, ``rng``, ``dtype``, ``device`` as for
+    :class:`SequenceClassifier`.
     """
 
     def __init__(self, vocab_size, embed_dim, hidden_size, num_tags, num_layers=1, bidirectional=False,
-                 padding_idx=0, *, init="uniform", rng=None, dtype=None, device=None):
+                 padding_idx=0, *, cell="rnn", init="uniform", rng=None, dtype=None, device=None):
         super().__init__(vocab_size, embed_dim, hidden_size, num_tags, num_layers, bidirectional,
-                         padding_idx, init=init, rng=rng, dtype=dtype, device=device)
+                         padding_idx, cell=cell, init=init, rng=rng, dtype=dtype, device=device)
 
     @property
     def num_tags(self) -> int:

@@ -1,6 +1,6 @@
 """Layers and models built from Tensor ops: Module, Linear, Embedding, Dropout, the recurrent cells
 (RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent),
-AdditiveAttention, functional."""
+AdditiveAttention, functional; ``CELLS``/``recurrent_layer``: the cells by name."""
 
 from . import functional
 from .attention import AdditiveAttention
@@ -8,8 +8,9 @@ from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .gated import GRU, LSTM, GRUCell, LSTMCell
 from .recurrent import Recurrent
+from .cells import CELLS, recurrent_layer
 from .rnn import RNN, RNNCell
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "AdditiveAttention",
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "CELLS", "recurrent_layer", "AdditiveAttention",
            "functional"]
