@@ -177,3 +177,11 @@ def test_forget_bias_reaches_the_lstm_and_unknown_cells_are_refused():
     assert np.all(AddingRNN(3, cell="lstm", rng=np.random.default_rng(0)).rnn.cells[0].b.numpy()[3:6] == 1.0)
     with pytest.raises(ValueError, match="unknown cell 'tanh'"):
         run_experiment([4], ["uniform"], ExperimentConfig(max_steps=1, **SMALL), log=None, cells=["tanh"])
+
+
+def test_results_read_back_from_json_give_the_same_table(tmp_path):
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=4, eval_every=2)
+    results = run_experiment([4], ["uniform"], config, out_dir=tmp_path, log=None, cells=["gru"])
+    again = experiment.read_results(tmp_path / "results.json")
+    assert results_table(again) == results_table(results)
+    assert again[0].evaluations == [list(e) for e in results[0].evaluations]

@@ -1,10 +1,19 @@
-"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), Adam 1e-3, clip 1.0, 10 epochs."""
+"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), nn.LSTM or nn.GRU, Adam 1e-3, clip 1.0, 10 epochs.
+
+usage: python docs/crosscheck/torch_reviews.py last|mean SEED [--cell rnn|lstm|gru]
+The LSTM's forget-gate bias starts at 1 (bias_ih's f block 1, bias_hh's 0), like nn.LSTM of ours.
+"""
 import sys, numpy as np, torch
 from torch import nn
 from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator
 torch.set_num_threads(1)
-pooling, seed = sys.argv[1], int(sys.argv[2])
+args = sys.argv[1:]
+cell = "rnn"
+if "--cell" in args:
+    i = args.index("--cell"); cell = args[i + 1]; del args[i:i + 2]
+assert cell in ("rnn", "lstm", "gru"), f"--cell must be rnn, lstm or gru, got {cell!r}"
+pooling, seed = args[0], int(args[1])
 torch.manual_seed(seed)
 config = {"data": "reviews", "max_len": 100, "limit": None}
 train, dev, test = load_splits(config)
@@ -12,11 +21,15 @@ v = Vocab.build(x for x, _ in train)
 def it(ex, shuffle): return BatchIterator([v.encode(x) for x, _ in ex], [y for _, y in ex], batch_size=64, shuffle=shuffle, seed=seed, bucket=True)
 class M(nn.Module):
     def __init__(s):
-        super().__init__(); s.e = nn.Embedding(len(v), 64, padding_idx=0); s.r = nn.RNN(64, 128, batch_first=True); s.o = nn.Linear(128, 2)
+        super().__init__(); s.e = nn.Embedding(len(v), 64, padding_idx=0); s.r = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](64, 128, batch_first=True); s.o = nn.Linear(128, 2)
+        if cell == "lstm":
+            with torch.no_grad():
+                s.r.bias_ih_l0[128:256].fill_(1.0); s.r.bias_hh_l0[128:256].zero_()
     def forward(s, x, L):
         L = torch.as_tensor(L)
         packed = nn.utils.rnn.pack_padded_sequence(s.e(x), L, batch_first=True, enforce_sorted=False)
         out, h = s.r(packed)
+        if cell == "lstm": h = h[0]
         if pooling == "last": return s.o(h[-1])
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
         return s.o(out.sum(1) / L[:, None])
@@ -36,4 +49,4 @@ for ep in range(10):
     d = acc(dev)
     if d > best[0]: best = (d, ep + 1, acc(test))
     print(f"epoch {ep+1} dev {d:.4f}", flush=True)
-print(f"{pooling} seed {seed}: best dev {best[0]:.4f} at epoch {best[1]}, test accuracy {best[2]:.4f}")
+print(f"{cell} {pooling} seed {seed}: best dev {best[0]:.4f} at epoch {best[1]}, test accuracy {best[2]:.4f}")

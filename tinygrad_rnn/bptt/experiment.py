@@ -373,6 +373,15 @@ def write_results(results, config: ExperimentConfig, out_dir, figure=None, plot=
     return paths
 
 
+def read_results(path) -> list[RunResult]:
+    """The runs of a results.json written by :func:`write_results` (to merge experiments run in
+    parts, then ``plot_experiment`` / ``results_table`` them together)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    known = set(RunResult.__dataclass_fields__)
+    return [RunResult(**{k: v for k, v in r.items() if k in known}) for r in data["results"]]
+
+
 def _write_atomically(path, text: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -412,6 +421,6 @@ def _panel(r: RunResult) -> str:
 
 
 __all__ = ["AddingRNN", "ExperimentConfig", "RunResult", "train_adding", "run_experiment", "results_table",
-           "write_results", "plot_experiment", "load_adding_model", "checkpoint_name", "hidden_flow",
+           "write_results", "read_results", "plot_experiment", "load_adding_model", "checkpoint_name", "hidden_flow",
            "evaluate_mse", "LEARNED_MSE", "CELLS", "CURE_SETUP", "CURE_LENGTHS",
            "DEFAULT_LENGTHS", "DEFAULT_BUDGET_SECONDS", "PLOT_INSTALL_HINT"]
