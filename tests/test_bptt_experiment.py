@@ -48,6 +48,10 @@ def test_the_time_budget_stops_training(monkeypatch):
             cls.now += 0.1
             return cls.now
 
+        @staticmethod
+        def process_time():
+            return 0.0
+
     monkeypatch.setattr(experiment, "time", Clock)
     config = ExperimentConfig(**{**SMALL, "budget_seconds": 0.3})
     result, _ = train_adding(4, "identity", config)
@@ -185,3 +189,23 @@ def test_results_read_back_from_json_give_the_same_table(tmp_path):
     again = experiment.read_results(tmp_path / "results.json")
     assert results_table(again) == results_table(results)
     assert again[0].evaluations == [list(e) for e in results[0].evaluations]
+
+
+def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkeypatch, capsys):
+    from tinygrad_rnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["bptt", "experiment", "--cells", "gru,rnn", "--lengths", "4", "--steps", "6", "--eval-every", "3",
+                 "--hidden", "5", "--forget-bias", "none", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "| gru | 4 | 6 |" in out and "| rnn (uniform) | 4 | 6 |" in out, out
+    assert "BLAS threads: 1" in err and "training T=4, cell=gru for 6 steps" in err
+    data = json.loads((tmp_path / "runs" / "bptt-cure" / "results.json").read_text())
+    config = data["config"]
+    assert (config["hidden_size"], config["max_steps"], config["budget_seconds"], config["dtype"],
+            config["eval_every"], config["forget_bias"]) == (5, 6, None, "float32", 3, None)
+    assert [e[0] for e in data["results"][0]["evaluations"]] == [3, 6]
+    with pytest.raises(SystemExit):
+        main(["bptt", "experiment", "--cells", "lstm,tanh"])
+    assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err
