@@ -48,6 +48,10 @@ def test_the_time_budget_stops_training(monkeypatch):
             cls.now += 0.1
             return cls.now
 
+        @staticmethod
+        def process_time():
+            return 0.0
+
     monkeypatch.setattr(experiment, "time", Clock)
     config = ExperimentConfig(**{**SMALL, "budget_seconds": 0.3})
     result, _ = train_adding(4, "identity", config)
@@ -93,3 +97,115 @@ def test_bad_lengths_inits_and_foreign_checkpoints(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
         load_adding_model(tmp_path / "junk.npz")
+
+
+# ---- the cure: gated cells, evaluations, solved at step N ---------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_learn_a_short_adding_problem_and_report_when(cell):
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=300, lr=1e-2, eval_every=50)
+    result, model = train_adding(4, config=config, cell=cell)
+    assert result.cell == cell and model.cell == cell and result.steps == 300
+    assert [s for s, _ in result.evaluations] == [50, 100, 150, 200, 250, 300]
+    assert result.test_mse == result.evaluations[-1][1]
+    first = next(s for s, m in result.evaluations if m < LEARNED_MSE)
+    assert result.solved_step == first, result.evaluations
+    assert result.learned, f"{cell} should learn T = 4, evaluations {result.evaluations}"
+    assert len(result.flow_init) == 4 and all(np.isfinite(result.flow_trained))
+
+
+def test_stop_when_solved_ends_the_run_at_the_first_solved_evaluation():
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=400, lr=1e-2, eval_every=50,
+                              stop_when_solved=True)
+    result, _ = train_adding(4, config=config, cell="gru")
+    assert result.solved_step is not None and result.steps == result.solved_step < 400
+    assert result.test_mse < LEARNED_MSE
+    with pytest.raises(ValueError, match="needs eval_every"):
+        ExperimentConfig(stop_when_solved=True)
+    with pytest.raises(ValueError, match="needs an end"):
+        ExperimentConfig(budget_seconds=None)
+
+
+def test_hidden_flow_is_the_gradient_of_the_loss_wrt_each_h_t():
+    """For every cell: ‖∂L/∂h_t‖ from hidden_flow equals the gradient with h_t made a leaf (float64)."""
+    x, y = adding_problem(5, 6, seed=1)
+    for cell in ("rnn", "lstm", "gru"):
+        model = AddingRNN(4, cell=cell, rng=np.random.default_rng(2), dtype=np.float64)
+        flow = experiment.hidden_flow(model, x, y)
+        assert model.rnn.cells[0].V.grad is None, "the measurement leaves the model's gradients alone"
+        # finite differences of L in the direction of each h_t, by re-running the step loop by hand
+        layer, c0 = model.rnn, model.rnn.cells[0]
+        for t in (0, 3, 5):
+            def loss_with(delta):
+                state = c0.initial_state(5)
+                xw = c0.project_input(Tensor(x))
+                for k in range(6):
+                    state = c0.step(xw[:, k], state)
+                    if k == t:
+                        h = c0.hidden(state) + Tensor(delta)
+                        state = (h, state[1]) if cell == "lstm" else h
+                h_T = c0.hidden(state)
+                return ((model.head(h_T) - Tensor(y)) ** 2).mean().item()
+            eps, grad = 1e-6, np.zeros((5, 4))
+            for i in range(5):
+                for j in range(4):
+                    d = np.zeros((5, 4)); d[i, j] = eps
+                    grad[i, j] = (loss_with(d) - loss_with(-d)) / (2 * eps)
+            want = np.linalg.norm(grad, axis=1).mean()
+            assert flow[t] == pytest.approx(want, rel=1e-6), (cell, t, flow[t], want)
+        assert layer is model.rnn
+
+
+def test_float32_training_measures_flows_in_float64_and_checkpoints_reload(tmp_path):
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=10, eval_every=5, dtype="float32")
+    results = run_experiment([5], ["uniform"], config, out_dir=tmp_path, log=None, cells=["rnn", "lstm", "gru"])
+    assert [(r.cell, r.model) for r in results] == [("rnn", "rnn (uniform)"), ("lstm", "lstm (forget bias 1)"),
+                                                    ("gru", "gru")]
+    table = (tmp_path / "results.md").read_text()
+    assert "| lstm (forget bias 1) | 5 | 10 |" in table and "CPU time" in table and "not solved" in table and "Load average" in table
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["dtype"] == "float32" and data["results"][2]["evaluations"][0][0] == 5
+    for r in results:
+        model, meta = load_adding_model(r.checkpoint)
+        assert meta["cell"] == r.cell and model.head.W.dtype == np.float32
+        x, y = adding_problem(200, 5, seed=10_000_000 + 5)
+        assert experiment.evaluate_mse(model, x, y) == pytest.approx(r.test_mse, rel=1e-6)
+    assert results[1].checkpoint.endswith("adding-T5-lstm.npz")
+
+
+def test_forget_bias_reaches_the_lstm_and_unknown_cells_are_refused():
+    model = AddingRNN(3, cell="lstm", forget_bias=None, rng=np.random.default_rng(0))
+    assert model.describe() == "lstm (forget bias like the others)"
+    b = model.rnn.cells[0].b.numpy()
+    assert not np.all(b[3:6] == 1.0)
+    assert np.all(AddingRNN(3, cell="lstm", rng=np.random.default_rng(0)).rnn.cells[0].b.numpy()[3:6] == 1.0)
+    with pytest.raises(ValueError, match="unknown cell 'tanh'"):
+        run_experiment([4], ["uniform"], ExperimentConfig(max_steps=1, **SMALL), log=None, cells=["tanh"])
+
+
+def test_results_read_back_from_json_give_the_same_table(tmp_path):
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=4, eval_every=2)
+    results = run_experiment([4], ["uniform"], config, out_dir=tmp_path, log=None, cells=["gru"])
+    again = experiment.read_results(tmp_path / "results.json")
+    assert results_table(again) == results_table(results)
+    assert again[0].evaluations == [list(e) for e in results[0].evaluations]
+
+
+def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkeypatch, capsys):
+    from tinygrad_rnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["bptt", "experiment", "--cells", "gru,rnn", "--lengths", "4", "--steps", "6", "--eval-every", "3",
+                 "--hidden", "5", "--forget-bias", "none", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "| gru | 4 | 6 |" in out and "| rnn (uniform) | 4 | 6 |" in out, out
+    assert "BLAS threads: 1" in err and "training T=4, cell=gru for 6 steps" in err
+    data = json.loads((tmp_path / "runs" / "bptt-cure" / "results.json").read_text())
+    config = data["config"]
+    assert (config["hidden_size"], config["max_steps"], config["budget_seconds"], config["dtype"],
+            config["eval_every"], config["forget_bias"]) == (5, 6, None, "float32", 3, None)
+    assert [e[0] for e in data["results"][0]["evaluations"]] == [3, 6]
+    with pytest.raises(SystemExit):
+        main(["bptt", "experiment", "--cells", "lstm,tanh"])
+    assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err

@@ -1,6 +1,10 @@
 """PyTorch cross-check of the numerals seq2seq (same data, vocab, batches, sizes, optimizer).
 
-    python docs/crosscheck/torch_numerals.py [--feed] [--single-bias] [--seed S] [--epochs N]   (needs: pip install torch)
+    python docs/crosscheck/torch_numerals.py [--single-bias] [--feed] [--seed S] [--epochs N] [--cell rnn|lstm|gru]
+    (needs: pip install torch)
+
+With --cell lstm the decoder starts from the encoder's (h, c) and the forget-gate bias starts at 1
+(bias_ih's f block 1, bias_hh's 0), like nn.LSTM of ours.
 """
 import sys, time, numpy as np, torch
 from torch import nn
@@ -9,6 +13,10 @@ torch.set_num_threads(1)
 feed = "--feed" in sys.argv
 seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
 epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 20
+cell = sys.argv[sys.argv.index("--cell") + 1] if "--cell" in sys.argv else "rnn"
+assert cell in ("rnn", "lstm", "gru"), f"--cell must be rnn, lstm or gru, got {cell!r}"
+Layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+def top(h): return (h[0] if cell == "lstm" else h)[-1]     # the last layer's h (the LSTM's state is (h, c))
 torch.manual_seed(seed)
 train, dev, test = load_numerals("to_digits", seed=0)
 src = Vocab.build(x for x, _ in train); tgt = Vocab.build(y for _, y in train)
@@ -19,19 +27,19 @@ E, H = 32, 256
 class M(nn.Module):
     def __init__(s):
         super().__init__()
-        s.se = nn.Embedding(len(src), E, padding_idx=0); s.enc = nn.RNN(E, H, batch_first=True)
-        s.te = nn.Embedding(len(tgt), E, padding_idx=0); s.dec = nn.RNN(E + (H if feed else 0), H, batch_first=True)
+        s.se = nn.Embedding(len(src), E, padding_idx=0); s.enc = Layer(E, H, batch_first=True)
+        s.te = nn.Embedding(len(tgt), E, padding_idx=0); s.dec = Layer(E + (H if feed else 0), H, batch_first=True)
         s.out = nn.Linear(H, len(tgt))
     def encode(s, x, L):
         packed = nn.utils.rnn.pack_padded_sequence(s.se(x), torch.as_tensor(L), batch_first=True, enforce_sorted=False)
         _, h = s.enc(packed); return h
     def forward(s, x, L, yin):
         h = s.encode(x, L); e = s.te(yin)
-        if feed: e = torch.cat([e, h[-1][:, None, :].expand(-1, e.shape[1], -1)], 2)
+        if feed: e = torch.cat([e, top(h)[:, None, :].expand(-1, e.shape[1], -1)], 2)
         o, _ = s.dec(e, h); return s.out(o)
     @torch.no_grad()
     def greedy(s, x, L, max_len=13):
-        h = s.encode(x, L); c = h[-1]; ids = torch.full((x.shape[0],), 2); outs = []
+        h = s.encode(x, L); c = top(h); ids = torch.full((x.shape[0],), 2); outs = []
         for _ in range(max_len):
             e = s.te(ids)[:, None]
             if feed: e = torch.cat([e, c[:, None]], 2)
@@ -39,6 +47,10 @@ class M(nn.Module):
         rows = torch.stack(outs, 1).tolist()
         return [r[:r.index(3)] if 3 in r else r for r in rows]
 m = M()
+if cell == "lstm":
+    with torch.no_grad():
+        for rnn in (m.enc, m.dec):
+            rnn.bias_ih_l0[H:2 * H].fill_(1.0); rnn.bias_hh_l0[H:2 * H].zero_()
 if "--single-bias" in sys.argv:   # one bias per cell, like tinygrad_rnn's RNNCell: b = b_ih, b_hh fixed at 0
     for rnn in (m.enc, m.dec):
         rnn.bias_hh_l0.data.zero_(); rnn.bias_hh_l0.requires_grad_(False)
@@ -59,4 +71,4 @@ for ep in range(epochs):
     d = score(batches(dev, False))
     if d > best[0]: best = (d, ep + 1, score(batches(test, False)))
     print(f"epoch {ep+1} loss {tot/len(tr):.4f} dev {d:.4f} {time.time()-t:.1f}s", flush=True)
-print(f"best dev {best[0]:.4f} at epoch {best[1]}, test exact match {best[2]:.4f}")
+print(f"{cell}: best dev {best[0]:.4f} at epoch {best[1]}, test exact match {best[2]:.4f}")

@@ -1,16 +1,24 @@
-"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), Adam 1e-3, clip 1.0, 10 epochs.
+"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), nn.LSTM or nn.GRU, Adam 1e-3, clip 1.0, 10 epochs.
 
-    python docs/crosscheck/torch_reviews.py last|mean SEED      (needs: pip install torch)
+    python docs/crosscheck/torch_reviews.py last|mean SEED [--cell rnn|lstm|gru]    (needs: pip install torch)
+
+The LSTM's forget-gate bias starts at 1 (bias_ih's f block 1, bias_hh's 0), like nn.LSTM of ours.
 """
 import sys, numpy as np
-USAGE = "usage: python docs/crosscheck/torch_reviews.py last|mean SEED   (e.g. mean 0; needs: pip install torch)"
-if len(sys.argv) != 3 or sys.argv[1] not in ("last", "mean") or not sys.argv[2].isdigit(): sys.exit(USAGE)
-import torch
-from torch import nn
+USAGE = ("usage: python docs/crosscheck/torch_reviews.py last|mean SEED [--cell rnn|lstm|gru]   "
+         "(e.g. mean 0; needs: pip install torch)")
 from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator
+args = sys.argv[1:]
+cell = "rnn"
+if "--cell" in args:
+    i = args.index("--cell"); cell = args[i + 1] if i + 1 < len(args) else ""; del args[i:i + 2]
+if cell not in ("rnn", "lstm", "gru") or len(args) != 2 or args[0] not in ("last", "mean") or not args[1].isdigit():
+    sys.exit(USAGE)
+import torch
+from torch import nn
 torch.set_num_threads(1)
-pooling, seed = sys.argv[1], int(sys.argv[2])
+pooling, seed = args[0], int(args[1])
 torch.manual_seed(seed)
 config = {"data": "reviews", "max_len": 100, "limit": None}
 train, dev, test = load_splits(config)
@@ -18,11 +26,15 @@ v = Vocab.build(x for x, _ in train)
 def it(ex, shuffle): return BatchIterator([v.encode(x) for x, _ in ex], [y for _, y in ex], batch_size=64, shuffle=shuffle, seed=seed, bucket=True)
 class M(nn.Module):
     def __init__(s):
-        super().__init__(); s.e = nn.Embedding(len(v), 64, padding_idx=0); s.r = nn.RNN(64, 128, batch_first=True); s.o = nn.Linear(128, 2)
+        super().__init__(); s.e = nn.Embedding(len(v), 64, padding_idx=0); s.r = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](64, 128, batch_first=True); s.o = nn.Linear(128, 2)
+        if cell == "lstm":
+            with torch.no_grad():
+                s.r.bias_ih_l0[128:256].fill_(1.0); s.r.bias_hh_l0[128:256].zero_()
     def forward(s, x, L):
         L = torch.as_tensor(L)
         packed = nn.utils.rnn.pack_padded_sequence(s.e(x), L, batch_first=True, enforce_sorted=False)
         out, h = s.r(packed)
+        if cell == "lstm": h = h[0]
         if pooling == "last": return s.o(h[-1])
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
         return s.o(out.sum(1) / L[:, None])
@@ -42,4 +54,4 @@ for ep in range(10):
     d = acc(dev)
     if d > best[0]: best = (d, ep + 1, acc(test))
     print(f"epoch {ep+1} dev {d:.4f}", flush=True)
-print(f"{pooling} seed {seed}: best dev {best[0]:.4f} at epoch {best[1]}, test accuracy {best[2]:.4f}")
+print(f"{cell} {pooling} seed {seed}: best dev {best[0]:.4f} at epoch {best[1]}, test accuracy {best[2]:.4f}")
