@@ -49,7 +49,7 @@ LEARNED_MSE = 0.05
 F64 = np.float64
 CELLS = ("rnn", "lstm", "gru")
 CURE_LENGTHS = (50, 100, 200, 400)
-# The cure experiment (issue 12), the set-up of the PyTorch reference table in docs/bptt.md.
+# The cure experiment: the set-up of the PyTorch reference table in docs/bptt.md.
 CURE_SETUP = dict(budget_seconds=None, max_steps=3000, hidden_size=64, eval_every=100, dtype="float32")
 
 
