@@ -43,7 +43,8 @@ def add_parser(subparsers) -> None:
                                    "per run, hidden 64, test MSE every 100 steps, float32 (docs/bptt.md).")
     p.add_argument("--cells", type=_cell_list, default=None,
                    help="rnn, lstm, gru, comma-separated; switches to the cure set-up (3,000 steps, hidden 64, "
-                        "lengths 50,100,200,400, test every 100 steps, float32) unless the options below say otherwise")
+                        "lengths 50,100,200,400, test every 100 steps, float32) unless the options below say otherwise "
+                        "(default: none, the vanilla experiment)")
     p.add_argument("--lengths", type=_int_list, default=None,
                    help="sequence lengths (default 10,25,50,100; with --cells 50,100,200,400)")
     p.add_argument("--init", type=_init_list, default=None,
