@@ -6,7 +6,7 @@ is (row vectors, see :mod:`tinygrad_rnn.bptt.reference`)::
     dh_t = ∂L/∂h_t (direct, through the output at t) + dh_{t+1} diag(1 − h_{t+1}²) Vᵀ
 
 Every step back multiplies by diag(1 − h²) Vᵀ; when those factors are smaller than one, dh_t
-shrinks geometrically with the distance T − t — the *vanishing gradient* of the tutorial's
+shrinks geometrically with the distance T − t — the *vanishing gradient* of the chapter's
 section 3. :func:`gradient_flow` reads dh_t straight off the autograd tape (the retained
 gradients of the states that ``nn.RNN(..., return_states=True)`` hands out) and returns its norm
 per step; :func:`plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`

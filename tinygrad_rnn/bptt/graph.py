@@ -7,7 +7,7 @@ consumed them, so BPTT runs against the arrows, from the loss back to t = 1.
 
 With ``steps=`` (a :class:`~tinygrad_rnn.bptt.tracing.Trace` recorded while the graph was built)
 the ops of each time step are boxed together and labelled ``t = 1``, ``t = 2``, …
-:func:`unrolled_graph` builds the tutorial's cell unrolled over a few steps and draws it.
+:func:`unrolled_graph` builds the chapter's cell unrolled over a few steps and draws it.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, ba
     """DOT of a recurrent cell unrolled over ``steps`` steps, a linear head and an MSE loss.
 
     ``cell`` names the cell ("rnn", "lstm", "gru"; :data:`tinygrad_rnn.nn.CELLS`). By default it
-    is applied step by step, exactly as written — for the tutorial's cell
+    is applied step by step, exactly as written — for the chapter's cell
     ``h_t = tanh(x_t @ cell.W + h_{t-1} @ cell.V + cell.b)`` — and the leaves are named
     ``cell.W``, ``cell.V``, ``cell.b`` (the GRU's ``cell.b_hn`` too), ``head.W``, ``head.b``; the
     LSTM's state (h, c) starts from ``h_0`` and ``c_0``. ``use_rnn=True`` draws the layer

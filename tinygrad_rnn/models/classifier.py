@@ -1,4 +1,4 @@
-"""Sequence → class: the tutorial's first RNN mode (section 4, figures 3 and 4).
+"""Sequence → class: the first RNN mode of the chapter we follow (docs/chapter.md, section 4).
 
 ::
 

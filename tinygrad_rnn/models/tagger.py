@@ -1,4 +1,4 @@
-"""Synchronous sequence → sequence: one label per token (tutorial section 4), e.g. part-of-speech tags.
+"""Synchronous sequence → sequence: one label per token (the chapter's section 4, docs/chapter.md), e.g. part-of-speech tags.
 
 ::
 
