@@ -58,6 +58,14 @@ class BPTTGradients(NamedTuple):
     dh: np.ndarray   # (B, T, H): dh_t, the total gradient reaching state h_t
 
 
+def _d_outputs(d_outputs, B: int, T: int, H: int) -> np.ndarray:
+    """∂L/∂outputs as float64, checked to be (B, T, H)."""
+    d_outputs = np.asarray(d_outputs, dtype=np.float64)
+    if d_outputs.shape != (B, T, H):
+        raise ValueError(f"d_outputs of shape {d_outputs.shape}, want {(B, T, H)}")
+    return d_outputs
+
+
 def _step_masks(lengths, B: int, T: int) -> np.ndarray:
     """(T, B, 1) array: m_t = 1 at true steps, 0 at padding."""
     if lengths is None:
@@ -94,9 +102,7 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
     x, W, V, b = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b))
     B, T, E = x.shape
     H = W.shape[1]
-    d_outputs = np.asarray(d_outputs, dtype=np.float64)
-    if d_outputs.shape != (B, T, H):
-        raise ValueError(f"d_outputs of shape {d_outputs.shape}, want {(B, T, H)}")
+    d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
     # forward, keeping every state: hs[t] is h_t for t = 0..T (hs[0] = h_0)
@@ -221,9 +227,7 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
     x, W, V, b = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b))
     B, T, E = x.shape
     H = V.shape[0]
-    d_outputs = np.asarray(d_outputs, dtype=np.float64)
-    if d_outputs.shape != (B, T, H):
-        raise ValueError(f"d_outputs of shape {d_outputs.shape}, want {(B, T, H)}")
+    d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
     hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))   # hs[t] = h_t, hs[0] = h_0
@@ -294,9 +298,7 @@ def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) 
     x, W, V, b, b_hn = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b, b_hn))
     B, T, E = x.shape
     H = V.shape[0]
-    d_outputs = np.asarray(d_outputs, dtype=np.float64)
-    if d_outputs.shape != (B, T, H):
-        raise ValueError(f"d_outputs of shape {d_outputs.shape}, want {(B, T, H)}")
+    d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
     hs = np.zeros((T + 1, B, H))
