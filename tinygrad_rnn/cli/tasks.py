@@ -383,16 +383,21 @@ def predict_command(args) -> int:
     return 0
 
 
+def _check_one_figure(what: str, option: str, path: str, texts) -> None:
+    """A figure option draws one TEXT into a file whose directory exists; refused before any work."""
+    if len(texts) != 1:
+        raise CLIError(f"{what}: give one TEXT, not {len(texts)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"{option}: no such directory {folder}")
+
+
 def _check_attention_option(args, config, texts) -> None:
     """``predict --attention PNG``: refused before any work unless it can be drawn."""
     if config["task"] != "seq2seq" or not config.get("attention"):
         raise CLIError(f"--attention draws attention weights; {args.dir} is a {config['task']} run "
                        "without attention (train one with 'train seq2seq --attention additive')")
-    if len(texts) != 1:
-        raise CLIError(f"--attention draws one heatmap: give one TEXT, not {len(texts)}")
-    folder = os.path.dirname(os.path.abspath(args.attention))
-    if not os.path.isdir(folder):
-        raise CLIError(f"--attention {args.attention}: no such directory {folder}")
+    _check_one_figure("--attention draws one heatmap", f"--attention {args.attention}", args.attention, texts)
 
 
 def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> None:
@@ -424,11 +429,8 @@ def _check_prefixes_option(args, config, texts) -> None:
     if not args.prefixes.lower().endswith(".png"):
         raise CLIError(f"--prefixes takes an optional PNG file ending in .png, got {args.prefixes!r} "
                        "(put --prefixes after the texts)")
-    if len(texts) != 1:
-        raise CLIError(f"--prefixes {args.prefixes} plots one text: give one TEXT, not {len(texts)}")
-    folder = os.path.dirname(os.path.abspath(args.prefixes))
-    if not os.path.isdir(folder):
-        raise CLIError(f"--prefixes {args.prefixes}: no such directory {folder}")
+    _check_one_figure(f"--prefixes {args.prefixes} plots one text", f"--prefixes {args.prefixes}",
+                      args.prefixes, texts)
 
 
 def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
