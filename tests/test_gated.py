@@ -14,6 +14,7 @@ from tinygrad_rnn.bptt.reference import (gru_bptt, gru_bptt_vectorised, gru_forw
                                          lstm_bptt_vectorised, lstm_forward_vectorised)
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
+from checks import assert_relative
 
 F64 = "float64"
 KINDS = ("lstm", "gru")
@@ -301,15 +302,6 @@ def test_truncate_below_T_cuts_the_cell_state_path_too():
 
 
 # ---- autograd == the hand-derived BPTT ------------------------------------------------------------------------
-
-def assert_relative(actual, expected, name, tol=1e-10):
-    """max |actual − expected| ≤ tol · max |expected| (exact agreement where expected is all 0)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} vs {expected.shape}"
-    err, scale = np.abs(actual - expected).max(), np.abs(expected).max()
-    assert err <= tol * scale or err == 0, (
-        f"{name}: max abs difference {err:.3g} at {np.unravel_index(np.argmax(np.abs(actual - expected)), actual.shape)}"
-        f" exceeds {tol:g} × max |reference| = {tol * scale:.3g}")
 
 
 @settings(max_examples=examples(12))
