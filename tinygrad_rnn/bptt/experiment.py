@@ -154,27 +154,16 @@ class RunResult:
 def hidden_flow(model: AddingRNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """‖∂L/∂h_t‖ for t = 1..T (batch mean), for any cell, measured on a float64 copy of ``model``.
 
-    The layer hands out its states (``return_states=True``); the h of each (``cell.hidden``:
-    h_t itself, or the h of the LSTM's pair (h_t, c_t)) retains its gradient through
-    ``backward``. For the vanilla cell this is :func:`~tinygrad_rnn.bptt.flow.gradient_flow`'s
-    number; for an LSTM, dh_t includes what reached h_t back along the cell state c.
+    :func:`~tinygrad_rnn.bptt.flow.gradient_flow` reads dh_t off the tape for every cell; for an
+    LSTM, dh_t includes what reached h_t back along the cell state c.
     """
-    if model.cell != "rnn" or model.rnn.cells[0].V.dtype != F64:
-        # a float64 copy: a vanished gradient is not flushed to 0, and the model's .grad stay as they are
+    if model.rnn.cells[0].V.dtype != F64:
+        # a float64 copy: a vanished gradient is not flushed to 0 (gradient_flow leaves .grad as it was)
         copy = AddingRNN(model.hidden_size, model.init, cell=model.cell, forget_bias=model.forget_bias,
                          rng=np.random.default_rng(0), dtype=F64)
         copy.load_state_dict(model.state_dict())
         model = copy
-    if model.cell == "rnn":
-        return gradient_flow(model.rnn, x, None, model.loss_fn(Tensor(y)))
-    cell = model.rnn.cells[0]
-    _, h_last, states = model.rnn(Tensor(x, dtype=F64), return_states=True, need_outputs=False)
-    hs = [cell.hidden(s) for s in states[0]]
-    for h in hs:
-        h.retain_grad()                          # keep ∂L/∂h_t, which backward() would discard
-    mse(model.head(model.last_hidden(h_last)), Tensor(y, dtype=F64)).backward()
-    return np.array([np.linalg.norm(h.backend.to_host(h.grad), axis=-1).mean() if h.grad is not None else 0.0
-                     for h in hs])
+    return gradient_flow(model.rnn, x, None, model.loss_fn(Tensor(y, dtype=F64)))
 
 
 def evaluate_mse(model: AddingRNN, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
