@@ -14,7 +14,7 @@ from tinygrad_rnn.bptt.reference import (gru_bptt, gru_bptt_vectorised, gru_forw
                                          lstm_bptt_vectorised, lstm_forward_vectorised)
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
-from checks import assert_relative
+from checks import assert_relative, host_state, parts, run_cells_one_by_one
 
 F64 = "float64"
 KINDS = ("lstm", "gru")
@@ -45,14 +45,6 @@ def gru_step(x, h, W, V, b, b_hn):
     z = sigmoid(x @ W[:, blk[1]] + h @ V[:, blk[1]] + b[blk[1]])
     n = np.tanh(x @ W[:, blk[2]] + b[blk[2]] + r * (h @ V[:, blk[2]] + b_hn))
     return (1 - z) * n + z * h
-
-
-def parts(state):
-    return state if isinstance(state, tuple) else (state,)
-
-
-def host_state(state):
-    return tuple(s.numpy() for s in parts(state))
 
 
 # ---- layouts and initialisation ------------------------------------------------------------------------
@@ -136,33 +128,6 @@ def test_layers_shapes_h0_and_errors():
 
 
 # ---- a layer computes exactly what its cells compute ------------------------------------------------------
-
-def run_cells_one_by_one(layer, x, h0, lengths):
-    """The specification: each sequence alone, only its true steps, through layer.cells in order."""
-    B, T, _ = x.shape
-    H, D = layer.hidden_size, layer.directions
-    n_parts = len(parts(layer.cells[0].initial_state(1)))
-    outputs, last = np.zeros((B, T, H * D)), np.zeros((n_parts, len(layer.cells), B, H))
-    for b in range(B):
-        n = int(lengths[b])
-        inputs = [tg.Tensor(x[b:b + 1, t]) for t in range(n)]
-        for lay in range(layer.num_layers):
-            per_direction = []
-            for d in range(D):
-                k = lay * D + d
-                state = None if h0 is None else tuple(tg.Tensor(p[k, b:b + 1]) for p in h0)
-                state = state if state is None or n_parts > 1 else state[0]
-                hs = [None] * n
-                for t in (range(n) if d == 0 else reversed(range(n))):
-                    state = layer.cells[k](inputs[t], state)
-                    hs[t] = parts(state)[0]
-                if state is not None:
-                    last[:, k, b] = [s[0] for s in host_state(state)]
-                per_direction.append(hs)
-            inputs = [tg.cat([s[t] for s in per_direction], axis=1) for t in range(n)]
-        outputs[b, :n] = np.concatenate([i.numpy() for i in inputs], axis=0)
-    return outputs, last
-
 
 @settings(max_examples=examples(10))
 @given(kind=st.sampled_from(KINDS), seq=float_sequences(features=st.integers(1, 3), batch_size=st.integers(1, 3),

@@ -11,6 +11,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
+from checks import run_cells_one_by_one
 
 F64 = "float64"
 
@@ -117,30 +118,6 @@ def test_rnn_rejects_bad_inputs_with_clear_messages():
 
 # ---- RNN == its cells -------------------------------------------------------------------------------
 
-def run_cells_one_by_one(rnn, x, h0, lengths):
-    """The specification: each sequence alone, only its true steps, through rnn.cells in order."""
-    B, T, _ = x.shape
-    H, D = rnn.hidden_size, rnn.directions
-    outputs, h_last = np.zeros((B, T, H * D)), np.zeros((len(rnn.cells), B, H))
-    for b in range(B):
-        n = int(lengths[b])
-        inputs = [tg.Tensor(x[b:b + 1, t]) for t in range(n)]
-        for layer in range(rnn.num_layers):
-            per_direction = []
-            for d in range(D):
-                k = layer * D + d
-                h = None if h0 is None else tg.Tensor(h0[k, b:b + 1])
-                states = [None] * n
-                for t in (range(n) if d == 0 else reversed(range(n))):  # backward: from the true end
-                    h = rnn.cells[k](inputs[t], h)
-                    states[t] = h
-                h_last[k, b] = h.numpy()[0]
-                per_direction.append(states)
-            inputs = [tg.cat([s[t] for s in per_direction], axis=1) for t in range(n)]
-        outputs[b, :n] = np.concatenate([i.numpy() for i in inputs], axis=0)
-    return outputs, h_last
-
-
 @settings(max_examples=examples(15))
 @given(seq=float_sequences(features=st.integers(1, 4), batch_size=st.integers(1, 3), max_len=st.integers(1, 6)),
        hidden=st.integers(1, 4), layers=st.sampled_from([1, 2]), bidirectional=st.booleans(),
@@ -151,7 +128,8 @@ def test_rnn_computes_exactly_what_its_cells_compute(seq, hidden, layers, bidire
     rnn = nn.RNN(x.shape[2], hidden, num_layers=layers, bidirectional=bidirectional, dtype=F64, rng=rng)
     h0 = rng.normal(size=(len(rnn.cells), x.shape[0], hidden)) if with_h0 else None
     out, h_last = rnn(tg.Tensor(x), None if h0 is None else tg.Tensor(h0), lengths=lengths)
-    want_out, want_h = run_cells_one_by_one(rnn, x, h0, lengths)
+    want_out, want_last = run_cells_one_by_one(rnn, x, None if h0 is None else [h0], lengths)
+    want_h = want_last[0]
     np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-12, atol=1e-14, err_msg="outputs")
     np.testing.assert_allclose(h_last.numpy(), want_h, rtol=1e-12, atol=1e-14, err_msg="h_last")
 
