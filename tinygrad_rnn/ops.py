@@ -188,7 +188,7 @@ class AddMM(Op):
             raise ShapeError(f"addmm needs 2-D matrices, got {a.ndim}-D and {b.ndim}-D")
         if a.shape[1] != b.shape[0]:
             raise ShapeError(f"inner sizes differ: {a.shape[1]} != {b.shape[0]}")
-        if not _broadcastable(c.shape, (a.shape[0], b.shape[1]), to_second=True):
+        if not _broadcasts_to(c.shape, (a.shape[0], b.shape[1])):
             raise ShapeError(f"c of shape {c.shape} does not broadcast to {(a.shape[0], b.shape[1])}")
         self.a, self.b, self.c_shape = a, b, c.shape
         return c + a @ b
@@ -586,14 +586,9 @@ class Where(Op):
                 unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if self.needs_grad(2) else None)
 
 
-def _broadcastable(first, second, to_second=False) -> bool:
-    """Whether two shapes broadcast together (``to_second``: ``first`` broadcasts *to* ``second``)."""
-    if to_second and len(first) > len(second):
-        return False
-    for m, n in zip(reversed(first), reversed(second)):
-        if m != n and m != 1 and (to_second or n != 1):
-            return False
-    return True
+def _broadcasts_to(shape, target) -> bool:
+    """Whether ``shape`` broadcasts *to* ``target`` (NumPy's rule, one way: the result is ``target``)."""
+    return len(shape) <= len(target) and all(m in (1, n) for m, n in zip(reversed(shape), reversed(target)))
 
 
 # ---- functions over several tensors --------------------------------------------------------------
