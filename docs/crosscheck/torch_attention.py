@@ -1,15 +1,16 @@
 """PyTorch cross-check of the attention Seq2Seq (same data, splits, vocab, batches, sizes, optimizer).
 
-    python docs/crosscheck/torch_attention.py numerals|pinyin [--uni] [--seed S] [--epochs N] [--limit N]
+    python docs/crosscheck/torch_attention.py numerals|pinyin [--cell rnn|gru] [--uni] [--seed S]
+        [--epochs N] [--limit N]
 
-The model of tinygrad_rnn.models.Seq2Seq(attention="additive"): a (bidirectional) tanh nn.RNN
-encoder over packed sequences; s_0 = tanh([h_fwd_last ; h_bwd_first] W_0 + b_0) (or the encoder's
+The model of tinygrad_rnn.models.Seq2Seq(attention="additive"): a (bidirectional) nn.RNN (tanh) or
+nn.GRU encoder over packed sequences; s_0 = tanh([h_fwd_last ; h_bwd_first] W_0 + b_0) (or the encoder's
 last state); score_j = vᵀ tanh(s_{t-1} W_s + h_j U_h) masked to the source length; c_t = Σ α_j h_j;
-an nn.RNNCell decoder on [e(y_{t-1}) ; c_t]; logits from [s_t ; c_t]. PyTorch's own initialisation
+an nn.RNNCell (or nn.GRUCell) decoder on [e(y_{t-1}) ; c_t]; logits from [s_t ; c_t]. PyTorch's own initialisation
 (its RNN cells have two biases). Adam 1e-3, clip 1.0, batch 64; test exact match at the best dev
 epoch, greedy decoding.
 """
-import sys
+import argparse
 import time
 
 import torch
@@ -17,16 +18,18 @@ from torch import nn
 
 from tinygrad_rnn.data import BatchIterator, Vocab, load_numerals, load_pinyin, train_dev_test_split
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("data", choices=("numerals", "pinyin"))
+parser.add_argument("--cell", choices=("rnn", "gru"), default="rnn",
+                    help="encoder and decoder cell: rnn (tanh) or gru (default rnn)")
+parser.add_argument("--uni", action="store_true", help="unidirectional encoder (default: bidirectional)")
+parser.add_argument("--seed", type=int, default=0, help="weights and batch order (default 0)")
+parser.add_argument("--epochs", type=int, default=20, help="passes over the training split (default 20)")
+parser.add_argument("--limit", type=int, default=None, help="about N examples in all, for quick runs (default: all)")
+args = parser.parse_args()
+data, cell, bidirectional = args.data, args.cell, not args.uni
+seed, epochs, limit = args.seed, args.epochs, args.limit
 torch.set_num_threads(1)
-data = sys.argv[1]
-bidirectional = "--uni" not in sys.argv
-
-
-def option(name, default):
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
-
-
-seed, epochs, limit = option("--seed", 0), option("--epochs", 20), option("--limit", None)
 torch.manual_seed(seed)
 if data == "numerals":
     train, dev, test = load_numerals("to_digits", *((50_000, 5_000, 5_000) if limit is None else
@@ -52,9 +55,9 @@ class AttentionSeq2Seq(nn.Module):
     def __init__(self):
         super().__init__()
         self.src_embed = nn.Embedding(len(src), E, padding_idx=0)
-        self.encoder = nn.RNN(E, H, batch_first=True, bidirectional=bidirectional)
+        self.encoder = (nn.GRU if cell == "gru" else nn.RNN)(E, H, batch_first=True, bidirectional=bidirectional)
         self.tgt_embed = nn.Embedding(len(tgt), E, padding_idx=0)
-        self.decoder = nn.RNNCell(E + D * H, H)
+        self.decoder = (nn.GRUCell if cell == "gru" else nn.RNNCell)(E + D * H, H)
         self.out = nn.Linear(H + D * H, len(tgt))
         self.bridge = nn.Linear(2 * H, H) if bidirectional else None
         self.W_s = nn.Linear(H, H, bias=False)
@@ -115,7 +118,7 @@ def exact_match(examples):
     return ok / n
 
 
-print(f"{data}: {len(train)}/{len(dev)}/{len(test)}, E {E}, H {H}, bidirectional {bidirectional}, "
+print(f"{data}: {len(train)}/{len(dev)}/{len(test)}, cell {cell}, E {E}, H {H}, bidirectional {bidirectional}, "
       f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
 train_batches, best = batches(train, True), (-1.0, 0, 0.0)
 for epoch in range(epochs):
