@@ -1,20 +1,26 @@
 """PyTorch cross-check of the numerals seq2seq (same data, vocab, batches, sizes, optimizer).
 
-    python docs/crosscheck/torch_numerals.py [--single-bias] [--feed] [--seed S] [--epochs N] [--cell rnn|lstm|gru]
-    (needs: pip install torch)
+    python docs/crosscheck/torch_numerals.py [--single-bias] [--feed] [--seed S] [--epochs N]
+        [--cell rnn|lstm|gru]                                          (needs: pip install torch)
 
 With --cell lstm the decoder starts from the encoder's (h, c) and the forget-gate bias starts at 1
 (bias_ih's f block 1, bias_hh's 0), like nn.LSTM of ours.
 """
-import sys, time, numpy as np, torch
+import argparse, time, numpy as np, torch
 from torch import nn
 from tinygrad_rnn.data import Vocab, BatchIterator, load_numerals
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--single-bias", action="store_true",
+                    help="one bias per cell like tinygrad_rnn's: b_hh fixed at 0 (default: PyTorch's two biases)")
+parser.add_argument("--feed", action="store_true",
+                    help="feed the encoder's last state to the decoder at every step (default: off)")
+parser.add_argument("--seed", type=int, default=0, metavar="S", help="weights and batch order (default 0)")
+parser.add_argument("--epochs", type=int, default=20, metavar="N", help="passes over the training split (default 20)")
+parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn",
+                    help="encoder and decoder cell: nn.RNN (tanh), nn.LSTM or nn.GRU (default rnn)")
+args = parser.parse_args()
 torch.set_num_threads(1)
-feed = "--feed" in sys.argv
-seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
-epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 20
-cell = sys.argv[sys.argv.index("--cell") + 1] if "--cell" in sys.argv else "rnn"
-assert cell in ("rnn", "lstm", "gru"), f"--cell must be rnn, lstm or gru, got {cell!r}"
+feed, seed, epochs, cell = args.feed, args.seed, args.epochs, args.cell
 Layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
 def top(h): return (h[0] if cell == "lstm" else h)[-1]     # the last layer's h (the LSTM's state is (h, c))
 torch.manual_seed(seed)
@@ -51,7 +57,7 @@ if cell == "lstm":
     with torch.no_grad():
         for rnn in (m.enc, m.dec):
             rnn.bias_ih_l0[H:2 * H].fill_(1.0); rnn.bias_hh_l0[H:2 * H].zero_()
-if "--single-bias" in sys.argv:   # one bias per cell, like tinygrad_rnn's RNNCell: b = b_ih, b_hh fixed at 0
+if args.single_bias:   # one bias per cell, like tinygrad_rnn's RNNCell: b = b_ih, b_hh fixed at 0
     for rnn in (m.enc, m.dec):
         rnn.bias_hh_l0.data.zero_(); rnn.bias_hh_l0.requires_grad_(False)
 opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3); lossf = nn.CrossEntropyLoss(ignore_index=0)
