@@ -4,21 +4,31 @@
 
 The LSTM's forget-gate bias starts at 1 (bias_ih's f block 1, bias_hh's 0), like nn.LSTM of ours.
 """
-import sys, numpy as np
-USAGE = ("usage: python docs/crosscheck/torch_reviews.py last|mean SEED [--cell rnn|lstm|gru]   "
-         "(e.g. mean 0; needs: pip install torch)")
+import argparse, numpy as np
 from tinygrad_rnn.runs import load_splits
 from tinygrad_rnn.data import Vocab, BatchIterator
-args = sys.argv[1:]
-cell = "rnn"
-if "--cell" in args:
-    i = args.index("--cell"); cell = args[i + 1] if i + 1 < len(args) else ""; del args[i:i + 2]
-if cell not in ("rnn", "lstm", "gru") or len(args) != 2 or args[0] not in ("last", "mean") or not args[1].isdigit():
-    sys.exit(USAGE)
+
+
+def seed_number(text):
+    """A seed as the command line gives it: digits only (0, 1, 42), as before argparse."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
+    return int(text)
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="example: python docs/crosscheck/torch_reviews.py mean 0")
+parser.add_argument("pooling", choices=("last", "mean"),
+                    help="classify from the last state or the mean of the states (no default: required)")
+parser.add_argument("seed", type=seed_number, metavar="SEED", help="weights and batch order (no default: required)")
+parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn",
+                    help="nn.RNN (tanh), nn.LSTM or nn.GRU (default rnn)")
+args = parser.parse_args()
+cell = args.cell
 import torch
 from torch import nn
 torch.set_num_threads(1)
-pooling, seed = args[0], int(args[1])
+pooling, seed = args.pooling, args.seed
 torch.manual_seed(seed)
 config = {"data": "reviews", "max_len": 100, "limit": None}
 train, dev, test = load_splits(config)
