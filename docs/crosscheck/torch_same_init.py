@@ -8,17 +8,27 @@ steps; after that float32 rounding, which differs between the two frameworks' ke
 them apart slowly, so by step 400 they agree to four or five digits and the largest weight
 difference is of order 1e-4. The exact late figures vary between runs and machines.
 """
-import sys, numpy as np, torch
+import argparse, sys, numpy as np, torch
 from torch import nn
 import tinygrad_rnn as tg
 from tinygrad_rnn.data import Vocab, BatchIterator, load_numerals
 from tinygrad_rnn.models import Seq2Seq
 from tinygrad_rnn.optim import Adam, clip_grad_norm_
 from tinygrad_rnn.train import Seq2SeqTask
+
+
+def step_count(text):
+    """STEPS as the command line gives it: digits only (400), as before argparse."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative integer: {text!r}")
+    return int(text)
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("steps", nargs="?", type=step_count, default=300, metavar="STEPS",
+                    help="training steps of both models; losses printed at steps 1-3 and every 50 (default 300)")
+steps = parser.parse_args().steps
 torch.set_num_threads(1)
-if len(sys.argv) > 2 or (len(sys.argv) == 2 and not sys.argv[1].isdigit()):
-    sys.exit("usage: python docs/crosscheck/torch_same_init.py [STEPS]   (default 300)")
-steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 train, dev, test = load_numerals("to_digits", seed=0)
 src = Vocab.build(x for x, _ in train); tgt = Vocab.build(y for _, y in train)
 it = BatchIterator([src.encode(x) for x, _ in train], [tgt.encode(y, add_bos=True, add_eos=True) for _, y in train],
