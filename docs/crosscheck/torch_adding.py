@@ -1,7 +1,7 @@
 """PyTorch on the cure experiment's adding problem (same batches and test set as `bptt experiment`).
 
 usage: python docs/crosscheck/torch_adding.py --cell rnn|lstm|gru --length T [--steps 3000]
-                                              [--init ours|torch] [--forget-bias B|none] [--seed 0]
+           [--init ours|torch] [--forget-bias B|none] [--seed 0] [--hidden 64]
 
 --init ours (default): the initial weights of our AddingRNN (seed, hidden 64) copied into torch's
 nn.RNN/LSTM/GRU + Linear (one bias: bias_ih = b, bias_hh = 0, fixed; the GRU's b_hn as the n block
@@ -16,15 +16,31 @@ from torch import nn
 from tinygrad_rnn.bptt.experiment import AddingRNN, LEARNED_MSE
 from tinygrad_rnn.data.adding import adding_problem
 torch.set_num_threads(1)
-a = argparse.ArgumentParser()
-a.add_argument("--cell", choices=["rnn", "lstm", "gru"], required=True)
-a.add_argument("--length", type=int, required=True)
-a.add_argument("--steps", type=int, default=3000)
-a.add_argument("--init", choices=["ours", "torch"], default="ours")
-a.add_argument("--forget-bias", default=None, help="LSTM b_f at the start: a number or 'none' (default: 1 with "
-                                                    "--init ours, PyTorch's with --init torch)")
-a.add_argument("--seed", type=int, default=0)
-a.add_argument("--hidden", type=int, default=64)
+
+
+def forget_bias(text):
+    """--forget-bias as given (a number or 'none'), refused here rather than by float() later."""
+    if text != "none":
+        try:
+            float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a number or 'none', not {text!r}") from None
+    return text
+
+
+a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+a.add_argument("--cell", choices=["rnn", "lstm", "gru"], required=True,
+               help="nn.RNN (tanh), nn.LSTM or nn.GRU (no default: required)")
+a.add_argument("--length", type=int, required=True, metavar="T",
+               help="sequence length T of the adding problem (no default: required)")
+a.add_argument("--steps", type=int, default=3000, help="training steps of batch 64 (default 3000)")
+a.add_argument("--init", choices=["ours", "torch"], default="ours",
+               help="initial weights: our AddingRNN's copied over, or PyTorch's own (default ours)")
+a.add_argument("--forget-bias", type=forget_bias, default=None, metavar="B|none",
+               help="LSTM b_f at the start: a number or 'none' (default: 1 with "
+                    "--init ours, PyTorch's with --init torch)")
+a.add_argument("--seed", type=int, default=0, help="weights and batch order (default 0)")
+a.add_argument("--hidden", type=int, default=64, help="hidden size H (default 64)")
 args = a.parse_args()
 H, T = args.hidden, args.length
 torch.manual_seed(args.seed)
