@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import checkpoint
 from ..data.adding import ADDING_BASELINE_MSE, adding_problem
+from ..files import atomic_write
 from ..nn import GRU, LSTM, RNN, Linear, Module
 from ..nn.rnn import INITS
 from ..optim import Adam, clip_grad_norm_
@@ -372,10 +373,8 @@ def read_results(path) -> list[RunResult]:
 
 
 def _write_atomically(path, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w", encoding="utf-8") as f:   # all of it or, interrupted, the old file
         f.write(text)
-    os.replace(tmp, path)
 
 
 def plot_experiment(results, path) -> str:
