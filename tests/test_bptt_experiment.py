@@ -264,3 +264,23 @@ def test_jobs_is_checked_and_never_more_processes_than_runs(monkeypatch):
     assert workers == [2]
     assert len(run_experiment([4], ["uniform"], config, log=None, jobs=8)) == 1 and workers == [2], \
         "one run is trained here, in this process"
+
+
+def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_written(tmp_path, monkeypatch, capsys):
+    from tinygrad_rnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "checkpoints" / "adding-T3-gru.npz").mkdir(parents=True)   # its checkpoint cannot be saved
+    code = main(["bptt", "experiment", "--cells", "rnn,gru", "--lengths", "3,4", "--steps", "2", "--hidden", "4",
+                 "--out", "out", "--jobs", "2"])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    assert "4 runs × 2 steps, 2 at a time in 2 processes" in err and "per process" in err
+    assert "  ✗ T=3, cell=gru failed: IsADirectoryError" in err and "\nerror: " in err and "Traceback" not in err
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["cell"], r["length"]) for r in data["results"]] == [("rnn", 3), ("rnn", 4), ("gru", 4)]
+    left = [p.name for p in (tmp_path / "out").rglob("*") if "tmp" in p.name]
+    assert not left, f"temporary files left behind: {left}"
+    with pytest.raises(SystemExit):
+        main(["bptt", "experiment", "--jobs", "0"])
+    assert "--jobs: invalid positive integer value: '0'" in capsys.readouterr().err
