@@ -1,6 +1,7 @@
 """bptt.experiment: the adding-problem runs (small budgets), their table, files and checkpoints."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -209,3 +210,77 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--cells", "lstm,tanh"])
     assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err
+
+
+# ---- --jobs: several runs at once, in worker processes ------------------------------------------
+
+TINY = dict(hidden_size=4, batch_size=16, test_size=100, probe_size=8, budget_seconds=None, max_steps=200,
+            lr=1e-2, eval_every=50)
+
+
+def test_two_jobs_give_the_same_results_in_the_same_order_as_one(tmp_path):
+    config = ExperimentConfig(**TINY)
+    serial = run_experiment((3, 4), ["uniform"], config, out_dir=tmp_path / "serial", log=None, cells=["rnn", "gru"])
+    lines = []
+    parallel = run_experiment((3, 4), ["uniform"], config, out_dir=tmp_path / "jobs2", log=lines.append,
+                              cells=["rnn", "gru"], jobs=2)
+    plan = [("rnn", 3), ("rnn", 4), ("gru", 3), ("gru", 4)]
+    assert [(r.cell, r.length) for r in parallel] == [(r.cell, r.length) for r in serial] == plan
+    assert any(r.solved_step for r in serial), "the comparison should include a solved step"
+    for a, b in zip(serial, parallel):
+        same = ("steps", "train_mse", "test_mse", "learned", "ratio_init", "ratio_trained", "flow_init",
+                "flow_trained", "solved_step", "evaluations", "model")
+        assert {k: getattr(a, k) for k in same} == {k: getattr(b, k) for k in same}, (a.cell, a.length)
+        assert pickle.loads(pickle.dumps(a)) == a, "a RunResult must pickle: it is what a worker sends back"
+
+    # the parent wrote results.json in plan order; each worker saved its own checkpoint
+    data = json.loads((tmp_path / "jobs2" / "results.json").read_text())
+    assert [(r["cell"], r["length"], r["test_mse"]) for r in data["results"]] == \
+        [(r.cell, r.length, r.test_mse) for r in serial]
+    model, meta = load_adding_model(parallel[3].checkpoint)
+    assert (meta["cell"], meta["length"]) == ("gru", 4) and "jobs2" in parallel[3].checkpoint
+    x, y = adding_problem(100, 4, seed=10_000_000 + 4)
+    assert experiment.evaluate_mse(model, x, y) == pytest.approx(parallel[3].test_mse, rel=1e-12)
+
+    # every worker's lines reached the parent's log, each run's summary after its own lines
+    for cell, length in plan:
+        name = f"T={length}, " + ("init=uniform" if cell == "rnn" else "cell=gru")
+        started = lines.index(f"training {name} for 200 steps")
+        model_name = "rnn (uniform)" if cell == "rnn" else "gru"
+        evaluated = [i for i, line in enumerate(lines) if line.startswith(f"  T={length:<4} {model_name:<12} step")]
+        summary = [i for i, line in enumerate(lines) if line.startswith(f"  → {name}: 200 steps in")]
+        assert len(evaluated) == 4 and len(summary) == 1, lines
+        assert started < min(evaluated) and max(evaluated) < summary[0], lines
+
+
+def test_jobs_is_checked_and_never_more_processes_than_runs(monkeypatch):
+    config = ExperimentConfig(max_steps=1, **SMALL)
+    for jobs in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="jobs must be a whole number of processes, at least 1"):
+            run_experiment([4], ["uniform"], config, log=None, jobs=jobs)
+    workers = []
+    monkeypatch.setattr(experiment, "_train_in_processes", lambda runs, n, *rest: workers.append(n) or [])
+    run_experiment([4, 5], ["uniform"], config, log=None, jobs=8)
+    assert workers == [2]
+    assert len(run_experiment([4], ["uniform"], config, log=None, jobs=8)) == 1 and workers == [2], \
+        "one run is trained here, in this process"
+
+
+def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_written(tmp_path, monkeypatch, capsys):
+    from tinygrad_rnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "checkpoints" / "adding-T3-gru.npz").mkdir(parents=True)   # its checkpoint cannot be saved
+    code = main(["bptt", "experiment", "--cells", "rnn,gru", "--lengths", "3,4", "--steps", "2", "--hidden", "4",
+                 "--out", "out", "--jobs", "2"])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    assert "4 runs × 2 steps, 2 at a time in 2 processes" in err and "per process" in err
+    assert "  ✗ T=3, cell=gru failed: IsADirectoryError" in err and "\nerror: " in err and "Traceback" not in err
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["cell"], r["length"]) for r in data["results"]] == [("rnn", 3), ("rnn", 4), ("gru", 4)]
+    left = [p.name for p in (tmp_path / "out").rglob("*") if "tmp" in p.name]
+    assert not left, f"temporary files left behind: {left}"
+    with pytest.raises(SystemExit):
+        main(["bptt", "experiment", "--jobs", "0"])
+    assert "--jobs: invalid positive integer value: '0'" in capsys.readouterr().err

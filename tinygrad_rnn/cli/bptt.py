@@ -73,6 +73,10 @@ def add_parser(subparsers) -> None:
                    help="output directory: results.md/.json, gradient-flow.png, checkpoints/ "
                         "(default runs/bptt-experiment; with --cells runs/bptt-cure)")
     p.add_argument("--figure", default=None, help="write the figure here (default OUT/gradient-flow.png)")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="train up to N runs at once (default 1: one after another); each job is one process "
+                        "using --threads BLAS threads, so keep jobs × threads at most the number of cores; "
+                        "the results are the same as with 1")
     add_threads_argument(p)
     p.set_defaults(func=run_experiment_command)
 
@@ -209,11 +213,15 @@ def run_experiment_command(args) -> int:
     runs = len(lengths) * sum(len(inits) if c == "rnn" else 1 for c in cells)
     until = [f"{config.budget_seconds:g} s"] if config.budget_seconds is not None else []
     until += [f"{config.max_steps} steps"] if config.max_steps is not None else []
+    jobs = min(args.jobs, runs)
     _say(f"{runs} runs × {' or '.join(until)}"
          + (f" (about {runs * config.budget_seconds / 60:.1f} min of training)" if config.budget_seconds else "")
-         + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {threads}")
+         + (f", {jobs} at a time in {jobs} processes" if jobs > 1 else "")
+         + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {threads}"
+         + (" per process" if jobs > 1 else ""))
     start = time.perf_counter()
-    results = run_experiment(lengths, inits, config, out_dir=out, figure=args.figure, log=_say, cells=cells)
+    results = run_experiment(lengths, inits, config, out_dir=out, figure=args.figure, log=_say, cells=cells,
+                             jobs=args.jobs, threads=args.threads)
     wall = time.perf_counter() - start
     print(results_table(results))
     print(f"\nwall time {wall:.0f} s; baseline MSE (always predict 1) = 0.167; learned = test MSE < 0.05; "
