@@ -130,6 +130,12 @@ class ExperimentConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
+    def limit(self) -> str:
+        """How a run ends, in words: "40 s", "3000 steps" or "40 s or 3000 steps"."""
+        limits = [f"{self.budget_seconds:g} s"] if self.budget_seconds is not None else []
+        limits += [f"{self.max_steps} steps"] if self.max_steps is not None else []
+        return " or ".join(limits)
+
 
 @dataclass
 class RunResult:
@@ -296,15 +302,18 @@ def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfi
 def _train_and_save(length: int, init: str, cell: str, config: ExperimentConfig, out_dir, log) -> RunResult:
     """One run of the plan: say what it trains, train it, save its checkpoint under ``out_dir``."""
     if log is not None:
-        until = [f"{config.budget_seconds:g} s"] if config.budget_seconds is not None else []
-        until += [f"{config.max_steps} steps"] if config.max_steps is not None else []
-        log(f"training T={length}, " + (f"init={init}" if cell == "rnn" else f"cell={cell}")
-            + f" for {' or '.join(until)}" + (", stopping when solved" if config.stop_when_solved else ""))
+        log(f"training {_run_name(cell, init, length)} for {config.limit()}"
+            + (", stopping when solved" if config.stop_when_solved else ""))
     result, model = train_adding(length, init, config, log=log, cell=cell)
     if out_dir is not None:
         result.checkpoint = os.path.join(out_dir, "checkpoints", checkpoint_name(length, init, cell))
         checkpoint.save(result.checkpoint, model, meta=_meta(result, config))
     return result
+
+
+def _run_name(cell: str, init: str, length: int) -> str:
+    """A run as the log names it: "T=100, init=uniform" (vanilla) or "T=100, cell=gru"."""
+    return f"T={length}, " + (f"init={init}" if cell == "rnn" else f"cell={cell}")
 
 
 def _summary(result: RunResult, prefix: str = "") -> str:
@@ -369,7 +378,7 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
                 for future in sorted(done, key=in_flight.get):
                     index = in_flight.pop(future)
                     cell, init, length = runs[index]
-                    name = f"T={length}, " + (f"init={init}" if cell == "rnn" else f"cell={cell}")   # as "training …"
+                    name = _run_name(cell, init, length)
                     error = future.exception()
                     if error is not None:
                         if log is not None:

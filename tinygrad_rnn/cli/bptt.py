@@ -211,10 +211,8 @@ def run_experiment_command(args) -> int:
     out = args.out or os.path.join("runs", "bptt-cure" if cure else "bptt-experiment")
     threads = getattr(args, 'threads_line', None) or set_blas_threads(args.threads)
     runs = len(lengths) * sum(len(inits) if c == "rnn" else 1 for c in cells)
-    until = [f"{config.budget_seconds:g} s"] if config.budget_seconds is not None else []
-    until += [f"{config.max_steps} steps"] if config.max_steps is not None else []
     jobs = min(args.jobs, runs)
-    _say(f"{runs} runs × {' or '.join(until)}"
+    _say(f"{runs} runs × {config.limit()}"
          + (f" (about {runs * config.budget_seconds / 60:.1f} min of training)" if config.budget_seconds else "")
          + (f", {jobs} at a time in {jobs} processes" if jobs > 1 else "")
          + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {threads}"
