@@ -22,6 +22,8 @@ import sys
 
 import pytest
 
+from markdown_code import markdown_code
+
 pytest.importorskip("torch", reason="the cross-check scripts need PyTorch (not a dependency)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,32 +92,21 @@ def run(*args):
 
 
 def code_pieces(path):
-    """(line number, text) of the code in a file: code spans and fenced blocks of Markdown, lines
-    of anything else; a line ending in a backslash, or followed by lines starting with "[" (a
-    usage line wrapped in a docstring), is joined with those."""
+    """(line number, text) of the code in a file: for Markdown the code blocks and spans
+    (:func:`markdown_code`), for anything else every line, a line followed by lines starting with
+    "[" (a usage line wrapped in a docstring) or ending in a backslash joined with those."""
     with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    pieces, prose, in_fence = [], [], False
-    for number, line in enumerate(lines, 1):
-        if path.endswith(".md") and line.strip().startswith("```"):
-            in_fence = not in_fence
-        elif path.endswith(".md") and not in_fence:
-            prose.append(line)
-            continue
-        else:
-            pieces.append((number, line))
-        prose.append("")
-    for match in re.finditer(r"`([^`]+)`", "\n".join(prose)):
-        pieces.append(("\n".join(prose).count("\n", 0, match.start()) + 1, " ".join(match.group(1).split())))
+        text = f.read()
+    if path.endswith(".md"):
+        return [(number, code) for number, code, _ in markdown_code(text)]
     joined = []
-    for number, text in sorted(pieces, key=lambda p: p[0]):
-        continues = joined and joined[-1][0] + joined[-1][2] == number and (
-            joined[-1][1].endswith("\\") or text.strip().startswith("["))
-        if continues:
+    for number, line in enumerate(text.splitlines(), 1):
+        if joined and joined[-1][0] + joined[-1][2] == number and (
+                joined[-1][1].endswith("\\") or line.strip().startswith("[")):
             first, before, count = joined[-1]
-            joined[-1] = (first, before.rstrip("\\") + " " + text.strip(), count + 1)
+            joined[-1] = (first, before.rstrip("\\") + " " + line.strip(), count + 1)
         else:
-            joined.append((number, text, 1))
+            joined.append((number, line, 1))
     return [(number, text) for number, text, _ in joined]
 
 

@@ -16,6 +16,7 @@ import shlex
 
 import pytest
 
+from markdown_code import markdown_code
 from tinygrad_rnn.cli import CLIError, build_parser
 from tinygrad_rnn.cli.tasks import make_config
 
@@ -30,31 +31,12 @@ STARTS = tuple(" ".join(p) + " " for p in PROGRAMS)
 def commands_in_markdown(text):
     """(line number, command, kind) for each command in code blocks ("block") and inline code
     spans ("inline": in prose a span may name a command without its arguments)."""
-    found, prose, in_fence = [], [], False
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            in_fence = not in_fence
-        elif in_fence or line.startswith("    "):
-            command = stripped[2:] if stripped.startswith("$ ") else stripped
-            if command.startswith(STARTS):
-                following = number
-                while command.endswith("\\") and following < len(lines):   # a continued command
-                    command = command[:-1] + " " + lines[following].strip()
-                    following += 1
-                found.append((number, command, "block"))
-        else:
-            prose.append((number, line))
-            continue
-        prose.append((number, ""))            # code is not prose: keep the line numbers only
-    # Inline code spans, which may wrap onto the next line.
-    prose_text = "\n".join(line for _, line in prose)
-    for match in re.finditer(r"`([^`]+)`", prose_text):
-        span = " ".join(match.group(1).split())
-        if span.startswith(STARTS):
-            found.append((prose_text.count("\n", 0, match.start()) + 1, span, "inline"))
-    return sorted(found)
+    found = []
+    for number, code, kind in markdown_code(text):
+        command = code[2:] if kind == "block" and code.startswith("$ ") else code
+        if command.startswith(STARTS):
+            found.append((number, command, kind))
+    return found
 
 
 def commands_in_makefile(path):
