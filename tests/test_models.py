@@ -394,6 +394,137 @@ def test_generation_stops_at_eos_and_respects_max_len():
     assert model.generate(src, src_lens, 1, BOS, EOS) == [[5], [5]]       # unfinished after 1 token
 
 
+# ---- dropout ---------------------------------------------------------------------------------------
+
+# The decoders dropout must work with: plain, feed_context, attention over a bidirectional encoder.
+DECODERS = [dict(), dict(feed_context=True), dict(attention="additive", bidirectional=True)]
+
+
+def small_batch():
+    """(src, src_lengths, tgt_in, tgt_out, out_lengths), padded on both sides."""
+    src, src_lens = padded([[4, 5, 6], [7], [8, 1]])
+    return (src, src_lens, *decoder_io([[4], [5, 6], []], None, BOS, EOS))
+
+
+def rng_state(rng):
+    return rng.bit_generator.state
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_dropout_zero_is_the_model_without_it(decoder):
+    """dropout=0 is today's model bit for bit: the same parameters from the same seed, the same
+    loss and gradients, and no random number drawn — in training mode too. A model with p > 0
+    draws the same weights as well (dropout draws nothing when it is built)."""
+    batch = small_batch()
+    plain, zero, drop = seq2seq(3, **decoder), seq2seq(3, dropout=0.0, **decoder), seq2seq(3, dropout=0.5, **decoder)
+    for model in (zero, drop):
+        assert list(model.state_dict()) == list(plain.state_dict())
+        for name, value in plain.state_dict().items():
+            np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+    zero.dropout.rng = rng = rng_of(0)
+    before = rng_state(rng)
+    losses = []
+    for model in (plain, zero):
+        loss = model.loss(*batch)
+        loss.backward()
+        losses.append((loss.item(), grads(model)))
+    assert zero.training and rng_state(rng) == before, "p = 0 must draw nothing"
+    assert losses[0][0] == losses[1][0]
+    for name in losses[0][1]:
+        np.testing.assert_array_equal(losses[0][1][name], losses[1][1][name], err_msg=name)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_dropout_acts_in_training_mode_only_and_never_in_decoding(decoder):
+    batch = small_batch()
+    plain, model = seq2seq(3, **decoder), seq2seq(3, dropout=0.5, **decoder)     # the same weights
+    without = plain.loss(*batch).item()
+    first, second = model.loss(*batch).item(), model.loss(*batch).item()        # training mode: the default
+    assert len({without, first, second}) == 3, "training mode: a fresh mask at every call"
+    model.eval()
+    assert model.loss(*batch).item() == model.loss(*batch).item() == without, "eval mode: the identity"
+    # Decoding and scoring run in eval mode whatever the model's mode, and restore every module's mode.
+    model.train()
+    model.encoder.eval()
+    src, src_lens = batch[:2]
+    for beam in (1, 2):
+        tokens, scores = plain.generate(src, src_lens, 5, BOS, EOS, beam_size=beam, return_scores=True)
+        got, got_scores = model.generate(src, src_lens, 5, BOS, EOS, beam_size=beam, return_scores=True)
+        assert got == tokens
+        np.testing.assert_array_equal(got_scores, scores)
+        np.testing.assert_array_equal(model.score(src, src_lens, tokens, BOS, EOS, max_len=5),
+                                      plain.score(src, src_lens, tokens, BOS, EOS, max_len=5))
+    assert model.training and model.dropout.training and not model.encoder.training
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_dropout_drops_the_embedded_tokens_and_the_output_layers_input(decoder, monkeypatch):
+    """The three places: e(x_j) (B, S, E), e(y_{t-1}) (B, T, E), and s_t or [s_t ; c_t] (B, T, ·)."""
+    model = seq2seq(3, dropout=0.5, **decoder)
+    seen, forward = [], model.dropout.forward
+    monkeypatch.setattr(model.dropout, "forward", lambda x: seen.append(x.shape) or forward(x))
+    model.loss(*small_batch())
+    assert seen == [(3, 3, 3), (3, 3, 3), (3, 3, model.out.in_features)]
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(batch=seq2seq_batches(), decoder=st.sampled_from(DECODERS), layers=st.integers(1, 2),
+       seed=st.integers(0, 2 ** 16))
+def test_seq2seq_gradcheck_with_dropout(batch, decoder, layers, seed):
+    """Training mode with a fixed mask: the generator is reseeded before every forward pass, so
+    each of gradcheck's passes drops the same elements and the model is one smooth function."""
+    src, src_lens, tgt_in, tgt_out, out_lens = batch
+    model = seq2seq(seed, num_layers=layers, dropout=0.3, **decoder)
+    true_steps = tg.Tensor((np.arange(tgt_in.shape[1])[None, :] < out_lens[:, None])[:, :, None])
+
+    def fn(*_):
+        model.dropout.rng = rng_of(seed)                       # the same masks in every pass
+        logits = tg.where(true_steps, model(src, src_lens, tgt_in), 0.0)
+        model.dropout.rng = rng_of(seed)
+        return logits, model.loss(src, src_lens, tgt_in, tgt_out, out_lens)
+
+    assert model.training
+    assert gradcheck(fn, model.parameters(), seed=seed)
+
+
+def test_dropout_masks_come_from_the_seeded_host_generator():
+    """Built without rng=, the masks are drawn from the host generator (tg.manual_seed): a seed
+    gives the same masks, and restoring its state — what fit(resume=True) does — repeats them."""
+    from tinygrad_rnn.backend import host_rng
+    batch = small_batch()
+    runs = []
+    for _ in range(2):
+        tg.manual_seed(11)
+        model = Seq2Seq(9, 7, 3, 4, attention="additive", dropout=0.5, dtype=F64)
+        state = rng_state(host_rng())
+        losses = [model.loss(*batch).item() for _ in range(3)]
+        host_rng().bit_generator.state = state
+        assert model.loss(*batch).item() == losses[0]
+        runs.append(losses)
+    assert runs[0] == runs[1] and len(set(runs[0])) == 3
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_dropout_masks_are_the_same_on_every_device(device):
+    """The masks are drawn on the host and moved: one seed drops the same elements everywhere."""
+    batch = small_batch()
+    results = []
+    for d in ("cpu", device):
+        model = seq2seq(7, dropout=0.5, attention="additive").to(d)
+        model.dropout.rng = rng_of(1)
+        loss = model.loss(*batch)
+        loss.backward()
+        results.append((loss.item(), grads(model)))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-12)
+    assert_same_grads(results[0][1], results[1][1], f"Seq2Seq with dropout on {device}")
+
+
+def test_dropout_out_of_range_is_refused():
+    for p in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
+            seq2seq(dropout=p)
+
+
 # ---- devices -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", device_params())

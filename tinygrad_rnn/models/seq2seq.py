@@ -53,16 +53,30 @@ as it is (exactly ``max_len`` tokens, so the caller can tell) and scored without
 No length normalisation: the beam maximises exactly what greedy decoding approximates.
 ``generate(..., return_attention=True)`` also returns the weights α that produced each output
 token, (B, max_len, S), copied to the host once at the end.
+
+**Dropout** (``dropout=p``, Srivastava et al., 2014) regularises training. In training mode
+(``model.train()``) it multiplies, at three places, by a fresh random mask m (each m_i is 0 with
+probability p, else 1/(1 − p), so the expected value is unchanged — inverted dropout)::
+
+    e(x_j) ⊙ m              the embedded source tokens the encoder reads
+    e(y_{t-1}) ⊙ m          the embedded previous tokens the decoder reads
+    p(y_t | y_<t, x) = softmax((s_t ⊙ m) U + d)        with attention: softmax(([s_t ; c_t] ⊙ m) U + d)
+
+``model.eval()`` makes it the identity, and ``generate``/``score`` always run in eval mode:
+decoding never drops. p = 0 (the default) is the model without dropout: no parameters, no
+random numbers drawn, the same results bit for bit.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
 from collections import namedtuple
 
 from ..backend import host_rng
-from ..nn import AdditiveAttention, Embedding, Linear, Module, recurrent_layer
+from ..nn import AdditiveAttention, Dropout, Embedding, Linear, Module, recurrent_layer
 from ..nn.recurrent import as_parts, from_parts
 from ..ops import concatenate, gather_rows, stack
 from ..tensor import ShapeError, Tensor, no_grad, zeros
@@ -145,6 +159,19 @@ def _until_eos(row: list, eos_id: int) -> list:
     return row[:row.index(eos_id)] if eos_id in row else row
 
 
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode (no dropout) and no graph for the block; every module's mode is restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 class Seq2Seq(Module):
     """Encoder RNN → its final state initialises the decoder RNN → Linear over the target vocabulary.
 
@@ -165,11 +192,13 @@ class Seq2Seq(Module):
     ``bidirectional=True`` reads the source in both directions; the decoder then starts from
     ``tanh([h_fwd_last ; h_bwd_first] W_0 + b_0)`` per layer (``bridge.l``), and its context
     (attention or ``feed_context``) is 2H wide. Attention replaces ``feed_context``: not both.
+    ``dropout=p`` drops the embedded source and target tokens and the output layer's input in
+    training mode (see the module docstring); its masks are drawn from ``rng``.
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_dim, hidden_size, num_layers=1,
                  feed_context=False, padding_idx=0, *, attention=None, bidirectional=False,
-                 cell="rnn", init="uniform", rng=None, dtype=None, device=None):
+                 cell="rnn", init="uniform", dropout=0.0, rng=None, dtype=None, device=None):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {attention!r}")
         if attention is not None and feed_context:
@@ -196,6 +225,10 @@ class Seq2Seq(Module):
         self.bridge_c = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
                          if self.bidirectional and len(as_parts(self.decoder.cells[0].initial_state(1))) == 2
                          else [])
+        # No parameters, and nothing drawn at construction: the weights a seed gives are those of
+        # the model without dropout. The masks come from ``rng``, or when it is None from the
+        # seeded host generator at each call — whose state fit() saves, so --resume continues them.
+        self.dropout = Dropout(dropout, rng=rng)
 
     @property
     def tgt_vocab_size(self) -> int:
@@ -216,7 +249,8 @@ class Seq2Seq(Module):
         src = id_tensor(src, backend, name="src")
         B, S = src.shape
         lengths = lengths_array(src_lengths, B, S)
-        outputs, last = self.encoder(self.src_embed(src), lengths=lengths, need_outputs=self.attention is not None)
+        embedded = self.dropout(self.src_embed(src))                 # e(x_j), dropped in training
+        outputs, last = self.encoder(embedded, lengths=lengths, need_outputs=self.attention is not None)
         s0 = self._start_states(last)
         if self.attention is not None:
             mask = None if (lengths == S).all() else Tensor(np.arange(S)[None, :] < lengths[:, None], device=backend)
@@ -262,7 +296,7 @@ class Seq2Seq(Module):
         sources = as_parts(h)[0].shape[1]
         if B != sources:
             raise ShapeError(f"src has {sources} sequences but tgt_in of shape {tgt_in.shape} has {B}")
-        y = self.tgt_embed(tgt_in)                                    # e(y_{t-1}), (B, T, E)
+        y = self.dropout(self.tgt_embed(tgt_in))                      # e(y_{t-1}), (B, T, E)
         if self.attention is not None:
             # Step by step: c_t depends on s_{t-1}, so the decoder's input cannot be computed ahead.
             # Causal, like the plain decoder: padding at the end of tgt_in changes no true step.
@@ -271,7 +305,7 @@ class Seq2Seq(Module):
                 feature, states, alpha = self._decoder_step(y_t, states, context)
                 features.append(feature)
                 weights.append(alpha)
-            return self.out(stack(features, axis=1)), stack(weights, axis=1)
+            return self.out(self.dropout(stack(features, axis=1))), stack(weights, axis=1)
         if context is not None:
             # The same c at every step: broadcasting (B, 1, H) over T; backward sums over t.
             H = context.shape[1]
@@ -280,7 +314,7 @@ class Seq2Seq(Module):
         # No lengths: the decoder is causal, so padding at the end of tgt_in cannot change
         # the logits of true steps; the loss ignores the padded ones.
         states, _ = self.decoder(y, h0=h)
-        return self.out(states), None
+        return self.out(self.dropout(states)), None
 
     def loss(self, src, src_lengths, tgt_in, tgt_out, out_lengths, reduction: str = "mean"):
         """Cross-entropy of the next-token predictions over the true target steps (padding ignored)."""
@@ -293,7 +327,7 @@ class Seq2Seq(Module):
     def score(self, src, src_lengths, sequences, bos_id: int, eos_id: int, max_len: int | None = None):
         """Log-probabilities (NumPy float64, (B,)) of ``sequences`` (B lists, without bos/eos).
 
-        Each is scored as ``generate`` scores it: ``<eos>`` included, except that with
+        Each is scored as ``generate`` scores it (in eval mode): ``<eos>`` included, except that with
         ``max_len`` given, a sequence of exactly ``max_len`` tokens is an unfinished one and is
         scored without ``<eos>``.
         """
@@ -304,7 +338,7 @@ class Seq2Seq(Module):
         for b, seq in enumerate(sequences):
             if max_len is not None and len(seq) == max_len:
                 out_lengths[b] -= 1                                   # unfinished: no <eos> scored
-        with no_grad():
+        with _inference(self):
             return self.sequence_log_prob(src, src_lengths, tgt_in, tgt_out, out_lengths).numpy().astype(np.float64)
 
     # ---- decoding -----------------------------------------------------------------------------
@@ -321,7 +355,8 @@ class Seq2Seq(Module):
         ``return_attention=True`` (attention models) also returns the weights α, a NumPy array
         (B, max_len, S): row t is what the decoder read of the source when it chose output token
         t (row len(output) is the ``<eos>`` step); rows after that, and padded source positions,
-        are 0. Returned last: ``tokens[, scores][, weights]``.
+        are 0. Returned last: ``tokens[, scores][, weights]``. Runs in eval mode (no dropout),
+        the model's mode restored after.
         """
         if return_attention and self.attention is None:
             raise ValueError("return_attention=True needs a model with attention (attention='additive')")
@@ -334,7 +369,7 @@ class Seq2Seq(Module):
                 raise ValueError(f"{name}={value!r} is not a token id of the target vocabulary (0..{V - 1})")
         backend = self._backend()
         xp = backend.xp
-        with no_grad():
+        with _inference(self):                                       # never drops, whatever the mode
             h, memory = self.encode(src, src_lengths)
             tokens, scores, *weights = self._greedy(h, memory, max_len, bos_id, eos_id, return_attention)
             if beam_size > 1:
