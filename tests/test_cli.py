@@ -144,6 +144,11 @@ def test_command_line_reproduces_the_config():
     again = tasks.make_config(parser.parse_args(shlex.split(run_dirs.command_line(config))[1:]))
     assert again == config
     assert config["hidden"] == 64 and config["embed"] == 32 and config["lr"] == 1e-3
+    assert config["dropout"] == 0.0 and "--dropout" not in run_dirs.command_line(config)
+    config = tasks.make_config(parser.parse_args(["train", "seq2seq", "--data", "pinyin", "--attention", "additive",
+                                                  "--bidirectional", "--dropout", "0.25"]))
+    assert run_dirs.command_line(config).endswith("--attention additive --dropout 0.25")
+    assert tasks.make_config(parser.parse_args(shlex.split(run_dirs.command_line(config))[1:])) == config
 
 
 # --- bad input: one line, exit status 2 -------------------------------------------------------
@@ -154,6 +159,11 @@ def test_command_line_reproduces_the_config():
     (["train", "tag", "--epochs", "-1"], ["--epochs must be"]),
     (["train", "tag", "--lr", "0"], ["--lr must be positive"]),
     (["train", "classify", "--device", "tpu"], ["unknown device 'tpu'"]),
+    (["train", "seq2seq", "--dropout", "1"], ["--dropout must be a probability in [0, 1), got 1.0"]),
+    (["train", "seq2seq", "--dropout", "-0.1"], ["--dropout must be a probability in [0, 1), got -0.1"]),
+    (["train", "seq2seq", "--dropout", "nan"], ["--dropout must be a probability"]),
+    (["train", "classify", "--dropout", "0.2"], ["--dropout applies to seq2seq only, not to classify"]),
+    (["train", "tag", "--dropout", "0"], ["--dropout applies to seq2seq only, not to tag"]),
 ])
 def test_bad_train_arguments(capsys, argv, needles):
     assert_one_error_line(*run(capsys, *argv)[::2], *needles)
@@ -253,6 +263,36 @@ def test_resume_refuses_settings_it_would_ignore(capsys, numerals_run):
     code, _, err = run(capsys, "train", "seq2seq", "--data", "numerals", "--resume", "--hidden", "99",
                        "--feed-context", "--out", numerals_run)
     assert_one_error_line(code, err, "--hidden 99", "--feed-context", "cannot apply")
+
+
+def test_dropout_is_recorded_and_evaluate_predict_and_resume_follow_it(capsys, tmp_path):
+    """train --dropout P records P; the run loads with it, in eval mode, and evaluate scores what
+    training scored (it never drops); a resumed run continues the same masks (fit saves the host
+    generator's state) so 1 + 1 epochs are 2 epochs; --resume refuses another P."""
+    tiny = ["train", "seq2seq", "--data", "numerals", "--attention", "additive", "--limit", "60", "--embed", "4",
+            "--hidden", "8", "--no-progress", "--dropout", "0.3"]
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert run(capsys, *tiny, "--epochs", "2", "--out", whole)[0] == 0
+    config = json.loads((whole / "config.json").read_text())
+    metrics = json.loads((whole / "metrics.json").read_text())
+    assert config["dropout"] == 0.3 and metrics["command"].endswith("--dropout 0.3")
+    _, model, _, _ = run_dirs.load_run(whole, "cpu")
+    assert model.dropout.p == 0.3 and not model.training
+    code, out, err = run(capsys, "evaluate", whole)
+    assert code == 0 and out.strip().endswith("  ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())), err
+    outputs = {run(capsys, "predict", whole, "一千零一", "--beam", "2")[1] for _ in range(2)}
+    assert len(outputs) == 1 and next(iter(outputs)).startswith("一千零一  →")
+
+    assert run(capsys, *tiny, "--epochs", "1", "--out", halves)[0] == 0
+    code, _, err = run(capsys, *tiny, "--epochs", "2", "--resume", "--out", halves)
+    assert code == 0, err
+    resumed = json.loads((halves / "metrics.json").read_text())
+    def scores(history):                                   # the times differ, the numbers must not
+        return [{k: v for k, v in h.items() if k not in ("train_seconds", "examples_per_second")} for h in history]
+    assert scores(resumed["history"]) == scores(metrics["history"])
+    assert resumed["test"] == metrics["test"]
+    code, _, err = run(capsys, *tiny[:-1], "0.5", "--resume", "--epochs", "3", "--out", halves)
+    assert_one_error_line(code, err, "--dropout 0.5", "cannot apply")
 
 
 def test_zero_epochs_without_resume(capsys, tmp_path):

@@ -175,6 +175,7 @@ def edit_config(run_dir, **changes):
     ({"lr": "abc"}, "'lr' must be positive"), ({"hidden": 0}, "'hidden' must be at least 1"),
     ({"pooling": "max"}, "'pooling' must be one of"), ({"task": "dance"}, "unknown task"),
     ({"colour": "red"}, "unknown settings 'colour'"), ({"bidirectional": "yes"}, "'bidirectional'"),
+    ({"dropout": 1}, "'dropout' must be a probability in [0, 1), got 1"), ({"dropout": "0.1"}, "'dropout'"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "resume"])
 def test_a_broken_config_is_one_line_before_anything_is_used(capsys, run_dir, changes, needle, command):
@@ -285,3 +286,31 @@ def test_beam_on_a_run_that_does_not_decode_is_refused(capsys, tmp_path, command
     capsys.readouterr()
     argv = ["predict", d, "很好", "--beam", "5"] if command == "predict" else ["evaluate", d, "--beam", "5"]
     assert_one_error_line(*run(capsys, *argv)[::2], "--beam 5 applies to seq2seq runs only", "classify run")
+
+
+# --- dropout: runs written before it existed ---------------------------------------------------
+def test_a_run_written_before_dropout_loads_evaluates_and_predicts_as_dropout_0(capsys, run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dropout"] == 0.0
+    code, scores, err = run(capsys, "evaluate", run_dir)
+    assert code == 0, err
+    predicted = run(capsys, "predict", run_dir, "三百")[1]
+    del config["dropout"]                                  # as written before --dropout existed
+    (run_dir / "config.json").write_text(json.dumps(config))
+    _, model, _, _ = runs.load_run(run_dir, "cpu")
+    assert model.dropout.p == 0.0
+    assert run(capsys, "evaluate", run_dir)[1] == scores
+    assert run(capsys, "predict", run_dir, "三百")[1] == predicted
+    assert "--dropout" not in runs.command_line(config)
+    code, _, err = run(capsys, *NUMERALS, "--resume", "--epochs", "2", "--dropout", "0.2", "--no-progress",
+                       "--out", run_dir)
+    assert_one_error_line(code, err, "--dropout 0.2", "cannot apply")
+
+
+def test_dropout_in_a_config_of_a_task_without_it_is_refused(capsys, run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(task="classify", data="reviews", dropout=0.0)
+    del config["decode_max_len"]                           # a seq2seq setting
+    runs.check_config(config, "zero is no dropout")
+    with pytest.raises(runs.RunError, match="'dropout' applies to seq2seq runs only, not to classify"):
+        runs.check_config({**config, "dropout": 0.2}, "config.json")

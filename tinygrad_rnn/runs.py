@@ -64,8 +64,9 @@ SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr",
 REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
             "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
 # Settings a run may lack: runs written before the setting existed load with its default.
-OPTIONAL = ("attention", "cell")      # no "cell": a vanilla RNN run (DEFAULT_CELL)
+OPTIONAL = ("attention", "cell", "dropout")    # no "cell": a vanilla RNN run; no "dropout": none
 DEFAULT_CELL = "rnn"
+DEFAULT_DROPOUT = 0.0
 RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
 
 # What each setting may be: (kind, smallest value or the allowed names). "?" = may be null.
@@ -77,7 +78,7 @@ SCHEMA = {
     "pooling": ("name", ("last", "mean")), "direction": ("name", ("to_digits", "to_chinese")),
     "bidirectional": ("bool", None), "feed_context": ("bool", None),
     "decode_max_len": ("int", 1), "attention": ("name?", ("additive",)),
-    "cell": ("name", tuple(CELLS)),
+    "cell": ("name", tuple(CELLS)), "dropout": ("probability", None),
 }
 
 
@@ -104,6 +105,9 @@ def setting_problem(key: str, value) -> str | None:
     elif kind == "positive":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             return f"must be positive and finite, got {value!r}"
+    elif kind == "probability":       # of dropping an element: 1 would drop everything
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            return f"must be a probability in [0, 1), got {value!r}"
     elif kind.startswith("name"):
         if value not in rule:
             return f"must be one of {', '.join(rule)}, got {value!r}"
@@ -138,6 +142,8 @@ def check_config(config, where: str) -> dict:
             problem = setting_problem(key, config[key])
             if problem:
                 raise RunError(f"{where}: {key!r} {problem}")
+    if task != "seq2seq" and config.get("dropout", DEFAULT_DROPOUT) != 0:
+        raise RunError(f"{where}: 'dropout' applies to seq2seq runs only, not to {task}")
     return config
 
 
@@ -267,6 +273,8 @@ def command_line(config) -> str:
         words += ["--attention", config["attention"]]
     if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
         words += ["--cell", config["cell"]]
+    if config.get("dropout", DEFAULT_DROPOUT) != DEFAULT_DROPOUT:
+        words += ["--dropout", str(config["dropout"])]
     return shlex.join(words)
 
 
@@ -321,7 +329,8 @@ def build_model(config, src_vocab, tgt_vocab, device):
     bidirectional = config["bidirectional"] and "attention" in config
     return models.Seq2Seq(len(src_vocab), len(tgt_vocab), config["embed"], config["hidden"],
                           num_layers=config["layers"], feed_context=config["feed_context"],
-                          attention=config.get("attention"), bidirectional=bidirectional, **common)
+                          attention=config.get("attention"), bidirectional=bidirectional,
+                          dropout=config.get("dropout", DEFAULT_DROPOUT), **common)
 
 
 def make_task(config, tgt_vocab, beam: int = 1):

@@ -11,7 +11,7 @@ import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
                     build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
                     load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, SCHEMA, setting_problem,
                     tokenize, write_json)
@@ -115,6 +115,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--attention", choices=SCHEMA["attention"][1], default=None,
                    help="seq2seq: every decoder step reads all encoder states (Bahdanau et al., 2015); "
                         "with --bidirectional the encoder reads both ways (default: no attention)")
+    p.add_argument("--dropout", type=float, metavar="P",
+                   help="seq2seq: while training, zero each element of the embedded tokens and of the output "
+                        "layer's input with probability P (inverted dropout; default 0: none)")
     p.add_argument("--direction", choices=("to_digits", "to_chinese"),
                    help=f"numerals: which way to translate (default {COMMON['direction']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {_defaults_of('lr')})")
@@ -184,6 +187,13 @@ def make_config(args) -> dict:
         raise CLIError(f"--attention applies to seq2seq only, not to {args.task}")
     if attention is not None and args.feed_context:
         raise CLIError("--attention and --feed-context both give the decoder the source at every step; choose one")
+    dropout = getattr(args, "dropout", None)
+    if dropout is not None:
+        if args.task != "seq2seq":
+            raise CLIError(f"--dropout applies to seq2seq only, not to {args.task}")
+        problem = setting_problem("dropout", dropout)
+        if problem:
+            raise CLIError(f"--dropout {problem}")
     settings = {**COMMON, **DEFAULTS[data]}
     for key in SETTINGS:
         value = getattr(args, key, None)
@@ -195,6 +205,7 @@ def make_config(args) -> dict:
     return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "task": args.task, "data": data,
             "bidirectional": bool(args.bidirectional), "feed_context": bool(args.feed_context),
             "attention": attention, "cell": getattr(args, "cell", None) or DEFAULT_CELL,
+            "dropout": DEFAULT_DROPOUT if dropout is None else dropout,
             **{k: settings.get(k) for k in SETTINGS}}
 
 
@@ -277,6 +288,8 @@ def _resumed_config(args, config, out) -> dict:
         changed.append(f"--attention {args.attention}")
     if getattr(args, "cell", None) is not None and args.cell != saved.get("cell", DEFAULT_CELL):
         changed.append(f"--cell {args.cell}")
+    if getattr(args, "dropout", None) is not None and args.dropout != saved.get("dropout", DEFAULT_DROPOUT):
+        changed.append(f"--dropout {args.dropout:g}")
     if changed:
         raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
                        "cannot apply; start a new run (another --out) to change them")
