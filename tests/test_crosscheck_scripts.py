@@ -31,7 +31,7 @@ SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "docs
 TIMEOUT = 60
 UNKNOWN = "--no-such-option"
 # Values for the metavariables of the usage lines.
-METAVARS = {"S": "0", "SEED": "0", "N": "2", "T": "5", "B": "1", "STEPS": "3"}
+METAVARS = {"S": "0", "SEED": "0", "N": "2", "T": "5", "B": "1", "STEPS": "3", "P": "0.2"}
 # What a spelling the docs use must still mean, and what must still be refused.
 MEANS = {
     "torch_same_init.py": [(["400"], {"steps": 400}), ([], {"steps": 300}), (["ten"], None), (["1", "2"], None)],
@@ -49,6 +49,9 @@ MEANS = {
                         (["--cell", "lstm", "--length", "50", "--forget-bias", "-0.5"], {"forget_bias": "-0.5"}),
                         (["--cell", "lstm", "--length", "50", "--forget-bias", "big"], None),
                         (["--length", "50"], None)],
+    "torch_attention.py": [(["pinyin"], {"data": "pinyin", "dropout": 0.0, "cell": "rnn", "uni": False}),
+                           (["pinyin", "--dropout", "0.3"], {"dropout": 0.3}),
+                           (["pinyin", "--dropout", "1"], None), (["pinyin", "--dropout", "-0.1"], None)],
 }
 
 # Stops the script right after its parser ran: prints, for each argument list, the parsed values

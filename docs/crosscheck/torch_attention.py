@@ -1,14 +1,16 @@
 """PyTorch cross-check of the attention Seq2Seq (same data, splits, vocab, batches, sizes, optimizer).
 
     python docs/crosscheck/torch_attention.py numerals|pinyin [--cell rnn|gru] [--uni] [--seed S]
-        [--epochs N] [--limit N]
+        [--epochs N] [--limit N] [--dropout P]
 
 The model of tinygrad_rnn.models.Seq2Seq(attention="additive"): a (bidirectional) nn.RNN (tanh) or
 nn.GRU encoder over packed sequences; s_0 = tanh([h_fwd_last ; h_bwd_first] W_0 + b_0) (or the encoder's
 last state); score_j = vᵀ tanh(s_{t-1} W_s + h_j U_h) masked to the source length; c_t = Σ α_j h_j;
 an nn.RNNCell (or nn.GRUCell) decoder on [e(y_{t-1}) ; c_t]; logits from [s_t ; c_t]. PyTorch's own initialisation
 (its RNN cells have two biases). Adam 1e-3, clip 1.0, batch 64; test exact match at the best dev
-epoch, greedy decoding.
+epoch, greedy decoding. ``--dropout P``: nn.Dropout(P) where Seq2Seq(dropout=P) drops — on the
+embedded source tokens, on the embedded previous token e(y_{t-1}) and on [s_t ; c_t] before the
+output layer — in training only (greedy decoding runs in eval mode).
 """
 import argparse
 import time
@@ -18,6 +20,15 @@ from torch import nn
 
 from tinygrad_rnn.data import BatchIterator, Vocab, load_numerals, load_pinyin, train_dev_test_split
 
+
+def probability(text):
+    """--dropout's value: a probability of dropping an element, so 1 (drop everything) is refused."""
+    p = float(text)
+    if not 0 <= p < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return p
+
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("data", choices=("numerals", "pinyin"))
 parser.add_argument("--cell", choices=("rnn", "gru"), default="rnn",
@@ -26,6 +37,8 @@ parser.add_argument("--uni", action="store_true", help="unidirectional encoder (
 parser.add_argument("--seed", type=int, default=0, help="weights and batch order (default 0)")
 parser.add_argument("--epochs", type=int, default=20, help="passes over the training split (default 20)")
 parser.add_argument("--limit", type=int, default=None, help="about N examples in all, for quick runs (default: all)")
+parser.add_argument("--dropout", type=probability, default=0.0, metavar="P",
+                    help="dropout probability on the embeddings and the output layer's input (default 0: none)")
 args = parser.parse_args()
 data, cell, bidirectional = args.data, args.cell, not args.uni
 seed, epochs, limit = args.seed, args.epochs, args.limit
@@ -63,10 +76,11 @@ class AttentionSeq2Seq(nn.Module):
         self.W_s = nn.Linear(H, H, bias=False)
         self.U_h = nn.Linear(D * H, H, bias=False)
         self.v = nn.Linear(H, 1, bias=False)
+        self.dropout = nn.Dropout(args.dropout)     # no parameters: the weights drawn are the same
 
     def encode(self, x, lengths):
         lengths = torch.as_tensor(lengths)
-        packed = nn.utils.rnn.pack_padded_sequence(self.src_embed(x), lengths, batch_first=True,
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(self.src_embed(x)), lengths, batch_first=True,
                                                    enforce_sorted=False)
         out, h = self.encoder(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
@@ -81,8 +95,8 @@ class AttentionSeq2Seq(nn.Module):
 
     def step(self, y_prev, s, memory):
         c, _ = self.attend(s, *memory)
-        s = self.decoder(torch.cat([self.tgt_embed(y_prev), c], 1), s)
-        return self.out(torch.cat([s, c], 1)), s
+        s = self.decoder(torch.cat([self.dropout(self.tgt_embed(y_prev)), c], 1), s)
+        return self.out(self.dropout(torch.cat([s, c], 1))), s
 
     def forward(self, x, lengths, y_in):
         s, *memory = self.encode(x, lengths)
@@ -110,6 +124,7 @@ loss_fn = nn.CrossEntropyLoss(ignore_index=0)
 
 
 def exact_match(examples):
+    model.eval()                                    # no dropout while decoding
     ok = n = 0
     for b in batches(examples, False):
         for out, row, k in zip(model.greedy(torch.as_tensor(b.inputs), b.lengths), b.targets, b.target_lengths):
@@ -119,10 +134,11 @@ def exact_match(examples):
 
 
 print(f"{data}: {len(train)}/{len(dev)}/{len(test)}, cell {cell}, E {E}, H {H}, bidirectional {bidirectional}, "
-      f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+      f"dropout {args.dropout:g}, {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
 train_batches, best = batches(train, True), (-1.0, 0, 0.0)
 for epoch in range(epochs):
     train_batches.set_epoch(epoch)
+    model.train()
     start, total = time.time(), 0.0
     for b in train_batches:
         x, y = torch.as_tensor(b.inputs), torch.as_tensor(b.targets)
