@@ -11,10 +11,10 @@ import os
 import time
 
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, SETTINGS, TASKS, build_model,
-                    build_vocabs, check_new_run_directory, clear_run, command_line, load_config, load_run,
-                    load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task, run_file, SCHEMA, setting_problem,
-                    tokenize, write_json)
+from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS,
+                    SETTINGS, TASKS, build_model, build_vocabs, check_new_run_directory, clear_run, command_line,
+                    load_config, load_run, load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task,
+                    run_file, SCHEMA, setting_problem, tokenize, write_json)
 from ..threads import add_threads_argument, set_blas_threads
 from .errors import CLIError
 
