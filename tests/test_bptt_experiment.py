@@ -184,6 +184,28 @@ def test_forget_bias_reaches_the_lstm_and_unknown_cells_are_refused():
         run_experiment([4], ["uniform"], ExperimentConfig(max_steps=1, **SMALL), log=None, cells=["tanh"])
 
 
+def test_chrono_init_of_the_lstm_in_the_experiment(tmp_path):
+    model = AddingRNN(4, cell="lstm", forget_bias="chrono", length=30, rng=np.random.default_rng(0))
+    b = model.rnn.cells[0].b.numpy()
+    assert model.describe() == "lstm (chrono init)"
+    assert np.all(b[4:8] >= 0) and np.all(b[4:8] <= np.log(29) + 1e-6)
+    np.testing.assert_array_equal(b[:4], -b[4:8])
+    with pytest.raises(ValueError, match="needs the sequence length"):
+        AddingRNN(4, cell="lstm", forget_bias="chrono")
+    assert AddingRNN(4, cell="gru", forget_bias="chrono").describe() == "gru"   # only the LSTM has b_f
+    with pytest.raises(ValueError, match="forget_bias must be a number, None or 'chrono', got 'chron'"):
+        ExperimentConfig(max_steps=1, forget_bias="chron")
+    # each run gets chrono biases for its own T; the checkpoint loads back with them
+    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=2, forget_bias="chrono")
+    results = run_experiment([6], ["uniform"], config, out_dir=tmp_path, log=None, cells=["lstm"])
+    assert results[0].model == "lstm (chrono init)"
+    loaded, meta = load_adding_model(results[0].checkpoint)
+    assert meta["forget_bias"] == "chrono" and loaded.describe() == "lstm (chrono init)"
+    x, y = adding_problem(config.test_size, 6, seed=10_000_000 + 6)
+    assert experiment.evaluate_mse(loaded, x, y) == pytest.approx(results[0].test_mse, rel=1e-6)
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["forget_bias"] == "chrono"
+
+
 def test_results_read_back_from_json_give_the_same_table(tmp_path):
     config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=4, eval_every=2)
     results = run_experiment([4], ["uniform"], config, out_dir=tmp_path, log=None, cells=["gru"])
@@ -210,6 +232,9 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--cells", "lstm,tanh"])
     assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bptt", "experiment", "--cells", "lstm", "--forget-bias", "chrono-ish"])
+    assert "invalid number, 'none' or 'chrono' value: 'chrono-ish'" in capsys.readouterr().err
 
 
 # ---- --jobs: several runs at once, in worker processes ------------------------------------------

@@ -47,6 +47,7 @@ MEANS = {
     "torch_adding.py": [(["--cell", "lstm", "--length", "50", "--forget-bias", "none"],
                          {"cell": "lstm", "length": 50, "forget_bias": "none", "init": "ours", "steps": 3000}),
                         (["--cell", "lstm", "--length", "50", "--forget-bias", "-0.5"], {"forget_bias": "-0.5"}),
+                        (["--cell", "lstm", "--length", "50", "--forget-bias", "chrono"], {"forget_bias": "chrono"}),
                         (["--cell", "lstm", "--length", "50", "--forget-bias", "big"], None),
                         (["--length", "50"], None)],
     "torch_attention.py": [(["pinyin"], {"data": "pinyin", "dropout": 0.0, "cell": "rnn", "uni": False}),

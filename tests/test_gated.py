@@ -67,6 +67,46 @@ def test_parameter_names_shapes_and_init():
     assert nn.LSTM(3, 4, num_layers=2, forget_bias=0.0).cells[1].b.numpy()[4:8].tolist() == [0.0] * 4
 
 
+def test_chrono_init_sets_forget_and_input_biases_of_every_cell():
+    lstm = nn.LSTM(3, 8, num_layers=2, bidirectional=True, rng=np.random.default_rng(0))
+    before = [(c.W.numpy().copy(), c.V.numpy().copy(), c.b.numpy().copy()) for c in lstm.cells]
+    assert nn.chrono_init_(lstm, 50, rng=np.random.default_rng(1)) is lstm
+    for cell, (W, V, b_old) in zip(lstm.cells, before):
+        b, H = cell.b.numpy(), 8
+        b_i, b_f = b[:H], b[H:2 * H]
+        assert b.dtype == np.float32 and cell.forget_bias == "chrono"
+        # b_f = log u, u ~ U(1, T_max − 1): f = σ(b_f) between 1/2 and (T_max − 1)/T_max
+        assert np.all(b_f >= 0) and np.all(b_f <= np.log(49) + 1e-6) and len(np.unique(b_f)) == H, b_f
+        np.testing.assert_array_equal(b_i, -b_f)
+        np.testing.assert_array_equal(b[2 * H:], b_old[2 * H:], err_msg="the g and o biases are left as they were")
+        np.testing.assert_array_equal(cell.W.numpy(), W)
+        np.testing.assert_array_equal(cell.V.numpy(), V)
+    # the same rng, the same biases; one LSTMCell works too
+    again = nn.chrono_init_(nn.LSTM(3, 8, num_layers=2, bidirectional=True, rng=np.random.default_rng(0)), 50,
+                            rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(again.cells[3].b.numpy(), lstm.cells[3].b.numpy())
+    cell = nn.chrono_init_(nn.LSTMCell(2, 4, dtype=np.float64), 2, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(cell.b.numpy()[4:8], 0.0)     # T_max = 2: u = 1, f = σ(0) = 1/2
+    assert cell.b.dtype == np.float64 and "forget_bias='chrono'" in repr(cell)
+    with pytest.raises(TypeError, match="needs an LSTM or an LSTMCell, got GRU"):
+        nn.chrono_init_(nn.GRU(2, 4), 10)
+    with pytest.raises(ValueError, match=r"max_length must be an integer ≥ 2 .* got 1"):
+        nn.chrono_init_(nn.LSTM(2, 4), 1)
+
+
+def test_chrono_init_makes_the_cell_state_a_slow_leaky_average():
+    """With zero weights, c_t = f c_{t−1} + (1 − f) g exactly: i = σ(−b_f) = 1 − σ(b_f) = 1 − f."""
+    cell = nn.chrono_init_(nn.LSTMCell(1, 6, dtype=np.float64), 100, rng=np.random.default_rng(0))
+    cell.W.data = np.zeros((1, 24))
+    cell.V.data = np.zeros((6, 24))
+    f = 1 / (1 + np.exp(-cell.b.numpy()[6:12]))
+    g = np.tanh(cell.b.numpy()[12:18])
+    state = (tg.Tensor(np.zeros((1, 6))), tg.Tensor(np.ones((1, 6))))
+    h, c = cell(tg.Tensor(np.zeros((1, 1))), state)
+    np.testing.assert_allclose(c.numpy()[0], f * 1.0 + (1 - f) * g, rtol=1e-12)
+    assert np.all(1 / (1 - f) >= 2 - 1e-9) and np.all(1 / (1 - f) <= 100 + 1e-9)   # time constants 2 … T_max
+
+
 @pytest.mark.parametrize("device", device_params())
 def test_cells_compute_their_equations(device):
     rng = np.random.default_rng(1)

@@ -1,14 +1,16 @@
 """PyTorch on the cure experiment's adding problem (same batches and test set as `bptt experiment`).
 
 usage: python docs/crosscheck/torch_adding.py --cell rnn|lstm|gru --length T [--steps 3000]
-           [--init ours|torch] [--forget-bias B|none] [--seed 0] [--hidden 64]
+           [--init ours|torch] [--forget-bias B|none|chrono] [--seed 0] [--hidden 64]
 
 --init ours (default): the initial weights of our AddingRNN (seed, hidden 64) copied into torch's
 nn.RNN/LSTM/GRU + Linear (one bias: bias_ih = b, bias_hh = 0, fixed; the GRU's b_hn as the n block
 of bias_hh) — same weights, same batches: a different curve would be a bug on one side.
 --init torch: PyTorch's own initialisation (torch.manual_seed(seed)); with --cell lstm the forget
-bias is then PyTorch's unless --forget-bias is given. Adam 1e-3, clip 1.0, batch 64, float32, test
-MSE on the same 1,000 sequences every 100 steps; solved = test MSE < 0.05.
+bias is then PyTorch's unless --forget-bias is given. --forget-bias chrono: chrono initialisation,
+b_f = log U(1, T - 1) and b_i = -b_f (ours drawn by nn.chrono_init_, or by torch's generator with
+--init torch). Adam 1e-3, clip 1.0, batch 64, float32, test MSE on the same 1,000 sequences every
+100 steps; solved = test MSE < 0.05.
 """
 import argparse, time
 import numpy as np, torch
@@ -19,12 +21,12 @@ torch.set_num_threads(1)
 
 
 def forget_bias(text):
-    """--forget-bias as given (a number or 'none'), refused here rather than by float() later."""
-    if text != "none":
+    """--forget-bias as given (a number, 'none' or 'chrono'), refused here rather than by float() later."""
+    if text not in ("none", "chrono"):
         try:
             float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"a number or 'none', not {text!r}") from None
+            raise argparse.ArgumentTypeError(f"a number, 'none' or 'chrono', not {text!r}") from None
     return text
 
 
@@ -36,8 +38,8 @@ a.add_argument("--length", type=int, required=True, metavar="T",
 a.add_argument("--steps", type=int, default=3000, help="training steps of batch 64 (default 3000)")
 a.add_argument("--init", choices=["ours", "torch"], default="ours",
                help="initial weights: our AddingRNN's copied over, or PyTorch's own (default ours)")
-a.add_argument("--forget-bias", type=forget_bias, default=None, metavar="B|none",
-               help="LSTM b_f at the start: a number or 'none' (default: 1 with "
+a.add_argument("--forget-bias", type=forget_bias, default=None, metavar="B|none|chrono",
+               help="LSTM b_f at the start: a number, 'none' or 'chrono' (default: 1 with "
                     "--init ours, PyTorch's with --init torch)")
 a.add_argument("--seed", type=int, default=0, help="weights and batch order (default 0)")
 a.add_argument("--hidden", type=int, default=64, help="hidden size H (default 64)")
@@ -46,9 +48,10 @@ H, T = args.hidden, args.length
 torch.manual_seed(args.seed)
 Layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[args.cell]
 rnn, head = Layer(2, H, batch_first=True), nn.Linear(H, 1)
-fb = None if args.forget_bias in (None, "none") else float(args.forget_bias)
+fb = None if args.forget_bias in (None, "none") else args.forget_bias if args.forget_bias == "chrono" \
+    else float(args.forget_bias)
 if args.init == "ours":
-    ours = AddingRNN(H, cell=args.cell, forget_bias=1.0 if args.forget_bias is None else fb,
+    ours = AddingRNN(H, cell=args.cell, forget_bias=1.0 if args.forget_bias is None else fb, length=T,
                      rng=np.random.default_rng(args.seed), dtype=np.float32)
     c = ours.rnn.cells[0]
     with torch.no_grad():
@@ -63,6 +66,10 @@ if args.init == "ours":
         rnn.bias_hh_l0.register_hook(lambda g: g * keep)
     else:
         rnn.bias_hh_l0.requires_grad_(False)
+elif args.cell == "lstm" and fb == "chrono":
+    with torch.no_grad():
+        b_f = torch.log(torch.empty(H).uniform_(1, T - 1))
+        rnn.bias_ih_l0[H:2 * H].copy_(b_f); rnn.bias_ih_l0[:H].copy_(-b_f); rnn.bias_hh_l0[:2 * H].zero_()
 elif args.cell == "lstm" and fb is not None:
     with torch.no_grad():
         rnn.bias_ih_l0[H:2 * H].fill_(fb); rnn.bias_hh_l0[H:2 * H].zero_()

@@ -39,7 +39,7 @@ import numpy as np
 from .. import checkpoint
 from ..data.adding import ADDING_BASELINE_MSE, adding_problem
 from ..files import atomic_write
-from ..nn import GRU, LSTM, RNN, Linear, Module
+from ..nn import GRU, LSTM, RNN, Linear, Module, chrono_init_
 from ..nn.rnn import INITS
 from ..optim import Adam, clip_grad_norm_
 from ..plotting import PLOT_INSTALL_HINT, require_matplotlib
@@ -52,6 +52,7 @@ DEFAULT_BUDGET_SECONDS = 40.0   # 12 runs ≈ 8 minutes of training on 2 cores, 
 LEARNED_MSE = 0.05
 F64 = np.float64
 CELLS = ("rnn", "lstm", "gru")
+CHRONO = "chrono"   # forget_bias: chrono initialisation of the LSTM (nn.chrono_init_)
 CURE_LENGTHS = (50, 100, 200, 400)
 # The cure experiment: the set-up of the PyTorch reference table in docs/bptt.md.
 CURE_SETUP = dict(budget_seconds=None, max_steps=3000, hidden_size=64, eval_every=100, dtype="float32")
@@ -62,18 +63,27 @@ class AddingRNN(Module):
 
     ``cell``: ``"rnn"`` (``nn.RNN`` with V initialised by ``init``), ``"lstm"`` (``nn.LSTM``, its
     forget-gate bias starting at ``forget_bias``; None draws it like the other biases, as PyTorch
-    does) or ``"gru"`` (``nn.GRU``). ``init`` applies to the vanilla cell only.
+    does; ``"chrono"`` is :func:`~tinygrad_rnn.nn.chrono_init_` for sequences of ``length``
+    steps) or ``"gru"`` (``nn.GRU``). ``init`` applies to the vanilla cell only.
     """
 
     def __init__(self, hidden_size: int, init: str = "uniform", *, cell: str = "rnn", forget_bias=1.0,
-                 rng=None, dtype=F64, device=None):
+                 length: int | None = None, rng=None, dtype=F64, device=None):
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+        _check_forget_bias(forget_bias)
+        if forget_bias == CHRONO and cell == "lstm" and length is None:
+            raise ValueError("forget_bias='chrono' needs the sequence length (length=T)")
         self.hidden_size, self.init, self.cell, self.forget_bias = hidden_size, init, cell, forget_bias
+        self.length = length
         if cell == "rnn":
             self.rnn = RNN(2, hidden_size, init=init, rng=rng, dtype=dtype, device=device)
         elif cell == "lstm":
-            self.rnn = LSTM(2, hidden_size, forget_bias=forget_bias, rng=rng, dtype=dtype, device=device)
+            chrono = forget_bias == CHRONO
+            self.rnn = LSTM(2, hidden_size, forget_bias=None if chrono else forget_bias, rng=rng, dtype=dtype,
+                            device=device)
+            if chrono:
+                chrono_init_(self.rnn, length, rng=rng)
         else:
             self.rnn = GRU(2, hidden_size, rng=rng, dtype=dtype, device=device)
         self.head = Linear(hidden_size, 1, rng=rng, dtype=dtype, device=device)
@@ -91,13 +101,23 @@ class AddingRNN(Module):
         return lambda outputs, h_last: mse(self.head(self.last_hidden(h_last)), targets)
 
     def describe(self) -> str:
-        """How the table names this model: ``rnn (uniform)``, ``lstm (forget bias 1)``, ``gru``."""
+        """How the table names this model: ``rnn (uniform)``, ``lstm (forget bias 1)``, ``lstm (chrono
+        init)``, ``gru``."""
         if self.cell == "rnn":
             return f"rnn ({self.init})"
         if self.cell == "lstm":
+            if self.forget_bias == CHRONO:
+                return "lstm (chrono init)"
             return "lstm (forget bias like the others)" if self.forget_bias is None else \
                 f"lstm (forget bias {self.forget_bias:g})"
         return "gru"
+
+
+def _check_forget_bias(forget_bias) -> None:
+    if forget_bias is None or forget_bias == CHRONO:
+        return
+    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.floating, np.integer)):
+        raise ValueError(f"forget_bias must be a number, None or 'chrono', got {forget_bias!r}")
 
 
 def mse(prediction: Tensor, targets: Tensor) -> Tensor:
@@ -119,7 +139,8 @@ class ExperimentConfig:
     seed: int = 0
     eval_every: int | None = None   # test MSE every this many steps ("solved at step N")
     stop_when_solved: bool = False  # end a run at the first evaluation below LEARNED_MSE
-    forget_bias: float | None = 1.0 # the LSTM's b_f at the start (None: like the other biases)
+    forget_bias: float | str | None = 1.0  # the LSTM's b_f at the start (None: like the other biases;
+                                           # "chrono": chrono_init_ for each run's length)
     dtype: str = "float64"          # of the training; flows are always measured in float64
 
     def __post_init__(self):
@@ -127,6 +148,7 @@ class ExperimentConfig:
             raise ValueError("give a time budget, a number of steps, or both: a run needs an end")
         if self.stop_when_solved and not self.eval_every:
             raise ValueError("stop_when_solved needs eval_every: a run is solved at an evaluation")
+        _check_forget_bias(self.forget_bias)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -170,7 +192,7 @@ def hidden_flow(model: AddingRNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if model.rnn.cells[0].V.dtype != F64:
         # a float64 copy: a vanished gradient is not flushed to 0 (gradient_flow leaves .grad as it was)
         copy = AddingRNN(model.hidden_size, model.init, cell=model.cell, forget_bias=model.forget_bias,
-                         rng=np.random.default_rng(0), dtype=F64)
+                         length=model.length, rng=np.random.default_rng(0), dtype=F64)
         copy.load_state_dict(model.state_dict())
         model = copy
     return gradient_flow(model.rnn, x, None, model.loss_fn(Tensor(y, dtype=F64)))
@@ -197,7 +219,8 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
         raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
     dtype = np.dtype(config.dtype)
     rng = np.random.default_rng(config.seed)
-    model = AddingRNN(config.hidden_size, init, cell=cell, forget_bias=config.forget_bias, rng=rng, dtype=dtype)
+    model = AddingRNN(config.hidden_size, init, cell=cell, forget_bias=config.forget_bias, length=length,
+                      rng=rng, dtype=dtype)
     # test data from a seed no training batch uses (training seeds are ≥ 1, below)
     x_test, y_test = adding_problem(config.test_size, length, seed=10_000_000 + length)
     probe_x, probe_y = x_test[:config.probe_size], y_test[:config.probe_size]
@@ -429,7 +452,8 @@ def load_adding_model(path) -> tuple[AddingRNN, dict]:
         raise checkpoint.CheckpointError(f"{path}: not an adding-problem model saved by "
                                          f"'tinygrad-rnn bptt experiment' (its meta: {shown})")
     model = AddingRNN(int(meta["hidden_size"]), meta.get("init", "uniform"), cell=meta.get("cell", "rnn"),
-                      forget_bias=meta.get("forget_bias", 1.0), dtype=np.dtype(meta.get("dtype", "float64")))
+                      forget_bias=meta.get("forget_bias", 1.0), length=meta.get("length"),
+                      dtype=np.dtype(meta.get("dtype", "float64")))
     checkpoint.load(path, model)
     return model, meta
 

@@ -61,7 +61,8 @@ def add_parser(subparsers) -> None:
                         "reported is then the one at that step)")
     p.add_argument("--forget-bias", type=_forget_bias, default=1.0,
                    help="the LSTM's forget-gate bias at the start (default 1; 'none' draws it like the other "
-                        "biases, as PyTorch does)")
+                        "biases, as PyTorch does; 'chrono': b_f = log U(1, T - 1) and b_i = -b_f for each "
+                        "run's length T, Tallec & Ollivier 2018)")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="dtype of the training (default float64; with --cells float32); flows are measured in float64")
     p.add_argument("--hidden", type=_positive_int, default=None, help="hidden size H (default 32; with --cells 64)")
@@ -167,7 +168,8 @@ def _cell_list(text: str) -> list:
 
 
 def _forget_bias(text: str):
-    return None if text.strip().lower() == "none" else float(text)
+    word = text.strip().lower()
+    return None if word == "none" else "chrono" if word == "chrono" else float(text)
 
 
 def _init_list(text: str) -> list:
@@ -182,7 +184,7 @@ _positive_float.__name__ = "positive number"
 _int_list.__name__ = "comma-separated list of lengths >= 2"
 _init_list.__name__ = f"comma-separated list of {', '.join(INITS)}"
 _cell_list.__name__ = "comma-separated list of rnn, lstm, gru"
-_forget_bias.__name__ = "number or 'none'"
+_forget_bias.__name__ = "number, 'none' or 'chrono'"
 
 
 def _say(*parts) -> None:

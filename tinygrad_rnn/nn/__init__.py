@@ -6,11 +6,11 @@ from . import functional
 from .attention import AdditiveAttention
 from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
-from .gated import GRU, LSTM, GRUCell, LSTMCell
+from .gated import GRU, LSTM, GRUCell, LSTMCell, chrono_init_
 from .recurrent import Recurrent
 from .cells import CELLS, cell_kind, recurrent_layer
 from .rnn import RNN, RNNCell
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "Recurrent", "CELLS", "cell_kind",
+           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "chrono_init_", "Recurrent", "CELLS", "cell_kind",
            "recurrent_layer", "AdditiveAttention", "functional"]

@@ -28,6 +28,10 @@ weights carry over both ways)::
 
 Backward, h_{t−1} reaches h_t directly through z ⊙ h_{t−1}: where z ≈ 1 the gradient passes.
 
+**Chrono initialisation** (:func:`chrono_init_`) sets b_f = log u, u ~ U(1, T_max − 1), and
+b_i = −b_f, so that each unit starts as a leaky average of its inputs with a time constant
+1 / (1 − f) = 1 + u spread over 2 … T_max steps.
+
 The hand-derived BPTT of both cells is in :mod:`tinygrad_rnn.bptt.reference` (tested against
 autograd through these layers to 1e-10 in float64).
 """
@@ -35,6 +39,8 @@ autograd through these layers to 1e-10 in float64).
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from ..backend import host_rng
 from ..ops import addmm
@@ -198,6 +204,38 @@ class LSTM(Recurrent):
 
     def extra_repr(self):
         return super().extra_repr() + f", forget_bias={self.cells[0].forget_bias!r}"
+
+
+def chrono_init_(lstm, max_length: int, *, rng=None):
+    """Chrono initialisation (Tallec & Ollivier, 2018) of the gate biases of every cell of ``lstm``
+    (an :class:`LSTM` or one :class:`LSTMCell`), in place; returns ``lstm``.
+
+    For each unit, u ~ U(1, T_max − 1) with T_max = ``max_length`` (the longest dependency the
+    model should carry), and::
+
+        b_f = log u,   b_i = −b_f
+
+    so f = σ(b_f) = u / (1 + u) ∈ [1/2, (T_max − 1)/T_max]: with x_t and h_{t−1} near 0, the cell
+    state decays as f^k, by 1/e in about 1 / (1 − f) = 1 + u steps, and i = σ(−b_f) = 1 − f
+    lets in as much as f forgets: c_t ≈ f c_{t−1} + (1 − f) g. The time constants 1 + u spread over
+    2 … T_max, so some units carry their state across the whole sequence from the start, and the
+    gradient ∂c_t/∂c_{t−k} = f^k reaches back as far. The g and o biases and all weights are left
+    as they are. Apply it before making the optimizer (it replaces the values, as a load does).
+    """
+    cells = [lstm] if isinstance(lstm, LSTMCell) else getattr(lstm, "cells", None)
+    if not cells or not all(isinstance(cell, LSTMCell) for cell in cells):
+        raise TypeError(f"chrono_init_ needs an LSTM or an LSTMCell, got {type(lstm).__name__}")
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
+        raise ValueError(f"max_length must be an integer ≥ 2 (the longest dependency, in steps), got {max_length!r}")
+    rng = rng or host_rng()
+    for cell in cells:
+        H = cell.hidden_size
+        b = cell.b.numpy().astype(np.float64)
+        b_f = np.log(rng.uniform(1.0, max_length - 1.0, H))
+        b[H:2 * H], b[:H] = b_f, -b_f
+        cell.b.data = b.astype(cell.b.dtype)
+        cell.forget_bias = "chrono"
+    return lstm
 
 
 class GRU(Recurrent):
