@@ -534,8 +534,8 @@ def plot_experiment(results, path) -> str:
         ax.set_title(panel)
         if ax is not axes[0][0]:
             ax.set_ylabel("")
-    fig.suptitle("Gradient reaching h_t, relative to h_T (solid: trained, dashed: at init, ✓: learned)",
-                 fontsize=10)
+    title = ("Gradient reaching h_t, relative to h_T", "(solid: trained, dashed: at init, ✓: learned)")
+    fig.suptitle(("\n" if len(panels) == 1 else " ").join(title), fontsize=10)   # one panel: too narrow for one line
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
