@@ -1,5 +1,5 @@
 """Layers and models built from Tensor ops: Module, Linear, Embedding, Dropout, the recurrent cells
-(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent),
+(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent), chrono_init_,
 AdditiveAttention, functional; ``CELLS``/``recurrent_layer``: the cells by name."""
 
 from . import functional
