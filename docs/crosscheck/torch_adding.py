@@ -48,8 +48,10 @@ H, T = args.hidden, args.length
 torch.manual_seed(args.seed)
 Layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[args.cell]
 rnn, head = Layer(2, H, batch_first=True), nn.Linear(H, 1)
-fb = None if args.forget_bias in (None, "none") else args.forget_bias if args.forget_bias == "chrono" \
-    else float(args.forget_bias)
+if args.forget_bias in (None, "none", "chrono"):
+    fb = None if args.forget_bias == "none" else args.forget_bias
+else:
+    fb = float(args.forget_bias)
 if args.init == "ours":
     ours = AddingRNN(H, cell=args.cell, forget_bias=1.0 if args.forget_bias is None else fb, length=T,
                      rng=np.random.default_rng(args.seed), dtype=np.float32)

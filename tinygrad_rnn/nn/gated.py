@@ -225,7 +225,8 @@ def chrono_init_(lstm, max_length: int, *, rng=None):
     cells = [lstm] if isinstance(lstm, LSTMCell) else getattr(lstm, "cells", None)
     if not cells or not all(isinstance(cell, LSTMCell) for cell in cells):
         raise TypeError(f"chrono_init_ needs an LSTM or an LSTMCell, got {type(lstm).__name__}")
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
+    _check_size("max_length", max_length)
+    if max_length < 2:
         raise ValueError(f"max_length must be an integer ≥ 2 (the longest dependency, in steps), got {max_length!r}")
     rng = rng or host_rng()
     for cell in cells:
