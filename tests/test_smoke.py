@@ -21,3 +21,18 @@ def _load_demo():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_version_has_one_source():
+    """pyproject.toml reads the version from tinygrad_rnn.__version__ instead of repeating it."""
+    import importlib.metadata
+    import pathlib
+    import pytest
+
+    import tinygrad_rnn
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert importlib.metadata.version("tinygrad-rnn") == tinygrad_rnn.__version__
