@@ -23,16 +23,24 @@ the analytic value — with the drawn arrays in a note ("Falsifying example: …
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import FlakyFailure
 from hypothesis import strategies as st
 
+from .. import tensor as _engine
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Op, Tensor
 from . import strategies as S
+
+try:
+    _ExceptionGroup = BaseExceptionGroup
+except NameError:                      # Python 3.10: Hypothesis depends on the backport
+    from exceptiongroup import BaseExceptionGroup as _ExceptionGroup
 
 MODES = ("direction", "full")
 
@@ -117,6 +125,75 @@ def _compare_forward(name, k, actual, expected, rtol, atol):
             f"(rtol {rtol:g}, atol {atol:g})")
 
 
+def _seed_of(arrays) -> int:
+    """A seed drawn from the input itself: Hypothesis replays a failing input with the same
+    upstream gradient and direction, so a failure is a failure every time (never "flaky")."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return int.from_bytes(h.digest()[:8], "little")
+
+
+class _BackwardAudit:
+    """Looks at what every op's ``backward`` returns, before the engine casts or sums anything.
+
+    Installed as the engine's tracer for one backward pass (the hook ``bptt.trace()`` uses; an
+    outer trace still gets every call): a gradient for an input must have that input's shape and
+    dtype — the engine would silently cast a float32 gradient of a float64 leaf.
+    """
+
+    def __init__(self, name, outer):
+        self.name, self.outer, self.inputs, self.problem = name, outer, {}, None
+
+    def on_step(self, t):
+        if self.outer is not None:
+            self.outer.on_step(t)
+
+    def on_forward(self, op, inputs, out, requires_grad):
+        if requires_grad:
+            self.inputs[id(op)] = (op, [(tuple(t.shape), t.dtype) for t in inputs])
+        if self.outer is not None:
+            self.outer.on_forward(op, inputs, out, requires_grad)
+
+    def on_backward(self, op, out_grads, in_grads):
+        if self.outer is not None:
+            self.outer.on_backward(op, out_grads, in_grads)
+        recorded = self.inputs.get(id(op))
+        if recorded is None or self.problem is not None:
+            return
+        grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
+        if len(grads) != len(recorded[1]):
+            self.problem = (f"{self.name}: the backward of {op.name} returned {len(grads)} gradients "
+                            f"for {len(recorded[1])} inputs")
+            return
+        for i, (g, (shape, dtype)) in enumerate(zip(grads, recorded[1])):
+            if g is None or not op.inputs[i].requires_grad:
+                continue
+            g_shape, g_dtype = tuple(getattr(g, "shape", ())), getattr(g, "dtype", None)
+            if g_shape != shape or g_dtype != dtype:
+                self.problem = (f"{self.name}: the backward of {op.name} returns the gradient of input {i} "
+                                f"with shape {g_shape} and dtype {g_dtype}; want the input's shape {shape} "
+                                f"and dtype {dtype} (checked before the engine casts it)")
+                return
+
+
+def _first_failure(group):
+    """The first GradcheckError in a (nested) exception group, else its first exception."""
+    leaves = []
+
+    def walk(e):
+        if isinstance(e, _ExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    first = next((e for e in leaves if isinstance(e, GradcheckError)), leaves[0] if leaves else group)
+    return first, len(leaves)
+
+
 def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None, reference=None,
              modes=MODES, device="cpu", max_examples=None, seed=0, eps=None, atol=None, rtol=None,
              forward_rtol=1e-7, forward_atol=1e-10) -> CheckResult:
@@ -180,28 +257,37 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     def check_one(arrays):
         count[0] += 1
         arrays = tuple(np.asarray(a) for a in arrays)
+        seed = _seed_of(arrays)
         tensors = [Tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
         if not any(t.requires_grad for t in tensors):
             raise ValueError(f"{name}: no float input to differentiate (dtypes {[a.dtype for a in arrays]})")
-        outs = _as_list(fn(*tensors))
-        for k, out in enumerate(outs):
-            if not isinstance(out, Tensor):
-                raise TypeError(f"{name}: output {k} is a {type(out).__name__}, not a Tensor")
-        if reference is not None:
-            expected = _as_list(reference(*arrays, **params))
-            if len(expected) != len(outs):
-                raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
-            for k, (out, exp) in enumerate(zip(outs, expected)):
-                _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
+        rng = np.random.default_rng(seed)
+        audit = _BackwardAudit(name, _engine._tracer)   # sees the ops recorded, then their backward
+        _engine._tracer = audit
+        try:
+            outs = _as_list(fn(*tensors))
+            for k, out in enumerate(outs):
+                if not isinstance(out, Tensor):
+                    raise TypeError(f"{name}: output {k} is a {type(out).__name__}, not a Tensor")
+            if reference is not None:
+                expected = _as_list(reference(*arrays, **params))
+                if len(expected) != len(outs):
+                    raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
+                for k, (out, exp) in enumerate(zip(outs, expected)):
+                    _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
 
-        # One backward pass: each gradient must be an array of the input's device, shape and dtype.
-        if not any(out.requires_grad for out in outs):
-            raise AssertionError(f"{name}: no output requires grad although its inputs do "
-                                 "(the op was not recorded on the tape)")
-        rng = np.random.default_rng(count[0])
-        for out in outs:
-            if out.requires_grad:
-                out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
+            # One backward pass: each gradient must be an array of the input's device, shape and
+            # dtype, both as the op's backward returns it and as it lands in .grad.
+            if not any(out.requires_grad for out in outs):
+                raise AssertionError(f"{name}: no output requires grad although its inputs do "
+                                     "(the op was not recorded on the tape)")
+            for out in outs:
+                if out.requires_grad:
+                    out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
+        finally:
+            _engine._tracer = audit.outer
+        if audit.problem is not None:
+            raise AssertionError(audit.problem)
         for i, t in enumerate(tensors):
             g = t.grad
             if g is None:
@@ -214,7 +300,7 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
 
         for mode in modes:
             try:
-                gradcheck(fn, tensors, mode=mode, seed=count[0], eps=eps, atol=atol, rtol=rtol)
+                gradcheck(fn, tensors, mode=mode, seed=seed, eps=eps, atol=atol, rtol=rtol)
             except GradcheckError as e:
                 raise GradcheckError(f"{name}, gradcheck mode {mode!r}: {e}") from None
 
@@ -227,6 +313,23 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
         given(arrays=drawn)(check_one))
     if seed is not None:
         run = hypothesis_seed(seed)(run)
-    run()
+    try:
+        run()
+    except _ExceptionGroup as group:
+        # Several distinct failures, or one that did not replay: the user catches one error.
+        first, n = _first_failure(group)
+        if first is group:
+            raise
+        if isinstance(group, FlakyFailure):       # the checks are seeded from the input: fn itself varies
+            note = (f"{name}: Hypothesis could not replay this failure (it passed on a second run "
+                    "of the same input): is the op deterministic?")
+        elif n > 1:
+            note = (f"{name}: Hypothesis found {n} distinct failures; this is the first "
+                    f"{'GradcheckError' if isinstance(first, GradcheckError) else 'of them'}.")
+        else:
+            note = None
+        if note:
+            first.__notes__ = [*getattr(first, "__notes__", []), note]   # add_note, also on 3.10
+        raise first from None
     return CheckResult(name=name, examples=count[0], modes=modes, reference=reference is not None,
                        device=str(device))
