@@ -7,32 +7,39 @@ gradient, never all ones — computed two ways:
   over all inputs at once, every component non-negligible. The numeric directional derivative
   ``Σ u ⊙ (fn(x + εd) − fn(x − εd)) / 2ε`` must equal ``Σ ⟨∂L/∂x, d⟩``. Two extra forward passes,
   whatever the input size — which is what makes a whole unrolled RNN checkable. It catches any
-  wrong gradient that moves that one number by more than the tolerance; an error confined to one
-  element of a large input is diluted by the others (a 1 % error in one element of a (30, 30)
-  input moves it by about 1e-5 relative) and can pass.
+  wrong gradient that moves that one number by more than the tolerance: a wrong formula, a
+  missing transpose or sum, a wrong sign. It can miss an error confined to a few elements of a
+  large input: each element enters the sum with a weight of about 1/√n (n elements in all), so
+  0.25 % off in one element of a (30, 30) input stays below rtol (tests/test_testing_kit.py
+  plants exactly that).
 * ``mode="full"``: central differences for every element of every input, ``2·size`` forward
-  passes (small inputs only). It sees an error in any single element.
+  passes (small inputs only). It sees an error in any single element above the tolerance.
 
 The outputs are differenced element by element (``out₊ − out₋``, then weighted by ``u`` and
 summed), so one large output cannot swamp the change of the others. What a difference at ``ε``
 cannot resolve is counted, not ignored: each output element carries a rounding error of about
-``ε_mach·|out|`` (``ε_mach`` = 2.2e-16 in float64), so the numeric derivative may be off by up
-to ``Σ |u| ε_mach (|out₊| + |out₋|) / 2ε`` over the elements that move; that bound is added to
-the tolerance. When it is larger than the tolerance itself, nothing can be concluded at that
-``ε``: with the default ``eps`` the check retries at a larger one (up to 1e-3 in float64), else
-it raises :class:`GradcheckInconclusive` (not a :class:`GradcheckError`) saying what to try.
-The inputs' own rounding (``x + εd`` is not exact for a large ``x``) is accounted for exactly:
-the step taken is the difference of the two shifted inputs as stored.
+``ε_mach·|out|`` (``ε_mach`` = 2.2e-16 in float64, 1.2e-7 in float32), so the numeric derivative
+may be off by up to ``b = Σ |u| ε_mach (|out₊| + |out₋|) / 2ε`` over the output elements that
+depend on the shifted inputs (those that move at ±ε, and those that did not move but do at a
+shift of 1e-3). ``b`` is added to the tolerance. Where ``b`` is larger than the tolerance itself
+nothing can be concluded at that ``ε``: with the default ``eps`` the check retries at a larger
+one (``b`` shrinks as 1/ε; up to ε = 1e-3 in float64, 1e-2 in float32), else it raises
+:class:`GradcheckInconclusive` — not a :class:`GradcheckError` — saying what to try. The inputs'
+own rounding (``x + εd`` is not exact for a large ``x``) is accounted for exactly: the step is
+the difference of the two shifted inputs as stored.
 
-Tolerances: a pass means ``|numeric − analytic| ≤ atol + rtol·|numeric| + rounding bound``,
-with ``eps=1e-6, atol=1e-5, rtol=1e-3`` in float64 (float32, only with ``allow_float32=True``:
+Tolerances: a pass means ``|numeric − analytic| ≤ atol + rtol·|numeric| + b``, with
+``eps=1e-6, atol=1e-5, rtol=1e-3`` in float64 (float32, only with ``allow_float32=True``:
 ``eps=1e-3, atol=1e-2, rtol=1e-2``).
 
 It also fails when ``fn`` changes its inputs, or when two backward passes disagree. The same
 tensor may be passed twice (``gradcheck(fn, [x, x])``): it is checked once, with the gradient
-summed over both uses. Not seen: an error in an output the rounding bound covers (outputs
-around 1e8 need ``eps`` ≥ 1e-4), and rounding inside ``fn`` far above its outputs' magnitude
-(``(a + 1e8) − 1e8`` looks like a wrong gradient).
+summed over both uses.
+
+Not seen: an error smaller than the tolerance (0.1 % relative, 1e-5 absolute in float64);
+rounding inside ``fn`` far above its outputs' magnitude, which no output shows — ``(a + 1e8) −
+1e8`` is reported as a wrong gradient; a dependence of an output so weak that even a shift of
+1e-3 leaves its last bit unchanged (it then counts as independent).
 """
 
 from __future__ import annotations

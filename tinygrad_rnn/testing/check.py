@@ -5,19 +5,50 @@
     from tinygrad_rnn.testing import check_op
     check_op(Softplus, reference=lambda a: np.logaddexp(0, a))
 
-draws float64 inputs with Hypothesis (kept away from kinks and poles, see
-:mod:`tinygrad_rnn.testing.strategies`) and, for every drawn input, checks that
+draws float64 inputs with Hypothesis and, for every drawn input, checks that
 
-1. the forward pass equals ``reference`` (when one is given), element by element;
-2. one backward pass with a random upstream gradient leaves in every differentiable input a
-   ``.grad`` that is an array of the input's device, shape and dtype;
-3. :func:`~tinygrad_rnn.gradcheck.gradcheck` passes in each of ``modes``: ``"direction"`` (one
-   random direction over all inputs at once, two extra forward passes) and ``"full"`` (central
-   differences for every element).
+1. the forward pass equals ``reference`` (when one is given), element by element, within
+   ``forward_rtol=1e-7``, ``forward_atol=1e-10``;
+2. one backward pass with a random upstream gradient: every op's ``backward`` returns, for each
+   input that wants one, a gradient of that input's shape and dtype — checked on what the
+   backward returns, before the engine sums or casts it (a backward computing in float32 is
+   caught, though the leaf's ``.grad`` would come out float64) — and every ``.grad`` is an array
+   of its input's device;
+3. :func:`~tinygrad_rnn.gradcheck.gradcheck` passes in each of ``modes`` (both by default),
+   float64, ``eps=1e-6``, ``atol=1e-5``, ``rtol=1e-3`` (``eps``, ``atol``, ``rtol`` change them):
 
-On the first failure Hypothesis shrinks the input to a small failing one and raises the error —
-a :class:`~tinygrad_rnn.gradcheck.GradcheckError` naming the input, the element, the numeric and
-the analytic value — with the drawn arrays in a note ("Falsifying example: …").
+   * ``"direction"``: one random direction over all inputs at once, two extra forward passes.
+     Catches a wrong formula, a missing transpose or sum, a wrong sign — anything that moves the
+     directional derivative by more than the tolerance. Misses an error confined to one element
+     of a large input: 0.25 % off in one element of a (30, 30) input stays under rtol.
+   * ``"full"``: central differences for every element, ``2·size`` forward passes. Catches an
+     error in any single element above 0.1 % relative (1e-5 absolute).
+
+   Both use a random upstream gradient (a bug that an all-ones upstream hides is caught), both
+   count the rounding of large outputs (see :mod:`tinygrad_rnn.gradcheck`), and neither sees
+   an error below the tolerance or behaviour only float32 shows.
+
+What is drawn (see :mod:`tinygrad_rnn.testing.strategies`):
+
+* shapes: by default one input of 0 to 3 axes, each of size 1 to 4; ``shapes=n`` draws ``n``
+  shapes that broadcast together (sizes of 1, missing leading axes), the way to ask for
+  broadcasting; fixed shapes, or any strategy: ``shapes=strategies.shapes(max_dims=4,
+  max_side=8)``, ``shapes=strategies.broadcastable_shapes(2, max_side=6)``;
+* values: floats in [−3, 3], kept ``GAP`` = 0.05 from every point of ``avoid``; widen with
+  ``values=lambda shape: floats(shape, -10, 10)``, one function per input for different ranges;
+* examples: 25 under the test suite's ``ci`` profile; in general the active Hypothesis
+  profile's ``max_examples`` (100 under Hypothesis's default), or ``max_examples=``.
+
+So nothing outside the draw range is checked: values near a point in ``avoid``, beyond ±3, or
+shapes larger than 4 per axis.
+
+Each example's upstream gradient and direction are seeded from the drawn arrays, so Hypothesis
+replays a failure identically. On the first failure it shrinks the input to a small failing one
+and raises the error — a :class:`~tinygrad_rnn.gradcheck.GradcheckError` naming the mode, the
+input, the element, the numeric and the analytic value — with the drawn arrays in a note
+("Falsifying example: …"). When it finds several distinct failures, the first GradcheckError
+is raised, with a note saying how many there were. Outputs too large for any eps tried raise
+:class:`~tinygrad_rnn.gradcheck.GradcheckInconclusive` instead.
 """
 
 from __future__ import annotations
@@ -221,7 +252,10 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     Failing inputs are not saved (no example database; Hypothesis may still keep its own small
     cache in ``.hypothesis/``).
 
-    Returns a :class:`CheckResult`, whose printout says what passed.
+    Returns a :class:`CheckResult`, whose printout says what passed. Raises the first failure:
+    a :class:`~tinygrad_rnn.gradcheck.GradcheckError` for a wrong gradient, an AssertionError
+    for a wrong forward or a gradient of the wrong shape, dtype or device,
+    :class:`~tinygrad_rnn.gradcheck.GradcheckInconclusive` where finite differences cannot decide.
     """
     params = dict(params or {})
     modes = tuple(modes)
