@@ -97,8 +97,15 @@ def _machine_eps(dtype) -> float:
 class _Measure:
     """Runs fn on shifted inputs and turns the outputs into a numeric derivative and its rounding bound."""
 
-    def __init__(self, fn, inputs, upstream, base_outputs):
+    def __init__(self, fn, inputs, upstream, base_outputs, atol, rtol):
         self.fn, self.inputs, self.upstream, self.base = fn, inputs, upstream, base_outputs
+        self.abs_upstream = [np.abs(u) for u in upstream]
+        self.sum_abs_upstream = [float(np.sum(a)) for a in self.abs_upstream]
+        self.atol, self.rtol = atol, rtol
+
+    def negligible(self, numeric):
+        """A rounding bound below this is added as it is, without a closer look: a twentieth of the tolerance."""
+        return 0.05 * (self.atol + self.rtol * abs(numeric))
 
     def outputs(self, shifted):
         """fn's host outputs with ``inputs[i].data`` set to ``shifted[i]``; the inputs are restored."""
@@ -111,34 +118,41 @@ class _Measure:
             for i, data in bases.items():
                 self.inputs[i].data = data
 
-    def derivative(self, plus, minus, step, probe=None):
+    def derivative(self, plus, minus, step, probe):
         """``Σ u ⊙ (out₊ − out₋) / step`` and the bound on what the outputs' rounding adds to it.
 
         Each output element is differenced first, so a large element does not swamp the change
         of a small one. An element carries up to ``ε_mach·|out|`` of rounding on each side; the
         bound sums ``|u| ε_mach (|out₊| + |out₋|) / step`` over the elements that depend on the
         shifted inputs. One that did not move at all may still depend on them (a change below
-        its last bit); ``probe()`` — fn at a much larger shift — then tells which ones do.
+        its last bit); ``probe()`` — the shifted inputs of a much larger shift — tells which do.
         """
         out_plus, out_minus = self.outputs(plus), self.outputs(minus)
-        numeric, moved_bound, still_bound, still = 0.0, 0.0, 0.0, []
-        for p, m, u in zip(out_plus, out_minus, self.upstream):
-            tiny = _machine_eps(p.dtype)
-            p, m = p.astype(np.float64), m.astype(np.float64)
-            diff = p - m                                   # exact for two nearby floats
+        numeric, quick = 0.0, 0.0
+        for p, m, u, total_u in zip(out_plus, out_minus, self.upstream, self.sum_abs_upstream):
+            diff = p.astype(np.float64, copy=False) - m        # exact for two nearby floats
             numeric += float(np.sum(u * diff))
-            each = np.abs(u) * tiny * (np.abs(p) + np.abs(m))
-            moved = diff != 0
-            moved_bound += float(np.sum(each[moved]))
-            still_bound += float(np.sum(each[~moved]))
-            still.append(~moved)
-        if still_bound > 0 and probe is not None and still_bound / step > 1e-3 * self.atol:
+            if p.size:                                         # an upper bound over all elements, cheaply
+                quick += total_u * _machine_eps(p.dtype) * (float(np.max(np.abs(p))) + float(np.max(np.abs(m))))
+        numeric /= step
+        if not quick / step > self.negligible(numeric):        # the common case: far below the tolerance
+            return numeric, quick / step
+        moved_bound, still_bound, still = 0.0, 0.0, []
+        for p, m, a in zip(out_plus, out_minus, self.abs_upstream):
+            tiny = _machine_eps(p.dtype)
+            p, m = p.astype(np.float64, copy=False), m.astype(np.float64, copy=False)
+            each = a * tiny * (np.abs(p) + np.abs(m))
+            moved = p != m
+            moved_bound += float(np.sum(each, where=moved))
+            still_bound += float(np.sum(each, where=~moved))
+            still.append((each, ~moved))
+        if still_bound / step > self.negligible(numeric):
             # Could matter: count only the unmoved elements that a larger shift does move.
             with np.errstate(all="ignore"):   # a far shift may leave fn's domain: NaN counts as moved
-                far = self.outputs(probe)
-            still_bound = sum(float(np.sum((np.abs(u) * _machine_eps(b.dtype) * 2 * np.abs(b.astype(np.float64)))[
-                s & (f != b)])) for f, b, u, s in zip(far, self.base, self.upstream, still))
-        return numeric / step, (moved_bound + still_bound) / step
+                far = self.outputs(probe())
+            still_bound = sum(float(np.sum(each, where=unmoved & (f != b)))
+                              for f, b, (each, unmoved) in zip(far, self.base, still))
+        return numeric, (moved_bound + still_bound) / step
 
 
 def _describe(i, t, aliases=()):
@@ -205,8 +219,7 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
         if not np.array_equal(b, a, equal_nan=True):
             raise GradcheckError(f"fn changed its input {k} in place (shape {b.shape}); it must not")
 
-    measure = _Measure(fn, inputs, upstream, base_outputs)
-    measure.atol = atol
+    measure = _Measure(fn, inputs, upstream, base_outputs, atol, rtol)
     hosts = {i: inputs[i].numpy().astype(np.float64) for i in checked}
 
     def verify(where, at):
@@ -250,13 +263,11 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
 
         def along(chosen):
             def at(step_eps):
-                plus, minus, probe = {}, {}, {}
-                for i, d in chosen.items():
-                    dtype = inputs[i].dtype
-                    plus[i] = (hosts[i] + step_eps * d).astype(dtype)
-                    minus[i] = (hosts[i] - step_eps * d).astype(dtype)
-                    probe[i] = (hosts[i] + PROBE * d / np.max(np.abs(d))).astype(dtype)
-                numeric, bound = measure.derivative(plus, minus, 2 * step_eps, probe)
+                plus = {i: (hosts[i] + step_eps * d).astype(inputs[i].dtype) for i, d in chosen.items()}
+                minus = {i: (hosts[i] - step_eps * d).astype(inputs[i].dtype) for i, d in chosen.items()}
+                numeric, bound = measure.derivative(plus, minus, 2 * step_eps, lambda: {
+                    i: (hosts[i] + PROBE * d / np.max(np.abs(d))).astype(inputs[i].dtype)
+                    for i, d in chosen.items()})
                 # the step actually taken, as stored (x + εd is rounded for a large x)
                 analytic = sum(float(np.sum(grads[i] * (plus[i].astype(np.float64) - minus[i])))
                                for i in chosen) / (2 * step_eps)
@@ -275,12 +286,16 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
             t, host, dtype = inputs[i], hosts[i], inputs[i].dtype
             for idx in np.ndindex(*t.shape):
                 def at(step_eps, idx=idx):
-                    plus, minus, probe = (host.astype(dtype) for _ in range(3))
+                    plus, minus = host.astype(dtype), host.astype(dtype)
                     plus[idx] = host[idx] + step_eps
                     minus[idx] = host[idx] - step_eps
-                    probe[idx] = host[idx] + PROBE * max(1.0, abs(host[idx]))
                     step = float(plus[idx]) - float(minus[idx])   # the step actually taken
-                    numeric, bound = measure.derivative({i: plus}, {i: minus}, step, {i: probe})
+
+                    def probe():
+                        far = host.astype(dtype)
+                        far[idx] = host[idx] + PROBE * max(1.0, abs(host[idx]))
+                        return {i: far}
+                    numeric, bound = measure.derivative({i: plus}, {i: minus}, step, probe)
                     return numeric, float(grads[i][idx]), bound
                 verify(f"{_describe(i, t, aliases.get(i))}, element {idx}", at)
     return True
