@@ -87,7 +87,7 @@ class CheckResult:
 
     def __str__(self):
         what = ["forward = reference"] if self.reference else []
-        what += [f"gradients are {self.device} arrays of the inputs' shapes",
+        what += [f"gradients are {self.device} arrays of the inputs' shapes and dtypes",
                  f"gradcheck ({' + '.join(self.modes)}) passed" if self.modes else "no gradcheck"]
         return f"{self.name}: {self.examples} drawn inputs on {self.device}: {', '.join(what)}"
 
