@@ -221,9 +221,9 @@ def test_one_large_output_does_not_swamp_the_change_of_a_small_one(mode, seed):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("offset", [1e6, 1e8])
-def test_a_correct_op_with_large_outputs_passes(mode, offset):
-    assert gradcheck(lambda a: a + offset, [leaf(X)], mode=mode, seed=0)
+def test_a_correct_op_with_large_outputs_passes(mode):
+    # a + 1e8 is rounded to 1.5e-8, against a change of 2e-6 at eps: the default eps is raised
+    assert gradcheck(lambda a: a + 1e8, [leaf(X)], mode=mode, seed=0)
 
 
 @pytest.mark.parametrize("mode", MODES)
