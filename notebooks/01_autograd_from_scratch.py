@@ -253,7 +253,7 @@ class Softplus(tg.Op):
         return g / (1 + self.xp.exp(-self.a))
 
 # %%
-from tinygrad_rnn.testing import check_op
+from tinygrad_rnn.testing import GradcheckError, check_op
 check_op(Softplus, reference=lambda a: np.logaddexp(0, a), device=DEVICE)
 
 # %% [markdown]
@@ -267,7 +267,7 @@ class SoftplusWrong(Softplus):
 
 try:
     check_op(SoftplusWrong, device=DEVICE)
-except AssertionError as e:
+except GradcheckError as e:
     print(type(e).__name__, "—", e)
     print("\n".join(getattr(e, "__notes__", [])))
 

@@ -197,3 +197,64 @@ def test_inputs_are_restored_when_fn_fails_on_a_shifted_input(mode):
     with pytest.raises(RuntimeError, match="shifted"):
         gradcheck(fn, [x], mode=mode, seed=0)
     np.testing.assert_array_equal(x.numpy(), original)
+
+
+# ---- large outputs: differences per element, rounding counted -------------------------------
+
+class OffByOnePercent(Op):
+    """y = a + c for a large constant c, with a planted bug: backward says 1.01 instead of 1."""
+    name = "off_by_one_percent"
+
+    def forward(self, a, c=1e8):
+        return a + c
+
+    def backward(self, g):
+        return g * 1.01
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", range(4))
+def test_one_large_output_does_not_swamp_the_change_of_a_small_one(mode, seed):
+    # exp(10·3) ≈ 1e13 next to exp(−5) ≈ 7e-3: in a summed loss the small element's change is
+    # below the large one's last bit; differenced per element it is not.
+    assert gradcheck(lambda a: (a * 10).exp(), [leaf([3.0, -0.5])], mode=mode, seed=seed)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_correct_op_with_large_outputs_passes(mode):
+    # a + 1e8 is rounded to 1.5e-8, against a change of 2e-6 at eps: the default eps is raised
+    assert gradcheck(lambda a: a + 1e8, [leaf(X)], mode=mode, seed=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_outputs_too_large_for_the_eps_given_are_inconclusive_not_wrong(mode):
+    from tinygrad_rnn.gradcheck import GradcheckInconclusive
+
+    with pytest.raises(GradcheckInconclusive, match=r"inconclusive at eps 1e-06: .*Try eps=") as info:
+        gradcheck(lambda a: a + 1e8, [leaf(X)], mode=mode, seed=0, eps=1e-6)
+    assert not isinstance(info.value, AssertionError)          # so never a GradcheckError
+    with pytest.raises(GradcheckInconclusive, match=r"inconclusive at eps 0\.001"):  # largest eps tried
+        gradcheck(lambda a: a + 1e13, [leaf(X)], mode=mode, seed=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_wrong_gradient_with_large_outputs_is_still_caught(mode):
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(OffByOnePercent.apply, [leaf(X)], mode=mode, seed=0)
+    numeric, analytic = numbers(str(info.value))
+    assert analytic / numeric == pytest.approx(1.01, abs=1e-3)    # the planted 1 %, measured through 1e8
+
+
+def test_a_large_input_is_shifted_by_the_step_it_actually_takes():
+    # 1e8 + 1e-6 is stored as 1e8 + 1.0430812835693359e-06: dividing by 2e-6 would be 4 % off
+    assert gradcheck(lambda a: a * a, [leaf([1e8, -0.5])], mode="full", seed=0)
+
+
+# ---- the same tensor passed twice ------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_same_tensor_twice_is_checked_once_with_both_uses(mode):
+    x = leaf(X)
+    assert gradcheck(lambda a, b: a * b, [x, x], mode=mode, seed=0)
+    with pytest.raises(GradcheckError, match=r"input 0 of shape \(2, 3\), also passed as input 1"):
+        gradcheck(lambda a, b: a * HalfSquare.apply(b), [x, x], mode=mode, seed=0)

@@ -5,34 +5,73 @@
     from tinygrad_rnn.testing import check_op
     check_op(Softplus, reference=lambda a: np.logaddexp(0, a))
 
-draws float64 inputs with Hypothesis (kept away from kinks and poles, see
-:mod:`tinygrad_rnn.testing.strategies`) and, for every drawn input, checks that
+draws float64 inputs with Hypothesis and, for every drawn input, checks that
 
-1. the forward pass equals ``reference`` (when one is given), element by element;
-2. one backward pass with a random upstream gradient leaves in every differentiable input a
-   ``.grad`` that is an array of the input's device, shape and dtype;
-3. :func:`~tinygrad_rnn.gradcheck.gradcheck` passes in each of ``modes``: ``"direction"`` (one
-   random direction over all inputs at once, two extra forward passes) and ``"full"`` (central
-   differences for every element).
+1. the forward pass equals ``reference`` (when one is given), element by element, within
+   ``forward_rtol=1e-7``, ``forward_atol=1e-10``;
+2. one backward pass with a random upstream gradient: every op's ``backward`` returns, for each
+   input that wants one, a gradient of that input's shape and dtype — checked on what the
+   backward returns, before the engine sums or casts it (a backward computing in float32 is
+   caught, though the leaf's ``.grad`` would come out float64) — and every ``.grad`` is an array
+   of its input's device;
+3. :func:`~tinygrad_rnn.gradcheck.gradcheck` passes in each of ``modes`` (both by default),
+   float64, ``eps=1e-6``, ``atol=1e-5``, ``rtol=1e-3`` (``eps``, ``atol``, ``rtol`` change them):
 
-On the first failure Hypothesis shrinks the input to a small failing one and raises the error —
-a :class:`~tinygrad_rnn.gradcheck.GradcheckError` naming the input, the element, the numeric and
-the analytic value — with the drawn arrays in a note ("Falsifying example: …").
+   * ``"direction"``: one random direction over all inputs at once, two extra forward passes.
+     Catches a wrong formula, a missing transpose or sum, a wrong sign — anything that moves the
+     directional derivative by more than the tolerance. Misses an error confined to one element
+     of a large input: 0.25 % off in one element of a (30, 30) input stays under rtol.
+   * ``"full"``: central differences for every element, ``2·size`` forward passes. Catches an
+     error in any single element above 0.1 % relative (1e-5 absolute).
+
+   Both use a random upstream gradient (a bug that an all-ones upstream hides is caught), both
+   count the rounding of large outputs (see :mod:`tinygrad_rnn.gradcheck`), and neither sees
+   an error below the tolerance or behaviour only float32 shows.
+
+What is drawn (see :mod:`tinygrad_rnn.testing.strategies`):
+
+* shapes: by default one input of 0 to 3 axes, each of size 1 to 4; ``shapes=n`` draws ``n``
+  shapes that broadcast together (sizes of 1, missing leading axes), the way to ask for
+  broadcasting; fixed shapes, or any strategy: ``shapes=strategies.shapes(max_dims=4,
+  max_side=8)``, ``shapes=strategies.broadcastable_shapes(2, max_side=6)``;
+* values: floats in [−3, 3], kept ``GAP`` = 0.05 from every point of ``avoid``; widen with
+  ``values=lambda shape: floats(shape, -10, 10)``, one function per input for different ranges;
+* examples: 25 under the test suite's ``ci`` profile; in general the active Hypothesis
+  profile's ``max_examples`` (100 under Hypothesis's default), or ``max_examples=``.
+
+So nothing outside the draw range is checked: values near a point in ``avoid``, beyond ±3, or
+shapes larger than 4 per axis.
+
+Each example's upstream gradient and direction are seeded from the drawn arrays, so Hypothesis
+replays a failure identically. On the first failure it shrinks the input to a small failing one
+and raises the error — a :class:`~tinygrad_rnn.gradcheck.GradcheckError` naming the mode, the
+input, the element, the numeric and the analytic value — with the drawn arrays in a note
+("Falsifying example: …"). When it finds several distinct failures, the first GradcheckError
+is raised, with a note saying how many there were. Outputs too large for any eps tried raise
+:class:`~tinygrad_rnn.gradcheck.GradcheckInconclusive` instead.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import FlakyFailure
 from hypothesis import strategies as st
 
+from .. import tensor as _engine
 from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Op, Tensor
 from . import strategies as S
+
+try:
+    _ExceptionGroup = BaseExceptionGroup
+except NameError:                      # Python 3.10: Hypothesis depends on the backport
+    from exceptiongroup import BaseExceptionGroup as _ExceptionGroup
 
 MODES = ("direction", "full")
 
@@ -48,7 +87,7 @@ class CheckResult:
 
     def __str__(self):
         what = ["forward = reference"] if self.reference else []
-        what += [f"gradients are {self.device} arrays of the inputs' shapes",
+        what += [f"gradients are {self.device} arrays of the inputs' shapes and dtypes",
                  f"gradcheck ({' + '.join(self.modes)}) passed" if self.modes else "no gradcheck"]
         return f"{self.name}: {self.examples} drawn inputs on {self.device}: {', '.join(what)}"
 
@@ -117,6 +156,75 @@ def _compare_forward(name, k, actual, expected, rtol, atol):
             f"(rtol {rtol:g}, atol {atol:g})")
 
 
+def _seed_of(arrays) -> int:
+    """A seed drawn from the input itself: Hypothesis replays a failing input with the same
+    upstream gradient and direction, so a failure is a failure every time (never "flaky")."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return int.from_bytes(h.digest()[:8], "little")
+
+
+class _BackwardAudit:
+    """Looks at what every op's ``backward`` returns, before the engine casts or sums anything.
+
+    Installed as the engine's tracer for one backward pass (the hook ``bptt.trace()`` uses; an
+    outer trace still gets every call): a gradient for an input must have that input's shape and
+    dtype — the engine would silently cast a float32 gradient of a float64 leaf.
+    """
+
+    def __init__(self, name, outer):
+        self.name, self.outer, self.inputs, self.problem = name, outer, {}, None
+
+    def on_step(self, t):
+        if self.outer is not None:
+            self.outer.on_step(t)
+
+    def on_forward(self, op, inputs, out, requires_grad):
+        if requires_grad:
+            self.inputs[id(op)] = (op, [(tuple(t.shape), t.dtype) for t in inputs])
+        if self.outer is not None:
+            self.outer.on_forward(op, inputs, out, requires_grad)
+
+    def on_backward(self, op, out_grads, in_grads):
+        if self.outer is not None:
+            self.outer.on_backward(op, out_grads, in_grads)
+        recorded = self.inputs.get(id(op))
+        if recorded is None or self.problem is not None:
+            return
+        grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
+        if len(grads) != len(recorded[1]):
+            self.problem = (f"{self.name}: the backward of {op.name} returned {len(grads)} gradients "
+                            f"for {len(recorded[1])} inputs")
+            return
+        for i, (g, (shape, dtype)) in enumerate(zip(grads, recorded[1])):
+            if g is None or not op.inputs[i].requires_grad:
+                continue
+            g_shape, g_dtype = tuple(getattr(g, "shape", ())), getattr(g, "dtype", None)
+            if g_shape != shape or g_dtype != dtype:
+                self.problem = (f"{self.name}: the backward of {op.name} returns the gradient of input {i} "
+                                f"with shape {g_shape} and dtype {g_dtype}; want the input's shape {shape} "
+                                f"and dtype {dtype} (checked before the engine casts it)")
+                return
+
+
+def _first_failure(group):
+    """The first GradcheckError in a (nested) exception group, else its first exception."""
+    leaves = []
+
+    def walk(e):
+        if isinstance(e, _ExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    first = next((e for e in leaves if isinstance(e, GradcheckError)), leaves[0] if leaves else group)
+    return first, len(leaves)
+
+
 def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None, reference=None,
              modes=MODES, device="cpu", max_examples=None, seed=0, eps=None, atol=None, rtol=None,
              forward_rtol=1e-7, forward_atol=1e-10) -> CheckResult:
@@ -144,7 +252,10 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     Failing inputs are not saved (no example database; Hypothesis may still keep its own small
     cache in ``.hypothesis/``).
 
-    Returns a :class:`CheckResult`, whose printout says what passed.
+    Returns a :class:`CheckResult`, whose printout says what passed. Raises the first failure:
+    a :class:`~tinygrad_rnn.gradcheck.GradcheckError` for a wrong gradient, an AssertionError
+    for a wrong forward or a gradient of the wrong shape, dtype or device,
+    :class:`~tinygrad_rnn.gradcheck.GradcheckInconclusive` where finite differences cannot decide.
     """
     params = dict(params or {})
     modes = tuple(modes)
@@ -180,28 +291,37 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
     def check_one(arrays):
         count[0] += 1
         arrays = tuple(np.asarray(a) for a in arrays)
+        seed = _seed_of(arrays)
         tensors = [Tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
         if not any(t.requires_grad for t in tensors):
             raise ValueError(f"{name}: no float input to differentiate (dtypes {[a.dtype for a in arrays]})")
-        outs = _as_list(fn(*tensors))
-        for k, out in enumerate(outs):
-            if not isinstance(out, Tensor):
-                raise TypeError(f"{name}: output {k} is a {type(out).__name__}, not a Tensor")
-        if reference is not None:
-            expected = _as_list(reference(*arrays, **params))
-            if len(expected) != len(outs):
-                raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
-            for k, (out, exp) in enumerate(zip(outs, expected)):
-                _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
+        rng = np.random.default_rng(seed)
+        audit = _BackwardAudit(name, _engine._tracer)   # sees the ops recorded, then their backward
+        _engine._tracer = audit
+        try:
+            outs = _as_list(fn(*tensors))
+            for k, out in enumerate(outs):
+                if not isinstance(out, Tensor):
+                    raise TypeError(f"{name}: output {k} is a {type(out).__name__}, not a Tensor")
+            if reference is not None:
+                expected = _as_list(reference(*arrays, **params))
+                if len(expected) != len(outs):
+                    raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
+                for k, (out, exp) in enumerate(zip(outs, expected)):
+                    _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
 
-        # One backward pass: each gradient must be an array of the input's device, shape and dtype.
-        if not any(out.requires_grad for out in outs):
-            raise AssertionError(f"{name}: no output requires grad although its inputs do "
-                                 "(the op was not recorded on the tape)")
-        rng = np.random.default_rng(count[0])
-        for out in outs:
-            if out.requires_grad:
-                out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
+            # One backward pass: each gradient must be an array of the input's device, shape and
+            # dtype, both as the op's backward returns it and as it lands in .grad.
+            if not any(out.requires_grad for out in outs):
+                raise AssertionError(f"{name}: no output requires grad although its inputs do "
+                                     "(the op was not recorded on the tape)")
+            for out in outs:
+                if out.requires_grad:
+                    out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
+        finally:
+            _engine._tracer = audit.outer
+        if audit.problem is not None:
+            raise AssertionError(audit.problem)
         for i, t in enumerate(tensors):
             g = t.grad
             if g is None:
@@ -214,7 +334,7 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
 
         for mode in modes:
             try:
-                gradcheck(fn, tensors, mode=mode, seed=count[0], eps=eps, atol=atol, rtol=rtol)
+                gradcheck(fn, tensors, mode=mode, seed=seed, eps=eps, atol=atol, rtol=rtol)
             except GradcheckError as e:
                 raise GradcheckError(f"{name}, gradcheck mode {mode!r}: {e}") from None
 
@@ -227,6 +347,23 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
         given(arrays=drawn)(check_one))
     if seed is not None:
         run = hypothesis_seed(seed)(run)
-    run()
+    try:
+        run()
+    except _ExceptionGroup as group:
+        # Several distinct failures, or one that did not replay: the user catches one error.
+        first, n = _first_failure(group)
+        if first is group:
+            raise
+        if isinstance(group, FlakyFailure):       # the checks are seeded from the input: fn itself varies
+            note = (f"{name}: Hypothesis could not replay this failure (it passed on a second run "
+                    "of the same input): is the op deterministic?")
+        elif n > 1:
+            note = (f"{name}: Hypothesis found {n} distinct failures; this is the first "
+                    f"{'GradcheckError' if isinstance(first, GradcheckError) else 'of them'}.")
+        else:
+            note = None
+        if note:
+            first.__notes__ = [*getattr(first, "__notes__", []), note]   # add_note, also on 3.10
+        raise first from None
     return CheckResult(name=name, examples=count[0], modes=modes, reference=reference is not None,
                        device=str(device))
