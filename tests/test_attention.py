@@ -89,6 +89,21 @@ def test_masked_positions_pass_no_gradient_and_bad_shapes_are_named():
         att(tg.Tensor(np.ones((2, 2))), att.project_keys(h), h, tg.Tensor(np.ones((2, 2), dtype=bool)))
 
 
+
+def test_a_mask_row_with_no_true_position_is_refused_naming_the_rows():
+    """Its softmax would be 0 / 0: nan weights and context, silently (Seq2Seq refuses empty sources)."""
+    att = AdditiveAttention(2, 3, 4, dtype=F64, rng=rng_of(1))
+    h = tg.Tensor(rng_of(2).standard_normal((4, 3, 3)))
+    mask = np.ones((4, 3), dtype=bool)
+    mask[1] = mask[3] = False
+    with pytest.raises(ValueError, match=r"mask of batch row\(s\) 1, 3 is all False"):
+        att(tg.Tensor(np.ones((4, 2))), att.project_keys(h), h, tg.Tensor(mask))
+    mask[1, 2] = mask[3, 0] = True                    # one true position per row is enough
+    context, alpha = att(tg.Tensor(np.ones((4, 2))), att.project_keys(h), h, tg.Tensor(mask))
+    assert np.isfinite(context.numpy()).all()
+    np.testing.assert_allclose(alpha.numpy()[[1, 3]], [[0, 0, 1], [1, 0, 0]])
+
+
 # ---- the model ------------------------------------------------------------------------------------------
 
 @settings(max_examples=examples(20), deadline=None)
