@@ -224,6 +224,34 @@ def test_bad_options_get_clear_errors():
 
 # ---- decoding ---------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_two_layer_attention_weights_are_those_assembled_by_hand(cell, bidirectional):
+    """Each step's query is the *top* decoder layer's previous state s_{t-1}: the weights of a
+    teacher-forced pass equal a reference built from the cells and the attention formula."""
+    src, src_lens = padded([[4, 5, 6, 7], [8], [1, 4, 2]])
+    tgt_in, _, _ = decoder_io([[4, 5, 6], [6], [4, 1]], None, BOS, EOS)
+    model = attention_model(11, cell=cell, num_layers=2, bidirectional=bidirectional, hidden_size=4)
+    got = model.attention_weights(src, src_lens, tgt_in).numpy()               # (B, T, S)
+    with tg.no_grad():
+        s0, memory = model.encode(src, src_lens)
+        y = model.tgt_embed(tg.Tensor(tgt_in)).numpy()                          # e(y_{t-1}), (B, T, E)
+        parts = [p.numpy() for p in (s0 if isinstance(s0, tuple) else (s0,))]
+        states = [tuple(tg.Tensor(p[layer]) for p in parts) for layer in range(2)]
+        states = [s if len(s) > 1 else s[0] for s in states]
+        values = memory.values.numpy()
+        want = []
+        for t in range(tgt_in.shape[1]):
+            top = model.decoder.cells[1].hidden(states[1]).numpy()             # s_{t-1} of the top layer
+            context, alpha = numpy_attention(model.attention, top, values, src_lens)
+            want.append(alpha)
+            x = tg.Tensor(np.concatenate([y[:, t], context], axis=1))           # [e(y_{t-1}) ; c_t]
+            for layer, decoder_cell in enumerate(model.decoder.cells):
+                states[layer] = decoder_cell(x, states[layer])
+                x = decoder_cell.hidden(states[layer])
+    np.testing.assert_allclose(got, np.stack(want, axis=1), rtol=1e-12, atol=1e-15)
+
+
 def decoding_model(seed, eos_bias, **kw):
     model = attention_model(seed, **kw)
     bias = model.out.b.numpy()
