@@ -192,6 +192,21 @@ def test_replacing_the_array_leaves_earlier_aliases_and_their_graphs_alone(repla
     np.testing.assert_array_equal(alias.numpy(), old)
 
 
+def test_loading_a_checkpoint_leaves_earlier_aliases_alone(tmp_path):
+    from tinygrad_rnn import checkpoint
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    checkpoint.save(tmp_path / "w.npz", layer)
+    old = layer.W.numpy()
+    alias = layer.W.detach()
+    x = tg.Tensor(np.ones((4, 3)), requires_grad=True)
+    loss = (x @ alias).sum()
+    checkpoint.load(tmp_path / "w.npz", layer)
+    layer.W.grad = np.ones((3, 2))
+    optim.SGD([layer.W], lr=1.0).step()
+    loss.backward()                     # the alias still holds the values of its forward pass
+    np.testing.assert_array_equal(x.grad, np.tile(old.sum(axis=1), (4, 1)))
+
+
 def test_module_to_the_same_device_and_dtype_keeps_aliases_counting():
     """``to()`` that changes nothing keeps the array, so an alias still shares it and its counter."""
     layer = nn.Linear(3, 2, dtype=np.float64)

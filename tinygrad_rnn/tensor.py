@@ -225,7 +225,10 @@ def _new(array, backend, requires_grad, op, index, inputs=()):
     t.name = None
     t._counter = _UNCHANGED
     if inputs:
-        base = getattr(array, "base", None)  # NumPy and CuPy views say what they view: .base
+        try:
+            base = array.base            # NumPy and CuPy views name the array they view
+        except AttributeError:           # an array type without views (the tests' strict device)
+            base = None
         if base is not None:
             for s in inputs:
                 if base is s._data or base is getattr(s._data, "base", None):
