@@ -288,7 +288,7 @@ class Tensor:
                 dtype = DEFAULT_FLOAT
         array = backend.asarray(data, dtype=dtype)
         if _is_array(data) and _may_share_memory(array, data):
-            array = array.copy()  # a copy, never an alias with a version counter of its own
+            array = array.copy()  # never an alias: steps on the source could not be seen here
         self._data = array
         self._backend = backend
         self.grad = None
