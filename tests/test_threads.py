@@ -4,6 +4,7 @@ The limits are process-wide, so the ones that change BLAS run in a fresh interpr
 """
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -72,8 +73,6 @@ def test_examples_choose_their_threads():
 
 
 # ---- glibc's malloc thresholds ----------------------------------------------------------------------
-
-import platform  # noqa: E402  (this part's own import, kept beside it)
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
