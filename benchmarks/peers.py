@@ -279,7 +279,7 @@ class Mygrad:
 def _dezero():
     """DeZero 0.0.13 still names ``np.int`` (removed in NumPy 1.24) in a class default; lend it the
     name for the import only."""
-    if "dezero" in sys.modules:
+    if sys.modules.get("dezero") is not None:
         return sys.modules["dezero"]
     lent = not hasattr(np, "int")
     if lent:

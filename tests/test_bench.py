@@ -152,6 +152,18 @@ def test_peers_run_checked_and_timed_on_a_tiny_config(monkeypatch):
     assert all(us["cpu_us"] >= 0 and us["wall_us"] > 0 for us in result["per_op_us"].values())
 
 
+def test_a_missing_peer_is_skipped_with_its_pip_install(monkeypatch):
+    for module in ("autograd", "mygrad", "dezero", "jax", "tinygrad", "torch"):
+        monkeypatch.setitem(sys.modules, module, None)        # import fails as if not installed
+    lines = []
+    impls = peers.make_impls(bench.make_problem(*TINY), out=lines.append)
+    assert [i.name for i in impls] == ["tinygrad_rnn", "numpy BPTT"]
+    pip = {"HIPS autograd": "autograd", "mygrad": "mygrad", "DeZero": "dezero", "JAX eager": "jax",
+           "JAX jit": "jax", "tinygrad": "tinygrad", "torch loop": "torch", "torch nn.RNN": "torch"}
+    assert lines == [f"{name}: skipped, not installed (pip install {pip[name]})"
+                     for name in peers.PEER_NAMES.values()], lines
+
+
 def _installed_peers():
     p = bench.make_problem(*TINY)
     found = []
