@@ -91,6 +91,12 @@ def lstm_paths(length: int):
     return ratio, float(np.mean(products)), float(np.mean(c_paths))
 
 
+@pytest.mark.parametrize("cell, documented", [("rnn", 4.5e-13), ("gru", 4.6e-10)])
+def test_the_fresh_cells_at_t50_match_the_table(cell, documented):
+    rnn, loss_fn, x = fresh_flow_model(cell, 50)
+    assert_close(f"{cell} T = 50 ratio", gradient_ratio(gradient_flow(rnn, x, None, loss_fn)), documented, 0.02)
+
+
 def test_the_fresh_lstm_at_t50_matches_the_table():
     ratio, product, c_path = lstm_paths(50)
     assert_close("LSTM T = 50 ratio", ratio, 3.2e-5, 0.02)
