@@ -57,5 +57,16 @@ def test_the_package_figures_have_no_font_note(tmp_path):
 
 
 def test_without_the_font_nothing_is_registered(monkeypatch):
-    monkeypatch.setattr(plotting, "bundled_cjk_font_path", lambda: None)
-    assert plotting.register_cjk_font.__wrapped__() is None
+    monkeypatch.setattr(plotting, "_add_bundled_font", lambda: None)
+    import matplotlib
+    before = list(matplotlib.rcParams["font.family"])
+    assert plotting.register_cjk_font() is None
+    assert list(matplotlib.rcParams["font.family"]) == before
+
+
+def test_a_reset_of_the_settings_is_repaired():
+    import matplotlib
+    plotting.require_matplotlib()
+    with matplotlib.rc_context({"font.family": ["sans-serif"]}):
+        assert plotting.register_cjk_font() == plotting.CJK_FONT_FAMILY
+        assert list(matplotlib.rcParams["font.family"]) == ["sans-serif", plotting.CJK_FONT_FAMILY]

@@ -38,25 +38,32 @@ def bundled_cjk_font_path() -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def register_cjk_font() -> str | None:
-    """Make matplotlib draw Chinese: the family name of the font registered, or None if none is had.
-
-    Adds the ``plot`` extra's Noto Sans CJK SC to matplotlib's font list and puts it after the
-    families in ``rcParams["font.family"]``; matplotlib (≥ 3.6) falls back per character along
-    that list, so DejaVu Sans still draws Latin letters and digits and Noto draws the rest.
-    Runs once per process (cached); needs matplotlib.
-    """
-    import matplotlib
+def _add_bundled_font() -> str | None:
+    """Add the ``plot`` extra's font to matplotlib's font list, once: its family name, or None."""
     from matplotlib import font_manager
 
     path = bundled_cjk_font_path()
     if path is None:
         return None
     font_manager.fontManager.addfont(path)
-    name = font_manager.FontProperties(fname=path).get_name()
-    families = list(matplotlib.rcParams["font.family"])
-    if name not in families:
-        matplotlib.rcParams["font.family"] = families + [name]
+    return font_manager.FontProperties(fname=path).get_name()
+
+
+def register_cjk_font() -> str | None:
+    """Make matplotlib draw Chinese: the family name of the font registered, or None if none is had.
+
+    Adds the ``plot`` extra's Noto Sans CJK SC to matplotlib's font list (once per process) and
+    puts it after the families in ``rcParams["font.family"]`` (again if something reset them);
+    matplotlib (≥ 3.6) falls back per character along that list, so DejaVu Sans still draws Latin
+    letters and digits and Noto draws the rest. Needs matplotlib.
+    """
+    import matplotlib
+
+    name = _add_bundled_font()
+    if name is not None:
+        families = list(matplotlib.rcParams["font.family"])
+        if name not in families:
+            matplotlib.rcParams["font.family"] = families + [name]
     return name
 
 
