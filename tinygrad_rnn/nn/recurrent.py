@@ -229,6 +229,7 @@ class Recurrent(Module):
         """
         T, k = x.shape[1], self.checkpoint
         bounds = [(a, min(a + k, T)) for a in range(0, T, k)]
+        x_segments = x.split([b - a for a, b in bounds], axis=1)   # views; one backward for all
         pieces, parts = [None] * len(bounds), as_parts(state)
         for j in reversed(range(len(bounds))) if reverse else range(len(bounds)):
             a, b = bounds[j]
@@ -241,7 +242,7 @@ class Recurrent(Module):
                 hidden = (stack([cell.hidden(s) for s in states], axis=1),) if keep_outputs else ()
                 return hidden + final
 
-            result = recompute(segment, x[:, a:b], *parts)
+            result = recompute(segment, x_segments[j], *parts)
             parts = result[len(result) - len(parts):]
             if keep_outputs:
                 pieces[j] = result[0]
