@@ -29,8 +29,6 @@ RTRL. (Tests check it against autograd's BPTT to 1e-10 in float64.)
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..forward import jvp
 from ..nn.recurrent import as_parts, from_parts
 from ..tensor import ShapeError, Tensor
