@@ -2,9 +2,10 @@
 
 Every entry drives all of its tests (``test_ops.py``: forward vs NumPy, gradient checks in both
 modes, gradients as device arrays; ``test_devices.py``: CPU parity on ``strict`` and ``cuda``).
+``test_jvp.py``: tangents (forward mode) against finite differences and against the backward.
 To test a new op, add one :class:`OpSpec` to ``OPS`` — nothing else; ``test_registry_complete.py``
-fails for an ``Op`` subclass of the package that no spec names in its ``ops``, and for a spec
-that does not run the ops it names. ``ERRORS`` lists inputs an op must refuse on every device.
+fails for an ``Op`` subclass of the package that no spec names in its ``ops`` or that has no
+tangent rule (``jvp``), and for a spec that does not run the ops it names. ``ERRORS`` lists inputs an op must refuse on every device.
 
 An entry's ``cases`` strategy draws a :class:`Case`: host arrays plus static parameters (axes,
 exponents, indices). Tests move the arrays onto a device as tensors and call
@@ -53,7 +54,8 @@ class OpSpec:
     ``fn(*tensors, **params)`` returns a tensor or a tuple of tensors; ``ref(*arrays, **params)``
     the same values computed with NumPy. ``differentiable=False`` marks ops whose output must not
     be part of the graph (detach, comparisons, argmax). ``grad_kwargs`` loosen gradcheck where an
-    op's output is inherently coarse (a cast to float32).
+    op's output is inherently coarse (a cast to float32); ``tangent_rtol`` is the tolerance of the
+    tangent tests (``test_jvp.py``) for the same reason.
     """
     name: str
     fn: Callable
@@ -64,6 +66,7 @@ class OpSpec:
     differentiable: bool = True
     grad_kwargs: dict = field(default_factory=dict)
     grad_modes: tuple = ("direction", "full")
+    tangent_rtol: float = 1e-10
 
     def __repr__(self):
         return f"OpSpec({self.name})"
@@ -454,7 +457,8 @@ OPS = [
            lambda m, a, scalar, tensor_first: np.where(m, a, scalar) if tensor_first else np.where(m, scalar, a),
            _where_scalar(), ops=("Where",)),
     OpSpec("cast", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast(),
-           grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2), ops=("Cast",)),  # float32 output: coarse differences
+           grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2), tangent_rtol=1e-5,
+           ops=("Cast",)),  # float32 output: coarse differences
     # outside the graph
     OpSpec("detach", lambda a: a.detach(), lambda a: a, _unary(), differentiable=False),
     OpSpec("compare", _compare_fn, _compare_ref, _compare(), differentiable=False),
@@ -467,7 +471,11 @@ OPS = [
            _rows_cols(), ops=("GetItem",)),
     OpSpec("cast_to_int", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast_to_int(),
            ops=("Cast",), differentiable=False),
-    OpSpec("addmm_mixed_dtypes", addmm, lambda c, a, b: c + a @ b, _addmm_mixed(), ops=("AddMM",)),
+    OpSpec("addmm_mixed_dtypes", addmm, lambda c, a, b: c + a @ b, _addmm_mixed(), ops=("AddMM",),
+           tangent_rtol=1e-5),   # a float32 operand: its products are float32-coarse
+    # recomputed in the backward: b reaches fn through a closure, a as its argument
+    OpSpec("checkpoint", lambda a, b: tg.checkpoint(lambda x: (x * b.tanh(), (x - b).exp()), a),
+           lambda a, b: (a * np.tanh(b), np.exp(a - b)), _binary(), ops=("Checkpoint",)),
 ]
 
 class _OpRecorder:

@@ -16,7 +16,7 @@ LAYERS = [
     ("base", ["extras", "files", "backend", "threads"]),   # NumPy/CuPy, extras, atomic files, BLAS threads
     # The engine: Tensor and the backward walk (tensor.py) with the ops and their backward
     # formulas (ops.py). One layer: ops build on Tensor, and Tensor's methods call the ops.
-    ("engine", ["tensor", "ops"]),
+    ("engine", ["tensor", "ops", "forward"]),
     ("nn", ["nn", "gradcheck"]),                       # modules, cells, the unroller; gradient checks
     ("library", ["data", "models", "optim", "plotting", "baselines"]),
     ("training", ["checkpoint", "train", "runs"]),     # fit loop, checkpoints, run directories

@@ -44,3 +44,26 @@ def test_a_new_op_without_a_spec_is_reported():
 def test_every_error_spec_names_a_registered_op():
     covered = {name for spec in OPS for name in spec.ops}
     assert {name for spec in ERRORS for name in spec.ops} <= covered
+
+
+def missing_tangent_rules(op_classes) -> list:
+    """Names of the op classes that keep ``Op.jvp`` (no tangent rule of their own)."""
+    return sorted(cls.__name__ for cls in op_classes if cls.jvp is Op.jvp)
+
+
+def test_every_op_of_the_package_has_a_tangent_rule():
+    missing = missing_tangent_rules(package_ops())
+    assert not missing, f"ops without a tangent rule (a jvp method beside backward): {missing}"
+
+
+def test_an_op_without_a_tangent_rule_is_reported():
+    class Cube(Op):  # planted: forward and backward, but no jvp
+        name = "cube"
+
+        def forward(self, a):
+            self.a = a
+            return a ** 3
+
+        def backward(self, g):
+            return 3 * g * self.a ** 2
+    assert missing_tangent_rules({Cube}) == ["Cube"]

@@ -4,6 +4,13 @@ Notation: ``g`` is the gradient of the loss with respect to the op's output; ``b
 the gradient with respect to each input (``None`` where no gradient flows, e.g. an index, or where
 ``self.needs_grad(i)`` says input i is a constant). Each backward is its formula, written out.
 
+Forward mode (``forward.py``): ``jvp`` beside the backward is the op's tangent rule. It gets one
+tangent per input (ȧ for input a; ``None`` where the input is a constant or an index) and returns
+the output's tangent(s) (``None``: zero). Every tangent carries a leading axis of P directions,
+shape (P,) + the primal's shape, so one pass pushes P directions at once; a rule therefore works
+behind that axis: an ``axis`` parameter shifts by one (``_shift``), broadcasting ops first give a
+tangent as many axes as the output (``_lead``), and matrix products broadcast over it.
+
 Everything differentiable above this file — cells, RNNs, losses, models — is built from these
 ops only. Code that needs no gradient uses the array module ``xp`` directly instead: greedy and
 beam decoding (``models/seq2seq.py``) keep scores and pick tokens as raw arrays under
@@ -44,10 +51,35 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
+def _lead(t, ndim: int):
+    """A tangent (P, …) with 1s inserted after the directions' axis so that it has ``ndim + 1``
+    axes: it then broadcasts like a primal of ``ndim`` axes would. ``None`` (zero) stays None."""
+    if t is None or t.ndim == ndim + 1:
+        return t
+    return t.reshape((t.shape[0],) + (1,) * (ndim + 1 - t.ndim) + t.shape[1:])
+
+
+def _sum(*tangents):
+    """The sum of the tangents that are not None (None: all are zero)."""
+    total = None
+    for t in tangents:
+        if t is not None:
+            total = t if total is None else total + t
+    return total
+
+
+def _shift(axes) -> tuple:
+    """A primal's axes as a tangent's: one further right, behind the directions' axis."""
+    return tuple(a + 1 for a in axes)
+
+
 # ---- elementwise arithmetic (broadcasting) -------------------------------------------------------
 
 class Add(Op):
-    """a + b; ∂L/∂a = g, ∂L/∂b = g (each summed down to its input's shape)."""
+    """a + b; ∂L/∂a = g, ∂L/∂b = g (each summed down to its input's shape).
+
+    Tangent: ṫ = ȧ + ḃ.
+    """
     name = "add"
     broadcasts = True
 
@@ -60,9 +92,13 @@ class Add(Op):
         return (unbroadcast(g, sa) if self.needs_grad(0) else None,
                 unbroadcast(g, sb) if self.needs_grad(1) else None)
 
+    def jvp(self, ta, tb):
+        n = max(len(self.shapes[0]), len(self.shapes[1]))
+        return _sum(_lead(ta, n), _lead(tb, n))
+
 
 class Sub(Op):
-    """a − b; ∂L/∂a = g, ∂L/∂b = −g."""
+    """a − b; ∂L/∂a = g, ∂L/∂b = −g. Tangent: ṫ = ȧ − ḃ."""
     name = "sub"
     broadcasts = True
 
@@ -75,9 +111,13 @@ class Sub(Op):
         return (unbroadcast(g, sa) if self.needs_grad(0) else None,
                 unbroadcast(-g, sb) if self.needs_grad(1) else None)
 
+    def jvp(self, ta, tb):
+        n = max(len(self.shapes[0]), len(self.shapes[1]))
+        return _sum(_lead(ta, n), None if tb is None else -_lead(tb, n))
+
 
 class Mul(Op):
-    """a ⊙ b; ∂L/∂a = g ⊙ b, ∂L/∂b = g ⊙ a."""
+    """a ⊙ b; ∂L/∂a = g ⊙ b, ∂L/∂b = g ⊙ a. Tangent: ṫ = ȧ ⊙ b + a ⊙ ḃ."""
     name = "mul"
     broadcasts = True
 
@@ -90,9 +130,14 @@ class Mul(Op):
         return (unbroadcast(g * b, a.shape) if self.needs_grad(0) else None,
                 unbroadcast(g * a, b.shape) if self.needs_grad(1) else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.a, self.b
+        n = max(a.ndim, b.ndim)
+        return _sum(None if ta is None else _lead(ta, n) * b, None if tb is None else a * _lead(tb, n))
+
 
 class Div(Op):
-    """a / b; ∂L/∂a = g / b, ∂L/∂b = −g ⊙ a / b²."""
+    """a / b; ∂L/∂a = g / b, ∂L/∂b = −g ⊙ a / b². Tangent: ṫ = ȧ / b − a ⊙ ḃ / b²."""
     name = "div"
     broadcasts = True
 
@@ -105,9 +150,15 @@ class Div(Op):
         return (unbroadcast(g / b, a.shape) if self.needs_grad(0) else None,
                 unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad(1) else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.a, self.b
+        n = max(a.ndim, b.ndim)
+        return _sum(None if ta is None else _lead(ta, n) / b,
+                    None if tb is None else -_lead(tb, n) * a / (b * b))
+
 
 class Neg(Op):
-    """−a; ∂L/∂a = −g."""
+    """−a; ∂L/∂a = −g. Tangent: ṫ = −ȧ."""
     name = "neg"
 
     def forward(self, a):
@@ -116,9 +167,15 @@ class Neg(Op):
     def backward(self, g):
         return -g
 
+    def jvp(self, ta):
+        return -ta
+
 
 class Pow(Op):
-    """``a ** p`` for a Python number p: ∂L/∂a = g · p · a^(p−1)."""
+    """``a ** p`` for a Python number p: ∂L/∂a = g · p · a^(p−1).
+
+    Tangent: ṫ = p · a^(p−1) ⊙ ȧ (0 for p = 0).
+    """
     name = "pow"
 
     def forward(self, a, exponent):
@@ -130,17 +187,28 @@ class Pow(Op):
             return self.xp.zeros_like(g)
         return g * self.p * self.a ** (self.p - 1)
 
+    def jvp(self, ta):
+        if self.p == 0:
+            return self.xp.zeros_like(ta)
+        return ta * (self.p * self.a ** (self.p - 1))
+
 
 class Cast(Op):
-    """``a`` as another dtype; the gradient is cast back (none flows into an integer input)."""
+    """``a`` as another dtype; the gradient is cast back (none flows into an integer input).
+
+    Tangent: ȧ cast to the output's dtype (none for an integer output).
+    """
     name = "cast"
 
     def forward(self, a, dtype):
-        self.dtype_in = a.dtype
+        self.dtype_in, self.dtype_out = a.dtype, np.dtype(dtype)
         return a.astype(dtype)
 
     def backward(self, g):
         return g.astype(self.dtype_in) if self.dtype_in.kind == "f" else None
+
+    def jvp(self, ta):
+        return ta.astype(self.dtype_out) if self.dtype_out.kind == "f" else None
 
 
 # ---- matrix product ------------------------------------------------------------------------------
@@ -150,6 +218,8 @@ class MatMul(Op):
 
     Backward: ∂L/∂a = g bᵀ, ∂L/∂b = aᵀ g. For (B, T, k) @ (k, m) — one projection of every time
     step — ∂L/∂b = Σ over all B·T rows, one (k, B·T) @ (B·T, m) product instead of B·T small ones.
+
+    Tangent: ṫ = ȧ b + a ḃ.
     """
     name = "matmul"
 
@@ -173,6 +243,11 @@ class MatMul(Op):
                 gb = unbroadcast(xp.swapaxes(a, -1, -2) @ g, b.shape)
         return ga, gb
 
+    def jvp(self, ta, tb):
+        a, b = self.a, self.b
+        n = max(a.ndim, b.ndim)     # the directions stay in front of the batch axes
+        return _sum(None if ta is None else _lead(ta, n) @ b, None if tb is None else a @ _lead(tb, n))
+
 
 class AddMM(Op):
     """``c + a @ b`` for 2-D ``a`` (n, k) and ``b`` (k, m); ``c`` broadcasts to (n, m) — like
@@ -180,6 +255,8 @@ class AddMM(Op):
     and the product ``a @ b`` is not kept for a backward that does not need it. (An RNN step ``x_t W + b + h_{t-1} V`` is ``addmm(xw_t, h, V)``.)
 
     Backward: ∂L/∂c = g summed down to c's shape, ∂L/∂a = g bᵀ, ∂L/∂b = aᵀ g.
+
+    Tangent: ṫ = ċ + ȧ b + a ḃ.
     """
     name = "addmm"
 
@@ -198,11 +275,17 @@ class AddMM(Op):
                 g @ self.b.T if self.needs_grad(1) else None,
                 self.a.T @ g if self.needs_grad(2) else None)
 
+    def jvp(self, tc, ta, tb):
+        return _sum(_lead(tc, 2), None if ta is None else ta @ self.b, None if tb is None else self.a @ tb)
+
 
 # ---- elementwise functions -----------------------------------------------------------------------
 
 class Tanh(Op):
-    """y = tanh(a); ∂L/∂a = g ⊙ (1 − y²), from the saved output (no second tanh)."""
+    """y = tanh(a); ∂L/∂a = g ⊙ (1 − y²), from the saved output (no second tanh).
+
+    Tangent: ẏ = (1 − y²) ⊙ ȧ.
+    """
     name = "tanh"
 
     def forward(self, a):
@@ -212,6 +295,9 @@ class Tanh(Op):
     def backward(self, g):
         return g * (1 - self.y * self.y)
 
+    def jvp(self, ta):
+        return ta * (1 - self.y * self.y)
+
 
 class Sigmoid(Op):
     """y = σ(a) = 1 / (1 + e^(−a)); ∂L/∂a = g ⊙ σ(a) σ(−a).
@@ -219,6 +305,8 @@ class Sigmoid(Op):
     With z = e^(−|a|) ∈ (0, 1]: σ(a) = 1 / (1 + z) for a ≥ 0 and z / (1 + z) for a < 0, and
     σ(a) σ(−a) = z / (1 + z)². Nothing overflows and nothing cancels, so forward and backward
     are exact to rounding for every a (σ(−40) ≈ 4.2e−18, not 0; σ'(40) ≈ 4.2e−18, not 0).
+
+    Tangent: ẏ = σ(a) σ(−a) ⊙ ȧ.
     """
     name = "sigmoid"
 
@@ -231,9 +319,12 @@ class Sigmoid(Op):
     def backward(self, g):
         return g * (self.z * self.r * self.r)
 
+    def jvp(self, ta):
+        return ta * (self.z * self.r * self.r)
+
 
 class Exp(Op):
-    """y = e^a; ∂L/∂a = g ⊙ y."""
+    """y = e^a; ∂L/∂a = g ⊙ y. Tangent: ẏ = y ⊙ ȧ."""
     name = "exp"
 
     def forward(self, a):
@@ -243,9 +334,12 @@ class Exp(Op):
     def backward(self, g):
         return g * self.y
 
+    def jvp(self, ta):
+        return ta * self.y
+
 
 class Log(Op):
-    """y = log a; ∂L/∂a = g / a."""
+    """y = log a; ∂L/∂a = g / a. Tangent: ẏ = ȧ / a."""
     name = "log"
 
     def forward(self, a):
@@ -255,9 +349,15 @@ class Log(Op):
     def backward(self, g):
         return g / self.a
 
+    def jvp(self, ta):
+        return ta / self.a
+
 
 class ReLU(Op):
-    """max(a, 0); ∂L/∂a = g where a > 0, else 0 (0 at exactly 0, as in PyTorch). relu(−inf) = 0."""
+    """max(a, 0); ∂L/∂a = g where a > 0, else 0 (0 at exactly 0, as in PyTorch). relu(−inf) = 0.
+
+    Tangent: ȧ where a > 0, else 0.
+    """
     name = "relu"
 
     def forward(self, a):
@@ -266,6 +366,9 @@ class ReLU(Op):
 
     def backward(self, g):
         return g * self.mask
+
+    def jvp(self, ta):
+        return ta * self.mask
 
 
 # ---- reductions ----------------------------------------------------------------------------------
@@ -288,7 +391,10 @@ def _expand_back(g, shape, axes, keepdims):
 
 
 class Sum(Op):
-    """Σ over axes; ∂L/∂a = g broadcast back over the summed axes."""
+    """Σ over axes; ∂L/∂a = g broadcast back over the summed axes.
+
+    Tangent: Σ of ȧ over the same axes.
+    """
     name = "sum"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -299,9 +405,15 @@ class Sum(Op):
         g = _expand_back(g, self.shape, self.axes, self.keepdims)
         return self.xp.broadcast_to(g, self.shape)
 
+    def jvp(self, ta):
+        return ta.sum(axis=_shift(self.axes), keepdims=self.keepdims)
+
 
 class Mean(Op):
-    """Σ over axes / n; ∂L/∂a = g / n broadcast back (n: elements per mean)."""
+    """Σ over axes / n; ∂L/∂a = g / n broadcast back (n: elements per mean).
+
+    Tangent: the mean of ȧ over the same axes.
+    """
     name = "mean"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -315,9 +427,16 @@ class Mean(Op):
         g = _expand_back(g, self.shape, self.axes, self.keepdims)
         return self.xp.broadcast_to(g / self.count, self.shape)
 
+    def jvp(self, ta):
+        return ta.sum(axis=_shift(self.axes), keepdims=self.keepdims) / self.count
+
 
 class Max(Op):
-    """Maximum over axes. Ties share the gradient equally (so it stays a true subgradient)."""
+    """Maximum over axes. Ties share the gradient equally (so it stays a true subgradient).
+
+    Tangent: Σ over the axes of ȧ ⊙ share, share = 1/m at each of the m maxima (the transpose
+    of backward's rule).
+    """
     name = "max"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -331,11 +450,18 @@ class Max(Op):
         share = self.mask.astype(g.dtype)  # in g's dtype: bool / int would give float64
         return g * (share / share.sum(axis=self.axes, keepdims=True))
 
+    def jvp(self, ta):
+        share = self.mask.astype(ta.dtype)
+        share = share / share.sum(axis=self.axes, keepdims=True)
+        return (ta * share).sum(axis=_shift(self.axes), keepdims=self.keepdims)
+
 
 class LogSoftmax(Op):
     """y = a − max(a) − log Σ exp(a − max(a)): stable for logits of ±1e4.
 
     Backward: ∂L/∂a = g − softmax(a) · Σ g.
+
+    Tangent: ẏ = ȧ − Σ softmax(a) ⊙ ȧ (the sum along ``axis``).
     """
     name = "log_softmax"
 
@@ -349,10 +475,14 @@ class LogSoftmax(Op):
     def backward(self, g):
         return g - self.xp.exp(self.y) * g.sum(axis=self.axis, keepdims=True)
 
+    def jvp(self, ta):
+        return ta - (self.xp.exp(self.y) * ta).sum(axis=self.axis + 1, keepdims=True)
+
 
 # ---- shape and indexing --------------------------------------------------------------------------
 
 class Reshape(Op):
+    """Tangent: ȧ reshaped the same way (behind the directions)."""
     name = "reshape"
 
     def forward(self, a, shape):
@@ -364,14 +494,18 @@ class Reshape(Op):
         if free > 1 or any(n < 0 for n in known) or (
                 size != a.size if free == 0 else (size == 0 or a.size % size)):
             raise ShapeError(f"cannot reshape {a.size} elements into shape {tuple(shape)}")
-        self.shape = a.shape
+        self.shape, self.target = a.shape, tuple(shape)
         return a.reshape(shape)
 
     def backward(self, g):
         return g.reshape(self.shape)
 
+    def jvp(self, ta):
+        return ta.reshape((ta.shape[0],) + self.target)
+
 
 class Permute(Op):
+    """Tangent: ȧ with the same axes permuted (behind the directions)."""
     name = "permute"
 
     def forward(self, a, axes):
@@ -387,6 +521,9 @@ class Permute(Op):
         for i, a in enumerate(self.axes):
             inverse[a] = i
         return g.transpose(inverse)
+
+    def jvp(self, ta):
+        return ta.transpose((0,) + tuple(a + 1 for a in self.axes))
 
 
 def _integer_arrays(index):
@@ -411,6 +548,8 @@ class GetItem(Op):
     wraps an out-of-range index silently (one boolean read per array; callers whose indices are
     valid by construction pass ``checked=False`` and say why). Backward writes ``g`` into zeros of
     ``a``'s shape; integer arrays may repeat an index, so they go through scatter-add.
+
+    Tangent: ȧ indexed the same way (behind the directions).
     """
     name = "getitem"
 
@@ -436,12 +575,22 @@ class GetItem(Op):
             out[self.index] = g
         return out
 
+    def jvp(self, ta):
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if any(i is Ellipsis for i in index):          # ``...`` would swallow the directions' axis
+            return ta[(slice(None),) + index]          # (no integer arrays after ``...`` here)
+        # Directions moved last: integer arrays anywhere in ``index`` then place their axes as on a.
+        moved = ta.transpose(tuple(range(1, ta.ndim)) + (0,))[index]
+        return moved.transpose((moved.ndim - 1,) + tuple(range(moved.ndim - 1)))
+
 
 class Gather(Op):
     """Rows of a table: ``out[..., :] = table[ids[...], :]`` — the embedding lookup.
 
     Backward scatter-adds each row's gradient back to its id (repeated ids add up). The ids are
     checked by :func:`gather_rows`, the one function that applies this op.
+
+    Tangent: the rows ``ids`` of the table's tangent.
     """
     name = "gather"
 
@@ -454,6 +603,9 @@ class Gather(Op):
         self.backend.scatter_add(out, self.ids.reshape(-1), g.reshape(-1, self.shape[-1]))
         return out, None
 
+    def jvp(self, ttable, tids):
+        return ttable[:, self.ids]
+
 
 def _axis_first(a, axis):
     """A view of ``a`` with ``axis`` moved to the front (``moveaxis`` without its argument checks)."""
@@ -464,6 +616,8 @@ class Stack(Op):
     """Same-shaped arrays along a new ``axis`` (the RNN's T states -> outputs (B, T, H)).
 
     Backward: input i gets the slice i of g along ``axis`` (a view, no copy).
+
+    Tangent: the inputs' tangents stacked along ``axis`` (zeros for constants).
     """
     name = "stack"
 
@@ -478,6 +632,10 @@ class Stack(Op):
         moved = _axis_first(g, self.axis)
         return tuple(moved[i] for i in range(moved.shape[0]))
 
+    def jvp(self, *ts):
+        zero = self.xp.zeros_like(next(t for t in ts if t is not None))
+        return self.xp.stack([zero if t is None else t for t in ts], axis=self.axis + 1)
+
 
 def _bounds(sizes):
     """Cut points between consecutive pieces of the given sizes: [3, 2, 4] -> [3, 5]."""
@@ -489,7 +647,10 @@ def _bounds(sizes):
 
 
 class Concat(Op):
-    """Arrays joined along an existing ``axis``; backward splits g back into the pieces."""
+    """Arrays joined along an existing ``axis``; backward splits g back into the pieces.
+
+    Tangent: the inputs' tangents joined along ``axis`` (zeros for constants).
+    """
     name = "concatenate"
 
     def forward(self, *arrays, axis=0):
@@ -506,12 +667,25 @@ class Concat(Op):
     def backward(self, g):
         return tuple(self.xp.split(g, _bounds(self.sizes), axis=self.axis))
 
+    def jvp(self, *ts):
+        like = next(t for t in ts if t is not None)
+        pieces = []
+        for t, size in zip(ts, self.sizes):
+            if t is None:
+                shape = list(like.shape)
+                shape[self.axis + 1] = size
+                t = self.xp.zeros(shape, dtype=like.dtype)
+            pieces.append(t)
+        return self.xp.concatenate(pieces, axis=self.axis + 1)
+
 
 class Split(Op):
     """Pieces of ``a`` along ``axis`` (``sections``: a count or a list of sizes); several outputs.
 
     All pieces share one backward, which concatenates their gradients once (zeros for unused
     pieces) — so splitting T time steps costs O(T), not T full-size zero arrays.
+
+    Tangent: ȧ split the same way.
     """
     name = "split"
 
@@ -543,10 +717,16 @@ class Split(Op):
             pieces.append(g)
         return xp.concatenate(pieces, axis=self.axis)
 
+    def jvp(self, ta):
+        return tuple(self.xp.split(ta, _bounds(self.sizes), axis=self.axis + 1))
+
 
 class Unbind(Op):
     """The slices ``a[:, t]`` along ``axis`` as separate outputs; backward stacks their gradients
-    (zeros for unused slices) back along ``axis``."""
+    (zeros for unused slices) back along ``axis``.
+
+    Tangent: the slices of ȧ along ``axis``.
+    """
     name = "unbind"
 
     def forward(self, a, axis=0):
@@ -568,10 +748,17 @@ class Unbind(Op):
             pieces.append(g)
         return xp.stack(pieces, axis=self.axis)
 
+    def jvp(self, ta):
+        moved = self.xp.moveaxis(ta, self.axis + 1, 1)
+        return tuple(moved[:, i] for i in range(moved.shape[1]))
+
 
 class Where(Op):
     """``where(mask, a, b)``: a where mask is true, else b. ∂L/∂a = g where mask, ∂L/∂b = g
-    elsewhere; the mask gets no gradient."""
+    elsewhere; the mask gets no gradient.
+
+    Tangent: ``where(mask, ȧ, ḃ)``.
+    """
     name = "where"
     broadcasts = True
 
@@ -584,6 +771,11 @@ class Where(Op):
         return (None,
                 unbroadcast(self.xp.where(self.mask, g, zero), self.shapes[0]) if self.needs_grad(1) else None,
                 unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if self.needs_grad(2) else None)
+
+    def jvp(self, tmask, ta, tb):
+        n = max(self.mask.ndim, len(self.shapes[0]), len(self.shapes[1]))
+        zero = self.xp.zeros((), dtype=(ta if ta is not None else tb).dtype)
+        return self.xp.where(self.mask, zero if ta is None else _lead(ta, n), zero if tb is None else _lead(tb, n))
 
 
 def _broadcasts_to(shape, target) -> bool:

@@ -44,6 +44,9 @@ _op_numbers = itertools.count()  # creation number of each recorded op (see _run
 
 # The step-by-step recorder of ``bptt.trace()`` while one runs, else None: one check per op.
 _tracer = None
+# Forward-mode autodiff (``forward.jvp``) while it runs, else None: it pushes tangents through
+# every op applied (``Op.jvp``). One check per op, like ``_tracer``.
+_forward = None
 
 
 def mark_time_step(t: int | None) -> None:
@@ -118,6 +121,10 @@ class Op:
     def backward(self, grad):
         raise NotImplementedError
 
+    def jvp(self, *tangents):
+        """The tangent rule (forward mode, see ``forward.py``): input tangents → output tangent(s)."""
+        raise NotImplementedError(f"{self.name} has no tangent rule (jvp)")
+
     def needs_grad(self, i: int) -> bool:
         """Whether input ``i`` of this recorded op wants a gradient."""
         return self.inputs[i].requires_grad
@@ -157,9 +164,13 @@ class Op:
             _tracer.on_forward(op, inputs, out, requires_grad)
         if isinstance(out, tuple):
             op.multi_output, op.n_outputs = True, len(out)
-            return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i, inputs)
-                         for i, o in enumerate(out))
-        return _new(out, backend, requires_grad, op if requires_grad else None, 0, inputs)
+            result = tuple(_new(o, backend, requires_grad, op if requires_grad else None, i, inputs)
+                           for i, o in enumerate(out))
+        else:
+            result = _new(out, backend, requires_grad, op if requires_grad else None, 0, inputs)
+        if _forward is not None:      # forward mode: the outputs' tangents from the inputs'
+            _forward.on_apply(op, inputs, result)
+        return result
 
     def check_versions(self) -> None:
         """Raise if a leaf this op was given has been changed in place since it was recorded."""

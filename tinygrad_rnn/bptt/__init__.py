@@ -9,15 +9,18 @@ LSTM's cell-state path diag(f_t)), their products and spectral norms.
 ``experiment``: the vanishing-gradient experiment on the adding problem (``run_experiment``).
 ``tracing``: :func:`trace`, a context manager that records every forward op and backward step
 with shapes and time steps.
+``rtrl``: :func:`rtrl` — the same gradient as BPTT, computed forward in time (real-time recurrent
+learning) by forward-mode autodiff through the cell's own step.
 """
 
 from .flow import format_gradient_flow, gradient_flow, gradient_ratio, plot_gradient_flow
 from .graph import to_dot, unrolled_graph
 from .jacobian import backpropagate_last, jacobian_product, jacobian_view, state_jacobians, step_jacobians
 from .reference import BPTTGradients, rnn_bptt, rnn_forward
+from .rtrl import rtrl
 from .tracing import Trace, TraceRecord, trace
 
 __all__ = ["rnn_forward", "rnn_bptt", "BPTTGradients", "trace", "Trace", "TraceRecord",
            "gradient_flow", "gradient_ratio", "plot_gradient_flow", "format_gradient_flow",
            "step_jacobians", "state_jacobians", "jacobian_product", "backpropagate_last", "jacobian_view",
-           "to_dot", "unrolled_graph"]
+           "to_dot", "unrolled_graph", "rtrl"]

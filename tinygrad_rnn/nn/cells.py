@@ -42,7 +42,7 @@ def cell_kind(cell: str) -> CellKind:
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                     bidirectional: bool = False, truncate=None, *, init: str = "uniform",
-                    rng=None, dtype=None, device=None) -> Recurrent:
+                    checkpoint=None, rng=None, dtype=None, device=None) -> Recurrent:
     """The layer of ``cell`` with these sizes. ``init`` picks the vanilla cell's V (see
     ``nn.RNNCell``); the gated cells draw theirs U(−1/√H, 1/√H) and refuse another ``init``."""
     kind = cell_kind(cell)
@@ -53,4 +53,4 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
         raise ValueError(f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
                          "weights uniform (leave init at 'uniform' or use cell='rnn')")
     return kind.layer(input_size, hidden_size, num_layers, bidirectional, truncate=truncate,
-                      rng=rng, dtype=dtype, device=device, **options)
+                      checkpoint=checkpoint, rng=rng, dtype=dtype, device=device, **options)

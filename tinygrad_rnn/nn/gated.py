@@ -205,8 +205,8 @@ class LSTM(Recurrent):
     cell_class = LSTMCell
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 forget_bias=1.0, rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate,
+                 forget_bias=1.0, checkpoint=None, rng=None, dtype=None, device=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
                          rng=rng, dtype=dtype, device=device, forget_bias=forget_bias)
 
     def extra_repr(self):
@@ -258,6 +258,6 @@ class GRU(Recurrent):
     cell_class = GRUCell
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate,
+                 checkpoint=None, rng=None, dtype=None, device=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
                          rng=rng, dtype=dtype, device=device)

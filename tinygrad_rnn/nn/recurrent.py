@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import host_rng
+from ..forward import checkpoint as recompute
 from ..ops import concatenate, stack, where
 from ..tensor import ShapeError, Tensor, mark_time_step
 from .functional import host_lengths, sequence_mask
@@ -68,6 +69,14 @@ class Recurrent(Module):
     The k-step chunks are counted along each sequence from where its direction starts (its first
     token forward, its true last token backward), so truncation, too, ignores the padding.
 
+    **Checkpointed BPTT**: with ``checkpoint=k`` only the state every k steps is kept; each
+    k-step segment runs without recording and runs again, recording, in the backward
+    (:func:`tinygrad_rnn.forward.checkpoint`). Memory for the recurrence drops from every step's
+    activations to one state per k steps plus one segment's, for about one more forward pass;
+    values and gradients are those of plain BPTT (to rounding). Works with lengths,
+    bidirectional, several layers and ``truncate``; not with ``return_states`` (the states
+    inside a segment are not kept).
+
     **Observing the states** (for BPTT tools): ``layer(x, lengths=..., return_states=True)``
     returns a third value ``states``: one list per cell (``layer.cells`` order) of T states, where
     ``states[k][t]`` is the state of cell k at time t (0-based, in time order for both
@@ -87,12 +96,15 @@ class Recurrent(Module):
     cell_class: type = None   # set by each subclass: nn.RNN → RNNCell, nn.LSTM → LSTMCell, …
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 rng=None, dtype=None, device=None, **cell_options):
+                 checkpoint=None, rng=None, dtype=None, device=None, **cell_options):
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
         if truncate is not None:
             _check_size("truncate", truncate)
+        if checkpoint is not None:
+            _check_size("checkpoint", checkpoint)
+        self.checkpoint = checkpoint
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.truncate = bool(bidirectional), truncate
         self.directions = 2 if bidirectional else 1
@@ -110,6 +122,9 @@ class Recurrent(Module):
         if T == 0:
             raise ValueError(f"{name}: x has no time steps (T = 0)")
         initial = self._initial_states(h0, x)
+        if self.checkpoint is not None and return_states:
+            raise ValueError(f"{name}: return_states=True needs every state kept; checkpoint="
+                             f"{self.checkpoint} keeps one per segment (build the layer without checkpoint)")
 
         mask = step_masks = None
         if lengths is not None:
@@ -130,6 +145,14 @@ class Recurrent(Module):
                 k = layer * self.directions + direction
                 reverse = direction == 1
                 cuts = self._truncation_cuts(lengths, B, T, reverse, device=x.backend)
+                if self.checkpoint is not None:         # segments recomputed in the backward
+                    keep = need_outputs or layer < self.num_layers - 1
+                    out, final = self._unroll_checkpointed(self.cells[k], layer_input, initial[k],
+                                                           step_masks, cuts, reverse, keep)
+                    finals.append(final)
+                    if out is not None:
+                        outs.append(out if mask is None else where(mask, out, 0.0))
+                    continue
                 states = self._unroll(self.cells[k], layer_input, initial[k], step_masks, cuts, reverse)
                 finals.append(as_parts(states[0 if reverse else T - 1]))
                 all_states.append(states)
@@ -203,10 +226,43 @@ class Recurrent(Module):
         mark_time_step(None)
         return states
 
+    def _unroll_checkpointed(self, cell, x: Tensor, state, step_masks, cuts, reverse: bool, keep_outputs: bool):
+        """:meth:`_unroll` in segments of ``self.checkpoint`` steps, each one checkpointed: the
+        forward keeps each segment's input slice, entering state and outputs; the backward
+        reruns the segment (projection and steps) recording, and walks it back.
+
+        Returns ``(outputs, final)``: the (B, T, H) outputs in time order (None unless
+        ``keep_outputs``) and the parts of the state after the last step in the direction.
+        """
+        T, k = x.shape[1], self.checkpoint
+        bounds = [(a, min(a + k, T)) for a in range(0, T, k)]
+        x_segments = x.split([b - a for a, b in bounds], axis=1)   # views; one backward for all
+        pieces, parts = [None] * len(bounds), as_parts(state)
+        for j in reversed(range(len(bounds))) if reverse else range(len(bounds)):
+            a, b = bounds[j]
+            masks = None if step_masks is None else step_masks[a:b]
+            seg_cuts = {t - a: cut for t, cut in cuts.items() if a <= t < b}
+
+            def segment(x_seg, *parts, masks=masks, seg_cuts=seg_cuts):
+                states = self._unroll(cell, x_seg, from_parts(parts), masks, seg_cuts, reverse)
+                final = as_parts(states[0 if reverse else -1])
+                hidden = (stack([cell.hidden(s) for s in states], axis=1),) if keep_outputs else ()
+                return hidden + final
+
+            result = recompute(segment, x_segments[j], *parts)
+            parts = result[len(result) - len(parts):]
+            if keep_outputs:
+                pieces[j] = result[0]
+        if not keep_outputs:
+            return None, parts
+        return (pieces[0] if len(pieces) == 1 else concatenate(pieces, axis=1)), parts
+
     def extra_repr(self):
         extra = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
         if self.bidirectional:
             extra += ", bidirectional=True"
         if self.truncate is not None:
             extra += f", truncate={self.truncate}"
+        if self.checkpoint is not None:
+            extra += f", checkpoint={self.checkpoint}"
         return extra

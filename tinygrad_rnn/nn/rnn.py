@@ -113,8 +113,8 @@ class RNN(Recurrent):
     cell_class = RNNCell
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, init="uniform",
-                 truncate=None, *, rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate,
+                 truncate=None, *, checkpoint=None, rng=None, dtype=None, device=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
                          rng=rng, dtype=dtype, device=device, init=init)
 
     def extra_repr(self):
