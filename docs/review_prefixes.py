@@ -121,7 +121,7 @@ def main() -> int:
     fig, ax = plt.subplots(figsize=(16, 4.6), dpi=110)
     note = draw_prefixes(ax, tokens, {f"{label} (test {models[label][3]:.1%})": c
                                       for label, c in curves.items()}, ylabel="P(negative)")
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.115, 0.3))   # over the praise's low stretch
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.155, 0.3))   # over the praise's low stretch
     ax.axvline(ends[3] + 0.5, color="black", linewidth=0.8)
     ax.axvline(max_len + 0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set_title(f"The chapter's review, read by the full-data classifiers: P(negative) after every prefix "

@@ -390,7 +390,7 @@ turn = ends[3]                                          # the praise ends here; 
 fig, ax = plt.subplots(figsize=(15, 4.2))
 note = draw_prefixes(ax, tokens, {f"{label} (test {test_accuracy[label]:.1%})": p for label, p in p_negative.items()},
                      ylabel="P(negative)")
-ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.115, 0.3))
+ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.155, 0.3))
 ax.axvline(turn + 0.5, color="black", linewidth=0.8)
 ax.axvline(MAX_LEN + 0.5, color="grey", linewidth=0.8, linestyle="--")
 ax.set_title(f"P(negative) after every prefix of the chapter's review (black: where 'but' begins; "
