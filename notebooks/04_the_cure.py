@@ -225,7 +225,7 @@ for cell, name in (("lstm", "forget gate f"), ("gru", "update gate z")):
           + ", ".join(f"{unmarked_mean[u]:.2f} on unmarked steps / {marked_mean[u]:.2f} on marked" for u in keepers))
 f_fresh, f_unmarked, f_marked = gates["lstm"]
 assert f_unmarked.mean() <= f_fresh + 0.02                                  # the average did not rise …
-assert f_unmarked.max() > 0.97 and (f_unmarked > 0.9).sum() == 1             # … a single unit keeps, f ≈ 1
+assert f_unmarked.max() > 0.97 and 1 <= (f_unmarked > 0.9).sum() <= 3       # … one unit (or a few) keeps, f ≈ 1
 z_fresh, z_unmarked, z_marked = gates["gru"]
 assert np.median(z_unmarked) > 0.8 > z_fresh + 0.2                           # z up on most units …
 assert (z_marked < z_unmarked - 0.2).any()                                   # … some open on the marked steps
@@ -233,15 +233,15 @@ assert (z_marked < z_unmarked - 0.2).any()                                   # �
 # %% [markdown]
 # Read these numbers as measurements of one short run (seed 0), not as a law. In this run both gated cells
 # found the markers within the 800 steps (the GRU after about 200, the LSTM after about 500) and carry the
-# gradient back across the 50 steps with a ratio of about 10⁻¹ (at initialisation: a few 10⁻⁵ for the LSTM,
-# a few 10⁻¹⁰ for the GRU); the vanilla cell stayed at the baseline, its ratio still about 10⁻⁹ (notebook 02 and `docs/bptt.md`: given 40 s — about 10,000 steps —
-# it learns T = 50 too, from a start 10⁻¹³ away; at T = 100 it does not). The gates say *how*. The LSTM's
-# average forget gate did not rise: a single unit does the remembering. Its most-keeping unit holds f ≈ 1 on
-# the unmarked steps, so its cell state — and the gradient along ∂c_t/∂c_{t−1} = diag(f_t) — passes those
-# steps nearly unchanged: the "constant
-# error carousel" of Hochreiter & Schmidhuber (their 1997 LSTM had no forget gate, so f = 1 always; Gers et
-# al. 2000 added the gate). The GRU raised z on most units (z near 1 between the markers),
-# and some of them open — a lower z — on the marked steps, to write the value in.
+# gradient back across the 50 steps with a ratio of about 10⁻¹ (at initialisation: a few 10⁻⁵ for the LSTM, a
+# few 10⁻¹⁰ for the GRU); the vanilla cell stayed at the baseline, its ratio still about 10⁻⁹ (notebook 02 and
+# `docs/bptt.md`: given 40 s — about 10,000 steps — it learns T = 50 too, from a start 10⁻¹³ away; at T = 100
+# it does not). The gates say *how*. The LSTM's average forget gate did not rise: one unit, or very few, does
+# the remembering. Its most-keeping unit holds f ≈ 1 on the unmarked steps, so its cell state — and the
+# gradient along ∂c_t/∂c_{t−1} = diag(f_t) — passes those steps nearly unchanged: the "constant error
+# carousel" of Hochreiter & Schmidhuber (their 1997 LSTM had no forget gate, so f = 1 always; Gers et al. 2000
+# added the gate). The GRU raised z on most units (z near 1 between the markers), and some of them open — a
+# lower z — on the marked steps, to write the value in.
 #
 # **A better start for the LSTM: chrono initialisation.** With the weights near 0 the cell state is a leaky
 # average, c_t ≈ f c_{t−1} + i g_t: of a value written at one step, f^k is left k steps later, so the unit's
