@@ -60,6 +60,19 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --threads 1 $(BENCH_ARGS)
 
+# The same step in HIPS autograd, mygrad, DeZero, JAX (eager and jit), tinygrad and PyTorch, each
+# checked equal to ours, then timed beside it, one thread (docs/performance.md, "Against other
+# autodiff libraries"). Installs the peers extra into .venv; PEERS_ARGS adds options, e.g.
+# make bench-peers PEERS_ARGS="--configs small --json peers.json".
+.PHONY: bench-peers
+PEERS_STAMP := $(VENV)/.installed-peers-$(EXTRAS)
+$(PEERS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),peers]'
+	touch $@
+
+bench-peers: $(PEERS_STAMP)
+	$(PY) benchmarks/peers.py $(PEERS_ARGS)
+
 # Open the notebooks (notebooks/*.ipynb, generated from the NN_*.py sources) in JupyterLab, from
 # .venv with the notebook extra. The .py and .ipynb are paired by jupytext: saving one updates both.
 # The .ipynb are committed without outputs: python notebooks/build.py --strip before committing.

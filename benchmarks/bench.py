@@ -52,6 +52,7 @@ from tinygrad_rnn.backend import get_backend
 from tinygrad_rnn.bptt.reference import (gru_bptt_vectorised, gru_forward_vectorised, lstm_bptt_vectorised,
                                          lstm_forward_vectorised, rnn_bptt_vectorised, rnn_forward_vectorised)
 from tinygrad_rnn.tensor import Tensor, no_grad
+from tinygrad_rnn.threads import tune_malloc
 
 CONFIGS = {  # name: (B, T, E, H, C)
     "small": (16, 20, 32, 64, 5),
@@ -788,6 +789,9 @@ def main(argv=None):
     parser.add_argument("--no-scaling", action="store_true", help="skip the T-scaling table")
     parser.add_argument("--no-flush", action="store_true",
                         help="T-scaling with float32 subnormals as they are (slow past T ≈ 150; see flush_subnormals)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc thresholds as they are (by default they are raised, "
+                             "as the examples do: tinygrad_rnn.threads.tune_malloc)")
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -796,10 +800,13 @@ def main(argv=None):
     if args.steps < 20:
         parser.error("--steps must be at least 20 (a median of fewer steps says little on a shared machine)")
     how = limit_threads(args.threads, argv)
+    tuned = False if args.default_malloc else tune_malloc()
+    print(f"malloc thresholds: {'raised (tune_malloc)' if tuned else 'as glibc sets them'}")
     get_backend(args.device)                       # a missing GPU or CuPy fails here, with the fix
     result = run(configs, device=args.device, threads=args.threads, steps=args.steps,
                  t_scaling=not args.no_scaling, torch=import_torch(args.threads), how=how,
                  flush=not args.no_flush, cell=args.cell)
+    result["malloc_tuned"] = tuned
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)

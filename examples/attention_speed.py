@@ -21,11 +21,13 @@ from tinygrad_rnn.backend import manual_seed  # noqa: E402
 from tinygrad_rnn.data import BatchIterator, Vocab, load_pinyin, train_dev_test_split  # noqa: E402
 from tinygrad_rnn.models import Seq2Seq, decoder_io  # noqa: E402
 from tinygrad_rnn.optim import Adam, clip_grad_norm_  # noqa: E402
+from tinygrad_rnn.threads import tune_malloc  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--batches", type=int, default=20)
 parser.add_argument("--rounds", type=int, default=3)
 args = parser.parse_args()
+tune_malloc()   # the process's allocator keeps freed memory for the next step
 
 train, _, _ = train_dev_test_split(load_pinyin(), seed=0, key=lambda ex: tuple(ex[0]))
 src, tgt = Vocab.build(x for x, _ in train), Vocab.build(y for _, y in train)

@@ -19,7 +19,7 @@ import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.threads import add_threads_argument, set_blas_threads
+from tinygrad_rnn.threads import add_threads_argument, set_blas_threads, tune_malloc
 
 LINEAR_SPREAD = 0.30   # per-step costs within 30 % of each other (largest / smallest) count as linear
 
@@ -75,6 +75,7 @@ def main():
     if len(lengths) < 2 or lengths[0] < 1 or args.repeats < 1:
         parser.error("give at least two lengths of 1 or more, and --repeats of 1 or more")
     threads = set_blas_threads(args.threads)
+    tune_malloc()   # the process's allocator keeps freed memory for the next step
     print(f"nn.RNN forward + backward, B={args.batch}, E={args.features}, H={args.hidden}, float32, "
           f"device={args.device}; median of {args.repeats} after a warm-up; {threads}")
     wall_per_step, cpu_per_step = [], []

@@ -19,7 +19,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn.data import BatchIterator, Vocab, load_peoples_daily, pad_sequences, train_dev_test_split
 from tinygrad_rnn.models import SequenceTagger
 from tinygrad_rnn.optim import Adam
-from tinygrad_rnn.threads import add_threads_argument, set_blas_threads
+from tinygrad_rnn.threads import add_threads_argument, set_blas_threads, tune_malloc
 from tinygrad_rnn.train import TaggingTask, evaluate, fit
 
 
@@ -34,6 +34,7 @@ def main():
     add_threads_argument(parser)
     args = parser.parse_args()
     set_blas_threads(args.threads)
+    tune_malloc()   # the process's allocator keeps freed memory for the next step
     embed, hidden, epochs = (8, 16, 1) if args.quick else (64, 128, args.epochs)
 
     # 1. Data: (words, tags) per sentence. Words seen once in training become <unk>.

@@ -20,7 +20,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn.data import BatchIterator, Vocab, load_numerals, pad_sequences, to_chinese
 from tinygrad_rnn.models import Seq2Seq
 from tinygrad_rnn.optim import Adam
-from tinygrad_rnn.threads import add_threads_argument, set_blas_threads
+from tinygrad_rnn.threads import add_threads_argument, set_blas_threads, tune_malloc
 from tinygrad_rnn.train import Seq2SeqTask, evaluate, fit
 
 
@@ -35,6 +35,7 @@ def main():
     add_threads_argument(parser)
     args = parser.parse_args()
     set_blas_threads(args.threads)
+    tune_malloc()   # the process's allocator keeps freed memory for the next step
     hidden, epochs, sizes = (32, 2, (400, 50, 50)) if args.quick else (256, args.epochs, (50_000, 5_000, 5_000))
 
     # 1. Data: disjoint random numbers 0..99,999,999 as (numeral characters, digit characters).

@@ -89,6 +89,21 @@ def test_masked_positions_pass_no_gradient_and_bad_shapes_are_named():
         att(tg.Tensor(np.ones((2, 2))), att.project_keys(h), h, tg.Tensor(np.ones((2, 2), dtype=bool)))
 
 
+
+def test_a_mask_row_with_no_true_position_is_refused_naming_the_rows():
+    """Its softmax would be 0 / 0: nan weights and context, silently (Seq2Seq refuses empty sources)."""
+    att = AdditiveAttention(2, 3, 4, dtype=F64, rng=rng_of(1))
+    h = tg.Tensor(rng_of(2).standard_normal((4, 3, 3)))
+    mask = np.ones((4, 3), dtype=bool)
+    mask[1] = mask[3] = False
+    with pytest.raises(ValueError, match=r"mask of batch row\(s\) 1, 3 is all False"):
+        att(tg.Tensor(np.ones((4, 2))), att.project_keys(h), h, tg.Tensor(mask))
+    mask[1, 2] = mask[3, 0] = True                    # one true position per row is enough
+    context, alpha = att(tg.Tensor(np.ones((4, 2))), att.project_keys(h), h, tg.Tensor(mask))
+    assert np.isfinite(context.numpy()).all()
+    np.testing.assert_allclose(alpha.numpy()[[1, 3]], [[0, 0, 1], [1, 0, 0]])
+
+
 # ---- the model ------------------------------------------------------------------------------------------
 
 @settings(max_examples=examples(20), deadline=None)
@@ -208,6 +223,34 @@ def test_bad_options_get_clear_errors():
 
 
 # ---- decoding ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_two_layer_attention_weights_are_those_assembled_by_hand(cell, bidirectional):
+    """Each step's query is the *top* decoder layer's previous state s_{t-1}: the weights of a
+    teacher-forced pass equal a reference built from the cells and the attention formula."""
+    src, src_lens = padded([[4, 5, 6, 7], [8], [1, 4, 2]])
+    tgt_in, _, _ = decoder_io([[4, 5, 6], [6], [4, 1]], None, BOS, EOS)
+    model = attention_model(11, cell=cell, num_layers=2, bidirectional=bidirectional, hidden_size=4)
+    got = model.attention_weights(src, src_lens, tgt_in).numpy()               # (B, T, S)
+    with tg.no_grad():
+        s0, memory = model.encode(src, src_lens)
+        y = model.tgt_embed(tg.Tensor(tgt_in)).numpy()                          # e(y_{t-1}), (B, T, E)
+        parts = [p.numpy() for p in (s0 if isinstance(s0, tuple) else (s0,))]
+        states = [tuple(tg.Tensor(p[layer]) for p in parts) for layer in range(2)]
+        states = [s if len(s) > 1 else s[0] for s in states]
+        values = memory.values.numpy()
+        want = []
+        for t in range(tgt_in.shape[1]):
+            top = model.decoder.cells[1].hidden(states[1]).numpy()             # s_{t-1} of the top layer
+            context, alpha = numpy_attention(model.attention, top, values, src_lens)
+            want.append(alpha)
+            x = tg.Tensor(np.concatenate([y[:, t], context], axis=1))           # [e(y_{t-1}) ; c_t]
+            for layer, decoder_cell in enumerate(model.decoder.cells):
+                states[layer] = decoder_cell(x, states[layer])
+                x = decoder_cell.hidden(states[layer])
+    np.testing.assert_allclose(got, np.stack(want, axis=1), rtol=1e-12, atol=1e-15)
+
 
 def decoding_model(seed, eos_bias, **kw):
     model = attention_model(seed, **kw)

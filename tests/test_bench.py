@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 
 
-def _load_bench():
-    """benchmarks/bench.py is a script beside the package, not part of it: load it by path."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-    spec = importlib.util.spec_from_file_location("bench", path)
+def _load_bench(name="bench"):
+    """benchmarks/bench.py (peers.py) is a script beside the package, not part of it: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module                  # dataclasses look their module up here
+    sys.modules[name] = module                     # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
 
 bench = _load_bench()
+peers = _load_bench("peers")                       # imports the bench module above, not a second copy
 
 TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
 
@@ -124,3 +125,86 @@ def test_runs_on_an_accelerator_like_device(monkeypatch):
     result = bench.run(["small"], device="strict", steps=20, t_scaling=False, out=lines.append)
     assert result["device"] == "strict" and "peak_memory" not in result   # tracemalloc sees host memory only
     assert result["op_overhead"]["autograd_forward_us"] > 0
+
+
+# ---- benchmarks/peers.py: the same step in other autodiff libraries ---------------------------------
+
+def test_peers_run_checked_and_timed_on_a_tiny_config(monkeypatch):
+    """Whatever peers are installed here run, agree with ours and are timed; the others are skipped
+    with the pip install that brings them (tinygrad also when it has no usable device)."""
+    assert peers.bench is bench
+    monkeypatch.setitem(bench.CONFIGS, "small", TINY)
+    lines = []
+    result = peers.run(["small"], steps=20, chain=10, out=lines.append)
+    text = "\n".join(lines)
+    row = result["configs"]["small"]
+    assert row["agreement_worst_rel_error"] < 1e-4
+    assert {"tinygrad_rnn", "numpy BPTT"} <= set(row["times"])
+    assert row["over_ours"]["tinygrad_rnn"] == 1.0
+    for peer in peers.PEERS:
+        name = peers.PEER_NAMES[peer]
+        skipped = [line for line in lines if line.startswith(f"{name}: skipped")]
+        assert (name in row["times"]) != bool(skipped), (name, text)
+        assert not skipped or "pip install" in skipped[0] or "clang" in skipped[0], skipped
+        if name in row["times"]:
+            assert row["times"][name]["steps"] >= 20 and row["cpu_times"][name]["median_ms"] >= 0
+    assert set(result["per_op_us"]) == {n for n in row["times"] if n != "torch nn.RNN"}
+    assert all(us["cpu_us"] >= 0 and us["wall_us"] > 0 for us in result["per_op_us"].values())
+
+
+def test_a_missing_peer_is_skipped_with_its_pip_install(monkeypatch):
+    for module in ("autograd", "mygrad", "dezero", "jax", "tinygrad", "torch"):
+        monkeypatch.setitem(sys.modules, module, None)        # import fails as if not installed
+    lines = []
+    impls = peers.make_impls(bench.make_problem(*TINY), out=lines.append)
+    assert [i.name for i in impls] == ["tinygrad_rnn", "numpy BPTT"]
+    pip = {"HIPS autograd": "autograd", "mygrad": "mygrad", "DeZero": "dezero", "JAX eager": "jax",
+           "JAX jit": "jax", "tinygrad": "tinygrad", "torch loop": "torch", "torch nn.RNN": "torch"}
+    assert lines == [f"{name}: skipped, not installed (pip install {pip[name]})"
+                     for name in peers.PEER_NAMES.values()], lines
+
+
+def _installed_peers():
+    p = bench.make_problem(*TINY)
+    found = []
+    for peer in peers.PEERS:
+        try:
+            found.append(peer(p))
+        except peers.Skipped:
+            pass
+    return p, found
+
+
+def test_a_peer_with_a_wrong_gradient_is_refused():
+    """Each installed peer agrees as it is, and the check stops the run when one of its
+    gradients is off by 1 %, naming the library and the gradient."""
+    p, found = _installed_peers()
+    if not found:
+        pytest.skip("no peer library installed here (pip install -e '.[peers]')")
+    ours = peers.Ours(p, "cpu")
+    for impl in found:
+        assert bench.check_agreement([ours, impl]) < 1e-4, impl.name
+
+        class Perturbed:
+            name = impl.name
+
+            def loss_and_grads(self, impl=impl):
+                loss, grads = impl.loss_and_grads()
+                grads = dict(grads)
+                grads["b"] = np.asarray(grads["b"]) * 1.01
+                return loss, grads
+
+        with pytest.raises(AssertionError, match=rf"{impl.name}: dL/db differs"):
+            bench.check_agreement([ours, Perturbed()])
+
+
+def test_the_per_op_chain_refuses_a_wrong_gradient():
+    class Wrong:
+        name = "wrong"
+
+        @staticmethod
+        def chain(a, c, n):
+            return peers.NumpyByHand.chain(a, c, n - 1)      # one factor c short
+    assert set(peers.per_op([peers.Ours, peers.NumpyByHand], 50, repeats=1)) == {"tinygrad_rnn", "numpy BPTT"}
+    with pytest.raises(AssertionError, match="wrong: the chain's gradient is off"):
+        peers.per_op([Wrong()], 50, repeats=1)

@@ -94,6 +94,20 @@ def test_chrono_init_sets_forget_and_input_biases_of_every_cell():
         nn.chrono_init_(nn.LSTM(2, 4), 1)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_chrono_init_after_a_recorded_forward_makes_backward_refuse(bidirectional):
+    """chrono_init_ changes the biases: a graph recorded before it must not be differentiated
+    with the new values (it has to bump the versions, as a load does)."""
+    from tinygrad_rnn.tensor import InPlaceModificationError
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=bidirectional, rng=np.random.default_rng(0))
+    out, _ = lstm(tg.randn(2, 5, 3))
+    loss = out.sum()
+    nn.chrono_init_(lstm, 20, rng=np.random.default_rng(1))
+    with pytest.raises(InPlaceModificationError, match="changed in place"):
+        loss.backward()
+    assert all(cell.b.grad is None for cell in lstm.cells)
+
+
 def test_chrono_init_makes_the_cell_state_a_slow_leaky_average():
     """With zero weights, c_t = f c_{t−1} + (1 − f) g exactly: i = σ(−b_f) = 1 − σ(b_f) = 1 − f."""
     cell = nn.chrono_init_(nn.LSTMCell(1, 6, dtype=np.float64), 100, rng=np.random.default_rng(0))

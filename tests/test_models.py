@@ -338,6 +338,36 @@ def test_beam_never_scores_lower_than_greedy(src, max_len, beam, feed_context, e
     assert np.all(scores >= greedy_scores - 1e-12), f"beam {scores} below greedy {greedy_scores}"
 
 
+def test_beam_scores_are_the_log_probabilities_of_its_tokens_over_many_models():
+    """The beam's own score of its best hypothesis is score() of the tokens it returns.
+
+    A finished hypothesis's flag must move with it when the beam is re-sorted: when a live
+    hypothesis ranked above a finished one has a child that outscores it, the child takes the
+    finished one's place, and a flag left behind would end the child there at no cost (its
+    <eos> unscored). That needs sharp output distributions (output weights scaled up) and an
+    <eos> about as likely as the best word, and happens in a few percent of random models:
+    hundreds of tiny ones, drawn reproducibly.
+    """
+    rng = np.random.default_rng(0)
+    src, src_lens = padded([[4, 5, 6], [7], [8, 1]])
+    mismatches = []
+    for seed in range(250):
+        model = seq2seq(seed, tgt_vocab_size=5, embed_dim=2, hidden_size=3, feed_context=bool(seed % 2))
+        model.out.W.data = model.out.W.numpy() * 8.0                   # sharp: the next token is clear
+        bias = np.zeros(5)
+        bias[EOS] = rng.uniform(-1.0, 1.0)                              # <eos> competes with the best word
+        model.out.b.data = bias
+        max_len, K = int(rng.integers(3, 7)), int(rng.integers(2, 5))
+        with tg.no_grad():
+            h, c = model.encode(src, src_lens)
+            tokens, scores = model._beam(h, c, max_len, BOS, EOS, K)
+        found = [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
+        want = model.score(src, src_lens, found, BOS, EOS, max_len=max_len)
+        if not np.allclose(scores, want, rtol=1e-10, atol=0):
+            mismatches.append((seed, max_len, K, found, scores.tolist(), want.tolist()))
+    assert not mismatches, f"{len(mismatches)} models whose beam scores are not score(tokens): {mismatches[:3]}"
+
+
 def test_plain_beam_search_can_lose_to_greedy_so_generate_keeps_the_better():
     """The beam can prune the greedy path for prefixes that later do worse; generate guards against it."""
     src, src_lens = np.array([[4, 5, 6], [7, 8, 1]]), np.array([3, 2])

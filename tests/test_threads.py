@@ -4,6 +4,7 @@ The limits are process-wide, so the ones that change BLAS run in a fresh interpr
 """
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -69,3 +70,57 @@ def test_examples_choose_their_threads():
         proc = subprocess.run(args + extra, capture_output=True, text=True, timeout=60, env=clean_env())
         assert proc.returncode == 0, proc.stderr
         assert expected in proc.stdout.splitlines()[0], proc.stdout
+
+
+# ---- glibc's malloc thresholds ----------------------------------------------------------------------
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+# A fixed workload: each "step" allocates eight (64, 50, 128) float32 arrays (1.6 MB, a medium
+# bench step's (B, T, H) gradient) and frees them; prints the minor page faults per step.
+FAULTS = """
+import resource, sys
+import numpy as np
+from tinygrad_rnn.threads import tune_malloc
+tuned = tune_malloc() if sys.argv[1] == "tuned" else None
+def step():
+    arrays = [np.ones((64, 50, 128), np.float32) for _ in range(8)]
+    return sum(float(a[0, 0, 0]) for a in arrays)
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(tuned, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def faults_per_step(mode, **env):
+    proc = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=60,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env})
+    assert proc.returncode == 0, proc.stderr
+    tuned, faults = proc.stdout.split()
+    return tuned, float(faults)
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt's thresholds are glibc's")
+def test_tune_malloc_keeps_freed_memory_for_the_next_step():
+    default, tuned = faults_per_step("default"), faults_per_step("tuned")
+    assert default[0] == "None" and tuned[0] == "True", (default, tuned)
+    # 8 arrays × 1.6 MB are 3,200 pages: by default glibc gives them back and faults them in again
+    # every step; with the thresholds raised the heap keeps them.
+    assert default[1] >= 1000, f"the default allocator faulted only {default[1]} pages per step"
+    assert tuned[1] <= default[1] / 10, f"page faults per step: {tuned[1]} tuned, {default[1]} by default"
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt's thresholds are glibc's")
+def test_tune_malloc_leaves_a_threshold_the_user_set():
+    # A trim threshold of 0 set by the user: glibc trims at every free, and tune_malloc keeps it so.
+    tuned, faults = faults_per_step("tuned", MALLOC_TRIM_THRESHOLD_="0", MALLOC_MMAP_THRESHOLD_="65536")
+    assert tuned == "True" and faults >= 1000, (tuned, faults)
+
+
+def test_tune_malloc_is_a_no_op_without_glibc(monkeypatch):
+    from tinygrad_rnn import threads
+    monkeypatch.setattr(threads.sys, "platform", "darwin")
+    assert threads.tune_malloc() is False

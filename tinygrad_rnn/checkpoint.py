@@ -193,8 +193,7 @@ def load(path, model, optimizer=None, check_meta=None):
 
     # Everything fits: only now change anything.
     for p, array in assignments:
-        p._data = array
-        p.bump_version()  # new values: a graph recorded before the load is stale
+        p._replace_data(array)  # new values, version bumped: a graph recorded before is stale
     if apply_optimizer is not None:
         apply_optimizer()
     return header.get("meta")

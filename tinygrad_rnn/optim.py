@@ -11,8 +11,9 @@ A step on gradients holding inf or nan would ruin the weights for good, so ``ste
 with :class:`NonFiniteGradientError` (or, with ``nonfinite="skip"``, skips the whole step and
 counts it in ``skipped_steps``). Checking costs one device→host read per step, not one per
 parameter. Parameters whose ``.grad`` is None are left alone (as in PyTorch). A step bumps each
-updated parameter's version, so a ``backward()`` through a graph recorded before the step raises
-instead of using the new values.
+updated parameter's version — a counter it shares with every alias of its array (``p.detach()``,
+views such as ``p.T``) — so a ``backward()`` through a graph recorded before the step, through
+``p`` or an alias, raises instead of using the new values.
 """
 
 from __future__ import annotations

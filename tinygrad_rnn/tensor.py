@@ -15,6 +15,16 @@ In-place updates: every change the library makes to a tensor's values — an opt
 (``t._version``). An op records the versions of the leaf tensors it was given; ``backward()``
 raises :class:`InPlaceModificationError`, naming the op and the tensor, when one has changed
 since, instead of computing a gradient from values that are gone.
+
+Tensors that share one array share one version counter, as in PyTorch: ``t.detach()`` and the
+views an op returns (``t.T``, ``t[0]``, ``t.reshape(..)``, also under ``no_grad()``) count with
+``t``, so an optimizer step on ``W`` is caught in a graph that used ``W.detach()`` or ``W.T``.
+``Tensor(t)`` and ``Parameter(t)`` copy the values: a new leaf with a version of its own.
+Assigning ``t.data``, ``load_state_dict`` and ``Module.to`` put a new array in ``t``; aliases
+made before keep the old one (its values did not change), and their graphs stay valid.
+Not detected: writing into an array yourself (``t.data[0] = 1``, or into a raw array given to
+an op, as in ``x + arr``), and an optimizer step on ``h.detach()`` of an op's output ``h`` that a
+recorded op had already used (ops record the versions of leaves and of views of leaves).
 """
 
 from __future__ import annotations
@@ -65,6 +75,21 @@ class ShapeError(ValueError):
 
 class InPlaceModificationError(RuntimeError):
     """A tensor that a recorded op used was changed in place before ``backward()`` reached the op."""
+
+
+class _Version:
+    """How many times an array was changed in place (optimizer steps). Every tensor that shares
+    the array — the tensor, its ``detach()``, views of it — holds the same ``_Version``."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int = 0):
+        self.count = count
+
+
+# Held by every tensor that has never been changed nor aliased, so that an op's output costs no
+# new object; never incremented (a tensor takes its own counter first, see Tensor._shared_counter).
+_UNCHANGED = _Version()
 
 
 class Op:
@@ -126,24 +151,24 @@ class Op:
             raise
         if requires_grad:
             op.inputs = tuple([t if t._op is None else _Edge(t) for t in inputs])
-            op.versions = tuple([t._version for t in inputs])
+            op.versions = tuple([t._counter.count for t in inputs])
             op.seq = next(_op_numbers)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
         if isinstance(out, tuple):
             op.multi_output, op.n_outputs = True, len(out)
-            return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i)
+            return tuple(_new(o, backend, requires_grad, op if requires_grad else None, i, inputs)
                          for i, o in enumerate(out))
-        return _new(out, backend, requires_grad, op if requires_grad else None, 0)
+        return _new(out, backend, requires_grad, op if requires_grad else None, 0, inputs)
 
     def check_versions(self) -> None:
         """Raise if a leaf this op was given has been changed in place since it was recorded."""
         for i, (t, version) in enumerate(zip(self.inputs, self.versions)):
-            if t._version != version:
+            if t._counter.count != version:
                 what = f"{t.name!r}" if getattr(t, "name", None) else f"of shape {tuple(t.shape)}"
                 raise InPlaceModificationError(
                     f"backward through {self.name}: its input {i} (a tensor {what}) was changed in "
-                    f"place (version {version} -> {t._version}, e.g. by an optimizer step or "
+                    f"place (version {version} -> {t._counter.count}, e.g. by an optimizer step or "
                     "load_state_dict) after the forward pass; the gradient would use the new values. "
                     "Run backward() before changing the tensor, or redo the forward pass.")
 
@@ -168,13 +193,13 @@ class _Edge:
     Leaves (parameters, data) are recorded as themselves: backward fills in their ``.grad``.
     """
 
-    __slots__ = ("_op", "_index", "requires_grad", "shape", "_version")
+    __slots__ = ("_op", "_index", "requires_grad", "shape", "_counter")
 
     def __init__(self, t):
         self._op, self._index, self.requires_grad, self.shape = t._op, t._index, t.requires_grad, t._data.shape
-        # An op's output is never changed in place by the library (optimizers take leaves only),
-        # so the version an op saw is the one it keeps.
-        self._version = t._version
+        # The library never changes an op's output in place (optimizers take leaves only); but a
+        # view of a leaf (x[:, t] of the input x) counts with that leaf, so keep its counter.
+        self._counter = t._counter
 
 
 def _as_array(x, backend):
@@ -182,8 +207,12 @@ def _as_array(x, backend):
     return x if isinstance(x, backend.array_type) else backend.asarray(x)
 
 
-def _new(array, backend, requires_grad, op, index):
-    """Make a tensor without re-checking its inputs (the hot path of every op)."""
+def _new(array, backend, requires_grad, op, index, inputs=()):
+    """Make a tensor without re-checking its inputs (the hot path of every op).
+
+    An output that is a view of one of the op's ``inputs`` (reshape, slice, transpose) shares
+    that input's version counter: an optimizer step on the input changes the view's values too.
+    """
     if not isinstance(array, backend.array_type):  # NumPy gives 0-d results as scalars
         array = backend.asarray(array)
     t = Tensor.__new__(Tensor)
@@ -194,8 +223,29 @@ def _new(array, backend, requires_grad, op, index):
     t._op = op
     t._index = index
     t.name = None
-    t._version = 0
+    t._counter = _UNCHANGED
+    if inputs:
+        try:
+            base = array.base            # NumPy and CuPy views name the array they view
+        except AttributeError:           # an array type without views (the tests' strict device)
+            base = None
+        if base is not None:
+            for s in inputs:
+                if base is s._data or base is getattr(s._data, "base", None):
+                    t._counter = s._shared_counter()
+                    break
     return t
+
+
+def _may_share_memory(a, b) -> bool:
+    """Whether two arrays may share memory: NumPy says so exactly; elsewhere compare the arrays
+    they view (``.base``, which NumPy and CuPy set to the array that owns the memory)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    if type(a) is not type(b):
+        return False
+    root_a, root_b = getattr(a, "base", None), getattr(b, "base", None)
+    return (a if root_a is None else root_a) is (b if root_b is None else root_b)
 
 
 def _is_array(x) -> bool:
@@ -209,9 +259,11 @@ class Tensor:
     CuPy arrays. Python floats become float32 (the default); arrays keep their dtype unless
     ``dtype`` is given; integers stay integers (token ids). Without ``device``, host data (lists,
     scalars, NumPy arrays) goes to the default device and a CuPy array stays on its GPU.
+    The values are always copied (as ``torch.tensor`` does): the new tensor is a leaf of its own,
+    which no in-place change of ``data`` (an array or another tensor) can reach.
     """
 
-    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "_version",
+    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "_counter",
                  "__weakref__")
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__, not elementwise objects
 
@@ -234,14 +286,17 @@ class Tensor:
             probe = np.asarray(data)
             if probe.dtype.kind == "f" or probe.dtype == object:
                 dtype = DEFAULT_FLOAT
-        self._data = backend.asarray(data, dtype=dtype)
+        array = backend.asarray(data, dtype=dtype)
+        if _is_array(data) and _may_share_memory(array, data):
+            array = array.copy()  # never an alias: steps on the source could not be seen here
+        self._data = array
         self._backend = backend
         self.grad = None
         self.requires_grad = False
         self._op = None
         self._index = 0
         self.name = name
-        self._version = 0
+        self._counter = _UNCHANGED
         if requires_grad:
             self.requires_grad_(True)
 
@@ -260,12 +315,34 @@ class Tensor:
         source = backend_of_array(value) if _is_array(value) else None
         if source is not None and source is not self._backend:
             value = source.to_host(value)
-        self._data = self._backend.asarray(value)
-        self.bump_version()
+        self._replace_data(self._backend.asarray(value))
 
     def bump_version(self) -> None:
-        """Record that this tensor's values changed in place (optimizers and loaders call this)."""
-        self._version += 1
+        """Record that this tensor's values changed in place (optimizers and loaders call this):
+        every graph recorded through it or an alias of its array (``detach()``, views) is stale."""
+        self._shared_counter().count += 1
+
+    @property
+    def _version(self) -> int:
+        """How many times the values were changed in place (shared with aliases of the array)."""
+        return self._counter.count
+
+    def _shared_counter(self) -> _Version:
+        """This tensor's version counter, made its own first if it still holds ``_UNCHANGED``."""
+        if self._counter is _UNCHANGED:
+            self._counter = _Version()
+        return self._counter
+
+    def _replace_data(self, array) -> None:
+        """Put a new array in place of the old one (assigning ``data``, loading, ``Module.to``)
+        and bump the version. Aliases of the old array keep it — their values did not change —
+        so unless ``array`` shares memory with it, this tensor counts on with a counter of its own.
+        """
+        old = self._data
+        if not _may_share_memory(array, old):
+            self._counter = _Version(self._counter.count)
+        self._data = array
+        self.bump_version()
 
     @property
     def device(self) -> str:
@@ -304,8 +381,8 @@ class Tensor:
         backend = get_backend(device)
         if backend is self._backend:
             return self
-        host = self._backend.to_host(self._data)
-        return Tensor(backend.asarray(host), requires_grad=self.requires_grad, device=backend)
+        t = _new(backend.asarray(self._backend.to_host(self._data)), backend, False, None, 0)
+        return t.requires_grad_(True) if self.requires_grad else t
 
     def numpy(self) -> np.ndarray:
         """A NumPy copy on the host (explicit: this is a device→host transfer on cuda)."""
@@ -368,8 +445,13 @@ class Tensor:
         return self._op is None
 
     def detach(self) -> Tensor:
-        """The same values, cut from the graph: no gradient flows back through the result."""
-        return _new(self._data, self._backend, False, None, 0)
+        """The same values, cut from the graph: no gradient flows back through the result.
+
+        The result shares this tensor's array and version counter (as in PyTorch): an optimizer
+        step on either is seen by graphs recorded through the other."""
+        t = _new(self._data, self._backend, False, None, 0)
+        t._counter = self._shared_counter()
+        return t
 
     def backward(self, grad=None) -> None:
         """Accumulate d(self)/d(leaf) · grad into every leaf's ``.grad`` that requires it.
@@ -589,7 +671,8 @@ def _factory(make, shape, dtype, device, requires_grad):
     backend = get_backend(device or get_default_device())
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
     data = make(backend, shape, np.dtype(dtype) if dtype is not None else DEFAULT_FLOAT)
-    return Tensor(data, requires_grad=requires_grad, device=backend)
+    t = _new(data, backend, False, None, 0)  # a new array: no copy needed, unlike Tensor(data)
+    return t.requires_grad_(True) if requires_grad else t
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:

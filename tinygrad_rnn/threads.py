@@ -13,12 +13,19 @@ another count.
 The count is set on the BLAS NumPy has already loaded, through ``threadpoolctl``; environment
 variables such as ``OPENBLAS_NUM_THREADS`` would have to be set before NumPy is imported, which a
 command cannot do for itself. A count the user set in one of those variables is respected.
+
+The other process-wide choice made here is :func:`tune_malloc`, which keeps glibc's allocator from
+handing each training step's memory back to the operating system only to fault it in again.
+Both belong to whoever owns the process (the command line, an example, the benchmark), never to
+an import of the library.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import sys
 
 DEFAULT_THREADS = 1
 # Variables through which a user may already have chosen a thread count for BLAS.
@@ -86,3 +93,49 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"BLAS threads for NumPy (default {DEFAULT_THREADS}, or what "
                              f"$OPENBLAS_NUM_THREADS/$OMP_NUM_THREADS say: one thread is fastest "
                              f"for these small matrix products)")
+
+
+# ---- glibc's malloc thresholds ---------------------------------------------------------------------
+
+# mallopt's parameter numbers (glibc's <malloc.h>).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+# 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems (mallopt refuses more); the
+# trim threshold is how much free memory at the top of the heap glibc keeps before giving it back.
+MMAP_THRESHOLD = 32 * 2**20
+TRIM_THRESHOLD = 256 * 2**20
+MALLOC_ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Keep freed memory in the process from one training step to the next (glibc only).
+
+    Every step allocates its activations and gradients afresh and frees them when the backward
+    pass ends. By default glibc serves blocks above a (self-adjusting, at most 32 MiB) size with
+    their own ``mmap`` and unmaps them on ``free``, and gives the top of the heap back to the
+    operating system once more than the trim threshold lies free there. Either way the next step
+    asks for the same memory again and touches every page of it: a page fault each, a few
+    microseconds of kernel time apiece — thousands per LSTM step at T = 200 (docs/performance.md,
+    "Page faults"). Raising both thresholds keeps the memory in the heap, where the next step
+    reuses it with no fault; a process's resident size stays at its largest step's, which it
+    reaches anyway.
+
+    Calls ``mallopt(M_MMAP_THRESHOLD, mmap_threshold)`` and ``mallopt(M_TRIM_THRESHOLD,
+    trim_threshold)`` through ctypes. A threshold the user chose in ``MALLOC_MMAP_THRESHOLD_`` /
+    ``MALLOC_TRIM_THRESHOLD_`` (read by glibc at start-up) is left as it is. Returns True when
+    both thresholds are now raised (by this call or by those variables); False, changing nothing,
+    where the C library is not glibc (macOS, Windows, musl) or refuses a value.
+    """
+    try:
+        libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+        libc.gnu_get_libc_version            # only glibc has it: musl's mallopt does nothing
+        mallopt = libc.mallopt
+    except (AttributeError, OSError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    ok = True
+    for env, param, value in ((MALLOC_ENV_VARS[0], M_MMAP_THRESHOLD, mmap_threshold),
+                              (MALLOC_ENV_VARS[1], M_TRIM_THRESHOLD, trim_threshold)):
+        if not os.environ.get(env, "").strip():
+            ok = mallopt(param, value) == 1 and ok
+    return ok

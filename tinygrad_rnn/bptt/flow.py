@@ -3,7 +3,9 @@ r"""Gradient flow over time: how much of ∂L/∂h_t is left at each step t = 1.
 For the vanilla RNN h_t = tanh(x_t W + h_{t-1} V + b) the total gradient reaching the state h_t
 is (row vectors, see :mod:`tinygrad_rnn.bptt.reference`)::
 
-    dh_t = ∂L/∂h_t (direct, through the output at t) + dh_{t+1} diag(1 − h_{t+1}²) Vᵀ
+    dh_t = ∂L/∂h_t|direct (through the output at t) + dh_{t+1} diag(1 − h_{t+1}²) Vᵀ
+
+dh_t is what every ‖∂L/∂h_t‖ in this package means: the total gradient, direct part included.
 
 Every step back multiplies by diag(1 − h²) Vᵀ; when those factors are smaller than one, dh_t
 shrinks geometrically with the distance T − t — the *vanishing gradient* of the chapter's

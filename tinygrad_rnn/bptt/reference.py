@@ -10,12 +10,17 @@ The vanilla RNN of the chapter, row-vector convention (x_t is (B, E), h_t is (B,
     a_t = x_t W + h_{t-1} V + b            W (E, H), V (H, H), b (H,)
     h_t = tanh(a_t)                         t = 1..T, h_0 given (zeros by default)
 
-The loss L depends on the outputs h_1..h_T (and maybe on h_T again as "the last state"). Write
-∂L/∂h_t for the *direct* gradient (``d_outputs[:, t]``; plus ``d_h_last`` at t = T) and δ_t for
-∂L/∂a_t. Because h_t feeds both the loss and the next step, the total gradient reaching h_t is
-the direct part plus what flows back from a_{t+1} = … + h_t V + …::
+The loss L depends on the outputs h_1..h_T (and maybe on h_T again as "the last state"). Two
+gradients reach h_t, and the notation keeps them apart (as docs/bptt.md and the tools do):
 
-    dh_t = ∂L/∂h_t + δ_{t+1} Vᵀ             (δ_{T+1} = 0)
+* ∂L/∂h_t|direct — through the loss's own reading of h_t only (``d_outputs[:, t]``; plus
+  ``d_h_last`` at t = T);
+* dh_t = ∂L/∂h_t — the *total* gradient, the one autograd leaves on h_t and the one
+  ``bptt flow`` measures: the direct part plus everything that flows back from the later steps.
+
+δ_t is ∂L/∂a_t. Because h_t feeds both the loss and the next step, a_{t+1} = … + h_t V + …::
+
+    dh_t = ∂L/∂h_t|direct + δ_{t+1} Vᵀ      (δ_{T+1} = 0)
     δ_t  = dh_t ⊙ (1 − h_t²)                 (tanh'(a) = 1 − tanh(a)²)
 
     dW  = Σ_t x_tᵀ δ_t       dV = Σ_t h_{t−1}ᵀ δ_t       db = Σ_t Σ_batch δ_t
@@ -27,7 +32,7 @@ That is the whole of BPTT: one backward sweep t = T, …, 1 carrying δ_{t+1} V�
 h_t = m_t ⊙ tanh(a_t) + (1 − m_t) ⊙ h_{t−1} (padded steps carry the state) and the output is
 m_t ⊙ h_t. Then, with g_t the gradient carried into h_t from the steps after it::
 
-    dh_t = g_t + m_t ⊙ ∂L/∂h_t
+    dh_t = g_t + m_t ⊙ ∂L/∂h_t|direct
     δ_t  = m_t ⊙ dh_t ⊙ (1 − tanh(a_t)²)
     g_{t−1} = δ_t Vᵀ + (1 − m_t) ⊙ dh_t      (g_T = ∂L/∂h_last),  dh_0 = g_0
 
@@ -119,7 +124,7 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
     dx, dh = np.zeros_like(x), np.zeros((B, T, H))
     g = np.zeros((B, H)) if d_h_last is None else np.asarray(d_h_last, dtype=np.float64).copy()
     for t in range(T - 1, -1, -1):
-        dh_t = g + m[t] * d_outputs[:, t]                 # dh_t = ∂L/∂h_t + δ_{t+1} Vᵀ
+        dh_t = g + m[t] * d_outputs[:, t]                 # dh_t = ∂L/∂h_t|direct + δ_{t+1} Vᵀ
         dh[:, t] = dh_t
         delta = m[t] * dh_t * (1 - tanh_a[t] ** 2)        # δ_t = dh_t ⊙ (1 − h_t²)
         dW += x[:, t].T @ delta                           # dW += x_tᵀ δ_t
@@ -214,7 +219,8 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
         i = σ(a^i), f = σ(a^f), g = tanh(a^g), o = σ(a^o)
         c_t = f ⊙ c_{t−1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
 
-    Backward, t = T, …, 1, with dh_t = ∂L/∂h_t + (carried from t + 1) and dc_t carried from t + 1
+    Backward, t = T, …, 1, with dh_t = ∂L/∂h_t|direct + (carried from t + 1), the total gradient
+    reaching h_t, and dc_t carried from t + 1
     (d_h_last and d_c_last at t = T)::
 
         dc_t += dh_t ⊙ o ⊙ (1 − tanh²(c_t))          h_t = o ⊙ tanh(c_t) also depends on c_t
@@ -222,7 +228,7 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
         δ^i = dc_t ⊙ g ⊙ i (1 − i)       δ^f = dc_t ⊙ c_{t−1} ⊙ f (1 − f)
         δ^g = dc_t ⊙ i ⊙ (1 − g²)        δ_t = [δ^i δ^f δ^g δ^o]   (B, 4H)
         dW += x_tᵀ δ_t    dV += h_{t−1}ᵀ δ_t    db += Σ_batch δ_t    dx_t = δ_t Wᵀ
-        dh_{t−1} = δ_t Vᵀ (+ ∂L/∂h_{t−1})    dc_{t−1} = dc_t ⊙ f       (∂c_t/∂c_{t−1} = diag(f))
+        dh_{t−1} = δ_t Vᵀ (+ ∂L/∂h_{t−1}|direct)    dc_{t−1} = dc_t ⊙ f  (∂c_t/∂c_{t−1} = diag(f))
     """
     x, W, V, b = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b))
     B, T, E = x.shape
@@ -293,7 +299,7 @@ def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) 
         δ^r = δ^n ⊙ (hv^n + b_hn) ⊙ r (1 − r)     δ^z = dh_t ⊙ (h_{t−1} − n) ⊙ z (1 − z)
         δx_t = [δ^r δ^z δ^n]         dW += x_tᵀ δx_t       db += Σ_batch δx_t    dx_t = δx_t Wᵀ
         δh_t = [δ^r δ^z δ^n ⊙ r]     dV += h_{t−1}ᵀ δh_t   db_hn += Σ_batch δ^n ⊙ r
-        dh_{t−1} = δh_t Vᵀ + dh_t ⊙ z (+ ∂L/∂h_{t−1})     (the direct path z ⊙ h_{t−1})
+        dh_{t−1} = δh_t Vᵀ + dh_t ⊙ z (+ ∂L/∂h_{t−1}|direct)     (the carry path z ⊙ h_{t−1})
     """
     x, W, V, b, b_hn = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b, b_hn))
     B, T, E = x.shape

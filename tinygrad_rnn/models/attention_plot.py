@@ -19,14 +19,15 @@ import warnings
 
 import numpy as np
 
-from ..plotting import require_matplotlib
+from ..plotting import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib
 
 # Fonts known to cover Chinese, tried first (by name) before every font is searched for a glyph.
 CJK_FONT_NAMES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
                   "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
                   "AR PL UMing CN", "Droid Sans Fallback", "Arial Unicode MS")
-CJK_FONT_HINT = ("no font with Chinese glyphs was found, so Chinese labels show as boxes; install one "
-                 "(e.g. 'apt-get install fonts-noto-cjk' or 'fonts-wqy-zenhei') and draw again")
+CJK_FONT_HINT = ("no font with Chinese glyphs was found, so Chinese labels show as boxes; the plot extra "
+                 f"brings one ({PLOT_INSTALL_HINT}), or install a system font (e.g. 'apt-get install "
+                 "fonts-noto-cjk') and draw again")
 SHADES = " ░▒▓█"                     # the terminal rendering's five levels of weight
 
 
@@ -43,11 +44,13 @@ def _covers(path: str, text: str) -> bool:
 def find_cjk_font(sample: str = "行银") -> str | None:
     """The name of a font that has glyphs for ``sample``, or None.
 
-    Searches matplotlib's font list (known CJK families first), then the system's font files
+    Registers the ``plot`` extra's font first (:func:`~tinygrad_rnn.plotting.register_cjk_font`),
+    then searches matplotlib's font list (known CJK families first), then the system's font files
     matplotlib has not listed yet (a font installed after matplotlib built its cache), which it
     registers so that figures can use it.
     """
     from matplotlib import font_manager as fm
+    register_cjk_font()
     # "Last Resort" maps every character to a placeholder box: it covers everything and shows nothing.
     entries = sorted((f for f in fm.fontManager.ttflist if "last resort" not in f.name.lower()),
                      key=lambda f: f.name not in CJK_FONT_NAMES)

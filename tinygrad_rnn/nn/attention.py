@@ -36,7 +36,8 @@ class AdditiveAttention(Module):
     * ``query`` (B, query_size): the decoder's previous state s_{t-1};
     * ``keys`` (B, S, attention_size): the encoder states projected once, ``project_keys(h)``;
     * ``values`` (B, S, key_size): the encoder states h_j themselves;
-    * ``mask`` (B, S) boolean Tensor, True at true source positions (None: no padding).
+    * ``mask`` (B, S) boolean Tensor, True at true source positions (None: no padding); every
+      row needs at least one True position (a ValueError names the rows that have none).
 
     Returns the context c_t (B, key_size) and the weights α (B, S). Parameters ``W_s``
     (query_size, attention_size), ``U_h`` (key_size, attention_size), ``v`` (attention_size,),
@@ -75,9 +76,26 @@ class AdditiveAttention(Module):
             raise ShapeError(f"AdditiveAttention: values of shape {values.shape} do not fit keys of shape {keys.shape}")
         if mask is not None and mask.shape != (B, S):
             raise ShapeError(f"AdditiveAttention: mask of shape {mask.shape}, want ({B}, {S})")
+        if mask is not None and mask is not getattr(self, "_checked_mask", None):
+            self._check_rows(mask)
         weights = self.scores(query, keys, mask).log_softmax(axis=1).exp()   # α, (B, S)
         context = (weights.reshape(B, 1, S) @ values).reshape(B, values.shape[2])   # Σ_j α_j h_j
         return context, weights
+
+    def _check_rows(self, mask: Tensor) -> None:
+        """Refuse a row of ``mask`` that is all False: its softmax is over no position (0 / 0, nan).
+
+        Reading the answer back is a device→host sync on a GPU. A decoder passes the same mask at
+        every step, so the mask last found valid is remembered and checked once, not per step.
+        """
+        empty = ~mask.data.any(axis=1)
+        if bool(empty.any()):
+            rows = mask.backend.to_host(mask.xp.flatnonzero(empty)).tolist()
+            shown = ", ".join(map(str, rows[:10])) + (f", … ({len(rows)} rows)" if len(rows) > 10 else "")
+            raise ValueError(f"AdditiveAttention: the mask of batch row(s) {shown} is all False: no source "
+                             "position to attend to (the weights would be 0 / 0 = nan); give every "
+                             "row at least one True position")
+        self._checked_mask = mask
 
     def extra_repr(self):
         return f"query_size={self.query_size}, key_size={self.key_size}, attention_size={self.attention_size}"

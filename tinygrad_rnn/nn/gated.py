@@ -15,22 +15,29 @@ every gate one product per step.
     h_t = o ⊙ tanh(c_t)
 
 The state is the pair (h, c). Backward, ∂c_t/∂c_{t−1} = diag(f): where f ≈ 1 the cell-state path
-passes the gradient back unchanged (the "constant error carousel"), with no Vᵀ and no tanh' to
-shrink it at every step as in the vanilla cell.
+passes the gradient back unchanged, with no Vᵀ and no tanh' to shrink it at every step as in the
+vanilla cell. The forget gate is Gers, Schmidhuber & Cummins' (2000): the 1997 LSTM of Hochreiter &
+Schmidhuber had none, its c_t = c_{t−1} + i ⊙ g being a "constant error carousel" of factor exactly
+1. No peephole connections.
 
-**GRU** — W (E, 3H), V (H, 3H), b (3H,), b_hn (H,), blocks r, z, n (PyTorch's formulation, so
-weights carry over both ways)::
+**GRU** — W (E, 3H), V (H, 3H), b (3H,), b_hn (H,), blocks r, z, n (PyTorch's variant, so weights
+carry over both ways)::
 
     r = σ(x_t W_r + h_{t−1} V_r + b_r)                  reset gate
     z = σ(x_t W_z + h_{t−1} V_z + b_z)                  update gate
     n = tanh(x_t W_n + b_n + r ⊙ (h_{t−1} V_n + b_hn))  candidate
     h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
 
+The reset gate scales the product h_{t−1} V_n (plus its bias b_hn), as in PyTorch and cuDNN, so
+one product h_{t−1} V serves all three gates. Cho et al. (2014) reset the state before the product
+instead, n = tanh(x_t W_n + (r ⊙ h_{t−1}) V_n): a different function of the same weights unless
+V_n is diagonal. z weighs the old state in both.
+
 Backward, h_{t−1} reaches h_t directly through z ⊙ h_{t−1}: where z ≈ 1 the gradient passes.
 
 **Chrono initialisation** (:func:`chrono_init_`) sets b_f = log u, u ~ U(1, T_max − 1), and
-b_i = −b_f, so that each unit starts as a leaky average of its inputs with a time constant
-1 / (1 − f) = 1 + u spread over 2 … T_max steps.
+b_i = −b_f, so that each unit starts as a leaky average of its inputs whose memory
+Σ_k f^k = 1 / (1 − f) = 1 + u is spread over 2 … T_max steps.
 
 The hand-derived BPTT of both cells is in :mod:`tinygrad_rnn.bptt.reference` (tested against
 autograd through these layers to 1e-10 in float64).
@@ -216,9 +223,10 @@ def chrono_init_(lstm, max_length: int, *, rng=None):
         b_f = log u,   b_i = −b_f
 
     so f = σ(b_f) = u / (1 + u) ∈ [1/2, (T_max − 1)/T_max]: with x_t and h_{t−1} near 0, the cell
-    state decays as f^k, by 1/e in about 1 / (1 − f) = 1 + u steps, and i = σ(−b_f) = 1 − f
-    lets in as much as f forgets: c_t ≈ f c_{t−1} + (1 − f) g. The time constants 1 + u spread over
-    2 … T_max, so some units carry their state across the whole sequence from the start, and the
+    state decays as f^k — to 1/e after 1 / ln(1 + 1/u) ≈ u + ½ steps; its memory in total is
+    Σ_k f^k = 1 / (1 − f) = 1 + u steps — and i = σ(−b_f) = 1 − f lets in as much as f forgets:
+    c_t ≈ f c_{t−1} + (1 − f) g. The memories 1 + u spread over 2 … T_max, so some units carry
+    their state across the whole sequence from the start, and the
     gradient ∂c_t/∂c_{t−k} = f^k reaches back as far. The g and o biases and all weights are left
     as they are. Apply it before making the optimizer (it replaces the values, as a load does).
     """

@@ -21,7 +21,10 @@ from ..tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A leaf tensor that is a learnable weight of a :class:`Module` (``requires_grad=True``)."""
+    """A leaf tensor that is a learnable weight of a :class:`Module` (``requires_grad=True``).
+
+    Like ``Tensor(data)`` it copies ``data``: two Parameters never share an array, so an optimizer
+    step on one cannot change the values a graph recorded through the other."""
 
     __slots__ = ()
 
@@ -58,11 +61,10 @@ def _move_(tensor: Tensor, backend, dtype) -> None:
             host = host.astype(dtype, copy=False)
         return backend.asarray(host)
 
-    tensor._data = convert(tensor._data)
+    tensor._replace_data(convert(tensor._data))  # bumps the version: recorded graphs are stale
     if tensor.grad is not None:
         tensor.grad = convert(tensor.grad)
     tensor._backend = backend
-    tensor.bump_version()
 
 
 class Module:
@@ -222,8 +224,7 @@ class Module:
         """
         assignments, incompatible = self._prepare_load(state_dict, strict)
         for p, array in assignments:
-            p._data = array
-            p.bump_version()  # new values: a graph recorded before the load is stale
+            p._replace_data(array)  # new values, version bumped: a graph recorded before is stale
         return incompatible
 
     # ---- printing ---------------------------------------------------------------------------

@@ -59,7 +59,9 @@ class Recurrent(Module):
     step the whole state is not changed (``state_t = where(t < len, new, state_{t-1})``) and the
     output is 0, so ``h_last`` is each sequence's state at its true last step, and the backward
     direction starts at each sequence's true end (its state stays ``h0`` through the padding).
-    Outputs and gradients therefore do not depend on how much padding there is.
+    Outputs and gradients therefore do not depend on how much padding there is, nor on what it
+    holds: x is replaced by zeros at padded steps before the cell sees it, so even nan or inf
+    there never reaches a gradient.
 
     **Truncated BPTT**: with ``truncate=k`` the state is detached every k steps, so gradients
     flow back through at most k steps of the recurrence. ``k >= T`` is plain BPTT exactly.
@@ -115,6 +117,11 @@ class Recurrent(Module):
             if (lengths < T).any():  # all full length: no masking needed (same values)
                 mask = sequence_mask(lengths, T, device=x.backend).reshape(B, T, 1)
                 step_masks = mask.unbind(axis=1)  # T boolean (B, 1) tensors, no graph
+                # Padded steps still run the cell (the mask then keeps the old state), and the
+                # backward of that choice sends them a zero gradient; but 0 · nan is nan, so a
+                # nan or inf there (or an x W that overflows) would reach every gradient. So the
+                # cell sees zeros at padded steps: finite values whose zero gradient stays zero.
+                x = where(mask, x, 0.0)
 
         layer_input, finals, all_states = x, [], []
         for layer in range(self.num_layers):
