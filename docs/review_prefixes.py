@@ -22,11 +22,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)                        # the checkout's tinygrad_rnn
 
-from tinygrad_rnn.data import load_reviews, train_dev_test_split  # noqa: E402
+from tinygrad_rnn.data import load_reviews, pad_sequences, train_dev_test_split  # noqa: E402
 from tinygrad_rnn.data.splits import SPLIT_SEED  # noqa: E402
 from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, draw_prefixes, prefix_probabilities  # noqa: E402
 from tinygrad_rnn.runs import LABELS, load_run, load_splits  # noqa: E402
-from tinygrad_rnn.tensor import no_grad  # noqa: E402
 from tinygrad_rnn.threads import set_blas_threads  # noqa: E402
 
 MODELS = {"vanilla, last state": "rnn-last", "vanilla, mean of states": "rnn-mean",
@@ -57,13 +56,17 @@ def long_test_reviews(max_len: int):
     return [(full[i][0], label) for _, label, i in test if len(full[i][0]) > max_len]
 
 
-def accuracy(model, vocab, reviews, cut) -> float:
-    """Accuracy of ``model`` on ``reviews`` reading the first ``cut`` characters (None: all)."""
+def accuracy(model, vocab, reviews, cut, batch_size: int = 32) -> float:
+    """Accuracy of ``model`` on ``reviews`` reading the first ``cut`` characters (None: all), in
+    padded batches of reviews of similar length (the padding is masked: the same answers as one
+    review at a time)."""
+    texts = sorted(((text[:cut], label) for text, label in reviews), key=lambda ex: len(ex[0]))
     right = 0
-    with no_grad():
-        for text, label in reviews:         # one at a time: no padding, no length buckets
-            labels, _ = model.predict(np.array([vocab.encode(text[:cut])]))
-            right += int(labels[0] == label)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        ids, lengths = pad_sequences([vocab.encode(text) for text, _ in chunk])
+        labels, _ = model.predict(ids, lengths)
+        right += sum(int(predicted == label) for predicted, (_, label) in zip(labels, chunk))
     return right / len(reviews)
 
 

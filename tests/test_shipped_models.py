@@ -104,3 +104,68 @@ def test_the_chapters_review_is_one_text_everywhere():
 def test_clause_ends(text, ends):
     assert clause_ends(text) == ends
     assert np.all(np.diff(ends) > 0)
+
+
+# ---- the numbers docs/results.md gives for the chapter's review ------------------------------------
+
+def results_section() -> str:
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    start = text.index("## The chapter's review")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def loaded(name):
+    _, model, vocab, _ = load_run(MODELS / name, "cpu")
+    return model, vocab
+
+
+def test_the_clause_table_of_results_md_is_what_the_models_give():
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|((?: [^|]+ \|){4})$", results_section(), flags=re.M)
+    assert len(rows) == 13, rows
+    ends = clause_ends(CHAPTER_REVIEW)
+    turn = ends[3]
+    for name, column in zip(NAMES, range(4)):
+        model, vocab = loaded(name)
+        whole = prefix_probabilities(model, vocab.encode(list(CHAPTER_REVIEW)))[:, 0]
+        alone = prefix_probabilities(model, vocab.encode(list(CHAPTER_REVIEW[turn:])))[:, 0]
+        for t, what, values in rows:
+            documented = float(values.split("|")[column].strip().strip("*"))
+            if "complaints alone" in what:
+                assert int(t) == len(CHAPTER_REVIEW) - turn
+                got = alone[-1]
+            else:
+                assert int(t) in ends + [100] and (int(t) == 100 or CHAPTER_REVIEW[:int(t)].endswith(what.strip()))
+                got = whole[int(t) - 1]
+            assert abs(got - documented) <= 0.0005 + 1e-6, (name, t, got, documented)
+
+
+@needs_data
+def test_the_data_behind_results_md_review_claims():
+    """The training-data counts, and the long-review accuracies of the two vanilla runs (the gated
+    ones take half a minute on long reviews: python docs/review_prefixes.py prints all four)."""
+    import importlib
+    import sys
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        script = importlib.import_module("review_prefixes")
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    section = results_section()
+    but, but_share, praise, praise_share = map(int, re.search(
+        r"of the (\d+) training reviews with 但是 (\d+) % are negative, of the (\d+) that say 不错 \(\"good\"\) "
+        r"before their first 但是 only (\d+) %", re.sub(r"\s+", " ", section)).groups())
+    config = load_config(MODELS / "rnn-last")
+    from tinygrad_rnn.runs import load_splits
+    train, _, _ = load_splits(config)
+    with_but = [y for x, y in train if "但是" in "".join(x)]
+    with_praise = [y for x, y in train if "但是" in "".join(x) and "不错" in "".join(x).split("但是")[0]]
+    assert (len(with_but), len(with_praise)) == (but, praise)
+    assert round(100 * with_but.count(0) / but) == but_share and round(100 * with_praise.count(0) / praise) == praise_share
+
+    reviews = script.long_test_reviews(config["max_len"])
+    assert re.search(rf"test reviews longer than 100 characters \({len(reviews)}\)", section)
+    for label, name in (("vanilla, last state", "rnn-last"), ("vanilla, mean of states", "rnn-mean")):
+        first, whole = re.search(rf"^\| {label} \| ([\d.]+) % \| ([\d.]+) % \|$", section, flags=re.M).groups()
+        model, vocab = loaded(name)
+        assert f"{100 * script.accuracy(model, vocab, reviews, 100):.1f}" == first
+        assert f"{100 * script.accuracy(model, vocab, reviews, None):.1f}" == whole
