@@ -80,6 +80,7 @@ r_train = r_train[:6000]
 chars = data.Vocab.build((text for text, _ in r_train), min_freq=2)
 print(f"{len(r_train)} train / {len(r_dev)} dev / {len(r_test)} test reviews, {len(chars)} characters")
 assert 16_000 < len(reviews) < 18_000 and len(r_train) == 6000 and max(len(text) for text, _ in reviews) == 60
+assert not {tuple(x) for x, _ in r_train} & {tuple(x) for x, _ in r_dev + r_test}      # no text in two splits
 
 
 def review_batches(examples, shuffle):

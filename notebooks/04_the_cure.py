@@ -333,6 +333,7 @@ for ax, tokens in zip(axes, examples):
     with tg.no_grad():
         output, weights = attention_for(translator, src_vocab, tgt_vocab, list(tokens), max_len=8)
     digits, right = "".join(t for t in output if t != "<eos>"), str(data.parse_chinese("".join(tokens)))
+    assert np.allclose(np.asarray(weights).sum(axis=1), 1)           # each row: a distribution over the source
     ax.imshow(weights, cmap="Greys", vmin=0, vmax=1)
     ax.set_xticks(range(len(tokens)), list(tokens), **({"fontfamily": CJK_FONT} if CJK_FONT else {}))
     ax.set_yticks(range(len(output)), output)
