@@ -463,8 +463,8 @@ assert share_praise_but < 0.3 < share_but < 0.5
 # Of the training reviews that say 不错 ("good") before a 但是, about three in four are positive: in these
 # shopping reviews, praise followed by "but" is mostly a good review with a reservation ("good, but the
 # delivery was slow"). A classifier that remembers the praise learns that rule, and the chapter's review, where
-# the complaints outweigh the praise, is the case the rule gets wrong. These are the only gated runs made (one
-# seed each, no seed was chosen for its curve).
+# the complaints outweigh the praise, is the case the rule gets wrong. These are the only gated last-state runs
+# made (one seed each, no seed was chosen for its curve).
 #
 # **Past the 100 characters of training.** The runs were trained on the first 100 characters of each review;
 # this one has 114, and its last clause, 我下次不会带朋友来 ("I won't bring friends next time"), lies beyond the
