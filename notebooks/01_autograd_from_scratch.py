@@ -23,7 +23,9 @@
 # 4. **gradcheck**: finite differences as the referee of every backward;
 # 5. an **exercise**: write your own op (softplus) and check it with `tinygrad_rnn.testing` in three lines.
 #
-# Everything is tiny: the whole notebook runs top to bottom in a few seconds on a 2-core CPU.
+# Everything is tiny: the whole notebook runs top to bottom in a few seconds on a 2-core CPU. Where the text
+# says what an output shows, an `assert` in the cell checks it: the notebook stops rather than say something
+# false.
 # Set `DEVICE = "cuda"` below to run it on a GPU (needs CuPy: `pip install 'tinygrad-rnn[gpu]'`).
 
 # %%
@@ -51,6 +53,8 @@ rng = np.random.default_rng(0)
 x = tg.Tensor([[0.5, -1.0, 2.0]], requires_grad=True, dtype=np.float64)
 print(x)
 print("shape", x.shape, "| dtype", x.dtype, "| device", x.device, "| leaf:", x.is_leaf)
+assert x.is_leaf and x.dtype == np.float64
+assert tg.Tensor([0.5]).dtype == np.float32              # a Python float becomes float32
 
 # %% [markdown]
 # Every operation on tensors goes through an **op**, and the result remembers it:
@@ -59,6 +63,7 @@ print("shape", x.shape, "| dtype", x.dtype, "| device", x.device, "| leaf:", x.i
 y = (x * x).exp()
 print(y)             # op=exp: y was made by the exponential, whose input was made by a product
 print("leaf:", y.is_leaf)
+assert "op=exp" in repr(y) and not y.is_leaf
 
 # %% [markdown]
 # ## 2. One op: forward and backward side by side
@@ -87,6 +92,7 @@ out = exp_op.forward(a)
 g = np.array([1.0, 1.0, 1.0])                   # pretend L = Σ y, so ∂L/∂y = 1
 print("forward :", out)
 print("backward:", exp_op.backward(g), "(= eᵃ, as it must)")
+assert np.allclose(exp_op.backward(g), np.exp(a))
 
 # %% [markdown]
 # ## 3. The tape and its reverse walk
@@ -150,6 +156,7 @@ h_t = (t["x"] * t["w"] + t["h0"] * t["v"] + t["b"]).tanh()
 
 for name, s in zip(t, (xs, ws, h0s, vs, bs)):
     print(f"∂L/∂{name:<2}  ours {s.grad:+.12f}   tinygrad_rnn {t[name].grad.item():+.12f}")
+    assert abs(s.grad - t[name].grad.item()) < 1e-12, name
 
 # %% [markdown]
 # The library does exactly this with arrays instead of numbers — the walk takes the op with the highest
@@ -165,6 +172,8 @@ with bptt.trace(params={"x": x, "W": W, "b": b}) as tr:
     loss = ((x @ W + b).tanh() * u).sum()
     loss.backward()
 print(tr.table())
+assert [r.op for r in tr.backward] == [r.op for r in tr.forward][::-1]       # exactly the reverse order
+assert {r.op: set(r.params) for r in tr.backward if r.params} == {"add": {"b"}, "matmul": {"x", "W"}}
 
 # %% [markdown]
 # Read the backward rows bottom-up against the forward rows: `sum`, `mul`, `tanh`, `add`, `matmul` come
@@ -197,6 +206,7 @@ u_host = u.numpy()
 L_of = lambda Wv: float((f(x, tg.Tensor(Wv, dtype=np.float64), b).numpy() * u_host).sum())
 numeric = (L_of(plus) - L_of(minus)) / (2 * eps)
 print(f"∂L/∂W[{i},{j}]  numeric {numeric:.10f}   autograd {float(W.grad[i, j]):.10f}")
+assert abs(numeric - float(W.grad[i, j])) < 1e-9
 
 # %% [markdown]
 # `gradcheck(fn, inputs)` does this properly: a random upstream gradient (never all ones, which hides
@@ -206,7 +216,9 @@ print(f"∂L/∂W[{i},{j}]  numeric {numeric:.10f}   autograd {float(W.grad[i, j
 # analytic values.
 
 # %%
-print(gradcheck(f, [x, W, b], mode="full"), gradcheck(f, [x, W, b], mode="direction"))
+passed = gradcheck(f, [x, W, b], mode="full"), gradcheck(f, [x, W, b], mode="direction")
+print(*passed)
+assert passed == (True, True)
 
 # %% [markdown]
 # ## 5. Exercise: write your own op
@@ -270,6 +282,9 @@ try:
 except GradcheckError as e:
     print(type(e).__name__, "—", e)
     print("\n".join(getattr(e, "__notes__", [])))
+    assert "softplus" in str(e) and any("array(" in note for note in getattr(e, "__notes__", []))
+else:
+    raise AssertionError("the wrong backward was not caught")
 
 # %% [markdown]
 # Use it like any op: `Softplus.apply(t)`, and it takes part in every backward pass.
@@ -279,6 +294,7 @@ z = tg.Tensor(rng.standard_normal(4), requires_grad=True, dtype=np.float64)
 Softplus.apply(z).sum().backward()
 print("σ(z) by hand:", 1 / (1 + np.exp(-z.numpy())))
 print("z.grad      :", z.grad)
+assert np.allclose(tg.Tensor(z.grad).numpy(), 1 / (1 + np.exp(-z.numpy())))
 
 # %% [markdown]
 # `check_op` also takes several inputs (`check_op(MyOp, 2)` draws two shapes that broadcast), fixed shapes

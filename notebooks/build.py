@@ -1,23 +1,31 @@
-"""Run the notebooks' sources top to bottom and write them as .ipynb with their outputs.
+"""The notebooks' two builds: the committed .ipynb (sources only) and an executed copy to read.
 
-The percent-format ``NN_name.py`` files are the sources (they diff well in review); the ``.ipynb``
-beside each is generated from it — never edit it by hand. ``make notebooks`` runs this::
+The percent-format ``NN_name.py`` files are the sources (they diff well in review). Beside each is
+``NN_name.ipynb``, generated from it and committed **without outputs**: an output saved in the
+repository goes stale as soon as the library changes, and nothing would notice. What a notebook
+claims about its outputs is an ``assert`` in its cells instead, checked every time it runs (the test
+suite runs every notebook). So::
 
-    python notebooks/build.py            # all notebooks
-    python notebooks/build.py 02 03      # those whose names start with 02 or 03
+    python notebooks/build.py --strip        # write notebooks/NN_*.ipynb from the sources, no outputs
+    python notebooks/build.py                # make notebooks: run each, write runs/notebooks/NN_*.ipynb
+    python notebooks/build.py 02 03          # only those whose names start with 02 or 03
 
-Each notebook runs in a fresh Jupyter kernel of this Python, with ``notebooks/`` as its working
-directory; a cell that raises stops the build with the cell and the error, and writes nothing.
+``--strip`` needs no kernel and takes a second. Without it each notebook runs in a fresh Jupyter
+kernel of this Python, with ``notebooks/`` as its working directory; a cell that raises (a failed
+assert too) stops the build with the cell and the error, and writes nothing. The executed copies
+go to ``runs/notebooks/`` (ignored by git), to open in JupyterLab or any notebook viewer.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+EXECUTED = HERE.parent / "runs" / "notebooks"
 INSTALL_HINT = "pip install 'tinygrad-rnn[nbexec]'"
 
 
@@ -72,23 +80,42 @@ def merge_streams(nb) -> None:
         cell.outputs = merged
 
 
+def stripped(path: pathlib.Path):
+    """The notebook of ``path`` as committed: its cells, no outputs, no execution counts."""
+    jupytext, _, _ = _modules()
+    nb = jupytext.read(str(path), fmt="py:percent")
+    for i, cell in enumerate(nb.cells):       # stable ids: a rebuild changes only what really changed
+        cell.id = f"cell-{i:02d}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="only notebooks whose names start with these")
+    parser.add_argument("--strip", action="store_true",
+                        help="write notebooks/NN_*.ipynb from the sources without running them (what is committed)")
     args = parser.parse_args(argv)
     _, nbformat, _ = _modules()
     paths = sources(args.prefixes)
     if not paths:
         raise SystemExit(f"no notebook source matches {args.prefixes} in {HERE}")
     for path in paths:
+        if args.strip:
+            out = path.with_suffix(".ipynb")
+            nbformat.write(stripped(path), str(out))
+            print(f"{out.relative_to(HERE.parent)}: written from {path.name}, without outputs")
+            continue
         start = time.perf_counter()
         nb = execute(path)
         merge_streams(nb)
-        for i, cell in enumerate(nb.cells):   # stable ids: a rebuild changes only what really changed
+        for i, cell in enumerate(nb.cells):
             cell.id = f"cell-{i:02d}"
-        out = path.with_suffix(".ipynb")
+        EXECUTED.mkdir(parents=True, exist_ok=True)
+        out = EXECUTED / path.with_suffix(".ipynb").name
         nbformat.write(nb, str(out))
-        print(f"{out.relative_to(HERE.parent)}: ran in {time.perf_counter() - start:.1f} s")
+        print(f"{os.path.relpath(out, HERE.parent)}: ran in {time.perf_counter() - start:.1f} s, every assert held")
     return 0
 
 

@@ -140,7 +140,8 @@ def add_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("predict", help="apply a trained model to text",
                               description="Classify, tag (words separated by spaces) or translate each TEXT "
-                                          "with the best checkpoint of a run directory.")
+                                          "with the best checkpoint of a run directory. A review is read whole, "
+                                          "also beyond the run's --max-len.")
     p.add_argument("dir", metavar="DIR", help="a run directory written by 'tinygrad-rnn train'")
     p.add_argument("texts", metavar="TEXT", nargs="+",
                    help="one or more texts, each in quotes: a review, a sentence with words separated by "
@@ -368,12 +369,10 @@ def predict_command(args) -> int:
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     task = make_task(config, tgt_vocab, beam=args.beam)
     tokens = [tokenize(config, t) for t in texts]
-    if config["task"] == "classify" and config.get("max_len"):
-        # read what training read: the first max_len characters of each review
-        cut = config["max_len"]
-        if any(len(t) > cut for t in tokens):
-            print(f"(reading the first {cut} characters of each text, as in training)")
-        tokens = [t[:cut] for t in tokens]
+    if config["task"] == "classify" and any(len(t) > (config.get("max_len") or len(t)) for t in tokens):
+        # Read whole: a recurrent model takes any length, and on the test reviews longer than
+        # max_len reading all of them is right more often (docs/results.md, "The chapter's review").
+        print(f"(reading every character; the run was trained on the first {config['max_len']} of each review)")
     ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens])
     batch = Batch(ids, lengths, None, None, None)
     with no_grad():

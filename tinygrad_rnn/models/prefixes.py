@@ -37,6 +37,19 @@ from .attention_plot import CJK_FONT_HINT, find_cjk_font
 
 BLOCKS = "▁▂▃▄▅▆▇█"                  # the terminal rendering's eight levels, 0 … 1
 
+# The chapter's section 3 example (docs/chapter.md): 114 characters, four clauses of praise, then
+# seven of complaint from 但是 ("but") on. `make run`, notebook 04 and docs/review_prefixes.py read it.
+CHAPTER_REVIEW = ("我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
+                  "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
+                  "我的孩子都被吓哭了，我下次不会带朋友来。")
+
+
+def clause_ends(text: str, marks: str = "，。！？；") -> list[int]:
+    """The prefix lengths t at which a clause of ``text`` ends (just after each punctuation mark
+    in ``marks``, and at the end): where to read P(class) clause by clause."""
+    ends = [i + 1 for i, ch in enumerate(text) if ch in marks]
+    return ends if ends and ends[-1] == len(text) else ends + [len(text)]
+
 
 def prefix_probabilities(model, ids) -> np.ndarray:
     """(T, C) NumPy array: row t − 1 is softmax(logits) of ``model`` on the prefix ``ids[:t]``.
