@@ -16,7 +16,7 @@ import importlib.util
 import os
 import sys
 
-from .extras import install_hint, missing_extra
+from ..extras import install_hint, missing_extra
 
 PLOT_INSTALL_HINT = install_hint("plot")
 CJK_FONT_FAMILY = "Noto Sans CJK SC"
