@@ -76,10 +76,56 @@ def test_a_new_run_replaces_only_the_earlier_runs_files(capsys, run_dir):
     (run_dir / "notes.txt").write_text("mine")
     (run_dir / ".tmp-notes").write_text("also mine")
     old_config = (run_dir / "config.json").read_text()
-    code, out, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir)
+    code, out, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir, "--overwrite")
     assert code == 0, err
+    assert "--overwrite: replacing the earlier run" in out
     assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / ".tmp-notes").read_text() == "also mine"
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 5 != json.loads(old_config)["seed"]
+
+
+@pytest.mark.parametrize("remove", [(), ("metrics.json", "best.npz")])
+def test_a_run_is_never_replaced_without_overwrite(capsys, run_dir, remove):
+    """A finished run (or an unfinished one: its last.npz) is refused untouched; --resume or
+    --overwrite say what to do with it, and both at once are refused."""
+    for name in remove:
+        (run_dir / name).unlink()
+    before = snapshot(run_dir)
+    code, _, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir)
+    what = "an unfinished run" if remove else "a finished run"
+    assert_one_error_line(code, err, str(run_dir), f"already holds {what}", "--overwrite", "--resume")
+    code, _, err = run(capsys, *NUMERALS, "--resume", "--overwrite", "--epochs", "2", "--out", run_dir)
+    assert_one_error_line(code, err, "choose one")
+    assert snapshot(run_dir) == before
+
+
+def test_default_directories_name_what_sets_the_model_apart(capsys):
+    """The README's --feed-context run and an attention run no longer share runs/seq2seq-numerals."""
+    def out(*options):
+        args = cli.build_parser().parse_args(["train", *options])
+        return runs.default_run_directory(cli.tasks.make_config(args))
+    assert out("seq2seq", "--data", "numerals") == os.path.join("runs", "seq2seq-numerals")
+    names = {out("seq2seq", "--data", "numerals", "--feed-context"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive", "--bidirectional"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive", "--cell", "gru"),
+             out("seq2seq", "--data", "numerals", "--direction", "to_chinese"),
+             out("seq2seq", "--data", "numerals", "--layers", "2"),
+             out("seq2seq", "--data", "numerals", "--dropout", "0.3"),
+             out("seq2seq", "--data", "numerals", "--seed", "1"),
+             out("classify", "--pooling", "last"), out("classify")}
+    assert len(names) == 10, names
+    assert out("seq2seq", "--data", "numerals", "--attention", "additive", "--cell", "gru") == \
+        os.path.join("runs", "seq2seq-numerals-gru-attention")
+
+
+def test_resume_finds_the_default_directory(capsys, trained, tmp_path, monkeypatch):
+    """Without --out, train and --resume agree on the directory (the same options name it)."""
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained, tmp_path / "runs" / "seq2seq-numerals")
+    code, out, err = run(capsys, *NUMERALS, "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "runs" / "seq2seq-numerals" / "metrics.json").read_text())["epochs_run"] == 2
 
 
 def test_an_empty_directory_is_fine(capsys, tmp_path):
@@ -105,7 +151,7 @@ def test_a_second_writer_is_refused_naming_the_directory_and_the_holder(capsys, 
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_dir)
-        argv = [*NUMERALS, "--resume", "--epochs", "2", "--no-progress"] if resume else [*NUMERALS, *TINY]
+        argv = [*NUMERALS, "--resume", "--epochs", "2", "--no-progress"] if resume else [*NUMERALS, *TINY, "--overwrite"]
         code, _, err = run(capsys, *argv, "--out", run_dir)
         assert_one_error_line(code, err, str(run_dir), "in use", f"pid {holder.pid}")
         assert snapshot(run_dir) == before
