@@ -309,3 +309,15 @@ def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_writte
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--jobs", "0"])
     assert "--jobs: invalid positive integer value: '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bias", [float("nan"), float("inf"), -float("inf"), np.float32("nan"), "1", True])
+def test_a_forget_bias_that_is_not_a_finite_number_is_refused_everywhere(bias):
+    with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+        nn.LSTM(2, 3, forget_bias=bias)
+    with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+        nn.LSTMCell(2, 3, forget_bias=bias)
+    if not isinstance(bias, str):
+        with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+            AddingRNN(3, cell="lstm", forget_bias=bias, rng=np.random.default_rng(0))
+    assert nn.LSTM(2, 3, forget_bias=np.float64(2.0)).cells[0].forget_bias == 2.0
