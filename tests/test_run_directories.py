@@ -200,10 +200,21 @@ def test_temporaries_of_a_killed_save_are_removed_when_the_directory_is_next_loc
 
 
 # --- item 12: out of memory ---------------------------------------------------------------------
-@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--embed", "1000000000"]])
-def test_a_model_too_large_for_memory_is_one_line(capsys, tmp_path, option):
+@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--embed", "1000000000"], ["--layers", "100"],
+                                    ["--batch-size", "10000000"]])
+def test_sizes_beyond_their_bound_are_one_line_before_anything_is_allocated(capsys, tmp_path, option):
     code, _, err = run(capsys, *NUMERALS, "--limit", "40", "--no-progress", *option, "--out", tmp_path / "r")
-    assert_one_error_line(code, err, "out of memory")
+    assert_one_error_line(code, err, option[0], f"must be at most {runs.MAXIMA[option[0][2:].replace('-', '_')]}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_too_large_for_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    """Within the bounds a model can still be too large for this machine: one line, nothing written."""
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.45 GiB")
+    monkeypatch.setattr(cli.tasks, "build_model", too_large)
+    code, _, err = run(capsys, *NUMERALS, "--limit", "40", "--no-progress", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "out of memory", "7.45 GiB")
     assert not (tmp_path / "r").exists()
 
 
@@ -222,6 +233,8 @@ def edit_config(run_dir, **changes):
     ({"pooling": "max"}, "'pooling' must be one of"), ({"task": "dance"}, "unknown task"),
     ({"colour": "red"}, "unknown settings 'colour'"), ({"bidirectional": "yes"}, "'bidirectional'"),
     ({"dropout": 1}, "'dropout' must be a probability in [0, 1), got 1"), ({"dropout": "0.1"}, "'dropout'"),
+    ({"embed": 10**8}, "'embed' must be at most 4096, got 100000000"), ({"embed": 1e8}, "'embed' must be an integer"),
+    ({"hidden": 10**6}, "'hidden' must be at most"), ({"layers": 1000}, "'layers' must be at most"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "resume"])
 def test_a_broken_config_is_one_line_before_anything_is_used(capsys, run_dir, changes, needle, command):
@@ -254,6 +267,11 @@ def craft_last(run_dir, edit):
     (lambda h: h["meta"]["fit"].update(rng_state={"bit_generator": "PCG64"}), "rng_state"),
     (lambda h: h["optimizer"]["hyperparameters"].update(lr="abc"), "'lr' = 'abc'"),
     (lambda h: h["optimizer"].update(skipped_steps=-1), "skipped_steps"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(train_seconds="12.5"), "history[0]: train_seconds = '12.5'"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(dev_loss=None), "dev_loss = None"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(dev_exact_match=[1]), "dev_exact_match = [1]"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(epoch=7), "history[0]: epoch = 7"),
+    (lambda h: h["meta"]["fit"]["history"][0].pop("train_loss"), "train_loss = None"),
 ])
 def test_crafted_checkpoint_metadata_is_one_line_naming_the_file(capsys, run_dir, edit, needle):
     craft_last(run_dir, edit)
@@ -360,3 +378,12 @@ def test_dropout_in_a_config_of_a_task_without_it_is_refused(capsys, run_dir):
     runs.check_config(config, "zero is no dropout")
     with pytest.raises(runs.RunError, match="'dropout' applies to seq2seq runs only, not to classify"):
         runs.check_config({**config, "dropout": 0.2}, "config.json")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("beam", ["100000", "0"])
+def test_a_beam_out_of_bounds_is_one_line(capsys, trained, command, beam):
+    argv = ["predict", trained, "三百"] if command == "predict" else ["evaluate", trained]
+    code, out, err = run(capsys, *argv, "--beam", beam)
+    assert_one_error_line(code, err, "--beam must be between 1 and 100", f"got {beam}")
+    assert out == ""

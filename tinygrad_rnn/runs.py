@@ -84,6 +84,13 @@ SCHEMA = {
 }
 
 
+# Upper bounds of the sizes, far above any configuration of docs/results.md: a config.json (or an
+# option) asking for more is refused in one line before anything is allocated ("embed": 1e8 would
+# otherwise claim gigabytes for the embedding before failing).
+MAXIMA = {"embed": 4096, "hidden": 4096, "layers": 16, "batch_size": 65536, "epochs": 100_000,
+          "decode_max_len": MAX_DECODE_LEN}
+
+
 class RunError(ValueError):
     """A run directory is missing, incomplete or broken, or a setting is out of range."""
 
@@ -102,8 +109,8 @@ def setting_problem(key: str, value) -> str | None:
             return f"must be an integer, got {value!r}"
         if value < rule:
             return f"must be at least {rule}, got {value}"
-        if key == "decode_max_len" and value > MAX_DECODE_LEN:
-            return f"must be at most {MAX_DECODE_LEN}, got {value}"
+        if key in MAXIMA and value > MAXIMA[key]:
+            return f"must be at most {MAXIMA[key]}, got {value}"
     elif kind == "positive":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             return f"must be positive and finite, got {value!r}"

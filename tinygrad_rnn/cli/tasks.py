@@ -152,7 +152,7 @@ def add_parsers(subparsers) -> None:
                    help="one or more texts, each in quotes: a review, a sentence with words separated by "
                         "spaces (tag), a numeral or number, or characters for pinyin")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size, 1 to 100 (default 1 = greedy)")
     p.add_argument("--attention", metavar="PNG", default=None,
                    help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
                         "(printed as text when matplotlib is missing; default: no drawing)")
@@ -169,7 +169,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--split", choices=("dev", "test"), default="test",
                    help="which held-out split to score (default test)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size, 1 to 100 (default 1 = greedy)")
     add_threads_argument(p)
     p.set_defaults(func=evaluate_command)
 
@@ -223,7 +223,11 @@ def _device(args) -> str:
 
 
 def _check_beam(args, config) -> None:
-    """--beam applies to decoding: refused, not ignored, for a run that does not decode."""
+    """--beam applies to decoding: refused, not ignored, for a run that does not decode; at most
+    MAX_BEAM_SIZE (a beam of thousands would run for minutes)."""
+    from ..models.seq2seq import MAX_BEAM_SIZE
+    if not 1 <= args.beam <= MAX_BEAM_SIZE:
+        raise CLIError(f"--beam must be between 1 and {MAX_BEAM_SIZE}, got {args.beam}")
     if args.beam != 1 and config["task"] != "seq2seq":
         raise CLIError(f"--beam {args.beam} applies to seq2seq runs only; {args.dir} is a {config['task']} run")
 
@@ -368,8 +372,6 @@ def predict_command(args) -> int:
                        "read (put a sentence in quotes)")
     _check_decodable(texts)
     device = _device(args)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
     _check_beam(args, load_config(args.dir))
     if args.attention is not None:
         _check_attention_option(args, load_config(args.dir), texts)
@@ -524,8 +526,6 @@ def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
 def evaluate_command(args) -> int:
     from ..train import evaluate
     device = _device(args)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
     _check_beam(args, load_config(args.dir))
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     train, dev, test = load_splits(config)
