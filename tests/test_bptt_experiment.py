@@ -193,7 +193,7 @@ def test_chrono_init_of_the_lstm_in_the_experiment(tmp_path):
     with pytest.raises(ValueError, match="needs the sequence length"):
         AddingRNN(4, cell="lstm", forget_bias="chrono")
     assert AddingRNN(4, cell="gru", forget_bias="chrono").describe() == "gru"   # only the LSTM has b_f
-    with pytest.raises(ValueError, match="forget_bias must be a number, None or 'chrono', got 'chron'"):
+    with pytest.raises(ValueError, match="forget_bias must be a finite number, None or 'chrono', got 'chron'"):
         ExperimentConfig(max_steps=1, forget_bias="chron")
     # each run gets chrono biases for its own T; the checkpoint loads back with them
     config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=2, forget_bias="chrono")
@@ -234,7 +234,7 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
     assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--cells", "lstm", "--forget-bias", "chrono-ish"])
-    assert "invalid number, 'none' or 'chrono' value: 'chrono-ish'" in capsys.readouterr().err
+    assert "invalid finite number, 'none' or 'chrono' value: 'chrono-ish'" in capsys.readouterr().err
 
 
 # ---- --jobs: several runs at once, in worker processes ------------------------------------------

@@ -317,8 +317,8 @@ def test_a_new_run_never_mixes_with_an_earlier_one(capsys, numerals_run, tmp_pat
 
     monkeypatch.setattr(train, "fit", interrupted)
     code, out, _ = run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--hidden", "16",
-                       "--no-progress", "--out", d)
-    assert code == 130 and "note: replacing the earlier run" in out
+                       "--no-progress", "--out", d, "--overwrite")
+    assert code == 130 and "note: --overwrite: replacing the earlier run" in out
     assert not (d / "best.npz").exists(), "the old checkpoint must not stay beside the new config"
     assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "no best.npz")
 
