@@ -24,7 +24,7 @@ REVIEW_YOURS := 服务太慢了，菜也凉了，不会再来。
 
 # The CLI chooses one BLAS thread itself (docs/performance.md, "BLAS threads: why one").
 run: $(STAMP)
-	$(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR)
+	$(PY) -m tinygrad_rnn train classify --data reviews --pooling mean --epochs 10 --device cpu --out $(RUN_DIR) --overwrite
 	$(PY) -m tinygrad_rnn predict $(RUN_DIR) "$(REVIEW_SHORT)" "$(REVIEW_LONG)"
 	@echo
 	@echo "The long review praises the food, then complains. How four classifiers trained on all the reviews"

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tinygrad_rnn.cli import main
-from cli_helpers import run
+from cli_helpers import assert_one_error_line, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on new pyparsing
 
@@ -86,3 +86,39 @@ def test_bad_input_gets_one_line(capsys, in_tmp):
         main(["bptt", "experiment", "--init", "uniform,xavier"])
     assert exit_info.value.code == 2
     assert "invalid comma-separated list of uniform, orthogonal, identity value: 'uniform,xavier'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["experiment", "--forget-bias", "nan"], "invalid finite number, 'none' or 'chrono' value: 'nan'"),
+    (["experiment", "--forget-bias", "inf"], "invalid finite number, 'none' or 'chrono' value: 'inf'"),
+    (["experiment", "--forget-bias=-inf"], "value: '-inf'"),
+    (["experiment", "--cells", "lstm,lstm"], "argument --cells: lstm given twice"),
+    (["experiment", "--init", "uniform,uniform"], "argument --init: uniform given twice"),
+    (["experiment", "--lengths", "5,5"], "argument --lengths: 5 given twice"),
+])
+def test_non_finite_forget_bias_and_repeated_list_values_are_refused_at_parse_time(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bptt", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and needle in err and "Traceback" not in err, err
+
+
+def test_options_that_would_change_nothing_are_refused(capsys, in_tmp):
+    code, _, err = run(capsys, "bptt", "experiment", "--cells", "lstm", "--init", "orthogonal", "--lengths", "4")
+    assert_one_error_line(code, err, "--init", "no rnn")
+    assert not (in_tmp / "runs").exists()
+    code, _, err = run(capsys, "bptt", "flow", "--checkpoint", "somewhere.npz", "--hidden", "7")
+    assert_one_error_line(code, err, "--hidden 7", "its own size")
+    code, _, err = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--cell", "lstm", "--init", "identity")
+    assert_one_error_line(code, err, "--init", "lstm")
+
+
+def test_flow_finds_a_gated_cells_checkpoint_in_an_experiment_directory(capsys, in_tmp):
+    code, _, err = run(capsys, "bptt", "experiment", "--cells", "lstm", "--lengths", "4", "--max-steps", "2",
+                       "--hidden", "3", "--out", "exp")
+    assert code == 0, err
+    assert (in_tmp / "exp" / "checkpoints" / "adding-T4-lstm.npz").exists()
+    code, out, err = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--length", "4", "--cell", "lstm",
+                         "--no-plot", "--batch", "2")
+    assert code == 0, err
+    assert "trained model exp/checkpoints/adding-T4-lstm.npz" in out

@@ -193,7 +193,7 @@ def test_chrono_init_of_the_lstm_in_the_experiment(tmp_path):
     with pytest.raises(ValueError, match="needs the sequence length"):
         AddingRNN(4, cell="lstm", forget_bias="chrono")
     assert AddingRNN(4, cell="gru", forget_bias="chrono").describe() == "gru"   # only the LSTM has b_f
-    with pytest.raises(ValueError, match="forget_bias must be a number, None or 'chrono', got 'chron'"):
+    with pytest.raises(ValueError, match="forget_bias must be a finite number, None or 'chrono', got 'chron'"):
         ExperimentConfig(max_steps=1, forget_bias="chron")
     # each run gets chrono biases for its own T; the checkpoint loads back with them
     config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=2, forget_bias="chrono")
@@ -234,7 +234,7 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
     assert "comma-separated list of rnn, lstm, gru" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--cells", "lstm", "--forget-bias", "chrono-ish"])
-    assert "invalid number, 'none' or 'chrono' value: 'chrono-ish'" in capsys.readouterr().err
+    assert "invalid finite number, 'none' or 'chrono' value: 'chrono-ish'" in capsys.readouterr().err
 
 
 # ---- --jobs: several runs at once, in worker processes ------------------------------------------
@@ -309,3 +309,15 @@ def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_writte
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--jobs", "0"])
     assert "--jobs: invalid positive integer value: '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bias", [float("nan"), float("inf"), -float("inf"), np.float32("nan"), "1", True])
+def test_a_forget_bias_that_is_not_a_finite_number_is_refused_everywhere(bias):
+    with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+        nn.LSTM(2, 3, forget_bias=bias)
+    with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+        nn.LSTMCell(2, 3, forget_bias=bias)
+    if not isinstance(bias, str):
+        with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+            AddingRNN(3, cell="lstm", forget_bias=bias, rng=np.random.default_rng(0))
+    assert nn.LSTM(2, 3, forget_bias=np.float64(2.0)).cells[0].forget_bias == 2.0

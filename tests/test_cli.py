@@ -322,8 +322,8 @@ def test_a_new_run_never_mixes_with_an_earlier_one(capsys, numerals_run, tmp_pat
 
     monkeypatch.setattr(train, "fit", interrupted)
     code, out, _ = run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--hidden", "16",
-                       "--no-progress", "--out", d)
-    assert code == 130 and "note: replacing the earlier run" in out
+                       "--no-progress", "--out", d, "--overwrite")
+    assert code == 130 and "note: --overwrite: replacing the earlier run" in out
     assert not (d / "best.npz").exists(), "the old checkpoint must not stay beside the new config"
     assert_one_error_line(*run(capsys, "predict", d, "一百")[::2], "no best.npz")
 
@@ -335,3 +335,53 @@ def test_debug_variable_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TINYGRAD_RNN_DEBUG", "1")
     with pytest.raises(Exception):
         cli.main(["evaluate", str(missing)])
+
+
+# --- predict on text the model cannot read --------------------------------------------------------
+GBK = "这本书质量很好".encode("gbk").decode("utf-8", "surrogateescape")   # what argv holds for GBK bytes
+RAW = b"\xff\xfe\x80".decode("utf-8", "surrogateescape")
+
+
+@needs_data
+@pytest.mark.parametrize("text", [GBK, RAW, "好" + RAW])
+def test_predict_refuses_text_that_is_not_utf8(runs, capsys, text):
+    code, out, err = run(capsys, "predict", runs["classify"], text)
+    assert_one_error_line(code, err, "not valid UTF-8", "iconv")
+    assert out == ""
+
+
+@needs_data
+def test_undecodable_bytes_in_a_real_argv_are_refused(runs):
+    proc = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "predict", str(runs["classify"]), b"\xff\xfe\x80"],
+                          capture_output=True, timeout=60)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 2 and err.count("\n") == 1 and "not valid UTF-8 (bytes ff fe 80)" in err, err
+    assert proc.stdout == b""
+
+
+@needs_data
+@pytest.mark.parametrize("name, text", [("classify", "😀😀😀"), ("pinyin", "😀😀"), ("tag", "😀 ☃")])
+def test_predict_refuses_text_with_no_known_token(runs, capsys, name, text):
+    code, out, err = run(capsys, "predict", runs[name], text)
+    assert_one_error_line(code, err, "in the model's vocabulary", "'😀'")
+    assert out == ""
+
+
+@needs_data
+def test_predict_warns_when_most_tokens_are_unknown(runs, capsys):
+    known = next(t for t in run_dirs.Vocab.load(runs["classify"] / "vocab.json").itos[4:] if not t.isspace())
+    code, out, err = run(capsys, "predict", runs["classify"], f"{known}😀😀😀")
+    assert code == 0, err
+    assert err.startswith("warning: ") and "3 of 4 characters are unknown" in err and err.count("\n") == 1
+    assert out.startswith(("positive", "negative"))
+    code, out, err = run(capsys, "predict", runs["classify"], f"{known * 3}😀")    # one in four: no warning
+    assert code == 0 and err == "", err
+
+
+@needs_data
+@pytest.mark.parametrize("text, needle", [("10003", "'1', '0', '3'"), ("abc", "'a', 'b', 'c'"),
+                                          ("三百x", "'x'")])
+def test_the_numerals_model_refuses_characters_outside_its_alphabet(runs, capsys, text, needle):
+    code, out, err = run(capsys, "predict", runs["numerals"], text)
+    assert_one_error_line(code, err, needle, "not in what this numerals model reads", "零")
+    assert out == ""

@@ -120,3 +120,60 @@ def test_command_parses(where, line, command, kind):
 def test_a_wrong_command_is_caught(command):
     with pytest.raises((AssertionError, CLIError)):
         check_command(command)
+
+
+# --- every documented predict/evaluate reads a directory a documented train writes ---------------
+PLACEHOLDER = re.compile(r"^[A-Z_]+$")          # `predict DIR TEXT` in prose names no directory
+
+
+def train_directories(cases):
+    """{run directory: command} for every documented ``train``: its --out, or the default name the
+    CLI itself computes (:func:`tinygrad_rnn.runs.default_run_directory`); nothing is trained."""
+    from tinygrad_rnn.runs import default_run_directory
+    made = {}
+    for _, _, command, kind in cases:
+        args = check_command(command, name_only_ok=kind == "inline")
+        if args is not None and args.command == "train":
+            made[os.path.normpath(args.out or default_run_directory(make_config(args)))] = command
+    return made
+
+
+def read_directories(cases):
+    """(where, line, directory) for every documented ``predict DIR …`` and ``evaluate DIR``."""
+    found = []
+    for where, line, command, kind in cases:
+        args = check_command(command, name_only_ok=kind == "inline")
+        if args is not None and args.command in ("predict", "evaluate") and not PLACEHOLDER.match(args.dir):
+            found.append((where, line, os.path.normpath(args.dir)))
+    return found
+
+
+def test_every_documented_predict_or_evaluate_reads_a_directory_a_documented_train_writes():
+    made = train_directories(CASES)
+    reads = read_directories(CASES)
+    assert len(reads) >= 5 and "runs/classify-reviews" in made, (reads, made)   # the collector works
+    missing = [f"{where}:{line} reads {d}" for where, line, d in reads if d not in made]
+    assert not missing, f"no documented train command writes these: {missing}; written: {sorted(made)}"
+
+
+def test_documented_train_commands_write_distinct_directories():
+    """Two documented runs of different settings in one directory would replace each other (now:
+    the second would be refused). The same run named twice (a prose mention) is fine."""
+    from tinygrad_rnn.runs import default_run_directory
+    seen = {}
+    for where, line, command, kind in CASES:
+        args = check_command(command, name_only_ok=kind == "inline")
+        if args is None or args.command != "train" or args.resume:
+            continue
+        config = make_config(args)
+        out = os.path.normpath(args.out or default_run_directory(config))
+        first = seen.setdefault(out, (config, command))
+        assert first[0] == config, f"{where}:{line}: {command!r} and {first[1]!r} both write {out}"
+
+
+def test_the_check_catches_a_directory_no_command_writes():
+    cases = [("x.md", 1, "tinygrad-rnn train seq2seq --data numerals --feed-context", "block"),
+             ("x.md", 2, "tinygrad-rnn predict runs/seq2seq-numerals 三百", "block")]
+    made = train_directories(cases)
+    assert made == {"runs/seq2seq-numerals-feed-context": cases[0][2]}
+    assert [d for _, _, d in read_directories(cases) if d not in made] == ["runs/seq2seq-numerals"]

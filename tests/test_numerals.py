@@ -110,3 +110,27 @@ def test_pairs_both_directions():
     train, dev, test = load_numerals("to_chinese", 50, 5, 5, seed=1)
     assert (len(train), len(dev), len(test)) == (50, 5, 5)
     assert all(to_chinese(int("".join(src))) == "".join(tgt) for src, tgt in train)
+
+
+def test_generate_on_an_empty_batch_gives_empty_results_in_every_mode():
+    from tinygrad_rnn.models import Seq2Seq
+    src, lengths = np.zeros((0, 3), dtype=np.int64), np.zeros((0,), dtype=np.int64)
+    for attention in (None, "additive"):
+        model = Seq2Seq(6, 7, 4, 5, attention=attention, rng=np.random.default_rng(0))
+        for beam in (1, 3):
+            assert model.generate(src, lengths, 5, 2, 3, beam_size=beam) == []
+            tokens, scores = model.generate(src, lengths, 5, 2, 3, beam_size=beam, return_scores=True)
+            assert tokens == [] and scores.shape == (0,)
+            if attention:
+                *_, alpha = model.generate(src, lengths, 5, 2, 3, beam_size=beam, return_attention=True)
+                assert alpha.shape == (0, 5, 3)
+
+
+def test_the_beam_is_bounded():
+    from tinygrad_rnn.models import Seq2Seq
+    from tinygrad_rnn.models.seq2seq import MAX_BEAM_SIZE
+    model = Seq2Seq(6, 7, 4, 5, rng=np.random.default_rng(0))
+    src, lengths = np.array([[4, 5]]), np.array([2])
+    with pytest.raises(ValueError, match=f"beam_size must be at most {MAX_BEAM_SIZE}, got 100000"):
+        model.generate(src, lengths, 5, 2, 3, beam_size=100_000)
+    assert len(model.generate(src, lengths, 5, 2, 3, beam_size=MAX_BEAM_SIZE)) == 1

@@ -76,10 +76,56 @@ def test_a_new_run_replaces_only_the_earlier_runs_files(capsys, run_dir):
     (run_dir / "notes.txt").write_text("mine")
     (run_dir / ".tmp-notes").write_text("also mine")
     old_config = (run_dir / "config.json").read_text()
-    code, out, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir)
+    code, out, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir, "--overwrite")
     assert code == 0, err
+    assert "--overwrite: replacing the earlier run" in out
     assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / ".tmp-notes").read_text() == "also mine"
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 5 != json.loads(old_config)["seed"]
+
+
+@pytest.mark.parametrize("remove", [(), ("metrics.json", "best.npz")])
+def test_a_run_is_never_replaced_without_overwrite(capsys, run_dir, remove):
+    """A finished run (or an unfinished one: its last.npz) is refused untouched; --resume or
+    --overwrite say what to do with it, and both at once are refused."""
+    for name in remove:
+        (run_dir / name).unlink()
+    before = snapshot(run_dir)
+    code, _, err = run(capsys, *NUMERALS, *TINY, "--seed", "5", "--out", run_dir)
+    what = "an unfinished run" if remove else "a finished run"
+    assert_one_error_line(code, err, str(run_dir), f"already holds {what}", "--overwrite", "--resume")
+    code, _, err = run(capsys, *NUMERALS, "--resume", "--overwrite", "--epochs", "2", "--out", run_dir)
+    assert_one_error_line(code, err, "choose one")
+    assert snapshot(run_dir) == before
+
+
+def test_default_directories_name_what_sets_the_model_apart(capsys):
+    """The README's --feed-context run and an attention run no longer share runs/seq2seq-numerals."""
+    def out(*options):
+        args = cli.build_parser().parse_args(["train", *options])
+        return runs.default_run_directory(cli.tasks.make_config(args))
+    assert out("seq2seq", "--data", "numerals") == os.path.join("runs", "seq2seq-numerals")
+    names = {out("seq2seq", "--data", "numerals", "--feed-context"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive", "--bidirectional"),
+             out("seq2seq", "--data", "numerals", "--attention", "additive", "--cell", "gru"),
+             out("seq2seq", "--data", "numerals", "--direction", "to_chinese"),
+             out("seq2seq", "--data", "numerals", "--layers", "2"),
+             out("seq2seq", "--data", "numerals", "--dropout", "0.3"),
+             out("seq2seq", "--data", "numerals", "--seed", "1"),
+             out("classify", "--pooling", "last"), out("classify")}
+    assert len(names) == 10, names
+    assert out("seq2seq", "--data", "numerals", "--attention", "additive", "--cell", "gru") == \
+        os.path.join("runs", "seq2seq-numerals-gru-attention")
+
+
+def test_resume_finds_the_default_directory(capsys, trained, tmp_path, monkeypatch):
+    """Without --out, train and --resume agree on the directory (the same options name it)."""
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained, tmp_path / "runs" / "seq2seq-numerals")
+    code, out, err = run(capsys, *NUMERALS, "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "runs" / "seq2seq-numerals" / "metrics.json").read_text())["epochs_run"] == 2
 
 
 def test_an_empty_directory_is_fine(capsys, tmp_path):
@@ -105,7 +151,7 @@ def test_a_second_writer_is_refused_naming_the_directory_and_the_holder(capsys, 
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_dir)
-        argv = [*NUMERALS, "--resume", "--epochs", "2", "--no-progress"] if resume else [*NUMERALS, *TINY]
+        argv = [*NUMERALS, "--resume", "--epochs", "2", "--no-progress"] if resume else [*NUMERALS, *TINY, "--overwrite"]
         code, _, err = run(capsys, *argv, "--out", run_dir)
         assert_one_error_line(code, err, str(run_dir), "in use", f"pid {holder.pid}")
         assert snapshot(run_dir) == before
@@ -154,10 +200,21 @@ def test_temporaries_of_a_killed_save_are_removed_when_the_directory_is_next_loc
 
 
 # --- item 12: out of memory ---------------------------------------------------------------------
-@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--embed", "1000000000"]])
-def test_a_model_too_large_for_memory_is_one_line(capsys, tmp_path, option):
+@pytest.mark.parametrize("option", [["--hidden", "1000000000"], ["--embed", "1000000000"], ["--layers", "100"],
+                                    ["--batch-size", "10000000"]])
+def test_sizes_beyond_their_bound_are_one_line_before_anything_is_allocated(capsys, tmp_path, option):
     code, _, err = run(capsys, *NUMERALS, "--limit", "40", "--no-progress", *option, "--out", tmp_path / "r")
-    assert_one_error_line(code, err, "out of memory")
+    assert_one_error_line(code, err, option[0], f"must be at most {runs.MAXIMA[option[0][2:].replace('-', '_')]}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_too_large_for_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    """Within the bounds a model can still be too large for this machine: one line, nothing written."""
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.45 GiB")
+    monkeypatch.setattr(cli.tasks, "build_model", too_large)
+    code, _, err = run(capsys, *NUMERALS, "--limit", "40", "--no-progress", "--out", tmp_path / "r")
+    assert_one_error_line(code, err, "out of memory", "7.45 GiB")
     assert not (tmp_path / "r").exists()
 
 
@@ -176,6 +233,8 @@ def edit_config(run_dir, **changes):
     ({"pooling": "max"}, "'pooling' must be one of"), ({"task": "dance"}, "unknown task"),
     ({"colour": "red"}, "unknown settings 'colour'"), ({"bidirectional": "yes"}, "'bidirectional'"),
     ({"dropout": 1}, "'dropout' must be a probability in [0, 1), got 1"), ({"dropout": "0.1"}, "'dropout'"),
+    ({"embed": 10**8}, "'embed' must be at most 4096, got 100000000"), ({"embed": 1e8}, "'embed' must be an integer"),
+    ({"hidden": 10**6}, "'hidden' must be at most"), ({"layers": 1000}, "'layers' must be at most"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "resume"])
 def test_a_broken_config_is_one_line_before_anything_is_used(capsys, run_dir, changes, needle, command):
@@ -208,6 +267,11 @@ def craft_last(run_dir, edit):
     (lambda h: h["meta"]["fit"].update(rng_state={"bit_generator": "PCG64"}), "rng_state"),
     (lambda h: h["optimizer"]["hyperparameters"].update(lr="abc"), "'lr' = 'abc'"),
     (lambda h: h["optimizer"].update(skipped_steps=-1), "skipped_steps"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(train_seconds="12.5"), "history[0]: train_seconds = '12.5'"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(dev_loss=None), "dev_loss = None"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(dev_exact_match=[1]), "dev_exact_match = [1]"),
+    (lambda h: h["meta"]["fit"]["history"][0].update(epoch=7), "history[0]: epoch = 7"),
+    (lambda h: h["meta"]["fit"]["history"][0].pop("train_loss"), "train_loss = None"),
 ])
 def test_crafted_checkpoint_metadata_is_one_line_naming_the_file(capsys, run_dir, edit, needle):
     craft_last(run_dir, edit)
@@ -314,3 +378,12 @@ def test_dropout_in_a_config_of_a_task_without_it_is_refused(capsys, run_dir):
     runs.check_config(config, "zero is no dropout")
     with pytest.raises(runs.RunError, match="'dropout' applies to seq2seq runs only, not to classify"):
         runs.check_config({**config, "dropout": 0.2}, "config.json")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("beam", ["100000", "0"])
+def test_a_beam_out_of_bounds_is_one_line(capsys, trained, command, beam):
+    argv = ["predict", trained, "三百"] if command == "predict" else ["evaluate", trained]
+    code, out, err = run(capsys, *argv, "--beam", beam)
+    assert_one_error_line(code, err, "--beam must be between 1 and 100", f"got {beam}")
+    assert out == ""

@@ -334,3 +334,24 @@ def test_plotting_keeps_a_backend_someone_else_chose():
                             "require_matplotlib; require_matplotlib(); print(matplotlib.get_backend())"],
                            capture_output=True, text=True, env=env, check=True)
     assert fresh.stdout.strip().lower() == "agg"
+
+
+def test_evaluate_restores_every_modules_mode():
+    """A model in train mode with one submodule in eval mode on purpose (a frozen part) comes back
+    exactly so, not with every submodule switched to the top level's mode."""
+    from tinygrad_rnn.models import Seq2Seq
+    model = Seq2Seq(6, 7, 4, 5, dropout=0.5)
+    model.train()
+    model.encoder.eval()
+    before = [(name, m.training) for name, m in model.named_modules()]
+    seen = []
+
+    class Spy:
+        def evaluate(self, m, batches):
+            seen.append([x.training for x in m.modules()])
+            return {}
+
+    tg.train.evaluate(model, Spy(), [])
+    assert seen == [[False] * len(seen[0])]                       # all in eval mode while scoring
+    after = [(name, m.training) for name, m in model.named_modules()]
+    assert after == before and not model.encoder.training and model.training

@@ -24,8 +24,10 @@ What is promised about a run directory:
   (``fcntl.flock`` on ``.tinygrad_rnn.lock``, released by the OS when the process ends, however
   it ends) for the whole run; a second writer is refused, naming the directory and the holder's pid;
 * **nothing lost**: a directory is a run of ours when its ``config.json`` carries the format
-  marker ``"format": "tinygrad_rnn.run"``. A new run replaces only the files of :data:`RUN_FILES`
-  in such a directory; a non-empty directory that is not a run is refused, untouched. Every
+  marker ``"format": "tinygrad_rnn.run"``. A new run is refused in a directory that holds one
+  (``--resume`` continues it); with ``--overwrite`` it replaces only the files of :data:`RUN_FILES`
+  there. A non-empty directory that is not a run is refused, untouched. Default directory names
+  (:func:`default_run_directory`) carry what distinguishes the model, so runs do not collide. Every
   option and every field of ``config.json`` is checked (type, range, known names) before
   anything is read into a model or written to disk.
 """
@@ -82,6 +84,13 @@ SCHEMA = {
 }
 
 
+# Upper bounds of the sizes, far above any configuration of docs/results.md: a config.json (or an
+# option) asking for more is refused in one line before anything is allocated ("embed": 1e8 would
+# otherwise claim gigabytes for the embedding before failing).
+MAXIMA = {"embed": 4096, "hidden": 4096, "layers": 16, "batch_size": 65536, "epochs": 100_000,
+          "decode_max_len": MAX_DECODE_LEN}
+
+
 class RunError(ValueError):
     """A run directory is missing, incomplete or broken, or a setting is out of range."""
 
@@ -100,8 +109,8 @@ def setting_problem(key: str, value) -> str | None:
             return f"must be an integer, got {value!r}"
         if value < rule:
             return f"must be at least {rule}, got {value}"
-        if key == "decode_max_len" and value > MAX_DECODE_LEN:
-            return f"must be at most {MAX_DECODE_LEN}, got {value}"
+        if key in MAXIMA and value > MAXIMA[key]:
+            return f"must be at most {MAXIMA[key]}, got {value}"
     elif kind == "positive":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             return f"must be positive and finite, got {value!r}"
@@ -182,9 +191,11 @@ def _ours(entry: str) -> bool:
     return entry == LOCK_FILE or any(entry.startswith(f"{TMP_PREFIX}{name}-") for name in RUN_FILES)
 
 
-def check_new_run_directory(directory) -> None:
+def check_new_run_directory(directory, overwrite: bool = False) -> None:
     """Refuse, before anything is written, an output directory a new run must not use: a file,
-    or a non-empty directory that is not a run of ours (its files are someone else's)."""
+    a non-empty directory that is not a run of ours (its files are someone else's), or one that
+    already holds a run of ours, unless ``overwrite`` (``train --overwrite``) says to replace it:
+    a finished run may have taken an hour, and a repeated command must not lose it."""
     if not os.path.exists(directory):
         return
     if not os.path.isdir(directory):
@@ -194,6 +205,41 @@ def check_new_run_directory(directory) -> None:
         shown = ", ".join(sorted(others)[:3]) + (", …" if len(others) > 3 else "")
         raise RunError(f"{directory} is not empty ({shown}) and is not a tinygrad-rnn run directory "
                        "(no config.json of ours): nothing was changed; choose a new or empty --out")
+    old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
+    if old and not overwrite:
+        what = "a finished run" if "metrics.json" in old else "an unfinished run"
+        raise RunError(f"{directory} already holds {what} ({', '.join(old)}); nothing was changed: "
+                       "--resume continues it, --overwrite replaces it, or choose another --out")
+
+
+def default_run_directory(config) -> str:
+    """``runs/TASK-DATA[-…]``: where ``train`` writes without ``--out``. The name carries every
+    setting that makes a different model (direction, cell, layers, bidirectional, attention or
+    feed-context, pooling, dropout) and a seed other than 0, each only when it differs from its
+    default, so two documented runs never share a directory: ``runs/seq2seq-numerals-gru-bi-attention``.
+    Sizes, learning rate and epochs are not in it: a run that differs only in them is refused
+    (``--out`` or ``--overwrite``), not replaced."""
+    defaults = {**COMMON, **DEFAULTS[config["data"]]}
+    parts = [config["task"], config["data"]]
+    if config["data"] == "numerals" and config.get("direction", defaults["direction"]) != defaults["direction"]:
+        parts.append(config["direction"].replace("_", "-"))                  # to-chinese
+    if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
+        parts.append(config["cell"])
+    if config.get("layers", 1) != 1:
+        parts.append(f"{config['layers']}layers")
+    if config.get("bidirectional"):
+        parts.append("bi")
+    if config.get("attention"):
+        parts.append("attention" if config["attention"] == "additive" else config["attention"])
+    if config.get("feed_context"):
+        parts.append("feed-context")
+    if config["task"] == "classify" and config.get("pooling", defaults["pooling"]) != defaults["pooling"]:
+        parts.append(config["pooling"])                                      # last
+    if config.get("dropout", DEFAULT_DROPOUT) != DEFAULT_DROPOUT:
+        parts.append(f"dropout{config['dropout']:g}")
+    if config.get("seed", defaults["seed"]) != defaults["seed"]:
+        parts.append(f"seed{config['seed']}")
+    return os.path.join("runs", "-".join(parts))
 
 
 @contextlib.contextmanager
@@ -237,15 +283,16 @@ def write_json(path, obj) -> None:
         json.dump(obj, f, indent=1)
 
 
-def clear_run(directory, log=print) -> None:
+def clear_run(directory, log=print, overwrite: bool = False) -> None:
     """Remove an earlier run's files (only those: :data:`RUN_FILES`) before a new run writes its
     own, so the directory never mixes two runs (a new config.json beside an old best.npz, if the
     new run stopped before its first epoch, would describe a model the checkpoint does not hold).
-    Call it holding the lock, after :func:`check_new_run_directory`."""
-    check_new_run_directory(directory)
+    Call it holding the lock, after :func:`check_new_run_directory`; an earlier run is removed only
+    with ``overwrite`` (checked again here: another process may have finished one meanwhile)."""
+    check_new_run_directory(directory, overwrite)
     old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
     if old:
-        log(f"note: replacing the earlier run in {directory} ({', '.join(old)}); --resume continues it instead")
+        log(f"note: --overwrite: replacing the earlier run in {directory} ({', '.join(old)})")
         for name in old:
             os.remove(os.path.join(directory, name))
 

@@ -152,14 +152,11 @@ class Seq2SeqTask:
 
 
 def evaluate(model, task, batches) -> dict:
-    """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            return task.evaluate(model, batches)
-    finally:
-        model.train(was_training)
+    """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``); every
+    module's mode is restored after, as ``Seq2Seq.generate`` restores it."""
+    from .models.seq2seq import inference
+    with inference(model):
+        return task.evaluate(model, batches)
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -364,6 +361,8 @@ def check_fit_record(meta) -> dict:
         problems.append(f"history = {str(history)[:40]} (want a list of per-epoch records)")
     elif _is_count(record.get("epoch")) and len(history) != record["epoch"]:
         problems.append(f"{len(history)} history records for epoch {record['epoch']}")
+    else:                                 # what metrics.json and the plot read of every epoch
+        problems += [f"history[{i}]: {p}" for i, h in enumerate(history) for p in _epoch_record_problems(h, i + 1)]
     best_epoch, best_score = record.get("best_epoch"), record.get("best_score")
     if not (_is_count(best_epoch, 1) and isinstance(best_score, (int, float)) and not isinstance(best_score, bool)
             and math.isfinite(best_score)):
@@ -376,6 +375,28 @@ def check_fit_record(meta) -> dict:
     if problems:
         raise ValueError("broken 'fit' record: " + "; ".join(problems))
     return record
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _epoch_record_problems(h: dict, epoch: int) -> list:
+    """What is wrong with one epoch's history record (as :func:`fit` writes it), "name = value"."""
+    problems = [] if h.get("epoch") == epoch and _is_count(h.get("epoch"), 1) else [f"epoch = {h.get('epoch')!r} (want {epoch})"]
+    for key in ("train_loss", "dev_loss", "train_seconds"):
+        if not _finite(h.get(key)) or (key == "train_seconds" and h[key] < 0):
+            problems.append(f"{key} = {h.get(key)!r} (want a finite number)")
+    speed = h.get("examples_per_second")
+    if speed is not None and not _finite(speed):
+        problems.append(f"examples_per_second = {speed!r} (want a finite number or null)")
+    problems += [f"{k} = {v!r} (want a finite number)" for k, v in h.items()
+                 if k.startswith("dev_") and k != "dev_loss" and not _finite(v)]
+    unknown = sorted(k for k in h if k not in ("epoch", "train_loss", "train_seconds", "examples_per_second")
+                     and not k.startswith("dev_"))
+    if unknown:
+        problems.append(f"unknown fields {', '.join(map(repr, unknown))}")
+    return problems
 
 
 def read_fit_record(path) -> dict:

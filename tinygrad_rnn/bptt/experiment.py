@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import math
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -116,8 +117,9 @@ class AddingRNN(Module):
 def _check_forget_bias(forget_bias) -> None:
     if forget_bias is None or forget_bias == CHRONO:
         return
-    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.floating, np.integer)):
-        raise ValueError(f"forget_bias must be a number, None or 'chrono', got {forget_bias!r}")
+    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(forget_bias):
+        raise ValueError(f"forget_bias must be a finite number, None or 'chrono', got {forget_bias!r}")
 
 
 def mse(prediction: Tensor, targets: Tensor) -> Tensor:

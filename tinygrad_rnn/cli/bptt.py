@@ -6,6 +6,7 @@ Each subcommand parses its arguments and calls the library (``tinygrad_rnn.bptt`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -97,7 +98,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="a model saved by 'bptt experiment': its .npz file, or the experiment's output "
                         "directory (the file for --length and --init is picked); default: a fresh model")
-    p.add_argument("--hidden", type=_positive_int, default=32, help="hidden size of a fresh model (default 32)")
+    p.add_argument("--hidden", type=_positive_int, default=None,
+                   help="hidden size of a fresh model (default 32; a checkpoint has its own)")
     p.add_argument("--batch", type=_positive_int, default=128, help="sequences the flow is averaged over (default 128)")
     p.add_argument("--truncate", type=_positive_int, default=None,
                    help="truncated BPTT: detach the state every K steps (nn.RNN's truncate=K; default: never)")
@@ -155,6 +157,14 @@ def _int_list(text: str) -> list:
     values = [int(v) for v in text.split(",") if v.strip()]
     if not values or min(values) < 2:
         raise ValueError(text)
+    return _no_repeats(values)
+
+
+def _no_repeats(values: list) -> list:
+    """A list option names each value once: a repeat would run (and report) the same thing twice."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given twice; name each once")
     return values
 
 
@@ -164,19 +174,24 @@ def _cell_list(text: str) -> list:
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values or any(v not in CELLS for v in values):
         raise ValueError(text)
-    return values
+    return _no_repeats(values)
 
 
 def _forget_bias(text: str):
     word = text.strip().lower()
-    return None if word == "none" else "chrono" if word == "chrono" else float(text)
+    if word in ("none", "chrono"):
+        return None if word == "none" else "chrono"
+    value = float(text)
+    if not math.isfinite(value):                # nan would train a NaN model, inf saturate every gate
+        raise ValueError(text)
+    return value
 
 
 def _init_list(text: str) -> list:
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values or any(v not in INITS for v in values):
         raise ValueError(text)
-    return values
+    return _no_repeats(values)
 
 
 _positive_int.__name__ = "positive integer"
@@ -184,7 +199,7 @@ _positive_float.__name__ = "positive number"
 _int_list.__name__ = "comma-separated list of lengths >= 2"
 _init_list.__name__ = f"comma-separated list of {', '.join(INITS)}"
 _cell_list.__name__ = "comma-separated list of rnn, lstm, gru"
-_forget_bias.__name__ = "number, 'none' or 'chrono'"
+_forget_bias.__name__ = "finite number, 'none' or 'chrono'"
 
 
 def _say(*parts) -> None:
@@ -198,6 +213,9 @@ def run_experiment_command(args) -> int:
                                    ExperimentConfig, results_table, run_experiment)
 
     cure = args.cells is not None
+    if cure and args.init is not None and "rnn" not in args.cells:
+        raise ValueError(f"--init sets the vanilla RNN's V; --cells {','.join(args.cells)} has no rnn, so it "
+                         "would change nothing (add rnn to --cells, or leave --init out)")
     base = CURE_SETUP if cure else dict(budget_seconds=DEFAULT_BUDGET_SECONDS, max_steps=None, hidden_size=32,
                                         eval_every=None, dtype="float64")
     given = {"budget_seconds": args.budget_seconds, "max_steps": args.max_steps, "hidden_size": args.hidden,
@@ -238,8 +256,9 @@ def run_experiment_command(args) -> int:
 
 # ---- flow ---------------------------------------------------------------------------------------
 
-def _find_checkpoint(path: str, length, init) -> str:
-    """The .npz itself, or in an experiment directory the file for ``length`` and ``init``."""
+def _find_checkpoint(path: str, length, init, cell=None) -> str:
+    """The .npz itself, or in an experiment directory the file for ``length``, ``init`` and ``cell``
+    (gated cells' files are named by the cell: ``adding-T100-lstm.npz``)."""
     from ..bptt.experiment import checkpoint_name
 
     if not os.path.isdir(path):
@@ -248,7 +267,7 @@ def _find_checkpoint(path: str, length, init) -> str:
         return path
     if length is None:
         raise ValueError(f"{path} is a directory: pass --length (and --init) to pick a checkpoint in it")
-    name = checkpoint_name(length, init or "uniform")
+    name = checkpoint_name(length, init or "uniform", cell or "rnn")
     for candidate in (os.path.join(path, "checkpoints", name), os.path.join(path, name)):
         if os.path.exists(candidate):
             return candidate
@@ -270,7 +289,13 @@ def run_flow_command(args) -> int:
     if not args.no_plot:
         require_matplotlib()                      # fail now, not after computing the whole table
     if args.checkpoint:
-        path = _find_checkpoint(args.checkpoint, args.length, args.init)
+        if args.hidden is not None:
+            raise ValueError(f"--hidden {args.hidden} sizes a fresh model; the model in {args.checkpoint} has "
+                             "its own size (leave --hidden out, or leave --checkpoint out for a fresh model)")
+        if args.init is not None and args.cell not in (None, "rnn"):
+            raise ValueError(f"--init sets the vanilla RNN's V; a {args.cell} checkpoint has none "
+                             "(leave --init out)")
+        path = _find_checkpoint(args.checkpoint, args.length, args.init, args.cell)
         model, meta = load_adding_model(path)
         if args.init is not None and args.init != meta.get("init"):
             raise ValueError(f"{path} holds a model with init {meta.get('init')!r}, not {args.init!r}")
@@ -284,11 +309,11 @@ def run_flow_command(args) -> int:
             raise ValueError(f"{path} holds a {type(rnn).__name__}, not a {args.cell} model")
     else:
         length, init = args.length or 100, args.init or "uniform"
-        cell = args.cell or "rnn"
+        cell, hidden = args.cell or "rnn", args.hidden or 32
         rng = np.random.default_rng(args.seed)   # the layer, then the head: AddingRNN's weights for rnn
-        rnn = nn.recurrent_layer(cell, 2, args.hidden, init=init, rng=rng, dtype=np.float64)
-        head = nn.Linear(args.hidden, 1, rng=rng, dtype=np.float64)
-        what = f"fresh model (H = {args.hidden}, seed {args.seed}" + ("" if cell == "rnn" else f", {cell}") + ")"
+        rnn = nn.recurrent_layer(cell, 2, hidden, init=init, rng=rng, dtype=np.float64)
+        head = nn.Linear(hidden, 1, rng=rng, dtype=np.float64)
+        what = f"fresh model (H = {hidden}, seed {args.seed}" + ("" if cell == "rnn" else f", {cell}") + ")"
         tag = init if cell == "rnn" else cell
 
         def loss_for(targets):                   # the MSE of the head on h_T

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
+from ..data.vocab import SPECIALS
 from ..backend import get_backend, get_default_device, manual_seed
 from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS,
                     SETTINGS, TASKS, build_model, build_vocabs, check_new_run_directory, clear_run, command_line,
+                    default_run_directory,
                     load_config, load_run, load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task,
                     run_file, SCHEMA, setting_problem, tokenize, write_json)
 from ..threads import add_threads_argument, set_blas_threads
@@ -131,8 +134,11 @@ def add_parsers(subparsers) -> None:
                         f"(default: {_defaults_of('min_freq')})")
     p.add_argument("--seed", type=int, help=f"seeds the weights and the batch order (default {COMMON['seed']})")
     p.add_argument("--limit", type=int, help="use only about N examples in all, for quick runs (default: all)")
-    p.add_argument("--out", help="run directory (default runs/TASK-DATA)")
+    p.add_argument("--out", help="run directory (default runs/TASK-DATA, then what sets the model apart, "
+                                 "e.g. runs/seq2seq-numerals-gru-bi-attention)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (refused without it: nothing is replaced silently)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (on a terminal) or progress lines (in a log)")
     add_threads_argument(p)
@@ -147,7 +153,7 @@ def add_parsers(subparsers) -> None:
                    help="one or more texts, each in quotes: a review, a sentence with words separated by "
                         "spaces (tag), a numeral or number, or characters for pinyin")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size, 1 to 100 (default 1 = greedy)")
     p.add_argument("--attention", metavar="PNG", default=None,
                    help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
                         "(printed as text when matplotlib is missing; default: no drawing)")
@@ -164,7 +170,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--split", choices=("dev", "test"), default="test",
                    help="which held-out split to score (default test)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
-    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size (default 1 = greedy)")
+    p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size, 1 to 100 (default 1 = greedy)")
     add_threads_argument(p)
     p.set_defaults(func=evaluate_command)
 
@@ -218,7 +224,11 @@ def _device(args) -> str:
 
 
 def _check_beam(args, config) -> None:
-    """--beam applies to decoding: refused, not ignored, for a run that does not decode."""
+    """--beam applies to decoding: refused, not ignored, for a run that does not decode; at most
+    MAX_BEAM_SIZE (a beam of thousands would run for minutes)."""
+    from ..models.seq2seq import MAX_BEAM_SIZE
+    if not 1 <= args.beam <= MAX_BEAM_SIZE:
+        raise CLIError(f"--beam must be between 1 and {MAX_BEAM_SIZE}, got {args.beam}")
     if args.beam != 1 and config["task"] != "seq2seq":
         raise CLIError(f"--beam {args.beam} applies to seq2seq runs only; {args.dir} is a {config['task']} run")
 
@@ -235,11 +245,14 @@ def train_command(args) -> int:
     # Everything is checked before anything on disk is touched: a refused command changes nothing.
     config = make_config(args)
     device = _device(args)
-    out = args.out or os.path.join("runs", f"{config['task']}-{config['data']}")
+    out = args.out or default_run_directory(config)
+    overwrite = getattr(args, "overwrite", False)
+    if args.resume and overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it; choose one")
     if args.resume:
         config = _resumed_config(args, config, out)
     else:
-        check_new_run_directory(out)
+        check_new_run_directory(out, overwrite)
     started = time.perf_counter()
     print(f"loading {config['data']} ...", flush=True)
     train, dev, test = load_splits(config)
@@ -311,7 +324,7 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
         if _resumed_config(args, make_config(args), out) != config:
             raise CLIError(f"{out} changed while its run was being prepared; nothing was written, try again")
     else:
-        clear_run(out)
+        clear_run(out, overwrite=getattr(args, "overwrite", False))
     write_json(os.path.join(out, "config.json"), config)
     src_vocab.save(os.path.join(out, "vocab.json"))
     if tgt_vocab is not None:
@@ -358,9 +371,8 @@ def predict_command(args) -> int:
     if not all(texts):
         raise CLIError("empty text: every TEXT must contain something to " +
                        "read (put a sentence in quotes)")
+    _check_decodable(texts)
     device = _device(args)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
     _check_beam(args, load_config(args.dir))
     if args.attention is not None:
         _check_attention_option(args, load_config(args.dir), texts)
@@ -373,6 +385,7 @@ def predict_command(args) -> int:
         # Read whole: a recurrent model takes any length, and on the test reviews longer than
         # max_len reading all of them is right more often (docs/results.md, "The chapter's review").
         print(f"(reading every character; the run was trained on the first {config['max_len']} of each review)")
+    _check_known(config, src_vocab, texts, tokens)
     ids, lengths = pad_sequences([src_vocab.encode(t) for t in tokens])
     batch = Batch(ids, lengths, None, None, None)
     with no_grad():
@@ -393,6 +406,49 @@ def predict_command(args) -> int:
         if args.attention is not None:
             _show_attention(args.attention, config, model, src_vocab, tgt_vocab, tokens[0], args.beam)
     return 0
+
+
+def _shown_text(text: str, width: int = 30) -> str:
+    return repr(text if len(text) <= width else text[:width] + "…")
+
+
+def _check_decodable(texts) -> None:
+    """Refuse text that is not UTF-8. Python hands undecodable bytes of argv over as lone
+    surrogates (U+DC80–U+DCFF, PEP 383); a model would read each as ``<unk>`` and still answer,
+    with full confidence, about a text it never saw."""
+    for n, text in enumerate(texts, 1):
+        bad = [c for c in text if 0xD800 <= ord(c) <= 0xDFFF]
+        if bad:
+            raw = bytes(ord(c) - 0xDC00 for c in bad if 0xDC80 <= ord(c) <= 0xDCFF)[:4]
+            raise CLIError(f"TEXT {n} is not valid UTF-8 (bytes {raw.hex(' ') or '?'}): give the text in "
+                           "UTF-8 (convert it first, e.g. iconv -f GBK -t UTF-8); nothing was predicted")
+
+
+# Numerals follow exact rules over a closed alphabet: a character outside it is refused. Other
+# models answer with a warning when most tokens are unknown, and refuse when every one is.
+UNKNOWN_WARNING_SHARE = 0.5
+
+
+def _check_known(config, src_vocab, texts, tokens) -> None:
+    """Say when a model is asked about text it cannot read: tokens outside its vocabulary all
+    become the one ``<unk>`` embedding, so its answer says nothing about them."""
+    unit = "word" if config["task"] == "tag" else "character"
+    for text, toks in zip(texts, tokens):
+        unknown = [t for t in toks if src_vocab.token_to_id(t) < len(SPECIALS)]   # <unk>, or a special
+        if not unknown:
+            continue
+        names = ", ".join(map(repr, dict.fromkeys(unknown)))
+        if config["data"] == "numerals":
+            alphabet = "".join(t for t in src_vocab.itos[len(SPECIALS):])
+            raise CLIError(f"{_shown_text(text)}: {names} not in what this numerals model reads "
+                           f"({alphabet}); nothing was predicted")
+        if len(unknown) == len(toks):
+            raise CLIError(f"{_shown_text(text)}: no {unit} of it is in the model's vocabulary ({names}), "
+                           "so there is nothing to read; nothing was predicted")
+        if len(unknown) > UNKNOWN_WARNING_SHARE * len(toks):
+            print(f"warning: {_shown_text(text)}: {len(unknown)} of {len(toks)} {unit}s are unknown to the "
+                  f"model ({names}); it reads them all as <unk>, so its answer is little more than a guess",
+                  file=sys.stderr)
 
 
 def _check_one_figure(what: str, option: str, path: str, texts) -> None:
@@ -469,8 +525,6 @@ def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
 def evaluate_command(args) -> int:
     from ..train import evaluate
     device = _device(args)
-    if args.beam < 1:
-        raise CLIError(f"--beam must be >= 1, got {args.beam}")
     _check_beam(args, load_config(args.dir))
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     train, dev, test = load_splits(config)

@@ -159,9 +159,16 @@ def _until_eos(row: list, eos_id: int) -> list:
     return row[:row.index(eos_id)] if eos_id in row else row
 
 
+# The widest beam ``generate`` searches: each step scores beam_size × V candidates per sequence,
+# so a beam of thousands runs for minutes; on our data sets beam 5 already matches beam 20.
+MAX_BEAM_SIZE = 100
+
+
 @contextlib.contextmanager
-def _inference(model):
-    """Eval mode (no dropout) and no graph for the block; every module's mode is restored after."""
+def inference(model):
+    """Eval mode (no dropout) and no graph for the block; every module's mode is restored after
+    (not just the top one's: a submodule left in train mode on purpose stays so). Used by
+    ``generate``, ``score`` and :func:`tinygrad_rnn.train.evaluate`, for any model."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -338,7 +345,7 @@ class Seq2Seq(Module):
         for b, seq in enumerate(sequences):
             if max_len is not None and len(seq) == max_len:
                 out_lengths[b] -= 1                                   # unfinished: no <eos> scored
-        with _inference(self):
+        with inference(self):
             return self.sequence_log_prob(src, src_lengths, tgt_in, tgt_out, out_lengths).numpy().astype(np.float64)
 
     # ---- decoding -----------------------------------------------------------------------------
@@ -356,23 +363,27 @@ class Seq2Seq(Module):
         (B, max_len, S): row t is what the decoder read of the source when it chose output token
         t (row len(output) is the ``<eos>`` step); rows after that, and padded source positions,
         are 0. Returned last: ``tokens[, scores][, weights]``. Runs in eval mode (no dropout),
-        the model's mode restored after.
+        the model's mode restored after. ``beam_size`` is at most :data:`MAX_BEAM_SIZE`; an empty
+        batch (B = 0) gives empty results in every mode.
         """
         if return_attention and self.attention is None:
             raise ValueError("return_attention=True needs a model with attention (attention='additive')")
         for name, value, low in (("max_len", max_len, 1), ("beam_size", beam_size, 1)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        if beam_size > MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be at most {MAX_BEAM_SIZE}, got {beam_size} (every step scores "
+                             "beam_size × vocabulary candidates; beams beyond a few dozen change nothing here)")
         V = self.tgt_vocab_size
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
             if not isinstance(value, (int, np.integer)) or not 0 <= value < V:
                 raise ValueError(f"{name}={value!r} is not a token id of the target vocabulary (0..{V - 1})")
         backend = self._backend()
         xp = backend.xp
-        with _inference(self):                                       # never drops, whatever the mode
+        with inference(self):                                        # never drops, whatever the mode
             h, memory = self.encode(src, src_lengths)
             tokens, scores, *weights = self._greedy(h, memory, max_len, bos_id, eos_id, return_attention)
-            if beam_size > 1:
+            if beam_size > 1 and tokens.shape[0] > 0:              # an empty batch: nothing to search
                 beam_tokens, beam_scores, *beam_weights = self._beam(h, memory, max_len, bos_id, eos_id,
                                                                      beam_size, return_attention)
                 better = beam_scores > scores

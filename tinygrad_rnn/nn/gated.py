@@ -46,6 +46,7 @@ autograd through these layers to 1e-10 in float64).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -109,6 +110,9 @@ class LSTMCell(_GatedCell):
 
     def __init__(self, input_size, hidden_size, forget_bias=1.0, *, rng=None, dtype=None, device=None):
         rng = rng or host_rng()
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real)
+                                        or not math.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
         self.forget_bias = forget_bias
         k = 1.0 / math.sqrt(hidden_size)
