@@ -152,7 +152,8 @@ def test_every_documented_predict_or_evaluate_reads_a_directory_a_documented_tra
     made = train_directories(CASES)
     reads = read_directories(CASES)
     assert len(reads) >= 5 and "runs/classify-reviews" in made, (reads, made)   # the collector works
-    missing = [f"{where}:{line} reads {d}" for where, line, d in reads if d not in made]
+    shipped = {d for _, _, d in reads if os.path.isfile(os.path.join(ROOT, d, "config.json"))}   # models/reviews/*
+    missing = [f"{where}:{line} reads {d}" for where, line, d in reads if d not in made and d not in shipped]
     assert not missing, f"no documented train command writes these: {missing}; written: {sorted(made)}"
 
 
