@@ -445,7 +445,7 @@ def test_cli_refuses_attention_where_it_does_not_apply(tmp_path, capsys):
 
 def test_runs_written_before_attention_still_load(tmp_path):
     """A config.json without "attention" is a plain run (and its "bidirectional" was ignored then)."""
-    from tinygrad_rnn import checkpoint, runs
+    from tinygrad_rnn import serialization, runs
     from tinygrad_rnn.data import Vocab
     config = {"format": runs.CONFIG_FORMAT, "version": runs.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
               "bidirectional": True, "feed_context": True, **{k: None for k in runs.SETTINGS},
@@ -456,7 +456,7 @@ def test_runs_written_before_attention_still_load(tmp_path):
     src.save(tmp_path / "vocab.json")
     tgt.save(tmp_path / "target_vocab.json")
     old = Seq2Seq(len(src), len(tgt), 4, 4, feed_context=True)         # what such a run trained
-    checkpoint.save(tmp_path / "best.npz", old)
+    serialization.save(tmp_path / "best.npz", old)
     _, model, _, _ = runs.load_run(tmp_path, "cpu")
     assert model.attention is None and not model.bidirectional and model.feed_context
     assert runs.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from tinygrad_rnn import checkpoint, nn
+from tinygrad_rnn import serialization, nn
 from tinygrad_rnn.bptt import experiment
 from tinygrad_rnn.bptt.experiment import (LEARNED_MSE, AddingRNN, ExperimentConfig, load_adding_model,
                                           results_table, run_experiment, train_adding)
@@ -88,15 +88,15 @@ def test_bad_lengths_inits_and_foreign_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="unknown init 'xavier'"):
         run_experiment([4], ["xavier"], ExperimentConfig(max_steps=1, **SMALL), log=None)
     other = tmp_path / "other.npz"
-    checkpoint.save(other, nn.Linear(2, 3), meta={"task": "something else"})
-    with pytest.raises(checkpoint.CheckpointError, match="not an adding-problem model"):
+    serialization.save(other, nn.Linear(2, 3), meta={"task": "something else"})
+    with pytest.raises(serialization.CheckpointError, match="not an adding-problem model"):
         load_adding_model(other)
-    checkpoint.save(other, nn.Linear(2, 3), meta={"history": list(range(1000))})
-    with pytest.raises(checkpoint.CheckpointError, match="not an adding-problem model") as info:
+    serialization.save(other, nn.Linear(2, 3), meta={"history": list(range(1000))})
+    with pytest.raises(serialization.CheckpointError, match="not an adding-problem model") as info:
         load_adding_model(other)
     assert len(str(info.value)) < 250, "a foreign checkpoint's meta is shown shortened, not whole"
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(serialization.CheckpointError, match="not a readable checkpoint"):
         load_adding_model(tmp_path / "junk.npz")
 
 

@@ -112,10 +112,13 @@ def test_a_non_tensor_input_is_refused():
         tg.checkpoint(lambda a: a, np.ones(2))
 
 
-def test_checkpoint_keeps_the_model_file_functions():
-    """``tinygrad_rnn.checkpoint`` is also the module that saves and loads models."""
-    from tinygrad_rnn import checkpoint
-    assert callable(checkpoint) and callable(checkpoint.save) and callable(checkpoint.load)
+def test_tg_checkpoint_is_gradient_checkpointing_and_model_files_are_serialization():
+    """``tg.checkpoint`` recomputes (as ``torch.utils.checkpoint``); saving a model is
+    ``tinygrad_rnn.serialization`` (as ``torch.serialization``), so the two names never collide."""
+    import tinygrad_rnn
+    from tinygrad_rnn import forward, serialization
+    assert tinygrad_rnn.checkpoint is forward.checkpoint
+    assert callable(serialization.save) and callable(serialization.load)
 
 
 # ---- recurrent layers with checkpoint=k -----------------------------------------------------------

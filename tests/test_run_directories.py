@@ -283,15 +283,15 @@ def test_crafted_checkpoint_metadata_is_one_line_naming_the_file(capsys, run_dir
 
 def test_crafted_metadata_is_refused_by_fit_before_the_model_changes(run_dir):
     """Through the library too: fit(resume=True) checks the record before loading anything."""
-    from tinygrad_rnn import checkpoint
+    from tinygrad_rnn import serialization
     from tinygrad_rnn.optim import Adam
     from tinygrad_rnn.train import check_fit_record
     craft_last(run_dir, lambda h: h["meta"]["fit"].update(history=None))
     config, model, _, _ = runs.load_run(run_dir, "cpu")
     optimizer = Adam(model.parameters(), lr=1e-3)
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    with pytest.raises(checkpoint.CheckpointError, match="last.npz: broken 'fit' record"):
-        checkpoint.load(run_dir / "last.npz", model, optimizer, check_meta=check_fit_record)
+    with pytest.raises(serialization.CheckpointError, match="last.npz: broken 'fit' record"):
+        serialization.load(run_dir / "last.npz", model, optimizer, check_meta=check_fit_record)
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import checkpoint, nn
+from tinygrad_rnn import serialization, nn
 from tinygrad_rnn.data import Batch, BatchIterator
 from tinygrad_rnn.models import SequenceClassifier, SequenceTagger, padded_loss
 from tinygrad_rnn.nn import functional as F
@@ -81,7 +81,7 @@ def test_fit_learns_and_keeps_the_best_epoch(tmp_path):
     dev = BatchIterator(dx, dy, batch_size=32, shuffle=False)
     assert evaluate(model, ClassificationTask(), dev)["accuracy"] == result.best_score
     fresh = TinyClassifier()
-    meta = checkpoint.load(tmp_path / "best.npz", fresh)
+    meta = serialization.load(tmp_path / "best.npz", fresh)
     assert same_params(fresh, model) and meta["fit"]["best_epoch"] == result.best_epoch
 
 
@@ -112,7 +112,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_resume_restores_the_rng_state(tmp_path):
     run(epochs=1, tmp=tmp_path)
-    expected = checkpoint.load(tmp_path / "last.npz", TinyClassifier())["fit"]["rng_state"]
+    expected = serialization.load(tmp_path / "last.npz", TinyClassifier())["fit"]["rng_state"]
     tg.manual_seed(555)
     run(epochs=1, tmp=tmp_path, resume=True, seed=555)      # nothing left to do: only the restore
     assert tg.backend.host_rng().bit_generator.state == expected
@@ -157,9 +157,9 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         run(epochs=5, tmp=tmp_path, task=ScriptedTask([0.5, 0.7, 0.6], nan_at_epoch=3))
     message = str(info.value)
     assert "nan" in message and "epoch 3, batch 1" in message and "epoch 2" in message, message
-    meta = checkpoint.load(tmp_path / "best.npz", TinyClassifier())
+    meta = serialization.load(tmp_path / "best.npz", TinyClassifier())
     assert meta["fit"]["epoch"] == 2 and meta["fit"]["best_epoch"] == 2
-    last = checkpoint.load(tmp_path / "last.npz", TinyClassifier())
+    last = serialization.load(tmp_path / "last.npz", TinyClassifier())
     assert last["fit"]["epoch"] == 2, "the nan epoch must not overwrite the last good state"
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
 

@@ -78,11 +78,11 @@ def test_optimizers_refuse_tensors_made_by_an_op():
 
 
 def test_loading_a_checkpoint_before_backward_is_refused(tmp_path):
-    from tinygrad_rnn import checkpoint
+    from tinygrad_rnn import serialization
     layer = nn.Linear(3, 2)
-    checkpoint.save(tmp_path / "w.npz", layer)
+    serialization.save(tmp_path / "w.npz", layer)
     loss = layer(tg.randn(4, 3)).sum()
-    checkpoint.load(tmp_path / "w.npz", layer)
+    serialization.load(tmp_path / "w.npz", layer)
     with pytest.raises(InPlaceModificationError):
         loss.backward()
 
@@ -193,14 +193,14 @@ def test_replacing_the_array_leaves_earlier_aliases_and_their_graphs_alone(repla
 
 
 def test_loading_a_checkpoint_leaves_earlier_aliases_alone(tmp_path):
-    from tinygrad_rnn import checkpoint
+    from tinygrad_rnn import serialization
     layer = nn.Linear(3, 2, dtype=np.float64)
-    checkpoint.save(tmp_path / "w.npz", layer)
+    serialization.save(tmp_path / "w.npz", layer)
     old = layer.W.numpy()
     alias = layer.W.detach()
     x = tg.Tensor(np.ones((4, 3)), requires_grad=True)
     loss = (x @ alias).sum()
-    checkpoint.load(tmp_path / "w.npz", layer)
+    serialization.load(tmp_path / "w.npz", layer)
     layer.W.grad = np.ones((3, 2))
     optim.SGD([layer.W], lr=1.0).step()
     loss.backward()                     # the alias still holds the values of its forward pass

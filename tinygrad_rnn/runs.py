@@ -393,11 +393,11 @@ def make_task(config, tgt_vocab, beam: int = 1):
 
 def load_run(directory, device):
     """(config, model with the best weights in eval mode, input vocab, target vocab or None)."""
-    from . import checkpoint
+    from . import serialization
     config = load_config(directory)
     src_vocab, tgt_vocab = load_vocabs(config, directory)
     model = build_model(config, src_vocab, tgt_vocab, device)
-    checkpoint.load(run_file(directory, "best.npz"), model)
+    serialization.load(run_file(directory, "best.npz"), model)
     return config, model.eval(), src_vocab, tgt_vocab
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint
+from . import serialization
 from .files import atomic_write
 from .backend import host_rng
 from .optim import NonFiniteGradientError, clip_grad_norm_
@@ -263,7 +263,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
 
     result, start_epoch, bad_epochs, best_state = FitResult(), 0, 0, None
     if resume:
-        saved = checkpoint.load(last_path, model, optimizer, check_meta=check_fit_record)["fit"]
+        saved = serialization.load(last_path, model, optimizer, check_meta=check_fit_record)["fit"]
         start_epoch, bad_epochs = saved["epoch"], saved["bad_epochs"]
         result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
         host_rng().bit_generator.state = saved["rng_state"]
@@ -326,9 +326,9 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
                              "rng_state": host_rng().bit_generator.state},
                      **(meta or {})}
             if improved:
-                checkpoint.save(best_path, model, optimizer, meta=state)
+                serialization.save(best_path, model, optimizer, meta=state)
                 result.checkpoint = best_path
-            checkpoint.save(last_path, model, optimizer, meta=state)
+            serialization.save(last_path, model, optimizer, meta=state)
         if plot_path is not None:
             plot_history(result.history, plot_path, task.metric)
         if patience is not None and bad_epochs >= patience:
@@ -401,13 +401,13 @@ def _epoch_record_problems(h: dict, epoch: int) -> list:
 
 def read_fit_record(path) -> dict:
     """The checked ``fit`` record of the checkpoint at ``path`` (see :func:`check_fit_record`),
-    without loading it into a model; a problem is a :class:`~tinygrad_rnn.checkpoint.CheckpointError`
+    without loading it into a model; a problem is a :class:`~tinygrad_rnn.serialization.CheckpointError`
     naming the file."""
-    meta = checkpoint.read_meta(path)
+    meta = serialization.read_meta(path)
     try:
         return check_fit_record(meta)
     except ValueError as e:
-        raise checkpoint.CheckpointError(f"{path}: {e}") from None
+        raise serialization.CheckpointError(f"{path}: {e}") from None
 
 
 def _restore_best(model, best_state, result: FitResult) -> None:
@@ -415,7 +415,7 @@ def _restore_best(model, best_state, result: FitResult) -> None:
     if best_state is not None:
         model.load_state_dict(best_state)
     elif result.checkpoint is not None:
-        checkpoint.load(result.checkpoint, model)
+        serialization.load(result.checkpoint, model)
 
 
 def _stop(result: FitResult, model, best_state, what: str):

@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))      # the checkout's tinygrad_rnn
 
-from tinygrad_rnn.checkpoint import _read          # noqa: E402  (the checked reader of the format)
+from tinygrad_rnn.serialization import _read          # noqa: E402  (the checked reader of the format)
 from tinygrad_rnn.files import atomic_write         # noqa: E402
 from tinygrad_rnn.runs import load_config, load_run, run_file  # noqa: E402
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .. import checkpoint
+from .. import serialization
 from ..data.adding import ADDING_BASELINE_MSE, adding_problem
 from ..files import atomic_write
 from ..nn import GRU, LSTM, RNN, Linear, Module, chrono_init_
@@ -332,7 +332,7 @@ def _train_and_save(length: int, init: str, cell: str, config: ExperimentConfig,
     result, model = train_adding(length, init, config, log=log, cell=cell)
     if out_dir is not None:
         result.checkpoint = os.path.join(out_dir, "checkpoints", checkpoint_name(length, init, cell))
-        checkpoint.save(result.checkpoint, model, meta=_meta(result, config))
+        serialization.save(result.checkpoint, model, meta=_meta(result, config))
     return result
 
 
@@ -440,23 +440,23 @@ def _meta(result: RunResult, config: ExperimentConfig) -> dict:
 
 
 def load_adding_model(path) -> tuple[AddingRNN, dict]:
-    """A model saved by the experiment (``checkpoint.save`` with its meta) and that meta."""
+    """A model saved by the experiment (``serialization.save`` with its meta) and that meta."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(archive["__meta__"].tobytes().decode("utf-8"))
     except FileNotFoundError:
         raise
     except Exception as e:  # whatever a damaged or foreign file makes the readers raise
-        raise checkpoint.CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise serialization.CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     meta = (header or {}).get("meta") or {}
     if meta.get("model") != "AddingRNN":
         shown = str(meta) if len(str(meta)) <= 80 else str(meta)[:80] + "…"   # one readable line
-        raise checkpoint.CheckpointError(f"{path}: not an adding-problem model saved by "
+        raise serialization.CheckpointError(f"{path}: not an adding-problem model saved by "
                                          f"'tinygrad-rnn bptt experiment' (its meta: {shown})")
     model = AddingRNN(int(meta["hidden_size"]), meta.get("init", "uniform"), cell=meta.get("cell", "rnn"),
                       forget_bias=meta.get("forget_bias", 1.0), length=meta.get("length"),
                       dtype=np.dtype(meta.get("dtype", "float64")))
-    checkpoint.load(path, model)
+    serialization.load(path, model)
     return model, meta
 
 

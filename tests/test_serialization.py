@@ -1,4 +1,4 @@
-"""checkpoint.save / load: round trip, no pickle, atomic writes, damaged or mismatched files refused
+"""serialization.save / load: round trip, no pickle, atomic writes, damaged or mismatched files refused
 with the model and optimizer untouched, loading onto the model's device."""
 
 import json
@@ -9,8 +9,8 @@ import pytest
 from devices import device_params
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import checkpoint, nn, optim
-from tinygrad_rnn.checkpoint import CheckpointError
+from tinygrad_rnn import serialization, nn, optim
+from tinygrad_rnn.serialization import CheckpointError
 from tinygrad_rnn.files import atomic_write
 
 
@@ -51,14 +51,14 @@ def saved(tmp_path):
     model, opt = make(seed=0)
     train_steps(model, opt)
     path = tmp_path / "model.npz"
-    checkpoint.save(path, model, opt, meta={"epoch": 3, "vocab": ["a", "b"]})
+    serialization.save(path, model, opt, meta={"epoch": 3, "vocab": ["a", "b"]})
     return path, model, opt
 
 
 def test_round_trip_restores_model_optimizer_and_meta(saved):
     path, model, opt = saved
     fresh_model, fresh_opt = make(seed=99)
-    meta = checkpoint.load(path, fresh_model, fresh_opt)
+    meta = serialization.load(path, fresh_model, fresh_opt)
     assert meta == {"epoch": 3, "vocab": ["a", "b"]}
     assert_same(snapshot(fresh_model, fresh_opt), snapshot(model, opt))
     train_steps(model, opt, seed=5)  # resuming continues exactly like not stopping
@@ -81,7 +81,7 @@ def test_file_is_plain_arrays_and_json_without_pickle(saved):
 def test_loads_onto_the_device_the_model_is_on(saved, device):
     path, model, opt = saved
     target, target_opt = make(seed=5, device=device)
-    checkpoint.load(path, target, target_opt)
+    serialization.load(path, target, target_opt)
     assert all(p.device == device for p in target.parameters())
     assert all(s["exp_avg"].__class__ is p.data.__class__ for p, s in zip(target.parameters(), target_opt.state))
     assert_same(snapshot(target, target_opt), snapshot(model, opt))
@@ -90,14 +90,14 @@ def test_loads_onto_the_device_the_model_is_on(saved, device):
 
 def test_model_only_checkpoint(tmp_path):
     model, _ = make(seed=0)
-    checkpoint.save(tmp_path / "m.npz", model)
+    serialization.save(tmp_path / "m.npz", model)
     fresh, fresh_opt = make(seed=1)
-    assert checkpoint.load(tmp_path / "m.npz", fresh) is None
+    assert serialization.load(tmp_path / "m.npz", fresh) is None
     np.testing.assert_array_equal(fresh.cells[2].V.numpy(), model.cells[2].V.numpy())
     before = snapshot(fresh, fresh_opt)
     other, _ = make(seed=2)
     with pytest.raises(CheckpointError, match="has no optimizer state"):
-        checkpoint.load(tmp_path / "m.npz", other, fresh_opt)
+        serialization.load(tmp_path / "m.npz", other, fresh_opt)
     assert_same(snapshot(fresh, fresh_opt), before)
 
 
@@ -111,9 +111,9 @@ def test_crash_during_write_keeps_the_old_checkpoint(saved, monkeypatch):
         file.write(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr(checkpoint.np, "savez", crash)
+    monkeypatch.setattr(serialization.np, "savez", crash)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, model, opt)
+        serialization.save(path, model, opt)
     assert path.read_bytes() == old_bytes
     assert os.listdir(path.parent) == [path.name], "the temporary file must be removed"
 
@@ -129,8 +129,8 @@ def test_save_renames_a_finished_file_in_the_same_directory(saved, monkeypatch):
             assert "__meta__" in z.files
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", spy)
-    checkpoint.save(path, model, opt)
+    monkeypatch.setattr(serialization.os, "replace", spy)
+    serialization.save(path, model, opt)
     ((src, dst),) = renames
     assert os.path.dirname(src) == str(path.parent) and dst == str(path)
     assert os.listdir(path.parent) == [path.name]
@@ -161,7 +161,7 @@ def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
 def test_meta_must_be_json(tmp_path):
     model, _ = make()
     with pytest.raises(TypeError, match="JSON-serialisable"):
-        checkpoint.save(tmp_path / "x.npz", model, meta={"array": np.zeros(2)})
+        serialization.save(tmp_path / "x.npz", model, meta={"array": np.zeros(2)})
     assert os.listdir(tmp_path) == []
 
 
@@ -172,7 +172,7 @@ def assert_refused(path, match):
     train_steps(model, opt, steps=1, seed=8)
     before = snapshot(model, opt)
     with pytest.raises(CheckpointError, match=match):
-        checkpoint.load(path, model, opt)
+        serialization.load(path, model, opt)
     assert_same(snapshot(model, opt), before)
 
 
@@ -199,7 +199,7 @@ def test_corrupted_bytes_are_refused_or_harmless(saved, tmp_path):
         target, target_opt = make(seed=7)
         before = snapshot(target, target_opt)
         try:
-            checkpoint.load(broken, target, target_opt)
+            serialization.load(broken, target, target_opt)
         except CheckpointError:
             refused += 1
             assert_same(snapshot(target, target_opt), before)
@@ -219,7 +219,7 @@ def test_not_a_checkpoint(tmp_path):
     np.savez(other, a=np.zeros(2))
     assert_refused(other, "no readable metadata")
     with pytest.raises(FileNotFoundError):
-        checkpoint.load(tmp_path / "missing.npz", make()[0])
+        serialization.load(tmp_path / "missing.npz", make()[0])
 
 
 def test_a_malformed_optimizer_entry_is_refused(saved, tmp_path):
@@ -233,11 +233,11 @@ def test_a_malformed_optimizer_entry_is_refused(saved, tmp_path):
 
 def test_mismatched_names_and_shapes_are_listed(tmp_path):
     small, small_opt = make(hidden=5, layers=1)
-    checkpoint.save(tmp_path / "small.npz", small, small_opt)
+    serialization.save(tmp_path / "small.npz", small, small_opt)
     model, opt = make(seed=7)
     before = snapshot(model, opt)
     with pytest.raises(CheckpointError) as e:
-        checkpoint.load(tmp_path / "small.npz", model, opt)
+        serialization.load(tmp_path / "small.npz", model, opt)
     message = str(e.value)
     assert "missing keys: cells.2.W, cells.2.V, cells.2.b, cells.3.W" in message
     assert "cells.0.V: shape (5, 5) in the state dict, (4, 4) in the model" in message
@@ -248,7 +248,7 @@ def test_optimizer_mismatch_leaves_the_model_untouched_too(tmp_path):
     model, _ = make(seed=0)
     sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     train_steps(model, sgd)
-    checkpoint.save(tmp_path / "sgd.npz", model, sgd)
+    serialization.save(tmp_path / "sgd.npz", model, sgd)
     assert_refused(tmp_path / "sgd.npz", "it is for 'SGD', this is Adam")
 
 
@@ -260,7 +260,7 @@ def test_importing_never_touches_the_umask_and_files_get_the_usual_permissions(t
     code = ("import os\n"
             "def refuse(*a): raise AssertionError('os.umask called')\n"
             "os.umask = refuse\n"
-            "import tinygrad_rnn.checkpoint, tinygrad_rnn.files, tinygrad_rnn.train, tinygrad_rnn.cli\n"
+            "import tinygrad_rnn.serialization, tinygrad_rnn.files, tinygrad_rnn.train, tinygrad_rnn.cli\n"
             "from tinygrad_rnn.files import atomic_write\n"
             f"with atomic_write({str(tmp_path / 'f.txt')!r}, 'w') as f: f.write('x')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -287,6 +287,6 @@ def test_a_pickle_or_text_file_is_not_a_checkpoint_and_no_unsafe_advice(tmp_path
     model, opt = make(seed=7)
     before = snapshot(model, opt)
     with pytest.raises(CheckpointError, match="not a tinygrad_rnn checkpoint") as info:
-        checkpoint.load(path, model, opt)
+        serialization.load(path, model, opt)
     assert "allow_pickle" not in str(info.value)
     assert_same(before, snapshot(model, opt))
