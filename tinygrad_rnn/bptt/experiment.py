@@ -45,7 +45,7 @@ from ..nn.rnn import INITS
 from ..optim import Adam, clip_grad_norm_
 from ..plotting import PLOT_INSTALL_HINT, require_matplotlib
 from ..tensor import Tensor, no_grad
-from ..threads import set_blas_threads
+from ..threads import set_blas_threads, tune_malloc
 from .flow import draw_flows, gradient_flow, gradient_ratio
 
 DEFAULT_LENGTHS = (10, 25, 50, 100)
@@ -355,9 +355,10 @@ _worker_log_lines = None   # in a worker process: the queue its log lines go to 
 
 
 def _start_worker(threads: int | None, log_lines) -> None:
-    """Runs once in each worker process, before its first run: the BLAS threads and the log queue."""
+    """Runs once in each worker process, before its first run: BLAS threads, malloc thresholds, log queue."""
     global _worker_log_lines
     set_blas_threads(threads)
+    tune_malloc()  # a spawned worker starts with glibc's defaults again
     _worker_log_lines = log_lines
 
 

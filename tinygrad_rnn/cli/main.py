@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from ..threads import set_blas_threads
+from ..threads import set_blas_threads, tune_malloc
 from . import bptt, tasks
 from .errors import EXPECTED_ERRORS
 
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     _line_buffered_stdout()
     # One BLAS thread unless --threads says otherwise (tinygrad_rnn/threads.py says why).
     args.threads_line = set_blas_threads(getattr(args, "threads", None))
+    tune_malloc()  # keep freed memory for the next step instead of faulting it in again (threads.py)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
