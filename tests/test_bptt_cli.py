@@ -47,6 +47,23 @@ def test_graph_without_graphviz_says_how_to_get_it(capsys, monkeypatch, in_tmp):
     assert "apt-get install graphviz" in err and not (in_tmp / "runs").exists()
 
 
+@pytest.mark.parametrize("cell, model, state", [(None, "V init uniform", "h"), ("rnn", "V init uniform", "h"),
+                                                 ("lstm", "lstm", "s"), ("gru", "gru", "h")])
+def test_the_flow_figure_names_the_model_and_its_state_as_the_terminal_does(capsys, monkeypatch, cell, model, state):
+    """The figure's title names the cell drawn (not "fresh None"); its legend writes the state as the
+    terminal's columns do: h for the vanilla cell and the GRU, s = [h ; c] for the LSTM."""
+    import tinygrad_rnn.plotting.bptt as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_gradient_flow", lambda lines, out, title: drawn.update(lines=lines, title=title))
+    code, out, _ = run(capsys, "bptt", "flow", "--length", "6", "--batch", "4", *(["--cell", cell] if cell else []),
+                       "--out", "f.png")
+    assert code == 0, out
+    assert drawn["title"] == f"Gradient flow, adding problem, T = 6, {model} (fresh)"
+    assert f"‖∂{state}_T/∂{state}_t‖₂" in out
+    assert f"‖∂L/∂h_T‖ · ‖∂{state}_T/∂{state}_t‖₂ (Jacobian bound)" in drawn["lines"], list(drawn["lines"])
+
+
 def test_flow_of_a_fresh_model(capsys, in_tmp):
     code, out, _ = run(capsys, "bptt", "flow", "--length", "20", "--batch", "8", "--rows", "5", "--no-plot")
     assert code == 0

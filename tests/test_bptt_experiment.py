@@ -1,4 +1,5 @@
-"""bptt.experiment: the adding-problem runs (small budgets), their table, files and checkpoints."""
+"""bptt.experiment (training, parallel, report): the adding-problem runs (small budgets), their table,
+files and checkpoints."""
 
 import json
 import pickle
@@ -8,6 +9,7 @@ import pytest
 
 from tinygrad_rnn import serialization, nn
 from tinygrad_rnn.bptt import experiment
+from tinygrad_rnn.bptt.experiment import parallel, training
 from tinygrad_rnn.bptt.experiment import (LEARNED_MSE, AddingRNN, ExperimentConfig, load_adding_model,
                                           results_table, run_experiment, train_adding)
 from tinygrad_rnn.bptt.flow import gradient_flow, gradient_ratio
@@ -53,7 +55,7 @@ def test_the_time_budget_stops_training(monkeypatch):
         def process_time():
             return 0.0
 
-    monkeypatch.setattr(experiment, "time", Clock)
+    monkeypatch.setattr(training, "time", Clock)
     config = ExperimentConfig(**{**SMALL, "budget_seconds": 0.3})
     result, _ = train_adding(4, "identity", config)
     # start at 0.1; steps start at 0.2 and 0.3; at 0.4 the 0.3 s budget is spent; the end reads 0.5
@@ -96,7 +98,7 @@ def test_bad_lengths_inits_and_foreign_checkpoints(tmp_path):
         load_adding_model(other)
     assert len(str(info.value)) < 250, "a foreign checkpoint's meta is shown shortened, not whole"
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(serialization.CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(serialization.CheckpointError, match="not a tinygrad_rnn checkpoint"):
         load_adding_model(tmp_path / "junk.npz")
 
 
@@ -180,7 +182,7 @@ def test_forget_bias_reaches_the_lstm_and_unknown_cells_are_refused():
     b = model.rnn.cells[0].b.numpy()
     assert not np.all(b[3:6] == 1.0)
     assert np.all(AddingRNN(3, cell="lstm", rng=np.random.default_rng(0)).rnn.cells[0].b.numpy()[3:6] == 1.0)
-    with pytest.raises(ValueError, match="unknown cell 'tanh'"):
+    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru; got 'tanh'"):
         run_experiment([4], ["uniform"], ExperimentConfig(max_steps=1, **SMALL), log=None, cells=["tanh"])
 
 
@@ -284,7 +286,7 @@ def test_jobs_is_checked_and_never_more_processes_than_runs(monkeypatch):
         with pytest.raises(ValueError, match="jobs must be a whole number of processes, at least 1"):
             run_experiment([4], ["uniform"], config, log=None, jobs=jobs)
     workers = []
-    monkeypatch.setattr(experiment, "_train_in_processes", lambda runs, n, *rest: workers.append(n) or [])
+    monkeypatch.setattr(parallel, "_train_in_processes", lambda runs, n, *rest: workers.append(n) or [])
     run_experiment([4, 5], ["uniform"], config, log=None, jobs=8)
     assert workers == [2]
     assert len(run_experiment([4], ["uniform"], config, log=None, jobs=8)) == 1 and workers == [2], \
@@ -321,3 +323,13 @@ def test_a_forget_bias_that_is_not_a_finite_number_is_refused_everywhere(bias):
         with pytest.raises(ValueError, match="forget_bias must be a finite number"):
             AddingRNN(3, cell="lstm", forget_bias=bias, rng=np.random.default_rng(0))
     assert nn.LSTM(2, 3, forget_bias=np.float64(2.0)).cells[0].forget_bias == 2.0
+
+
+def test_the_one_mse_is_the_mean_of_squares_and_refuses_shapes_that_would_broadcast():
+    from tinygrad_rnn.nn.functional import mse
+    from tinygrad_rnn.tensor import ShapeError
+
+    p, t = np.array([[1.0], [2.0], [4.0]]), np.array([[1.5], [2.0], [1.0]])
+    assert mse(Tensor(p), Tensor(t)).item() == pytest.approx((0.25 + 0 + 9) / 3, rel=1e-15)
+    with pytest.raises(ShapeError, match=r"prediction of shape \(3, 1\) and targets of shape \(3,\)"):
+        mse(Tensor(p), Tensor(t[:, 0]))

@@ -11,7 +11,7 @@ Every step back multiplies by diag(1 − h²) Vᵀ; when those factors are small
 shrinks geometrically with the distance T − t — the *vanishing gradient* of the chapter's
 section 3. :func:`gradient_flow` reads dh_t straight off the autograd tape (the retained
 gradients of the states that ``nn.RNN(..., return_states=True)`` hands out) and returns its norm
-per step; :func:`plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`
+per step; :func:`~tinygrad_rnn.plotting.bptt.plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`
 prints it in the terminal.
 
 The same works for every cell (``nn.LSTM``, ``nn.GRU``: the cell protocol's ``cell.hidden(state)``
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..nn.functional import host_lengths
 from ..nn.recurrent import as_parts
-from ..plotting import require_matplotlib
+from ..plotting.bptt import draw_flows, plot_gradient_flow  # noqa: F401  (where they were before)
 from ..tensor import Tensor
 
 
@@ -137,53 +137,7 @@ def gradient_ratio(flow: np.ndarray) -> float:
     return float(flow[0] / flow[-1]) if flow[-1] > 0 else math.inf
 
 
-# ---- showing it ---------------------------------------------------------------------------------
-
-def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normalize=False,
-                       ylabel=None, dashed=None) -> str:
-    """Write a PNG of ‖∂L/∂h_t‖ against t (log-scale y) and return its path.
-
-    ``flows`` is one (T,) array or a dict ``label -> (T,) array`` (one line each, lengths may
-    differ). ``normalize=True`` divides each line by its value at t = T, so lines start at 1 on
-    the right and their left end is ‖∂L/∂h_1‖/‖∂L/∂h_T‖. ``dashed``: an optional second dict drawn
-    with dashed lines in the same colours (e.g. the same models at initialisation).
-    Needs matplotlib (``pip install 'tinygrad-rnn[plot]'``).
-    """
-    plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    draw_flows(ax, flows, normalize=normalize, dashed=dashed)
-    ax.set_title(title)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
-
-
-def draw_flows(ax, flows, *, normalize=False, dashed=None, x_axis="step") -> None:
-    """Draw gradient-flow lines on a matplotlib ``ax`` (log-scale y).
-
-    ``x_axis="step"`` plots against t = 1..T; ``"back"`` against T − t, the number of steps the
-    gradient travelled back from the end (lines of different T then all start at 0).
-    """
-    if not isinstance(flows, dict):
-        flows = {None: flows}
-    for style, series in (("-", flows), ("--", dashed or {})):
-        for i, (label, flow) in enumerate(series.items()):
-            flow = np.asarray(flow, dtype=np.float64)
-            y = flow / flow[-1] if normalize else flow
-            T = len(flow)
-            x = np.arange(1, T + 1) if x_axis == "step" else T - np.arange(1, T + 1)
-            ax.plot(x, y, style, color=f"C{i}", label=label if style == "-" else None,
-                    linewidth=1.6 if style == "-" else 1.0)
-    ax.set_yscale("log")
-    ax.set_xlabel("time step t" if x_axis == "step" else "steps back from the end, T − t")
-    ax.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖" if normalize else "‖∂L/∂h_t‖")
-    ax.grid(True, which="major", alpha=0.3)
-    if any(label is not None for label in flows):
-        ax.legend(fontsize=8)
-
+# ---- showing it (the figures are drawn by tinygrad_rnn.plotting.bptt) ------------------------------
 
 def format_gradient_flow(flow, *, max_rows=25, width=40, columns=None, title=None) -> str:
     """The flow as a terminal table with a log-scale bar per step.

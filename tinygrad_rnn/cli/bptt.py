@@ -169,8 +169,6 @@ def _no_repeats(values: list) -> list:
 
 
 def _cell_list(text: str) -> list:
-    from ..bptt.experiment import CELLS
-
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values or any(v not in CELLS for v in values):
         raise ValueError(text)
@@ -279,12 +277,12 @@ def _find_checkpoint(path: str, length, init, cell=None) -> str:
 
 def run_flow_command(args) -> int:
     from ..data.adding import adding_problem
-    from ..bptt.experiment import load_adding_model, mse
-    from ..bptt.flow import format_gradient_flow, gradient_ratio, plot_gradient_flow
+    from ..bptt.experiment import AddingRNN, load_adding_model
+    from ..bptt.flow import format_gradient_flow, gradient_ratio
     from ..bptt.jacobian import jacobian_view
     from ..plotting import require_matplotlib
+    from ..plotting.bptt import plot_gradient_flow
     from ..tensor import Tensor
-    from .. import nn
 
     if not args.no_plot:
         require_matplotlib()                      # fail now, not after computing the whole table
@@ -300,24 +298,23 @@ def run_flow_command(args) -> int:
         if args.init is not None and args.init != meta.get("init"):
             raise ValueError(f"{path} holds a model with init {meta.get('init')!r}, not {args.init!r}")
         length = args.length or int(meta["length"])
-        init = meta.get("init", "uniform")
+        init, cell = meta.get("init", "uniform"), meta.get("cell", "rnn")
         what = (f"trained model {path} (T = {meta['length']}, {meta.get('steps', '?')} steps, "
                 f"test MSE {meta.get('test_mse', float('nan')):.4f})")
         tag = f"{init}-trained"
-        rnn, loss_for = model.rnn, model.loss_fn
-        if args.cell is not None and type(rnn) is not CELLS[args.cell].layer:
-            raise ValueError(f"{path} holds a {type(rnn).__name__}, not a {args.cell} model")
+        if args.cell is not None and type(model.rnn) is not CELLS[args.cell].layer:
+            raise ValueError(f"{path} holds a {type(model.rnn).__name__}, not a {args.cell} model")
     else:
         length, init = args.length or 100, args.init or "uniform"
         cell, hidden = args.cell or "rnn", args.hidden or 32
-        rng = np.random.default_rng(args.seed)   # the layer, then the head: AddingRNN's weights for rnn
-        rnn = nn.recurrent_layer(cell, 2, hidden, init=init, rng=rng, dtype=np.float64)
-        head = nn.Linear(hidden, 1, rng=rng, dtype=np.float64)
+        if cell != "rnn" and init != "uniform":
+            raise ValueError(f"--init {init} sets the vanilla RNN's V; the {cell} cell starts its weights "
+                             "uniform (leave --init out, or use --cell rnn)")
+        # the experiment's model, as a fresh one: the same weights as its run with this seed
+        model = AddingRNN(hidden, init, cell=cell, rng=np.random.default_rng(args.seed), dtype=np.float64)
         what = f"fresh model (H = {hidden}, seed {args.seed}" + ("" if cell == "rnn" else f", {cell}") + ")"
         tag = init if cell == "rnn" else cell
-
-        def loss_for(targets):                   # the MSE of the head on h_T
-            return lambda outputs, last: mse(head(rnn.cells[0].hidden(last)[0]), targets)
+    rnn, loss_for = model.rnn, model.loss_fn
     if args.truncate:
         rnn.truncate = args.truncate
         what += f", truncated BPTT every {args.truncate} steps"
@@ -344,11 +341,12 @@ def run_flow_command(args) -> int:
     out = args.out or os.path.join("runs", "bptt-flow", f"{args.task}-T{length}-{tag}.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     lines = {"‖∂L/∂h_t‖ (autograd)": view.gradient,
-             "‖∂L/∂h_T‖ · ‖∂s_T/∂s_t‖₂ (Jacobian bound)": view.bound}
+             f"‖∂L/∂h_T‖ · ‖∂{s}_T/∂{s}_t‖₂ (Jacobian bound)": view.bound}
     if view.cell_gradient is not None:
         lines["‖∂L/∂c_t‖ (LSTM cell state, autograd)"] = view.cell_gradient
-    plot_gradient_flow(lines, out, title=f"Gradient flow, adding problem, T = {length}, V init {init}"
-                                  + (" (trained)" if args.checkpoint else f" (fresh {args.cell})"))
+    model_name = f"V init {init}" if cell == "rnn" else cell
+    plot_gradient_flow(lines, out, title=f"Gradient flow, adding problem, T = {length}, {model_name} "
+                                         + ("(trained)" if args.checkpoint else "(fresh)"))
     print(f"wrote {out}")
     return 0
 
@@ -375,19 +373,19 @@ def run_graph_command(args) -> int:
 
 
 def run_trace_command(args) -> int:
-    from .. import nn
-    from ..tensor import Tensor
+    from ..bptt.experiment import AddingRNN
     from ..bptt.tracing import trace
+    from ..nn.functional import mse
+    from ..tensor import Tensor
 
     rng = np.random.default_rng(args.seed)
-    rnn = nn.recurrent_layer(args.cell, 2, args.hidden, rng=rng, dtype=np.float64)
-    head = nn.Linear(args.hidden, 1, rng=rng, dtype=np.float64)
+    model = AddingRNN(args.hidden, cell=args.cell, rng=rng)       # the layer, then its head, from rng
+    rnn = model.rnn
     x = Tensor(rng.standard_normal((args.batch, args.steps, 2)))
     y = Tensor(rng.standard_normal((args.batch, 1)))
-    names = {**{"rnn." + n: p for n, p in rnn.named_parameters()}, **{"head." + n: p for n, p in head.named_parameters()}}
-    with trace(params=names) as tr:
+    with trace(params=dict(model.named_parameters())) as tr:
         _, last = rnn(x)
-        loss = ((head(rnn.cells[0].hidden(last)[0]) - y) ** 2).mean()
+        loss = mse(model.head(model.last_hidden(last)), y)
         loss.backward()
     print(f"nn.{type(rnn).__name__}(2, {args.hidden}) over T = {args.steps} steps ({CELLS[args.cell].equation}), "
           f"batch {args.batch}, head Linear({args.hidden}, 1), MSE loss on h_T")

@@ -42,14 +42,18 @@ def cell_kind(cell: str) -> CellKind:
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                     bidirectional: bool = False, truncate=None, *, init: str = "uniform",
-                    checkpoint=None, rng=None, dtype=None, device=None) -> Recurrent:
+                    forget_bias=1.0, checkpoint=None, rng=None, dtype=None, device=None) -> Recurrent:
     """The layer of ``cell`` with these sizes. ``init`` picks the vanilla cell's V (see
-    ``nn.RNNCell``); the gated cells draw theirs U(−1/√H, 1/√H) and refuse another ``init``."""
+    ``nn.RNNCell``); the gated cells draw theirs U(−1/√H, 1/√H) and refuse another ``init``.
+    ``forget_bias``: the LSTM's b_f at the start (see ``nn.LSTMCell``); the other cells have no
+    forget gate and take no notice of it."""
     kind = cell_kind(cell)
     options = {}
     if kind.layer is RNN:
         options["init"] = init
-    elif init != "uniform":
+    elif kind.layer is LSTM:
+        options["forget_bias"] = forget_bias
+    if kind.layer is not RNN and init != "uniform":
         raise ValueError(f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
                          "weights uniform (leave init at 'uniform' or use cell='rnn')")
     return kind.layer(input_size, hidden_size, num_layers, bidirectional, truncate=truncate,

@@ -78,6 +78,18 @@ def last_state(outputs: Tensor, lengths) -> Tensor:
     return GetItem.apply(outputs, index=(rows, steps), checked=False)
 
 
+def mse(prediction: Tensor, targets: Tensor) -> Tensor:
+    """The mean squared error mean((prediction − targets)²), over every element.
+
+    Both of one shape (a regression head's (B, 1) and its targets): broadcasting a (B,) against a
+    (B, 1) would silently average B² differences instead of B.
+    """
+    if prediction.shape != targets.shape:
+        raise ShapeError(f"mse: prediction of shape {prediction.shape} and targets of shape "
+                         f"{targets.shape} differ (want one shape)")
+    return ((prediction - targets) ** 2).mean()
+
+
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of the target classes under softmax(logits).
 
