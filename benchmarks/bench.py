@@ -49,10 +49,12 @@ import numpy as np
 
 from tinygrad_rnn import nn, optim
 from tinygrad_rnn.backend import get_backend
-from tinygrad_rnn.bptt.reference import (gru_bptt_vectorised, gru_forward_vectorised, lstm_bptt_vectorised,
-                                         lstm_forward_vectorised, rnn_bptt_vectorised, rnn_forward_vectorised)
 from tinygrad_rnn.tensor import Tensor, no_grad
 from tinygrad_rnn.threads import tune_malloc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # numpy_bptt.py, beside this file
+from numpy_bptt import (gru_bptt_vectorised, gru_forward_vectorised, lstm_bptt_vectorised,  # noqa: E402
+                        lstm_forward_vectorised, rnn_bptt_vectorised, rnn_forward_vectorised)
 
 CONFIGS = {  # name: (B, T, E, H, C)
     "small": (16, 20, 32, 64, 5),

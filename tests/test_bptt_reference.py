@@ -1,5 +1,7 @@
-"""The hand-derived BPTT reference: right by finite differences, and equal to autograd through nn.RNN."""
+"""The hand-derived BPTT reference: right by finite differences, and equal to autograd through nn.RNN;
+the benchmark's fast form of its sweeps (benchmarks/numpy_bptt.py) equal to the step-by-step one."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -11,10 +13,22 @@ from tinygrad_rnn.testing import examples, float_sequences
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.bptt import rnn_bptt, rnn_forward
-from tinygrad_rnn.bptt.reference import rnn_bptt_vectorised, rnn_forward_vectorised
+from tinygrad_rnn.bptt.reference import gru_bptt, lstm_bptt, sigmoid
 from checks import assert_relative
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _load_fast_sweeps():
+    """benchmarks/numpy_bptt.py is beside the package, not in it: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "numpy_bptt.py"
+    spec = importlib.util.spec_from_file_location("numpy_bptt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fast = _load_fast_sweeps()
 
 
 
@@ -104,20 +118,50 @@ def test_reference_without_lengths_is_the_textbook_recursion():
 @settings(max_examples=examples(15))
 @given(B=st.integers(1, 4), T=st.integers(1, 7), E=st.integers(1, 4), H=st.integers(1, 5),
        with_h0=st.booleans(), seed=st.integers(0, 2**16))
-def test_vectorised_sweep_equals_the_step_by_step_one(B, T, E, H, with_h0, seed):
+def test_the_benchmarks_vanilla_sweep_equals_the_step_by_step_one(B, T, E, H, with_h0, seed):
     """The benchmark's fast form (weight gradients one product each) against rnn_bptt, float64."""
     rng = np.random.default_rng(seed)
     x, W, V, b = rng.normal(size=(B, T, E)), rng.normal(size=(E, H)), rng.normal(size=(H, H)), rng.normal(size=H)
     h0 = rng.normal(size=(B, H)) if with_h0 else None
     d_last = rng.normal(size=(B, H))
-    hs = rnn_forward_vectorised(np, x, W, V, b, h0)
+    hs = fast.rnn_forward_vectorised(np, x, W, V, b, h0)
     outputs, h_last = rnn_forward(x, W, V, b, h0)
     assert_relative(hs[1:].transpose(1, 0, 2), outputs, "states h_1..h_T")
     assert_relative(hs[T], h_last, "h_T")
-    dW, dV, db, dh0 = rnn_bptt_vectorised(np, x, V, hs, d_last)
+    dW, dV, db, dh0 = fast.rnn_bptt_vectorised(np, x, V, hs, d_last)
     ref = rnn_bptt(x, W, V, b, np.zeros((B, T, H)), h0=h0, d_h_last=d_last)
-    for name, fast, slow in (("dW", dW, ref.dW), ("dV", dV, ref.dV), ("db", db, ref.db), ("dh0", dh0, ref.dh0)):
-        assert_relative(fast, slow, name, tol=1e-12)
+    for name, got, want in (("dW", dW, ref.dW), ("dV", dV, ref.dV), ("db", db, ref.db), ("dh0", dh0, ref.dh0)):
+        assert_relative(got, want, name, tol=1e-12)
+
+
+@settings(max_examples=examples(10))
+@given(B=st.integers(1, 4), T=st.integers(1, 7), E=st.integers(1, 4), H=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_the_benchmarks_gated_sweeps_equal_the_step_by_step_ones(B, T, E, H, seed):
+    """The benchmark's fast forms (weight gradients one product each) against lstm_bptt / gru_bptt."""
+    rng = np.random.default_rng(seed)
+    x, d_last = rng.normal(size=(B, T, E)), rng.normal(size=(B, H))
+    W, V, b = rng.normal(size=(E, 4 * H)), rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H)
+    hs, cs, gates, tanh_c = fast.lstm_forward_vectorised(np, x, W, V, b)
+    got = fast.lstm_bptt_vectorised(np, x, V, hs, cs, gates, tanh_c, d_last)
+    ref = lstm_bptt(x, W, V, b, np.zeros((B, T, H)), d_h_last=d_last)
+    for name, got, want in zip(("dW", "dV", "db", "dh0", "dc0"), got, (ref.dW, ref.dV, ref.db, ref.dh0, ref.dc0)):
+        assert_relative(got, want, f"lstm {name}", tol=1e-12)
+    W, V, b, b_hn = rng.normal(size=(E, 3 * H)), rng.normal(size=(H, 3 * H)), rng.normal(size=3 * H), rng.normal(size=H)
+    hs, gates, hn = fast.gru_forward_vectorised(np, x, W, V, b, b_hn)
+    got = fast.gru_bptt_vectorised(np, x, V, hs, gates, hn, d_last)
+    ref = gru_bptt(x, W, V, b, b_hn, np.zeros((B, T, H)), d_h_last=d_last)
+    for name, got, want in zip(("dW", "dV", "db", "db_hn", "dh0"), got, (ref.dW, ref.dV, ref.db, ref.db_hn, ref.dh0)):
+        assert_relative(got, want, f"gru {name}", tol=1e-12)
+
+
+def test_the_one_sigmoid_is_the_logistic_function_in_place_or_not():
+    """(1 + tanh(a/2))/2 never overflows; far left it is exact to rounding in absolute terms (the
+    1 + tanh cancels), which is what a gate value in [0, 1] needs."""
+    a = np.array([-800.0, -30.0, -1.0, 0.0, 0.5, 30.0, 800.0])
+    want = np.array([0.0, 1 / (1 + np.exp(30.0)), 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-0.5)), 1 / (1 + np.exp(-30.0)), 1.0])
+    np.testing.assert_allclose(sigmoid(a), want, rtol=1e-15, atol=2e-16)
+    inplace = a.copy()
+    assert sigmoid(inplace, out=inplace) is inplace and np.array_equal(inplace, sigmoid(a))
 
 
 def test_readme_bptt_in_20_lines_runs():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn import nn
-from tinygrad_rnn.bptt.experiment import mse
+from tinygrad_rnn.nn.functional import mse
 from tinygrad_rnn.bptt.flow import gradient_flow, gradient_ratio, state_gradients
 from tinygrad_rnn.bptt.jacobian import state_jacobians
 from tinygrad_rnn.data.adding import adding_problem

@@ -10,8 +10,7 @@ from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.bptt.reference import (gru_bptt, gru_bptt_vectorised, gru_forward_vectorised, lstm_bptt,
-                                         lstm_bptt_vectorised, lstm_forward_vectorised)
+from tinygrad_rnn.bptt.reference import gru_bptt, gru_forward, lstm_bptt, lstm_forward
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import ShapeError
 from checks import assert_relative, host_state, parts, run_cells_one_by_one
@@ -382,10 +381,11 @@ def test_hand_derived_bptt_matches_finite_differences(kind):
     weights = {"W": rng.normal(size=(E, G * H)), "V": rng.normal(size=(H, G * H)), "b": rng.normal(size=G * H)}
     if kind == "gru":
         weights["b_hn"] = rng.normal(size=H)
-    forward = lstm_forward_vectorised if kind == "lstm" else gru_forward_vectorised
+    forward = lstm_forward if kind == "lstm" else gru_forward
 
     def loss(w):
-        return float((forward(np, x, **w)[0][T] * d_last).sum())     # L = Σ d_last ⊙ h_T
+        hs = forward(x, **w)
+        return float(((hs[0] if kind == "lstm" else hs)[T] * d_last).sum())     # L = Σ d_last ⊙ h_T
 
     zeros = np.zeros((B, T, H))
     ref = (lstm_bptt if kind == "lstm" else gru_bptt)(x, *weights.values(), zeros, d_h_last=d_last)
@@ -399,26 +399,6 @@ def test_hand_derived_bptt_matches_finite_differences(kind):
             analytic = getattr(ref, "d" + name)[idx]
             assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(numeric), (
                 f"{kind} d{name}{idx}: numeric {numeric!r}, hand-derived {analytic!r}")
-
-
-@settings(max_examples=examples(10))
-@given(B=st.integers(1, 4), T=st.integers(1, 7), E=st.integers(1, 4), H=st.integers(1, 5), seed=st.integers(0, 2**16))
-def test_vectorised_sweeps_equal_the_step_by_step_ones(B, T, E, H, seed):
-    """The benchmark's fast forms (weight gradients one product each) against lstm_bptt / gru_bptt."""
-    rng = np.random.default_rng(seed)
-    x, d_last = rng.normal(size=(B, T, E)), rng.normal(size=(B, H))
-    W, V, b = rng.normal(size=(E, 4 * H)), rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H)
-    hs, cs, gates, tanh_c = lstm_forward_vectorised(np, x, W, V, b)
-    fast = lstm_bptt_vectorised(np, x, V, hs, cs, gates, tanh_c, d_last)
-    ref = lstm_bptt(x, W, V, b, np.zeros((B, T, H)), d_h_last=d_last)
-    for name, got, want in zip(("dW", "dV", "db", "dh0", "dc0"), fast, (ref.dW, ref.dV, ref.db, ref.dh0, ref.dc0)):
-        assert_relative(got, want, f"lstm {name}", tol=1e-12)
-    W, V, b, b_hn = rng.normal(size=(E, 3 * H)), rng.normal(size=(H, 3 * H)), rng.normal(size=3 * H), rng.normal(size=H)
-    hs, gates, hn = gru_forward_vectorised(np, x, W, V, b, b_hn)
-    fast = gru_bptt_vectorised(np, x, V, hs, gates, hn, d_last)
-    ref = gru_bptt(x, W, V, b, b_hn, np.zeros((B, T, H)), d_h_last=d_last)
-    for name, got, want in zip(("dW", "dV", "db", "db_hn", "dh0"), fast, (ref.dW, ref.dV, ref.db, ref.db_hn, ref.dh0)):
-        assert_relative(got, want, f"gru {name}", tol=1e-12)
 
 
 # ---- devices and PyTorch --------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..nn import GRUCell, LSTMCell, RNNCell
 from .flow import flow_from_grads, state_gradients
+from .reference import gru_gates, lstm_gates
 
 
 def step_jacobians(states: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -62,10 +63,6 @@ def step_jacobians(states: np.ndarray, V: np.ndarray) -> np.ndarray:
         raise ValueError(f"step_jacobians: states of shape {states.shape} (want (B, T, H)) "
                          f"and V of shape {V.shape} (want (H, H)) do not fit")
     return (1.0 - states ** 2)[..., :, None] * V.T            # row i scaled by 1 − h_t[i]²
-
-
-def _sigmoid(a: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * a))                      # σ(a), without overflow
 
 
 def _host(tensor) -> np.ndarray:
@@ -90,12 +87,8 @@ def _gru_jacobian(cell, xw, h, c):
     """∂h_t/∂h_{t−1} of the GRU (module docstring), (B, T, H, H)."""
     V, H = _host(cell.V), cell.hidden_size
     h_prev = _previous(h)
-    x_r, x_z, x_n = np.split(xw, 3, axis=-1)
-    h_r, h_z, h_n = np.split(h_prev @ V, 3, axis=-1)
+    r, z, n, a = gru_gates(xw, h_prev @ V, _host(cell.b_hn))     # the forward of bptt/reference.py
     V_r, V_z, V_n = V[:, :H].T, V[:, H:2 * H].T, V[:, 2 * H:].T
-    r, z = _sigmoid(x_r + h_r), _sigmoid(x_z + h_z)
-    a = h_n + _host(cell.b_hn)
-    n = np.tanh(x_n + r * a)
     dn = (1 - z) * (1 - n ** 2)
     return (_diag(z) + dn[..., None] * (r[..., None] * V_n + (a * r * (1 - r))[..., None] * V_r)
             + ((h_prev - n) * z * (1 - z))[..., None] * V_z)
@@ -105,8 +98,7 @@ def _lstm_jacobian(cell, xw, h, c):
     """The LSTM's 2H × 2H state Jacobian ∂(h_t, c_t)/∂(h_{t−1}, c_{t−1}) (module docstring)."""
     V, H = _host(cell.V), cell.hidden_size
     h_prev, c_prev = _previous(h), _previous(c)
-    i, f, g, o = np.split(xw + h_prev @ V, 4, axis=-1)
-    i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+    i, f, g, o = lstm_gates(xw + h_prev @ V)                   # the forward of bptt/reference.py
     V_i, V_f, V_g, V_o = (V[:, k * H:(k + 1) * H].T for k in range(4))
     dc_dh = ((c_prev * f * (1 - f))[..., None] * V_f + (g * i * (1 - i))[..., None] * V_i
              + (i * (1 - g ** 2))[..., None] * V_g)

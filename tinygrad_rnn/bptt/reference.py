@@ -1,9 +1,8 @@
 r"""Backpropagation through time by hand, in plain NumPy — the yardstick for the autograd tape.
 
 Three cells: the chapter's vanilla RNN (docs/chapter.md) (:func:`rnn_bptt`), then the gated cells of
-``nn.LSTM`` (:func:`lstm_bptt`) and ``nn.GRU`` (:func:`gru_bptt`), each also in a vectorised
-form for the benchmark (``*_forward_vectorised``, ``*_bptt_vectorised``) that the tests hold
-against the step-by-step one.
+``nn.LSTM`` (:func:`lstm_bptt`) and ``nn.GRU`` (:func:`gru_bptt`), each with its forward pass
+(:func:`rnn_forward`, :func:`lstm_forward`, :func:`gru_forward`).
 
 The vanilla RNN of the chapter, row-vector convention (x_t is (B, E), h_t is (B, H))::
 
@@ -38,12 +37,12 @@ m_t ⊙ h_t. Then, with g_t the gradient carried into h_t from the steps after i
 
 which reduces to the equations above when every m_t = 1.
 
-**Two forms of the same sweep.** :func:`rnn_bptt` is the step-by-step form: it accumulates
-dW, dV, db inside the loop, one step at a time, exactly as the equations read. Its sibling
-:func:`rnn_bptt_vectorised` (after :func:`rnn_forward_vectorised`) is the fast form the benchmark
-times: only δ_{t+1} Vᵀ has to run in a loop over t; every δ_t is kept, and each weight
-gradient is ONE matrix product over all (t, batch) rows — dW = Xᵀ Δ, dV = H_prevᵀ Δ with X, H_prev,
-Δ the (T·B, ·) stacks of x_t, h_{t−1}, δ_t. The tests hold one against the other.
+**One forward per cell.** Each cell's step is written once here — :func:`rnn_step`,
+:func:`lstm_gates` and :func:`gru_gates` — and the forward passes, the backward sweeps and
+:mod:`tinygrad_rnn.bptt.jacobian` call it; :func:`sigmoid` is the one NumPy σ of the package. The
+sweeps are step by step, accumulating dW, dV, db inside the loop exactly as the equations read.
+The benchmark's fast form of the same sweep (every δ_t kept, each weight gradient ONE product
+over all (t, batch) rows) is ``benchmarks/numpy_bptt.py``; the tests hold it against these.
 """
 
 from __future__ import annotations
@@ -81,6 +80,37 @@ def _step_masks(lengths, B: int, T: int) -> np.ndarray:
     return (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)[:, :, None]
 
 
+def sigmoid(a, *, out=None, xp=np):
+    """σ(a) = (1 + tanh(a / 2)) / 2: the same function as 1 / (1 + e^{−a}), without overflow.
+
+    ``out``: the array to write into (``out=a`` works in place, as the benchmark's sweeps do);
+    ``xp``: NumPy or CuPy.
+    """
+    out = xp.multiply(a, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
+def rnn_step(x_t, h_prev, W, V, b):
+    """One step of the vanilla cell: h_t = tanh(a_t), a_t = x_t W + h_{t−1} V + b."""
+    return np.tanh(x_t @ W + h_prev @ V + b)
+
+
+def _rnn_states(x, W, V, b, h0, m):
+    """hs (T + 1, B, H) with hs[0] = h_0, and tanh(a_t) (T, B, H), padded steps carrying the state."""
+    B, T, _ = x.shape
+    hs = np.zeros((T + 1, B, W.shape[1]))
+    tanh_a = np.zeros((T, B, W.shape[1]))   # tanh(a_t): equals h_t at true steps
+    if h0 is not None:
+        hs[0] = h0
+    for t in range(T):
+        tanh_a[t] = rnn_step(x[:, t], hs[t], W, V, b)
+        hs[t + 1] = m[t] * tanh_a[t] + (1 - m[t]) * hs[t]
+    return hs, tanh_a
+
+
 def rnn_forward(x, W, V, b, h0=None, lengths=None):
     """Run h_t = tanh(x_t W + h_{t-1} V + b) for t = 1..T.
 
@@ -89,13 +119,9 @@ def rnn_forward(x, W, V, b, h0=None, lengths=None):
     """
     x, W, V, b = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b))
     B, T, _ = x.shape
-    h = np.zeros((B, W.shape[1])) if h0 is None else np.asarray(h0, dtype=np.float64)
     m = _step_masks(lengths, B, T)
-    outputs = np.zeros((B, T, W.shape[1]))
-    for t in range(T):
-        h = m[t] * np.tanh(x[:, t] @ W + h @ V + b) + (1 - m[t]) * h
-        outputs[:, t] = m[t] * h
-    return outputs, h
+    hs, _ = _rnn_states(x, W, V, b, None if h0 is None else np.asarray(h0, dtype=np.float64), m)
+    return (m * hs[1:]).transpose(1, 0, 2), hs[T]
 
 
 def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPTTGradients:
@@ -110,14 +136,7 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
     d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
-    # forward, keeping every state: hs[t] is h_t for t = 0..T (hs[0] = h_0)
-    hs = np.zeros((T + 1, B, H))
-    tanh_a = np.zeros((T, B, H))  # tanh(a_t): equals h_t at true steps
-    if h0 is not None:
-        hs[0] = h0
-    for t in range(T):
-        tanh_a[t] = np.tanh(x[:, t] @ W + hs[t] @ V + b)
-        hs[t + 1] = m[t] * tanh_a[t] + (1 - m[t]) * hs[t]
+    hs, tanh_a = _rnn_states(x, W, V, b, h0, m)       # hs[t] is h_t for t = 0..T (hs[0] = h_0)
 
     # backward through time: t = T, ..., 1
     dW, dV, db = np.zeros_like(W), np.zeros_like(V), np.zeros_like(b)
@@ -135,57 +154,6 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
     return BPTTGradients(dW=dW, dV=dV, db=db, dh0=g, dx=dx, dh=dh)
 
 
-# ---- the vectorised form: the same sweep, weight gradients as one product each ----------------------
-
-def rnn_forward_vectorised(xp, x, W, V, b, h0=None):
-    """h_t = tanh(x_t W + h_{t-1} V + b) for all t, with ``xp`` (NumPy or CuPy) and no masking.
-
-    Returns the states time-major, ``hs`` (T + 1, B, H) with ``hs[0] = h_0`` and ``hs[t] = h_t``:
-    each h_t is one contiguous block. The input term of every step is one (B, T, E) @ (E, H)
-    product; each step writes into the preallocated ``hs`` (no temporaries).
-    """
-    B, T, _ = x.shape
-    H = V.shape[0]
-    A = x @ W                                      # (B, T, H): all input projections, one matmul
-    A += b
-    hs = xp.empty((T + 1, B, H), dtype=x.dtype)
-    hs[0] = 0 if h0 is None else h0
-    for t in range(T):
-        h = hs[t + 1]
-        xp.matmul(hs[t], V, out=h)                 # a_t = h_{t-1} V + (x_t W + b)
-        h += A[:, t]
-        xp.tanh(h, out=h)                          # h_t = tanh(a_t)
-    return hs
-
-
-def rnn_bptt_vectorised(xp, x, V, hs, d_h_last):
-    """dW, dV, db, dh0 for a loss that reads the last state only (``d_h_last`` = ∂L/∂h_T).
-
-    ``hs`` from :func:`rnn_forward_vectorised`. The loop carries δ_t back through time::
-
-        δ_T = ∂L/∂h_T ⊙ (1 − h_T²),   δ_t = (δ_{t+1} Vᵀ) ⊙ (1 − h_t²)
-
-    and keeps every δ_t in Δ (T, B, H); then dW = Σ_t x_tᵀ δ_t, dV = Σ_t h_{t−1}ᵀ δ_t and
-    db = Σ_t Σ_batch δ_t are each ONE product (or sum) over all T·B rows, dh0 = δ_1 Vᵀ.
-    """
-    B, T, E = x.shape
-    H = V.shape[0]
-    delta = xp.empty((T, B, H), dtype=x.dtype)
-    VT = xp.ascontiguousarray(V.T)                 # OpenBLAS: 15–25% faster than through the V.T view
-    dh = d_h_last
-    for t in range(T - 1, -1, -1):
-        h, d = hs[t + 1], delta[t]
-        xp.multiply(h, h, out=d)                   # δ_t = (1 − h_t²) ⊙ dh_t, without temporaries
-        xp.subtract(1, d, out=d)
-        d *= dh
-        dh = d @ VT                                # dh_{t−1} = δ_t Vᵀ
-    flat = delta.reshape(T * B, H)
-    dW = x.transpose(1, 0, 2).reshape(T * B, E).T @ flat
-    dV = hs[:T].reshape(T * B, H).T @ flat
-    db = flat.sum(axis=0)
-    return dW, dV, db, dh
-
-
 # ==== the gated cells: LSTM and GRU ===================================================================
 #
 # Notation of nn/gated.py. The total gradient reaching the state at t is written dh_t (and dc_t
@@ -194,9 +162,22 @@ def rnn_bptt_vectorised(xp, x, V, hs, d_h_last):
 # where m_t = 0, so the carried part of the gradient skips the step, exactly as for the vanilla
 # cell above. The weight gradients are again sums over time of (input)ᵀ δ_t.
 
-def _sigmoid(a):
-    """σ(a) = (1 + tanh(a / 2)) / 2: the same function as 1 / (1 + e^{−a}), without overflow."""
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
+def lstm_gates(a):
+    """The LSTM's gates from its pre-activations a = x_t W + h_{t−1} V + b (…, 4H), blocks i, f, g, o:
+    i = σ(a^i), f = σ(a^f), g = tanh(a^g), o = σ(a^o). Any leading axes ((B,) or (B, T))."""
+    i, f, g, o = np.split(a, 4, axis=-1)
+    return sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
+
+
+def gru_gates(xw, hv, b_hn):
+    """The GRU's gates from xw = x_t W + b and hv = h_{t−1} V (…, 3H), blocks r, z, n:
+    r = σ(xw^r + hv^r), z = σ(xw^z + hv^z), n = tanh(xw^n + r ⊙ hn) with hn = hv^n + b_hn.
+    Returns (r, z, n, hn). Any leading axes ((B,) or (B, T))."""
+    x_r, x_z, x_n = np.split(xw, 3, axis=-1)
+    h_r, h_z, h_n = np.split(hv, 3, axis=-1)
+    r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z)
+    hn = h_n + b_hn
+    return r, z, np.tanh(x_n + r * hn), hn
 
 
 class LSTMGradients(NamedTuple):
@@ -209,6 +190,34 @@ class LSTMGradients(NamedTuple):
     dx: np.ndarray   # (B, T, E)
     dh: np.ndarray   # (B, T, H): dh_t, the total gradient reaching h_t
     dc: np.ndarray   # (B, T, H): dc_t, the total gradient reaching c_t (through h_t and later steps)
+
+
+def _lstm_states(x, W, V, b, h0, c0, m):
+    """The LSTM forward (:func:`lstm_bptt`'s docstring) keeping what the backward sweep reads:
+    hs, cs (T + 1, B, H) with hs[t] = h_t, hs[0] = h_0; per step the gates (i, f, g, o) and tanh(c̃_t)."""
+    B, T, _ = x.shape
+    H = V.shape[0]
+    hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))   # hs[t] = h_t, hs[0] = h_0
+    if h0 is not None:
+        hs[0] = h0
+    if c0 is not None:
+        cs[0] = c0
+    gates, tanh_c = [], []                                      # i, f, g, o and tanh(c̃_t) per step
+    for t in range(T):
+        i, f, g, o = lstm_gates(x[:, t] @ W + hs[t] @ V + b)
+        c_new = f * cs[t] + i * g
+        gates.append((i, f, g, o))
+        tanh_c.append(np.tanh(c_new))
+        hs[t + 1] = m[t] * (o * tanh_c[t]) + (1 - m[t]) * hs[t]
+        cs[t + 1] = m[t] * c_new + (1 - m[t]) * cs[t]
+    return hs, cs, gates, tanh_c
+
+
+def lstm_forward(x, W, V, b, h0=None, c0=None, lengths=None):
+    """The LSTM over t = 1..T → (hs, cs), (T + 1, B, H) each: hs[t] = h_t, cs[t] = c_t, hs[0] = h_0."""
+    x, W, V, b = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b))
+    hs, cs, _, _ = _lstm_states(x, W, V, b, h0, c0, _step_masks(lengths, *x.shape[:2]))
+    return hs, cs
 
 
 def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=None, d_c_last=None):
@@ -236,21 +245,7 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
     d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
-    hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))   # hs[t] = h_t, hs[0] = h_0
-    if h0 is not None:
-        hs[0] = h0
-    if c0 is not None:
-        cs[0] = c0
-    gates, tanh_c = [], []                                      # i, f, g, o and tanh(c̃_t) per step
-    for t in range(T):
-        a = x[:, t] @ W + hs[t] @ V + b
-        i, f, g, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
-        c_new = f * cs[t] + i * g
-        gates.append((i, f, g, o))
-        tanh_c.append(np.tanh(c_new))
-        hs[t + 1] = m[t] * (o * tanh_c[t]) + (1 - m[t]) * hs[t]
-        cs[t + 1] = m[t] * c_new + (1 - m[t]) * cs[t]
-
+    hs, cs, gates, tanh_c = _lstm_states(x, W, V, b, h0, c0, m)
     dW, dV, db = np.zeros_like(W), np.zeros_like(V), np.zeros_like(b)
     dx, dh, dc = np.zeros_like(x), np.zeros((B, T, H)), np.zeros((B, T, H))
     gh = np.zeros((B, H)) if d_h_last is None else np.asarray(d_h_last, dtype=np.float64).copy()
@@ -285,6 +280,29 @@ class GRUGradients(NamedTuple):
     dh: np.ndarray    # (B, T, H): dh_t, the total gradient reaching h_t
 
 
+def _gru_states(x, W, V, b, b_hn, h0, m):
+    """The GRU forward (:func:`gru_bptt`'s docstring) → hs (T + 1, B, H), hs[0] = h_0, and per step
+    (r, z, n, hv^n + b_hn), what the backward sweep reads."""
+    B, T, _ = x.shape
+    H = V.shape[0]
+    hs = np.zeros((T + 1, B, H))
+    if h0 is not None:
+        hs[0] = h0
+    saved = []                                                  # r, z, n, hv^n + b_hn per step
+    for t in range(T):
+        r, z, n, hn = gru_gates(x[:, t] @ W + b, hs[t] @ V, b_hn)
+        saved.append((r, z, n, hn))
+        hs[t + 1] = m[t] * ((1 - z) * n + z * hs[t]) + (1 - m[t]) * hs[t]
+
+    return hs, saved
+
+
+def gru_forward(x, W, V, b, b_hn, h0=None, lengths=None):
+    """The GRU over t = 1..T → hs (T + 1, B, H): hs[t] = h_t, hs[0] = h_0."""
+    x, W, V, b, b_hn = (np.asarray(a, dtype=np.float64) for a in (x, W, V, b, b_hn))
+    return _gru_states(x, W, V, b, b_hn, h0, _step_masks(lengths, *x.shape[:2]))[0]
+
+
 def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) -> GRUGradients:
     r"""The GRU forward, then BPTT by hand, one step at a time. Returns :class:`GRUGradients`.
 
@@ -307,19 +325,7 @@ def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) 
     d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
-    hs = np.zeros((T + 1, B, H))
-    if h0 is not None:
-        hs[0] = h0
-    saved = []                                                  # r, z, n, hv^n + b_hn per step
-    for t in range(T):
-        xw, hv = x[:, t] @ W + b, hs[t] @ V
-        r = _sigmoid(xw[:, :H] + hv[:, :H])
-        z = _sigmoid(xw[:, H:2 * H] + hv[:, H:2 * H])
-        hn = hv[:, 2 * H:] + b_hn
-        n = np.tanh(xw[:, 2 * H:] + r * hn)
-        saved.append((r, z, n, hn))
-        hs[t + 1] = m[t] * ((1 - z) * n + z * hs[t]) + (1 - m[t]) * hs[t]
-
+    hs, saved = _gru_states(x, W, V, b, b_hn, h0, m)
     dW, dV, db, db_hn = np.zeros_like(W), np.zeros_like(V), np.zeros_like(b), np.zeros_like(b_hn)
     dx, dh = np.zeros_like(x), np.zeros((B, T, H))
     gh = np.zeros((B, H)) if d_h_last is None else np.asarray(d_h_last, dtype=np.float64).copy()
@@ -340,117 +346,3 @@ def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) 
         db_hn += (d_n * r).sum(axis=0)
         gh = delta_h @ V.T + dh_new * z + (1 - m[t]) * dh_t
     return GRUGradients(dW=dW, dV=dV, db=db, db_hn=db_hn, dh0=gh, dx=dx, dh=dh)
-
-
-# ---- the gated cells, vectorised: a loss on the last state, weight gradients one product each -------
-
-def _sigmoid_(xp, a):
-    """σ(a) in place, as (1 + tanh(a / 2)) / 2."""
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a += 1
-    a *= 0.5
-
-
-def lstm_forward_vectorised(xp, x, W, V, b):
-    """The LSTM from zero state over all T steps → (hs, cs, gates, tanh_c), time-major:
-    hs, cs (T + 1, B, H) with hs[t] = h_t; gates (T, B, 4H) = [i f g o]; tanh_c (T, B, H)."""
-    B, T, _ = x.shape
-    H = V.shape[0]
-    A = x @ W                                      # (B, T, 4H): every step's input term at once
-    A += b
-    hs, cs = xp.zeros((T + 1, B, H), dtype=x.dtype), xp.zeros((T + 1, B, H), dtype=x.dtype)
-    gates = xp.empty((T, B, 4 * H), dtype=x.dtype)
-    tanh_c = xp.empty((T, B, H), dtype=x.dtype)
-    for t in range(T):
-        a = gates[t]
-        xp.matmul(hs[t], V, out=a)
-        a += A[:, t]
-        _sigmoid_(xp, a[:, :2 * H])                # i, f
-        xp.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])   # g
-        _sigmoid_(xp, a[:, 3 * H:])                # o
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        c = cs[t + 1]
-        xp.multiply(f, cs[t], out=c)               # c_t = f ⊙ c_{t−1} + i ⊙ g
-        c += i * g
-        xp.tanh(c, out=tanh_c[t])
-        xp.multiply(o, tanh_c[t], out=hs[t + 1])   # h_t = o ⊙ tanh(c_t)
-    return hs, cs, gates, tanh_c
-
-
-def lstm_bptt_vectorised(xp, x, V, hs, cs, gates, tanh_c, d_h_last):
-    """dW, dV, db, dh0, dc0 for a loss on h_T only: :func:`lstm_bptt`'s sweep keeping every δ_t
-    in Δ (T, B, 4H), then dW = Xᵀ Δ, dV = H_prevᵀ Δ, db = Σ Δ, one product (or sum) each."""
-    B, T, E = x.shape
-    H = V.shape[0]
-    delta = xp.empty((T, B, 4 * H), dtype=x.dtype)
-    VT = xp.ascontiguousarray(V.T)
-    dh, dc = d_h_last, xp.zeros_like(d_h_last)
-    for t in range(T - 1, -1, -1):
-        a, tc = gates[t], tanh_c[t]
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        dc = dc + dh * o * (1 - tc * tc)
-        d = delta[t]
-        xp.multiply(dc * g, i * (1 - i), out=d[:, :H])                  # δ^i
-        xp.multiply(dc * cs[t], f * (1 - f), out=d[:, H:2 * H])         # δ^f
-        xp.multiply(dc * i, 1 - g * g, out=d[:, 2 * H:3 * H])           # δ^g
-        xp.multiply(dh * tc, o * (1 - o), out=d[:, 3 * H:])             # δ^o
-        dh = d @ VT
-        dc = dc * f
-    flat = delta.reshape(T * B, 4 * H)
-    dW = x.transpose(1, 0, 2).reshape(T * B, E).T @ flat
-    dV = hs[:T].reshape(T * B, H).T @ flat
-    return dW, dV, flat.sum(axis=0), dh, dc
-
-
-def gru_forward_vectorised(xp, x, W, V, b, b_hn):
-    """The GRU from zero state over all T steps → (hs, gates, hn), time-major: hs (T + 1, B, H);
-    gates (T, B, 3H) = [r z n]; hn (T, B, H) = h_{t−1} V_n + b_hn."""
-    B, T, _ = x.shape
-    H = V.shape[0]
-    A = x @ W
-    A += b
-    hs = xp.zeros((T + 1, B, H), dtype=x.dtype)
-    gates = xp.empty((T, B, 3 * H), dtype=x.dtype)
-    hn = xp.empty((T, B, H), dtype=x.dtype)
-    for t in range(T):
-        hv = hs[t] @ V
-        a = gates[t]
-        xp.add(A[:, t, :2 * H], hv[:, :2 * H], out=a[:, :2 * H])
-        _sigmoid_(xp, a[:, :2 * H])                                     # r, z
-        xp.add(hv[:, 2 * H:], b_hn, out=hn[t])
-        n = a[:, 2 * H:]
-        xp.multiply(a[:, :H], hn[t], out=n)                             # n = tanh(xw^n + r ⊙ hn)
-        n += A[:, t, 2 * H:]
-        xp.tanh(n, out=n)
-        z = a[:, H:2 * H]
-        h = hs[t + 1]
-        xp.subtract(hs[t], n, out=h)                                    # h_t = n + z ⊙ (h_{t−1} − n)
-        h *= z
-        h += n
-    return hs, gates, hn
-
-
-def gru_bptt_vectorised(xp, x, V, hs, gates, hn, d_h_last):
-    """dW, dV, db, db_hn, dh0 for a loss on h_T only: :func:`gru_bptt`'s sweep keeping δx_t and
-    δh_t in (T, B, 3H) buffers, then dW = Xᵀ Δx, dV = H_prevᵀ Δh, one product each."""
-    B, T, E = x.shape
-    H = V.shape[0]
-    dxw = xp.empty((T, B, 3 * H), dtype=x.dtype)
-    dhv = xp.empty((T, B, 3 * H), dtype=x.dtype)
-    VT = xp.ascontiguousarray(V.T)
-    dh = d_h_last
-    for t in range(T - 1, -1, -1):
-        a = gates[t]
-        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        dx_t, dh_t = dxw[t], dhv[t]
-        xp.multiply(dh * (1 - z), 1 - n * n, out=dx_t[:, 2 * H:])              # δ^n
-        xp.multiply(dx_t[:, 2 * H:] * hn[t], r * (1 - r), out=dx_t[:, :H])      # δ^r
-        xp.multiply(dh * (hs[t] - n), z * (1 - z), out=dx_t[:, H:2 * H])       # δ^z
-        dh_t[:, :2 * H] = dx_t[:, :2 * H]
-        xp.multiply(dx_t[:, 2 * H:], r, out=dh_t[:, 2 * H:])                    # δ^n ⊙ r
-        dh = dh_t @ VT + dh * z
-    flat_x, flat_h = dxw.reshape(T * B, 3 * H), dhv.reshape(T * B, 3 * H)
-    dW = x.transpose(1, 0, 2).reshape(T * B, E).T @ flat_x
-    dV = hs[:T].reshape(T * B, H).T @ flat_h
-    return dW, dV, flat_x.sum(axis=0), flat_h[:, 2 * H:].sum(axis=0), dh

@@ -307,9 +307,9 @@ def run_flow_command(args) -> int:
     else:
         length, init = args.length or 100, args.init or "uniform"
         cell, hidden = args.cell or "rnn", args.hidden or 32
-        if cell != "rnn" and init != "uniform":
-            raise ValueError(f"--init {init} sets the vanilla RNN's V; the {cell} cell starts its weights "
-                             "uniform (leave --init out, or use --cell rnn)")
+        if cell != "rnn" and init != "uniform":     # nn.recurrent_layer's refusal (AddingRNN applies init to rnn only)
+            raise ValueError(f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
+                             "weights uniform (leave init at 'uniform' or use cell='rnn')")
         # the experiment's model, as a fresh one: the same weights as its run with this seed
         model = AddingRNN(hidden, init, cell=cell, rng=np.random.default_rng(args.seed), dtype=np.float64)
         what = f"fresh model (H = {hidden}, seed {args.seed}" + ("" if cell == "rnn" else f", {cell}") + ")"
