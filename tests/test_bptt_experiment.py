@@ -333,3 +333,29 @@ def test_the_one_mse_is_the_mean_of_squares_and_refuses_shapes_that_would_broadc
     assert mse(Tensor(p), Tensor(t)).item() == pytest.approx((0.25 + 0 + 9) / 3, rel=1e-15)
     with pytest.raises(ShapeError, match=r"prediction of shape \(3, 1\) and targets of shape \(3,\)"):
         mse(Tensor(p), Tensor(t[:, 0]))
+
+
+@pytest.mark.parametrize("cell, init, forget_bias", [("rnn", "uniform", 1.0), ("rnn", "identity", 1.0),
+                                                     ("rnn", "orthogonal", 1.0), ("lstm", "uniform", 1.0),
+                                                     ("lstm", "uniform", None), ("lstm", "uniform", 2.5),
+                                                     ("lstm", "uniform", "chrono"), ("gru", "uniform", 1.0)])
+def test_the_model_from_the_shared_builder_has_the_weights_of_the_layer_and_head_written_out(cell, init, forget_bias):
+    """AddingRNN takes its layer from nn.recurrent_layer: the same weights, drawn in the same order
+    (layer, chrono biases, head), as the layer class and Linear built by hand, so every seed's run —
+    and `bptt flow`'s fresh model — is the one it was before the builder was shared."""
+    model = AddingRNN(5, init, cell=cell, forget_bias=forget_bias, length=12, rng=np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    if cell == "rnn":
+        layer = nn.RNN(2, 5, init=init, rng=rng, dtype=np.float64)
+    elif cell == "gru":
+        layer = nn.GRU(2, 5, rng=rng, dtype=np.float64)
+    else:
+        layer = nn.LSTM(2, 5, forget_bias=None if forget_bias == "chrono" else forget_bias, rng=rng, dtype=np.float64)
+        if forget_bias == "chrono":
+            nn.chrono_init_(layer, 12, rng=rng)
+    head = nn.Linear(5, 1, rng=rng, dtype=np.float64)
+    want = {**{"rnn." + k: v for k, v in layer.state_dict().items()}, **{"head." + k: v for k, v in head.state_dict().items()}}
+    got = model.state_dict()
+    assert list(got) == list(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{cell} {init} {forget_bias}: {name}")
