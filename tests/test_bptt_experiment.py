@@ -354,7 +354,8 @@ def test_the_model_from_the_shared_builder_has_the_weights_of_the_layer_and_head
         if forget_bias == "chrono":
             nn.chrono_init_(layer, 12, rng=rng)
     head = nn.Linear(5, 1, rng=rng, dtype=np.float64)
-    want = {**{"rnn." + k: v for k, v in layer.state_dict().items()}, **{"head." + k: v for k, v in head.state_dict().items()}}
+    want = {**{"rnn." + k: v for k, v in layer.state_dict().items()},
+            **{"head." + k: v for k, v in head.state_dict().items()}}
     got = model.state_dict()
     assert list(got) == list(want)
     for name in want:
