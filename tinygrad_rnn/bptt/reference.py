@@ -38,8 +38,9 @@ m_t ⊙ h_t. Then, with g_t the gradient carried into h_t from the steps after i
 which reduces to the equations above when every m_t = 1.
 
 **One forward per cell.** Each cell's step is written once here — :func:`rnn_step`,
-:func:`lstm_gates` and :func:`gru_gates` — and the forward passes, the backward sweeps and
-:mod:`tinygrad_rnn.bptt.jacobian` call it; :func:`sigmoid` is the one NumPy σ of the package. The
+:func:`lstm_gates` and :func:`gru_gates` — and the forward passes of the sweeps call them, as
+do the step Jacobians of :mod:`tinygrad_rnn.bptt.jacobian`; :func:`sigmoid` is the one NumPy σ of
+the package. The
 sweeps are step by step, accumulating dW, dV, db inside the loop exactly as the equations read.
 The benchmark's fast form of the same sweep (every δ_t kept, each weight gradient ONE product
 over all (t, batch) rows) is ``benchmarks/numpy_bptt.py``; the tests hold it against these.
