@@ -44,7 +44,7 @@ Backward, h_{t−1} reaches h_t directly through z ⊙ h_{t−1}: where z ≈ 1 
 b_i = −b_f, so that each unit starts as a leaky average of its inputs whose memory
 Σ_k f^k = 1 / (1 − f) = 1 + u is spread over 2 … T_max steps.
 
-**The cell protocol**, which the unroller (:mod:`.recurrent`) and every tool follow:
+**The cell protocol**, which the unroller (:mod:`.recurrent`) follows:
 
 * ``cell.project_input(x)``: x (..., E) → x W + b (..., G·H), the input term of every step at once;
 * ``cell.step(xw_t, state)``: one time step from the projected input xw_t and the previous state;
@@ -53,7 +53,9 @@ b_i = −b_f, so that each unit starts as a leaky average of its inputs whose me
 * ``cell.initial_state(B)``: the zero state; ``cell.hidden(state)``: its h, what a layer outputs.
 
 ``cell(x_t, state)`` is ``cell.step(cell.project_input(x_t), state)``, with shapes checked.
-Code that holds a cell asks it these questions, never which kind of cell it is.
+The unroller and the task models (:mod:`tinygrad_rnn.models`) ask a cell these questions and
+never which kind of cell it is; only tools of :mod:`tinygrad_rnn.bptt` that hold one hand
+derivation per cell go by its kind.
 
 Backpropagation through time is nothing more than ``loss.backward()`` walking the unrolled chain
 back from t = T to t = 1; the hand-derived equations of every cell in

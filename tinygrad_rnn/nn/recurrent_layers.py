@@ -8,9 +8,8 @@ The three layers share one positional signature, as PyTorch's ``RNNBase`` does::
 
 with a cell's own options keyword-only: ``init`` for ``nn.RNN``, ``forget_bias`` for ``nn.LSTM``.
 
-``cell="rnn" | "lstm" | "gru"`` picks a layer and its cell (``CELLS``, ``recurrent_layer``):
-every task model and BPTT tool takes a cell name and builds its recurrent layers here, so one
-table says what each name means::
+``cell="rnn" | "lstm" | "gru"`` picks a layer and its cell; ``CELLS`` says what each name means,
+and ``recurrent_layer(cell, …)`` builds the layer of a name (the task models build theirs so)::
 
     "rnn"   nn.RNN  / nn.RNNCell    h_t = tanh(x_t W + h_{t−1} V + b)
     "lstm"  nn.LSTM / nn.LSTMCell   state (h_t, c_t), c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t)
