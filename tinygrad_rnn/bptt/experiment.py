@@ -3,7 +3,7 @@ and do the gated cells (LSTM, GRU) cure it?
 
 For each sequence length T and each cell — the vanilla ``h_t = tanh(x_t W + h_{t-1} V + b)`` with
 V initialised ``uniform``, ``orthogonal`` or ``identity``, or ``lstm`` / ``gru``
-(:mod:`tinygrad_rnn.nn.gated`) — we train the cell plus a linear head on h_T, with the MSE loss,
+(:mod:`tinygrad_rnn.nn.cells`) — we train the cell plus a linear head on h_T, with the MSE loss,
 Adam and gradient clipping, for a number of steps or a wall-clock budget, then report:
 
 * the test MSE next to the trivial baseline (always predicting 1: MSE = 1/6 ≈ 0.167);
@@ -41,7 +41,7 @@ from .. import serialization
 from ..data.adding import ADDING_BASELINE_MSE, adding_problem
 from ..files import atomic_write
 from ..nn import GRU, LSTM, RNN, Linear, Module, chrono_init_
-from ..nn.rnn import INITS
+from ..nn.cells import INITS
 from ..optim import Adam, clip_grad_norm_
 from ..plotting import PLOT_INSTALL_HINT, require_matplotlib
 from ..tensor import Tensor, no_grad
