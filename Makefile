@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 EXTRAS := test,data,plot,progress,nbexec
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: run demo test test-gpu bench notebook notebooks review-figure clean
+.PHONY: run demo lint test test-gpu bench notebook notebooks review-figure clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,17 @@ run: $(STAMP)
 # The first demo: one RNN cell unrolled, backpropagated and gradient-checked.
 demo: $(STAMP)
 	$(PY) examples/rnn_cell_demo.py
+
+# Lint, import order, formatting and types, as CI checks them (the lint extra: ruff, mypy).
+LINT_STAMP := $(VENV)/.installed-lint-$(EXTRAS)
+$(LINT_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),lint]'
+	touch $@
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check tinygrad_rnn tests benchmarks examples docs notebooks
+	$(VENV)/bin/ruff format --check tinygrad_rnn tests benchmarks examples docs notebooks
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q

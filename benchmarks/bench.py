@@ -10,7 +10,7 @@ The step, float32, row-vector convention as in the chapter (docs/chapter.md)::
     logits = h_T U + c,  L = mean_i −log softmax(logits_i)[y_i],  then SGD: θ ← θ − lr ∂L/∂θ
 
 With ``--cell lstm`` or ``--cell gru`` the recurrence is that of ``nn.LSTM`` / ``nn.GRU``
-(equations in tinygrad_rnn/nn/gated.py), the head and the loss the same.
+(equations in tinygrad_rnn/nn/cells.py), the head and the loss the same.
 
 Four implementations run on the same data and the same initial weights, in one process:
 
@@ -367,7 +367,7 @@ class TorchRNN:
 class TorchLoop(TorchRNN):
     """PyTorch autograd over the very op sequence our layer records: one input projection
     ``addmm(b, X, W)``, unbind over time, then the cell's step per time step (vanilla:
-    ``tanh(addmm(xW_t, h, V))``; LSTM and GRU: nn/gated.py's ops, one for one)."""
+    ``tanh(addmm(xW_t, h, V))``; LSTM and GRU: nn/cells.py's ops, one for one)."""
     name = "torch loop"
 
     def __init__(self, p: Problem, device: str, torch):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from tinygrad_rnn.bptt.reference import sigmoid
 
-
 # ---- the vanilla cell --------------------------------------------------------------------------------
 
 def rnn_forward_vectorised(xp, x, W, V, b, h0=None):

@@ -31,7 +31,7 @@ def run_cells_one_by_one(layer, x, h0, lengths):
     """
     B, T, _ = x.shape
     H, D = layer.hidden_size, layer.directions
-    n_parts = len(parts(layer.cells[0].initial_state(1)))
+    n_parts = len(layer.cells[0].state_names)
     outputs, last = np.zeros((B, T, H * D)), np.zeros((n_parts, len(layer.cells), B, H))
     for b in range(B):
         n = int(lengths[b])

@@ -141,7 +141,7 @@ def _run(cell, checkpoint, config):
     h0 = None
     if with_h0:
         n = len(layer.cells)
-        h0 = tuple(_leaf((n, 3, 5), 10 + i) for i in range(len(as_parts(layer.cells[0].initial_state(1)))))
+        h0 = tuple(_leaf((n, 3, 5), 10 + i) for i in range(len(layer.cells[0].state_names)))
         h0 = h0 if len(h0) > 1 else h0[0]
     out, last = layer(x, h0=h0, lengths=lengths)
     loss = (out * RNG(2).standard_normal(out.shape)).sum()

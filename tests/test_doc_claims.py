@@ -149,7 +149,7 @@ def test_the_adding_problem_is_le_et_al_s_variant():
     np.testing.assert_allclose(y[:, 0], (x[..., 0] * x[..., 1]).sum(axis=1))  # the plain sum
 
 
-# ---- section 7 and nn/gated.py: the GRU is PyTorch's variant; chrono's time scales --------------
+# ---- section 7 and nn/cells.py: the GRU is PyTorch's variant; chrono's time scales --------------
 
 def test_the_gru_resets_after_the_product_not_before():
     H, E, B = 4, 3, 5

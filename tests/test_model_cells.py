@@ -1,4 +1,4 @@
-"""Every task model with every cell (issue 12 item 3): ``cell="rnn" | "lstm" | "gru"`` picks the
+"""Every task model with every cell: ``cell="rnn" | "lstm" | "gru"`` picks the
 recurrent layers of the classifier (both poolings), the tagger and the Seq2Seq (encoder and
 decoder; plain, feed_context, attention; greedy and beam decoding). Each trains, gradient-checks
 in float64 and decodes consistently; old run directories without a cell still load as rnn."""

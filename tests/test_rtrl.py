@@ -37,7 +37,7 @@ def test_rtrl_equals_bptt(kind, with_h0):
     x, d = RNG(1).standard_normal((B, T, 3)), RNG(2).standard_normal((B, T, 4))
     h0 = None
     if with_h0:
-        n = len(as_parts(cell.initial_state(1)))
+        n = len(cell.state_names)
         h0 = tuple(RNG(3 + i).standard_normal((B, 4)) for i in range(n))
         h0 = h0 if n > 1 else h0[0]
     forward_in_time = rtrl(cell, x, d, h0=h0)

@@ -141,7 +141,7 @@ def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, ba
             h = core.cells[0].hidden(last)[0]
         else:
             state = as_parts(core.initial_state(batch))
-            for part, name in zip(state, ("h_0", "c_0")):
+            for part, name in zip(state, (f"{n}_0" for n in core.state_names)):
                 part.name = name
             state = from_parts(state)
             for t, x_t in enumerate(x.unbind(axis=1), start=1):

@@ -19,7 +19,7 @@ the tanh factors shrink it. That bound is a sufficient condition, not the rate: 
 to V's spectral radius ρ(V) (its largest |eigenvalue|), which for a random V is well below σ_max(V)
 (docs/bptt.md, section 2: 0.598 against 1.049 for the seed-0 model of ``bptt flow``).
 
-**The gated cells** (:mod:`tinygrad_rnn.nn.gated`; σ' = σ(1 − σ), blocks of V by gate)::
+**The gated cells** (:mod:`tinygrad_rnn.nn.cells`; σ' = σ(1 − σ), blocks of V by gate)::
 
     GRU   ∂h_t/∂h_{t−1} = diag(z) + diag((1 − z)(1 − n²)) [diag(r) V_nᵀ + diag(a r(1 − r)) V_rᵀ]
                           + diag((h_{t−1} − n) z(1 − z)) V_zᵀ          a = h_{t−1} V_n + b_hn

@@ -157,7 +157,7 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
 
 # ==== the gated cells: LSTM and GRU ===================================================================
 #
-# Notation of nn/gated.py. The total gradient reaching the state at t is written dh_t (and dc_t
+# Notation of nn/cells.py. The total gradient reaching the state at t is written dh_t (and dc_t
 # for the LSTM's cell state); δ_t = ∂L/∂a_t for the pre-activations a_t, gate by gate. With
 # padding, m_t = 1 at true steps: the new state is taken where m_t = 1, the old one carried over
 # where m_t = 0, so the carried part of the gradient skips the step, exactly as for the vanilla

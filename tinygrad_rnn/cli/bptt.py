@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..nn import CELLS
-from ..nn.rnn import INITS
+from ..nn.cells import INITS
 from ..threads import add_threads_argument, set_blas_threads
 
 DESCRIPTION = """\

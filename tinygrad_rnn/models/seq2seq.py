@@ -14,7 +14,7 @@ final top-layer state — to the decoder's input at *every* step. Without it, ev
 decoder knows about the source must survive in ``s_t`` through all the decoding steps; with
 it, the source is one step away from every output. Still a plain tanh RNN either way.
 
-**Cells.** ``cell="lstm"`` or ``"gru"`` puts the gated step (:mod:`tinygrad_rnn.nn.gated`) in
+**Cells.** ``cell="lstm"`` or ``"gru"`` puts the gated step (:mod:`tinygrad_rnn.nn.cells`) in
 place of s_t = tanh(…) in encoder and decoder alike; the decoder continues from the encoder's
 whole final state — for the LSTM the pair (s, c), so the cell state c, whose gradient path
 ∂c_t/∂c_{t−1} = diag(f_t) does not shrink through Vᵀ, carries the source into the decoder.
@@ -230,7 +230,7 @@ class Seq2Seq(Module):
                           if attention else None)
         # The LSTM's cell state, too, starts the decoder: c_0 = [c_fwd_last ; c_bwd_first] W_c + b_c.
         self.bridge_c = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
-                         if self.bidirectional and len(as_parts(self.decoder.cells[0].initial_state(1))) == 2
+                         if self.bidirectional and "c" in self.decoder.cells[0].state_names
                          else [])
         # No parameters, and nothing drawn at construction: the weights a seed gives are those of
         # the model without dropout. The masks come from ``rng``, or when it is None from the

@@ -1,15 +1,14 @@
 """Layers and models built from Tensor ops: Module, Linear, Embedding, Dropout, the recurrent cells
-(RNNCell, LSTMCell, GRUCell) and their layers (RNN, LSTM, GRU: one unroller, Recurrent), chrono_init_,
-AdditiveAttention, functional; ``CELLS``/``recurrent_layer``: the cells by name."""
+(RNNCell, LSTMCell, GRUCell, and chrono_init_: nn/cells.py), the unroller (Recurrent) and its layers
+(RNN, LSTM, GRU; ``CELLS``/``recurrent_layer``: the cells by name), AdditiveAttention, functional."""
 
 from . import functional
 from .attention import AdditiveAttention
+from .cells import GRUCell, LSTMCell, RNNCell, chrono_init_
 from .layers import Dropout, Embedding, Linear
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
-from .gated import GRU, LSTM, GRUCell, LSTMCell, chrono_init_
 from .recurrent import Recurrent
-from .cells import CELLS, cell_kind, recurrent_layer
-from .rnn import RNN, RNNCell
+from .recurrent_layers import CELLS, GRU, LSTM, RNN, cell_kind, recurrent_layer
 
 __all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
            "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "chrono_init_", "Recurrent", "CELLS", "cell_kind",

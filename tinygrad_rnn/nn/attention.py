@@ -6,9 +6,12 @@ choose how much to read from each. Row-vector convention, as everywhere in the p
 query is the decoder's previous state s_{t-1} (B, H_s), the keys and values the encoder states
 h_j (B, S, H_h)::
 
-    score_j = vᵀ tanh(s_{t-1} W_s + h_j U_h)        W_s (H_s, A), U_h (H_h, A), v (A,)
+    score_j = tanh(s_{t-1} W_s + h_j U_h) v         W_s (H_s, A), U_h (H_h, A), v (A,)
     α_j     = exp(score_j) / Σ_{k ≤ len} exp(score_k)   for j ≤ len, and α_j = 0 on padding
     c_t     = Σ_j α_j h_j                               the context, (B, H_h)
+
+(the tanh row is 1 × A and v an A × 1 column; with column vectors, as Bahdanau et al. write
+it, the same score is vᵀ tanh(…)).
 
 ``h_j U_h`` does not depend on t: :meth:`AdditiveAttention.project_keys` computes it once per
 source (one (B·S, H_h) @ (H_h, A) product), and each step adds the query's projection to it.
@@ -61,7 +64,7 @@ class AdditiveAttention(Module):
         return values @ self.U_h
 
     def scores(self, query: Tensor, keys: Tensor, mask: Tensor = None) -> Tensor:
-        """score_j = vᵀ tanh(s W_s + h_j U_h), (B, S); −inf where ``mask`` is False."""
+        """score_j = tanh(s W_s + h_j U_h) v, (B, S); −inf where ``mask`` is False."""
         B, S, A = keys.shape
         if query.shape != (B, self.query_size):
             raise ShapeError(f"AdditiveAttention: query of shape {query.shape}, want ({B}, {self.query_size}) "

@@ -1,16 +1,18 @@
 """The unroller: one recurrent cell applied at t = 1..T, written once for every cell type.
 
-A cell (``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell``) follows one protocol:
+It follows the cell protocol of :mod:`.cells` (``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell``):
 
 * ``cell.project_input(x)``: x (..., E) → x W + b, the input term of every step at once;
 * ``cell.step(xw_t, state)``: one time step from the projected input xw_t (B, G·H) and the
   previous state → the new state;
+* ``cell.state_names``: the parts of a state, ``("h",)`` or ``("h", "c")``;
 * ``cell.initial_state(B)``: the zero state; ``cell.hidden(state)``: the h the layer outputs.
 
 A state is a Tensor h (vanilla, GRU) or a tuple (h, c) (LSTM). The unroller treats every state
 as a tuple of tensors, so masking, truncation, ``h0`` and ``h_last`` apply to each component
 alike and a new cell plugs in without touching this file. Backpropagation through time is
-``loss.backward()`` walking the unrolled chain back from t = T to t = 1.
+``loss.backward()`` walking the unrolled chain back from t = T to t = 1. The layers ``nn.RNN``,
+``nn.LSTM``, ``nn.GRU`` are this unroller with a cell (:mod:`.recurrent_layers`).
 """
 
 from __future__ import annotations
@@ -21,19 +23,10 @@ from ..backend import host_rng
 from ..forward import checkpoint as recompute
 from ..ops import concatenate, stack, where
 from ..tensor import ShapeError, Tensor, mark_time_step
+from .cells import as_parts, from_parts
 from .functional import host_lengths, sequence_mask
 from .layers import _check_size
 from .module import Module
-
-
-def as_parts(state) -> tuple:
-    """A cell's state as a tuple of tensors: h → (h,), (h, c) → (h, c)."""
-    return state if isinstance(state, tuple) else (state,)
-
-
-def from_parts(parts: tuple):
-    """The inverse of :func:`as_parts`: a one-tensor state is the tensor itself."""
-    return parts if len(parts) > 1 else parts[0]
 
 
 class Recurrent(Module):
@@ -173,11 +166,11 @@ class Recurrent(Module):
         n_cells, B, H = len(self.cells), x.shape[0], self.hidden_size
         if h0 is None:
             return [self.cells[k].initial_state(B) for k in range(n_cells)]
-        parts = as_parts(h0)
-        n_parts = len(as_parts(self.cells[0].initial_state(1)))
+        parts, names = as_parts(h0), self.cells[0].state_names
         name = type(self).__name__
-        if len(parts) != n_parts:
-            want = "a tensor h0" if n_parts == 1 else f"a tuple of {n_parts} tensors (h0, c0)"
+        if len(parts) != len(names):
+            want = ("a tensor h0" if len(names) == 1 else
+                    f"a tuple of {len(names)} tensors ({', '.join(n + '0' for n in names)})")
             raise ShapeError(f"{name}: h0 must be {want}, got {type(h0).__name__} of {len(parts)}")
         for part in parts:
             if part.shape != (n_cells, B, H):

@@ -68,7 +68,8 @@ def plot_experiment(results, path) -> str:
     """
     plt = require_matplotlib()
     panels = list(dict.fromkeys(_panel(r) for r in results))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), dpi=120, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), dpi=120, sharey=True,
+                             squeeze=False)
     for ax, panel in zip(axes[0], panels):
         rows = [r for r in results if _panel(r) == panel]
         trained = {f"T = {r.length}" + (" ✓" if r.learned else ""): r.flow_trained for r in rows}
@@ -78,7 +79,8 @@ def plot_experiment(results, path) -> str:
         if ax is not axes[0][0]:
             ax.set_ylabel("")
     title = ("Gradient reaching h_t, relative to h_T", "(solid: trained, dashed: at init, ✓: learned)")
-    fig.suptitle(("\n" if len(panels) == 1 else " ").join(title), fontsize=10)   # one panel: too narrow for one line
+    # one panel is too narrow for the title on one line
+    fig.suptitle(("\n" if len(panels) == 1 else " ").join(title), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

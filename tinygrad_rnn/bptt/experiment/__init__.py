@@ -33,11 +33,26 @@ from ...plotting import PLOT_INSTALL_HINT
 from ...plotting.bptt import plot_experiment
 from .parallel import run_experiment
 from .report import read_results, results_table, write_results
-from .training import (CHRONO, CURE_LENGTHS, CURE_SETUP, DEFAULT_BUDGET_SECONDS, DEFAULT_LENGTHS, LEARNED_MSE,
-                       AddingRNN, ExperimentConfig, RunResult, checkpoint_name, evaluate_mse, hidden_flow,
-                       load_adding_model, save_adding_model, train_adding)
+from .training import (
+    CHRONO,
+    CURE_LENGTHS,
+    CURE_SETUP,
+    DEFAULT_BUDGET_SECONDS,
+    DEFAULT_LENGTHS,
+    LEARNED_MSE,
+    AddingRNN,
+    ExperimentConfig,
+    RunResult,
+    checkpoint_name,
+    evaluate_mse,
+    hidden_flow,
+    load_adding_model,
+    save_adding_model,
+    train_adding,
+)
 
 __all__ = ["AddingRNN", "ExperimentConfig", "RunResult", "train_adding", "run_experiment", "results_table",
            "write_results", "read_results", "plot_experiment", "load_adding_model", "save_adding_model",
-           "checkpoint_name", "hidden_flow", "evaluate_mse", "LEARNED_MSE", "CHRONO", "CURE_SETUP", "CURE_LENGTHS",
+           "checkpoint_name", "hidden_flow", "evaluate_mse", "LEARNED_MSE", "CHRONO", "CURE_SETUP",
+           "CURE_LENGTHS",
            "DEFAULT_LENGTHS", "DEFAULT_BUDGET_SECONDS", "PLOT_INSTALL_HINT"]

@@ -13,10 +13,17 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ... import nn
-from ...nn.rnn import INITS
+from ...nn.cells import INITS
 from ...threads import set_blas_threads, tune_malloc
 from .report import write_results
-from .training import DEFAULT_LENGTHS, ExperimentConfig, RunResult, checkpoint_name, save_adding_model, train_adding
+from .training import (
+    DEFAULT_LENGTHS,
+    ExperimentConfig,
+    RunResult,
+    checkpoint_name,
+    save_adding_model,
+    train_adding,
+)
 
 
 def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfig = None,
@@ -148,8 +155,9 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
                     error = future.exception()
                     if error is not None:
                         if log is not None:
+                            waiting_note = f"; waiting for the {len(in_flight)} run(s) still training"
                             log(f"  ✗ {name} failed: {type(error).__name__}: {error}"
-                                + (f"; waiting for the {len(in_flight)} run(s) still training" if in_flight else ""))
+                                + (waiting_note if in_flight else ""))
                         failure = failure or error
                         waiting.clear()
                         continue

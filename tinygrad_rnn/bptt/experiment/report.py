@@ -26,10 +26,12 @@ def results_table(results) -> str:
             cpu = f"{r.cpu_seconds:.0f} s" if r.cpu_seconds is not None else "–"
             load = "–".join(f"{x:.1f}" for x in r.load_average) or "–"
             lines.append(f"| {r.model or r.cell} | {r.length} | {r.steps} | {r.test_mse:.4f} | "
-                         f"{r.solved_step if r.solved_step else 'not solved'} | {r.seconds:.0f} s | {cpu} | {load} | "
+                         f"{r.solved_step if r.solved_step else 'not solved'} | {r.seconds:.0f} s | {cpu} | "
+                         f"{load} | "
                          f"{r.ratio_init:.2e} | {r.ratio_trained:.2e} |")
         return "\n".join(lines)
-    lines = ["| T | init | steps | test MSE | baseline | learned (< 0.05) | ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at init | after training |",
+    lines = ["| T | init | steps | test MSE | baseline | learned (< 0.05) | ‖∂L/∂h_1‖/‖∂L/∂h_T‖ at init "
+             "| after training |",
              "|---:|:---|---:|---:|---:|:---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r.length} | {r.init} | {r.steps} | {r.test_mse:.4f} | {r.baseline_mse:.3f} | "

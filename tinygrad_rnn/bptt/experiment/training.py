@@ -23,8 +23,8 @@ import numpy as np
 
 from ... import nn, serialization
 from ...data.adding import ADDING_BASELINE_MSE, adding_problem
+from ...nn.cells import INITS
 from ...nn.functional import mse
-from ...nn.rnn import INITS
 from ...optim import Adam, clip_grad_norm_
 from ...tensor import Tensor, no_grad
 from ..flow import gradient_flow, gradient_ratio
@@ -212,7 +212,8 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
                 (config.max_steps is not None and steps >= config.max_steps):
             break
         # a fresh batch every step: the data is unlimited, so nothing is memorised
-        x, y = adding_problem(config.batch_size, length, seed=1 + config.seed * 1_000_003 + steps, dtype=dtype)
+        x, y = adding_problem(config.batch_size, length, seed=1 + config.seed * 1_000_003 + steps,
+                              dtype=dtype)
         loss = mse(model(Tensor(x)), Tensor(y))
         optimizer.zero_grad()
         loss.backward()
@@ -232,17 +233,20 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = 
             if config.stop_when_solved and solved_step is not None:
                 break
         elif log is not None and not config.eval_every and now >= next_report:
-            log(f"  T={length:<4} {name:<12} step {steps:>6}  {now - start:5.1f} s  train MSE {np.mean(recent):.4f}")
+            log(f"  T={length:<4} {name:<12} step {steps:>6}  {now - start:5.1f} s  "
+                f"train MSE {np.mean(recent):.4f}")
             next_report += 10.0
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
-    test_mse = evaluations[-1][1] if evaluations and evaluations[-1][0] == steps else evaluate_mse(model, x_test, y_test)
+    evaluated_at_end = evaluations and evaluations[-1][0] == steps
+    test_mse = evaluations[-1][1] if evaluated_at_end else evaluate_mse(model, x_test, y_test)
     flow_trained = hidden_flow(model, probe_x, probe_y)
     result = RunResult(length=length, init=init, steps=steps, seconds=round(seconds, 2),
                        train_mse=float(np.mean(recent)) if recent else float("nan"),
                        test_mse=test_mse, baseline_mse=ADDING_BASELINE_MSE, learned=test_mse < LEARNED_MSE,
                        ratio_init=gradient_ratio(flow_init), ratio_trained=gradient_ratio(flow_trained),
-                       flow_init=flow_init.tolist(), flow_trained=flow_trained.tolist(), cell=cell, model=name,
+                       flow_init=flow_init.tolist(), flow_trained=flow_trained.tolist(), cell=cell,
+                       model=name,
                        solved_step=solved_step, evaluations=evaluations,
                        load_average=(round(load_start, 2), round(os.getloadavg()[0], 2)),
                        cpu_seconds=round(cpu_seconds, 2))

@@ -76,7 +76,7 @@ def imported_modules(module: str, path: str, is_package: bool):
 
 def test_every_module_has_a_layer():
     unplaced = [m for m, _, _ in modules() if m and _safe_layer(m) is None]
-    assert not unplaced, f"place these modules in a layer of tests/test_layers.py: {unplaced}"
+    assert not unplaced, f"place these modules in a layer of tests/test_import_layers.py: {unplaced}"
 
 
 def _safe_layer(module):
