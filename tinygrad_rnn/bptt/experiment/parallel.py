@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from ... import nn
 from ...nn.cells import INITS
@@ -26,7 +26,7 @@ from .training import (
 )
 
 
-def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfig = None,
+def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfig | None = None,
                    out_dir=None, figure=None, log=print, cells=("rnn",), jobs: int = 1,
                    threads: int | None = None) -> list[RunResult]:
     """Train every cell × init × length (inits for the vanilla cell only); with ``out_dir`` write
@@ -140,7 +140,7 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
         log_lines = manager.Queue() if log is not None else None   # a put returns once the line is there
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(threads, log_lines)) as pool:
-            in_flight = {}                          # future -> index of its run in ``runs``
+            in_flight: dict[Future, int] = {}       # future -> index of its run in ``runs``
             while waiting or in_flight:
                 while waiting and len(in_flight) < workers:   # no more queued than can run: Ctrl-C stops all
                     index = waiting.pop(0)
@@ -148,7 +148,7 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
                     in_flight[pool.submit(_train_in_worker, length, init, cell, config, out_dir)] = index
                 done, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
                 _pass_on(log_lines, log)            # before the summaries: a run's lines come first
-                for future in sorted(done, key=in_flight.get):
+                for future in sorted(done, key=in_flight.__getitem__):
                     index = in_flight.pop(future)
                     cell, init, length = runs[index]
                     name = _run_name(cell, init, length)

@@ -61,7 +61,7 @@ class AddingRNN(nn.Module):
         self.rnn = nn.recurrent_layer(cell, 2, hidden_size, init=init if cell == "rnn" else "uniform",
                                       forget_bias=None if chrono else forget_bias, rng=rng, dtype=dtype,
                                       device=device)
-        if chrono:
+        if chrono and length is not None:      # (checked above: chrono needs the length)
             nn.chrono_init_(self.rnn, length, rng=rng)
         self.head = nn.Linear(hidden_size, 1, rng=rng, dtype=dtype, device=device)
 
@@ -183,7 +183,7 @@ def evaluate_mse(model: AddingRNN, x: np.ndarray, y: np.ndarray, batch: int = 50
     return total / len(x)
 
 
-def train_adding(length: int, init: str = "uniform", config: ExperimentConfig = None, log=None, *,
+def train_adding(length: int, init: str = "uniform", config: ExperimentConfig | None = None, log=None, *,
                  cell: str = "rnn") -> tuple[RunResult, AddingRNN]:
     """Train one model on the adding problem of ``length`` steps for the configured steps/budget."""
     config = config or ExperimentConfig()
