@@ -443,20 +443,16 @@ def test_cli_refuses_attention_where_it_does_not_apply(tmp_path, capsys):
               "--attention additive", "cannot apply")
 
 
-def test_runs_written_before_attention_still_load(tmp_path):
-    """A config.json without "attention" is a plain run (and its "bidirectional" was ignored then)."""
-    from tinygrad_rnn import serialization, runs
-    from tinygrad_rnn.data import Vocab
-    config = {"format": runs.CONFIG_FORMAT, "version": runs.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
-              "bidirectional": True, "feed_context": True, **{k: None for k in runs.SETTINGS},
+def test_a_config_without_attention_is_refused_in_one_line(tmp_path):
+    """Every run the CLI writes records "attention" (None without it); a config.json that lacks it
+    is broken and says so, naming what is missing, before any model is built."""
+    from tinygrad_rnn import runs, tasks
+    config = {"format": tasks.CONFIG_FORMAT, "version": tasks.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
+              "bidirectional": True, "feed_context": True, **{k: None for k in tasks.SETTINGS},
               "epochs": 1, "embed": 4, "hidden": 4, "layers": 1, "batch_size": 8, "min_freq": 1, "seed": 0,
-              "lr": 0.001, "clip": 1.0, "pooling": "mean", "direction": "to_digits", "decode_max_len": 8}
+              "lr": 0.001, "clip": 1.0, "pooling": "mean", "direction": "to_digits", "decode_max_len": 8,
+              "cell": "rnn", "dropout": 0.0}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    src, tgt = Vocab(["一", "二"]), Vocab(["1", "2"])
-    src.save(tmp_path / "vocab.json")
-    tgt.save(tmp_path / "target_vocab.json")
-    old = Seq2Seq(len(src), len(tgt), 4, 4, feed_context=True)         # what such a run trained
-    serialization.save(tmp_path / "best.npz", old)
-    _, model, _, _ = runs.load_run(tmp_path, "cpu")
-    assert model.attention is None and not model.bidirectional and model.feed_context
-    assert runs.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's
+    with pytest.raises(runs.RunError, match=r"broken config file \(missing: attention\)"):
+        runs.load_run(tmp_path, "cpu")
+    assert tasks.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tinygrad_rnn.cli import build_parser, main
-from tinygrad_rnn.runs import COMMON, DEFAULTS, TASKS
+from tinygrad_rnn.tasks import COMMON, DEFAULTS, TASKS
 from tinygrad_rnn.threads import THREAD_ENV_VARS
 
 
@@ -57,7 +57,7 @@ def train_help(capsys, *argv):
 @pytest.mark.parametrize("task", list(TASKS))
 def test_train_help_shows_the_tasks_defaults_and_wall_time(capsys, task):
     out = train_help(capsys, task)
-    for data in TASKS[task]:
+    for data in TASKS[task].datasets:
         d = DEFAULTS[data]
         line = f"tinygrad-rnn train {task} --data {data}"
         assert line in out, out
@@ -68,7 +68,7 @@ def test_train_help_shows_the_tasks_defaults_and_wall_time(capsys, task):
             assert f"--{key.replace('_', '-')} {value}" in defaults, (key, defaults)
         assert "expected wall time on a 2-core CPU:" in block.splitlines()[2]
         assert " 0 s " not in block.splitlines()[2], block.splitlines()[2]
-    for other in set(DEFAULTS) - set(TASKS[task]):
+    for other in set(DEFAULTS) - set(TASKS[task].datasets):
         assert f"--data {other}\n" not in out, f"train {task} --help lists {other}"
     assert f"--batch-size {COMMON['batch_size']}" in out
 
@@ -77,7 +77,7 @@ def test_train_help_differs_per_task_and_lists_every_data_set_without_one(capsys
     texts = {task: train_help(capsys, task) for task in TASKS}
     assert len(set(texts.values())) == len(TASKS)
     everything = train_help(capsys)
-    assert all(f"tinygrad-rnn train {t} --data {d}" in everything for t in TASKS for d in TASKS[t])
+    assert all(f"tinygrad-rnn train {t} --data {d}" in everything for t in TASKS for d in TASKS[t].datasets)
     # The option lines themselves carry each data set's default.
     flat = re.sub(r"-\s+", "-", " ".join(everything.split()))       # argparse wraps lines at hyphens
     assert "reviews 10, peoples-daily 8, numerals 20, pinyin 20" in flat
