@@ -15,6 +15,7 @@ from test_models import (BOS, EOS, assert_same_grads, count_device_reads, grads,
 import tinygrad_rnn as tg
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.models import Seq2Seq, decoder_io
+from tinygrad_rnn.models import decoding
 from tinygrad_rnn.models.seq2seq import ATTENTIONS
 from tinygrad_rnn.nn import AdditiveAttention
 from tinygrad_rnn.tensor import ShapeError
@@ -280,8 +281,8 @@ def test_greedy_is_step_by_step_teacher_forcing_and_beam_one_is_greedy(src, max_
         np.testing.assert_allclose(weights[b, :n], forced[b, :n], rtol=1e-10, atol=1e-15)
     with tg.no_grad():
         h, memory = model.encode(src.values, src.lengths)
-        tokens, beam_scores, beam_weights = model._beam(h, memory, max_len, BOS, EOS, 1, return_attention=True)
-        _, _, greedy_weights = model._greedy(h, memory, max_len, BOS, EOS, return_attention=True)
+        tokens, beam_scores, beam_weights = decoding.beam_search(model, h, memory, max_len, BOS, EOS, 1, return_attention=True)
+        _, _, greedy_weights = decoding.greedy(model, h, memory, max_len, BOS, EOS, return_attention=True)
     assert [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()] == got
     np.testing.assert_allclose(beam_scores, scores, rtol=1e-12)
     np.testing.assert_allclose(beam_weights, greedy_weights, rtol=1e-12)

@@ -41,7 +41,8 @@ import shlex
 
 from .data import BatchIterator, Vocab, dataset_splits
 from .files import TMP_PREFIX, atomic_write, remove_stale_temporaries
-from .tasks import COMMON, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, TASKS, RunError, check_config
+from .tasks import (COMMON, CONFIG_FORMAT, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, TASKS, RunError,
+                    check_config)
 
 __all__ = ["RunError", "RunBusyError", "RUN_FILES", "LABELS", "load_config", "check_config", "is_run_directory",
            "check_new_run_directory", "default_run_directory", "locked", "write_json", "clear_run", "run_file",

@@ -154,7 +154,7 @@ class Seq2SeqTask:
 def evaluate(model, task, batches) -> dict:
     """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``); every
     module's mode is restored after, as ``Seq2Seq.generate`` restores it."""
-    from .models.seq2seq import inference
+    from .models.common import inference
     with inference(model):
         return task.evaluate(model, batches)
 

@@ -206,7 +206,8 @@ def make_config(args) -> dict:
         raise CLIError("--epochs 0 trains nothing; give at least 1")
     task = TASKS[args.task]
     for key in TASK_OPTIONS:                       # an option of another task: refused, not ignored
-        if getattr(args, key, None) not in (None, False) and not task.takes(key, data):
+        value = getattr(args, key, None)
+        if value is not None and value is not False and not task.takes(key, data):   # 0.0 is given too
             where = f" on {data}" if task.takes(key) else ""
             raise CLIError(f"--{key.replace('_', '-')} applies to {task.applies_to(key)} only, "
                            f"not to {args.task}{where}")
@@ -242,7 +243,7 @@ def _device(args) -> str:
 def _check_beam(args, config) -> None:
     """--beam applies to decoding: refused, not ignored, for a run that does not decode; at most
     MAX_BEAM_SIZE (a beam of thousands would run for minutes)."""
-    from ..models.seq2seq import MAX_BEAM_SIZE
+    from ..models.decoding import MAX_BEAM_SIZE
     if not 1 <= args.beam <= MAX_BEAM_SIZE:
         raise CLIError(f"--beam must be between 1 and {MAX_BEAM_SIZE}, got {args.beam}")
     if args.beam != 1 and not TASKS[config["task"]].decodes:
