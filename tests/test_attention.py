@@ -344,7 +344,7 @@ def test_attention_decoding_on_the_strict_device_reads_back_a_fixed_number_of_ti
 # ---- seeing it ------------------------------------------------------------------------------------------
 
 def test_terminal_rendering_marks_each_rows_strongest_source_token():
-    from tinygrad_rnn.models.attention_plot import render_attention
+    from tinygrad_rnn.plotting.attention import render_attention
     weights = np.array([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.0, 0.0, 1.0]])
     text = render_attention(weights, ["银", "行", "家"], ["yín", "háng", "<eos>"])
     lines = text.splitlines()
@@ -357,7 +357,7 @@ def test_terminal_rendering_marks_each_rows_strongest_source_token():
 
 def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from tinygrad_rnn.models import attention_plot
+    from tinygrad_rnn.plotting import attention as attention_plot
     weights = np.array([[0.7, 0.3], [0.2, 0.8]])
     assert attention_plot.plot_attention(weights, ["1", "2"], ["x", "y"], tmp_path / "ascii.png") is None
     assert (tmp_path / "ascii.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -369,7 +369,7 @@ def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypat
 
 def test_attention_for_one_text_labels_rows_with_the_outputs_and_eos():
     from tinygrad_rnn.data import Vocab
-    from tinygrad_rnn.models.attention_plot import attention_for
+    from tinygrad_rnn.models.decoding import attention_for
     src_vocab, tgt_vocab = Vocab(["一", "二", "三", "四", "五"]), Vocab(["1", "2", "3"])
     model = decoding_model(3, 1.5, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
     labels, weights = attention_for(model, src_vocab, tgt_vocab, ["三", "五", "x"], max_len=4)
@@ -413,7 +413,7 @@ def test_cli_trains_evaluates_and_predicts_with_attention(tmp_path, capsys, monk
     assert out.splitlines()[0].startswith("一千零一  →") and f"wrote {png}" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     # Without matplotlib the weights are printed instead.
-    from tinygrad_rnn.models import attention_plot
+    from tinygrad_rnn.plotting import attention as attention_plot
 
     def no_matplotlib(*args, **kwargs):
         raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")

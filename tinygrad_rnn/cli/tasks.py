@@ -501,7 +501,8 @@ def _check_attention_option(args, config, texts) -> None:
 
 def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> None:
     """Draw the weights α of one decoded text to ``path``, or print them without matplotlib."""
-    from ..models.attention_plot import attention_for, plot_attention, render_attention
+    from ..models.decoding import attention_for
+    from ..plotting.attention import plot_attention, render_attention
     from ..tensor import no_grad
     with no_grad():
         output, weights = attention_for(model, src_vocab, tgt_vocab, tokens, config["decode_max_len"], beam)
@@ -535,7 +536,8 @@ def _check_prefixes_option(args, config, texts) -> None:
 
 def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
     """P(negative) after every prefix of each text, in the terminal; with ``path`` also a PNG."""
-    from ..models.prefixes import plot_prefixes, prefix_probabilities, render_prefixes
+    from ..models.prefixes import prefix_probabilities
+    from ..plotting.prefixes import plot_prefixes, render_prefixes
     shown = LABELS.index("negative")
     for tokens in texts_tokens:
         probs = prefix_probabilities(model, src_vocab.encode(tokens))

@@ -145,3 +145,21 @@ def decode(model, h, memory, max_len, bos_id, eos_id, beam_size=1, return_attent
         scores = xp.where(better, beam_scores, scores)
         weights = [xp.where(better[:, None, None], b, g) for b, g in zip(beam_weights, weights)]
     return (tokens, scores, *weights)
+
+
+def attention_for(model, src_vocab, tgt_vocab, tokens, max_len: int, beam_size: int = 1):
+    """Decode one tokenised source with an attention model: ``(output tokens, weights)``.
+
+    The output tokens end with ``"<eos>"`` when the model ended the output (its row is what the
+    decoder read when it decided to stop); ``weights`` is (len(output tokens), len(tokens)).
+    Unknown source tokens are read as ``<unk>``, as in training.
+    """
+    if not tokens:
+        raise ValueError("nothing to translate: the source has no tokens")
+    ids = np.array([src_vocab.encode(tokens)], dtype=np.int64)
+    out, weights = model.generate(ids, np.array([len(tokens)]), max_len, tgt_vocab.bos_id, tgt_vocab.eos_id,
+                                  beam_size=beam_size, return_attention=True)
+    labels = [tgt_vocab.id_to_token(i) for i in out[0]]
+    if len(labels) < max_len:
+        labels.append("<eos>")
+    return labels, weights[0, :len(labels)]
