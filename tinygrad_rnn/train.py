@@ -54,16 +54,21 @@ class NonFiniteLossError(FloatingPointError):
 # arrays here; each model moves them to its device and builds its masks from the lengths.
 
 
-class ClassificationTask:
-    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
-
-    Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
-    """
+class _LabellingTask:
+    """A task whose targets are labels of the input (one per sequence, or one per token): the
+    model's own ``loss(tokens, lengths, targets)``, scored by ``accuracy`` (the dev metric)."""
 
     metric = "accuracy"
 
     def loss(self, model, batch) -> Tensor:
         return model.loss(batch.inputs, batch.lengths, batch.targets)
+
+
+class ClassificationTask(_LabellingTask):
+    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
+
+    Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
+    """
 
     def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
         """(class ids (B,), softmax probabilities (B, C)) on the host."""
@@ -80,18 +85,13 @@ class ClassificationTask:
         return {"loss": total_loss / n, "accuracy": correct / n}
 
 
-class TaggingTask:
+class TaggingTask(_LabellingTask):
     """Synchronous sequence → sequence: ``model.loss(tokens, lengths, tags)`` (a
     :class:`~tinygrad_rnn.models.SequenceTagger`): one tag per token.
 
     Steps ``t >= lengths[b]`` are padding, ignored by the loss and by the token ``accuracy``
     (the dev metric), whatever id pads the tags.
     """
-
-    metric = "accuracy"
-
-    def loss(self, model, batch) -> Tensor:
-        return model.loss(batch.inputs, batch.lengths, batch.targets)
 
     def predict(self, model, batch) -> list[list[int]]:
         """One list of tag ids per sequence, as long as the sequence."""
