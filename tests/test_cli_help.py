@@ -111,3 +111,44 @@ def test_threads_below_one_are_refused(capsys):
         main(["train", "classify", "--threads", "0"])
     assert exit_.value.code == 2
     assert "--threads: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_top_level_help_names_every_cell():
+    text = " ".join(build_parser().format_help().split())
+    assert "vanilla RNNs" not in text and "LSTM" in text and "GRU" in text
+
+
+@pytest.mark.parametrize("argv, shown, hidden", [
+    (["classify"], ["--pooling", "--max-len", "--bidirectional"],
+     ["--feed-context", "--attention", "--direction", "--dropout"]),
+    (["tag"], ["--bidirectional", "--cell"], ["--pooling", "--max-len", "--feed-context", "--attention",
+                                                "--direction", "--dropout"]),
+    (["seq2seq"], ["--feed-context", "--attention", "--direction", "--dropout", "--bidirectional"],
+     ["--pooling", "--max-len"]),
+    (["seq2seq", "--data", "pinyin"], ["--attention"], ["--direction", "--pooling"]),
+    ([], ["--pooling", "--max-len", "--feed-context", "--attention", "--direction", "--dropout"], []),
+])
+def test_train_help_lists_only_the_options_the_task_takes(capsys, argv, shown, hidden):
+    out = train_help(capsys, *argv)
+    options = set(re.findall(r"^\s+(--[a-z-]+)", out.split("\n\n", 2)[-1], flags=re.M))
+    assert set(shown) <= options, (shown, options)
+    assert not set(hidden) & options, (hidden, options)
+
+
+def test_bidirectional_help_says_it_applies_to_every_task_without_attention():
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                  if a.dest == "bidirectional")
+    assert "with --attention" not in action.help and "seq2seq" in action.help and "classify" in action.help
+
+
+def test_the_registry_is_what_the_cli_and_the_training_loop_use():
+    """Every task-only setting is an option of ``train``, and each task's metric is the one its
+    training loop picks the best epoch by."""
+    from tinygrad_rnn.data import Vocab
+    from tinygrad_rnn.tasks import DATASETS, TASK_OPTIONS
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert set(TASK_OPTIONS) <= {a.dest for a in train._actions}
+    vocab = Vocab(["a", "b"])
+    for name, task in TASKS.items():
+        assert task.datasets and all(d in DATASETS for d in task.datasets)
+        assert task.trainer({"decode_max_len": 5}, vocab).metric == task.metric, name
