@@ -206,22 +206,18 @@ def test_cli_round_trip_with_gru(tmp_path, capsys):
     (d / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
     assert cli.main(["predict", str(d), "一百"]) == 2
-    assert "best.npz" in capsys.readouterr().err
+    assert "broken config file (missing: cell)" in capsys.readouterr().err
 
 
-def test_old_run_without_cell_key_still_loads(tmp_path, capsys):
+def test_a_run_records_its_cell_and_one_without_it_is_refused(tmp_path, capsys):
     d = tmp_path / "rnn"
     assert cli.main(["train", "seq2seq", "--data", "numerals", *TINY, "--out", str(d)]) == 0
     config = json.loads((d / "config.json").read_text())
-    assert config["cell"] == "rnn"
-    del config["cell"]                                        # as written before cells existed
+    assert config["cell"] == "rnn"                            # recorded even when not given
+    del config["cell"]
     (d / "config.json").write_text(json.dumps(config))
-    _, model, _, _ = runs.load_run(d, "cpu")
-    assert type(model.encoder) is nn.RNN
-    capsys.readouterr()
-    assert cli.main(["predict", str(d), "一百"]) == 0
-    assert cli.main(["train", "seq2seq", "--data", "numerals", "--cell", "rnn", *TINY, "--resume",
-                     "--out", str(d)]) == 0                   # rnn is what the old run is
+    with pytest.raises(runs.RunError, match=r"missing: cell"):
+        runs.load_run(d, "cpu")
 
 
 @pytest.mark.parametrize("cell", GATED)
