@@ -1,7 +1,9 @@
 """``tinygrad-rnn train | predict | evaluate``: the three task models on real data.
 
 ``train`` writes a run directory (``--out``); ``predict`` and ``evaluate`` read one back. What a
-run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rnn.runs`.
+run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rnn.runs`; what
+differs between tasks and data sets (their defaults, options, models, outputs) is asked of the
+task registry, :mod:`tinygrad_rnn.tasks`.
 """
 
 from __future__ import annotations
@@ -21,15 +23,10 @@ from ..tasks import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DATASETS, DEFAULT_CE
 from ..threads import add_threads_argument, set_blas_threads
 from .errors import CLIError
 
+# For the data sets whose idle time was not measured: the reviews' idle/busy ratio (an estimate, "≈").
+IDLE_OVER_BUSY = DATASETS["reviews"].minutes[0] / DATASETS["reviews"].minutes[1]
 
-# Expected wall time of each data set's default run on a 2-core CPU with one BLAS thread, in
-# minutes: (idle machine or None, busy machine). Busy: one epoch of the default configuration
-# measured on 2026-11-30 at load average 7-10, times its epochs, plus loading and scoring
-# (docs/results.md gives the per-epoch times). Idle: measured for the reviews (make run, 39 s);
-# for the others scaled from their busy time by the reviews' idle/busy ratio, an estimate ("≈").
-DEFAULT_RUN_MINUTES = {"reviews": (0.65, 5), "peoples-daily": (None, 12), "numerals": (None, 40),
-                       "pinyin": (None, 44)}
-IDLE_OVER_BUSY = DEFAULT_RUN_MINUTES["reviews"][0] / DEFAULT_RUN_MINUTES["reviews"][1]
+
 
 
 CELL_NAMES = {"rnn": "vanilla tanh RNN cell", "lstm": "LSTM cell", "gru": "GRU cell"}   # the training banner
@@ -63,7 +60,7 @@ def default_runs_text(task=None, data=None) -> str:
             settings = {**DEFAULTS[d], **{k: COMMON[k] for k in TASK_OPTIONS
                                          if k in COMMON and spec.takes(k, d)}}
             flags = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in settings.items())
-            idle, busy = DEFAULT_RUN_MINUTES[d]
+            idle, busy = DATASETS[d].minutes
             idle_text = _minutes(idle) if idle is not None else "≈ " + _minutes(busy * IDLE_OVER_BUSY)
             lines += [f"  tinygrad-rnn train {name} --data {d}",
                       f"      defaults: {flags}",

@@ -35,17 +35,25 @@ class DataSet:
     output_separator: str = ""                    # between output tokens when printed (pinyin: " ")
     closed_alphabet: bool = False                 # input outside the training alphabet is refused
     no_baseline: str | None = None                # why there is no baseline to compare with
+    # Expected wall time of the default run on a 2-core CPU with one BLAS thread, in minutes:
+    # (idle machine or None, busy machine). Busy: one epoch of the default configuration measured
+    # on 2026-11-30 at load average 7-10, times its epochs, plus loading and scoring (docs/results.md
+    # gives the per-epoch times). Idle: measured for the reviews (make run, 39 s); for the others
+    # ``train --help`` scales the busy time by the reviews' idle/busy ratio, an estimate ("≈").
+    minutes: tuple = (None, None)
 
 
 DATASETS = {d.name: d for d in (
-    DataSet("reviews", dict(embed=64, hidden=128, lr=1e-3, epochs=10, max_len=100, min_freq=1), ("max_len",)),
-    DataSet("peoples-daily", dict(embed=64, hidden=128, lr=3e-3, epochs=8, min_freq=2)),
+    DataSet("reviews", dict(embed=64, hidden=128, lr=1e-3, epochs=10, max_len=100, min_freq=1), ("max_len",),
+            minutes=(0.65, 5)),
+    DataSet("peoples-daily", dict(embed=64, hidden=128, lr=3e-3, epochs=8, min_freq=2), minutes=(None, 12)),
     DataSet("numerals", dict(embed=32, hidden=256, lr=1e-3, epochs=20, min_freq=1), ("direction",),
-            closed_alphabet=True,
+            closed_alphabet=True, minutes=(None, 40),
             no_baseline="A numeral follows exact rules, so a baseline that knows them scores 100 %, and one "
                         "that does not gets no number right (every test number is new); compare the plain "
                         "decoder with --feed-context instead (docs/results.md)"),
-    DataSet("pinyin", dict(embed=64, hidden=256, lr=1e-3, epochs=20, min_freq=1), output_separator=" "),
+    DataSet("pinyin", dict(embed=64, hidden=256, lr=1e-3, epochs=20, min_freq=1), output_separator=" ",
+            minutes=(None, 44)),
 )}
 assert set(DATASETS) == set(DATA_SET_NAMES)
 DEFAULTS = {name: d.defaults for name, d in DATASETS.items()}
