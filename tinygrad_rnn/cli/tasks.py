@@ -26,9 +26,6 @@ from .errors import CLIError
 # For the data sets whose idle time was not measured: the reviews' idle/busy ratio (an estimate, "≈").
 IDLE_OVER_BUSY = DATASETS["reviews"].minutes[0] / DATASETS["reviews"].minutes[1]
 
-
-
-
 CELL_NAMES = {"rnn": "vanilla tanh RNN cell", "lstm": "LSTM cell", "gru": "GRU cell"}   # the training banner
 assert set(CELL_NAMES) == set(SCHEMA["cell"][1])
 
@@ -108,8 +105,9 @@ def add_parsers(subparsers) -> None:
                                           "takes: an option of another task is refused).")
     p.add_argument("-h", "--help", action=_TrainHelp,
                    help="show this help, with the defaults and expected time of TASK's default run")
-    p.add_argument("task", metavar="TASK", help="classify | tag | seq2seq")
-    p.add_argument("--data", help="classify: reviews; tag: peoples-daily; seq2seq: numerals (default) or pinyin")
+    p.add_argument("task", metavar="TASK", help=" | ".join(TASKS))
+    p.add_argument("--data", help="; ".join(f"{name}: {' or '.join(t.datasets)}" for name, t in TASKS.items())
+                   + " (default: the first)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help=f"passes over the training split (default: {_defaults_of('epochs')})")
@@ -361,7 +359,8 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
 
     epochs = config["epochs"]
     threads = getattr(args, "threads_line", None) or set_blas_threads(getattr(args, "threads", None))
-    print(f"training {type(model).__name__} ({CELL_NAMES[config['cell']]}) on {device}: {sum(p.size for p in model.parameters()):,} "
+    print(f"training {type(model).__name__} ({CELL_NAMES[config['cell']]}) on {device}: "
+          f"{sum(p.size for p in model.parameters()):,} "
           f"parameters, {epochs} epoch{'s' if epochs != 1 else ''}; {threads}")
     try:
         result = fit(model, task, optimizer, train_batches, dev_batches, epochs=config["epochs"],
@@ -401,7 +400,8 @@ def predict_command(args) -> int:
     _check_decodable(texts)
     device = _device(args)
     _check_beam(args, load_config(args.dir))
-    args.attention, args.prefixes = _in_run_directory(args.dir, args.attention), _in_run_directory(args.dir, args.prefixes)
+    args.attention = _in_run_directory(args.dir, args.attention)      # a bare name: beside the run
+    args.prefixes = _in_run_directory(args.dir, args.prefixes)
     if args.attention is not None:
         _check_attention_option(args, load_config(args.dir), texts)
     if args.prefixes is not None:
