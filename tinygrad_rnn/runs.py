@@ -226,7 +226,7 @@ def command_line(config) -> str:
     return shlex.join(words)
 
 
-# --- data, vocabularies, model, task -------------------------------------------------------------
+# --- a run's data, vocabularies and model (what differs per task: the registry) ------------
 def load_splits(config) -> tuple[list, list, list]:
     """Train / dev / test lists of ``(input tokens, target)`` for the run's data set."""
     return dataset_splits(config["data"], limit=config.get("limit"), max_len=config.get("max_len"),
