@@ -24,7 +24,8 @@ sys.path.insert(0, ROOT)                        # the checkout's tinygrad_rnn
 
 from tinygrad_rnn.data import load_reviews, pad_sequences, train_dev_test_split  # noqa: E402
 from tinygrad_rnn.data.splits import SPLIT_SEED  # noqa: E402
-from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, draw_prefixes, prefix_probabilities  # noqa: E402
+from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, prefix_probabilities  # noqa: E402
+from tinygrad_rnn.plotting.prefixes import draw_prefixes  # noqa: E402
 from tinygrad_rnn.runs import LABELS, load_run, load_splits  # noqa: E402
 from tinygrad_rnn.threads import set_blas_threads  # noqa: E402
 

@@ -49,8 +49,10 @@ import tinygrad_rnn as tg
 from tinygrad_rnn import data, models, nn, train
 from tinygrad_rnn.bptt.flow import draw_flows, gradient_flow, gradient_ratio, state_gradients
 from tinygrad_rnn.data.adding import ADDING_BASELINE_MSE, adding_problem
-from tinygrad_rnn.models.attention_plot import attention_for, find_cjk_font
-from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, draw_prefixes, prefix_probabilities
+from tinygrad_rnn.models.decoding import attention_for
+from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, prefix_probabilities
+from tinygrad_rnn.plotting.attention import find_cjk_font
+from tinygrad_rnn.plotting.prefixes import draw_prefixes
 from tinygrad_rnn.optim import Adam, clip_grad_norm_
 from tinygrad_rnn.runs import load_run, load_splits
 

@@ -3,7 +3,7 @@
 * ``cpu`` (NumPy) and ``strict`` (the CuPy-like stand-in of ``strict_backend.py``) always run.
 * ``cuda`` runs where CuPy and a GPU are present, or when asked for with the environment variable
   ``TINYGRAD_RNN_TEST_DEVICE=cuda`` (``make test-gpu`` sets it); where it is asked for but
-  missing, its tests skip and say why (the reason names ``pip install 'tinygrad-rnn[gpu]'``).
+  missing, its tests skip and say why (the reason names ``pip install -e '.[gpu]'``).
 
 Use ``device`` as a fixture in plain tests, or ``@pytest.mark.parametrize("device",
 device_params())`` next to ``@given`` (Hypothesis refuses function-scoped fixtures).

@@ -15,6 +15,7 @@ from test_models import (BOS, EOS, assert_same_grads, count_device_reads, grads,
 import tinygrad_rnn as tg
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.models import Seq2Seq, decoder_io
+from tinygrad_rnn.models import decoding
 from tinygrad_rnn.models.seq2seq import ATTENTIONS
 from tinygrad_rnn.nn import AdditiveAttention
 from tinygrad_rnn.tensor import ShapeError
@@ -280,8 +281,8 @@ def test_greedy_is_step_by_step_teacher_forcing_and_beam_one_is_greedy(src, max_
         np.testing.assert_allclose(weights[b, :n], forced[b, :n], rtol=1e-10, atol=1e-15)
     with tg.no_grad():
         h, memory = model.encode(src.values, src.lengths)
-        tokens, beam_scores, beam_weights = model._beam(h, memory, max_len, BOS, EOS, 1, return_attention=True)
-        _, _, greedy_weights = model._greedy(h, memory, max_len, BOS, EOS, return_attention=True)
+        tokens, beam_scores, beam_weights = decoding.beam_search(model, h, memory, max_len, BOS, EOS, 1, return_attention=True)
+        _, _, greedy_weights = decoding.greedy(model, h, memory, max_len, BOS, EOS, return_attention=True)
     assert [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()] == got
     np.testing.assert_allclose(beam_scores, scores, rtol=1e-12)
     np.testing.assert_allclose(beam_weights, greedy_weights, rtol=1e-12)
@@ -343,7 +344,7 @@ def test_attention_decoding_on_the_strict_device_reads_back_a_fixed_number_of_ti
 # ---- seeing it ------------------------------------------------------------------------------------------
 
 def test_terminal_rendering_marks_each_rows_strongest_source_token():
-    from tinygrad_rnn.models.attention_plot import render_attention
+    from tinygrad_rnn.plotting.attention import render_attention
     weights = np.array([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.0, 0.0, 1.0]])
     text = render_attention(weights, ["银", "行", "家"], ["yín", "háng", "<eos>"])
     lines = text.splitlines()
@@ -356,7 +357,7 @@ def test_terminal_rendering_marks_each_rows_strongest_source_token():
 
 def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from tinygrad_rnn.models import attention_plot
+    from tinygrad_rnn.plotting import attention as attention_plot
     weights = np.array([[0.7, 0.3], [0.2, 0.8]])
     assert attention_plot.plot_attention(weights, ["1", "2"], ["x", "y"], tmp_path / "ascii.png") is None
     assert (tmp_path / "ascii.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -368,7 +369,7 @@ def test_heatmap_is_written_and_says_when_no_cjk_font_exists(tmp_path, monkeypat
 
 def test_attention_for_one_text_labels_rows_with_the_outputs_and_eos():
     from tinygrad_rnn.data import Vocab
-    from tinygrad_rnn.models.attention_plot import attention_for
+    from tinygrad_rnn.models.decoding import attention_for
     src_vocab, tgt_vocab = Vocab(["一", "二", "三", "四", "五"]), Vocab(["1", "2", "3"])
     model = decoding_model(3, 1.5, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
     labels, weights = attention_for(model, src_vocab, tgt_vocab, ["三", "五", "x"], max_len=4)
@@ -412,7 +413,7 @@ def test_cli_trains_evaluates_and_predicts_with_attention(tmp_path, capsys, monk
     assert out.splitlines()[0].startswith("一千零一  →") and f"wrote {png}" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
     # Without matplotlib the weights are printed instead.
-    from tinygrad_rnn.models import attention_plot
+    from tinygrad_rnn.plotting import attention as attention_plot
 
     def no_matplotlib(*args, **kwargs):
         raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")
@@ -443,20 +444,16 @@ def test_cli_refuses_attention_where_it_does_not_apply(tmp_path, capsys):
               "--attention additive", "cannot apply")
 
 
-def test_runs_written_before_attention_still_load(tmp_path):
-    """A config.json without "attention" is a plain run (and its "bidirectional" was ignored then)."""
-    from tinygrad_rnn import serialization, runs
-    from tinygrad_rnn.data import Vocab
-    config = {"format": runs.CONFIG_FORMAT, "version": runs.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
-              "bidirectional": True, "feed_context": True, **{k: None for k in runs.SETTINGS},
+def test_a_config_without_attention_is_refused_in_one_line(tmp_path):
+    """Every run the CLI writes records "attention" (None without it); a config.json that lacks it
+    is broken and says so, naming what is missing, before any model is built."""
+    from tinygrad_rnn import runs, tasks
+    config = {"format": tasks.CONFIG_FORMAT, "version": tasks.CONFIG_VERSION, "task": "seq2seq", "data": "numerals",
+              "bidirectional": True, "feed_context": True, **{k: None for k in tasks.SETTINGS},
               "epochs": 1, "embed": 4, "hidden": 4, "layers": 1, "batch_size": 8, "min_freq": 1, "seed": 0,
-              "lr": 0.001, "clip": 1.0, "pooling": "mean", "direction": "to_digits", "decode_max_len": 8}
+              "lr": 0.001, "clip": 1.0, "pooling": "mean", "direction": "to_digits", "decode_max_len": 8,
+              "cell": "rnn", "dropout": 0.0}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    src, tgt = Vocab(["一", "二"]), Vocab(["1", "2"])
-    src.save(tmp_path / "vocab.json")
-    tgt.save(tmp_path / "target_vocab.json")
-    old = Seq2Seq(len(src), len(tgt), 4, 4, feed_context=True)         # what such a run trained
-    serialization.save(tmp_path / "best.npz", old)
-    _, model, _, _ = runs.load_run(tmp_path, "cpu")
-    assert model.attention is None and not model.bidirectional and model.feed_context
-    assert runs.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's
+    with pytest.raises(runs.RunError, match=r"broken config file \(missing: attention\)"):
+        runs.load_run(tmp_path, "cpu")
+    assert tasks.SCHEMA["attention"][1] == tuple(a for a in ATTENTIONS if a)   # the CLI's choices are the model's

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("matplotlib", reason="figures need matplotlib (the plot extra)")
 
 from tinygrad_rnn import plotting                                       # noqa: E402
-from tinygrad_rnn.models.attention_plot import find_cjk_font, plot_attention   # noqa: E402
-from tinygrad_rnn.models.prefixes import plot_prefixes                  # noqa: E402
+from tinygrad_rnn.plotting.attention import find_cjk_font, plot_attention   # noqa: E402
+from tinygrad_rnn.plotting.prefixes import plot_prefixes                 # noqa: E402
 
 LABELS = ["这", "家", "餐厅", "很", "难吃", "，", "服务", "也", "差", "。"]
 

@@ -385,3 +385,104 @@ def test_the_numerals_model_refuses_characters_outside_its_alphabet(runs, capsys
     code, out, err = run(capsys, "predict", runs["numerals"], text)
     assert_one_error_line(code, err, needle, "not in what this numerals model reads", "零")
     assert out == ""
+
+
+# ---- the command line says what it does ---------------------------------------------------------
+@pytest.mark.parametrize("argv, needle", [
+    (["classify", "--feed-context"], "--feed-context applies to seq2seq only, not to classify"),
+    (["classify", "--attention", "additive"], "--attention applies to seq2seq only, not to classify"),
+    (["classify", "--direction", "to_chinese"], "--direction applies to numerals only, not to classify"),
+    (["tag", "--pooling", "last"], "--pooling applies to classify only, not to tag"),
+    (["tag", "--max-len", "50"], "--max-len applies to reviews only, not to tag"),
+    (["seq2seq", "--pooling", "mean"], "--pooling applies to classify only, not to seq2seq"),
+    (["seq2seq", "--data", "pinyin", "--direction", "to_chinese"],
+     "--direction applies to numerals only, not to seq2seq on pinyin"),
+])
+def test_an_option_of_another_task_is_refused_before_anything_is_read(capsys, tmp_path, argv, needle):
+    out = tmp_path / "never"
+    assert_one_error_line(*run(capsys, "train", *argv, "--out", out)[::2], needle)
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def attention_run(tmp_path_factory):
+    """A tiny attention run on the generated numerals (Chinese source tokens; no data extra)."""
+    d = tmp_path_factory.mktemp("attention") / "run"
+    assert cli.main(["train", "seq2seq", "--data", "numerals", "--limit", "60", "--epochs", "1", "--embed", "4",
+                     "--hidden", "6", "--attention", "additive", "--no-progress", "--out", str(d)]) == 0
+    return d
+
+
+def test_a_figure_given_a_bare_name_goes_into_the_run_directory(capsys, attention_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "predict", attention_run, "一千零一", "--attention", "out.png")
+    assert code == 0, err
+    assert (attention_run / "out.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "out.png").exists()
+    assert f"wrote {attention_run / 'out.png'}" in out
+    code, out, err = run(capsys, "predict", attention_run, "一千零一", "--attention", "./here.png")
+    assert code == 0 and (tmp_path / "here.png").exists(), err      # a path goes where it says
+
+
+def test_no_chinese_font_is_one_line_on_stderr_and_the_terminal_rendering(capsys, attention_run, tmp_path,
+                                                                           monkeypatch):
+    pytest.importorskip("matplotlib")
+    from tinygrad_rnn.plotting import attention
+    monkeypatch.setattr(attention, "find_cjk_font", lambda sample="": None)
+    code, out, err = run(capsys, "predict", attention_run, "一千零一", "--attention", tmp_path / "boxes.png")
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "no font with Chinese glyphs" in lines[0], err
+    assert "│一千零一" in out                                  # the rendering, readable in a terminal
+
+
+@needs_data
+def test_prefixes_without_a_chinese_font_say_so_in_one_line_on_stderr(capsys, runs, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tinygrad_rnn.plotting import prefixes
+    monkeypatch.setattr(prefixes, "find_cjk_font", lambda sample="": None)
+    code, out, err = run(capsys, "predict", runs["classify"], "菜很好吃", "--prefixes", "p.png")
+    assert code == 0 and (runs["classify"] / "p.png").exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "no font with Chinese glyphs" in lines[0], err
+    assert "P(negative) after each of the 4 tokens" in out
+
+
+def test_the_banner_names_the_cell_and_ctrl_c_prints_the_resume_command(capsys, tmp_path, monkeypatch):
+    from tinygrad_rnn import train
+    real_fit = train.fit
+
+    def one_epoch_then_ctrl_c(*args, **kwargs):
+        real_fit(*args, **{**kwargs, "epochs": 1})       # epoch 1 ends and is saved; Ctrl-C in epoch 2
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", one_epoch_then_ctrl_c)
+    d = tmp_path / "run"
+    code, out, err = run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--epochs", "2",
+                         "--embed", "4", "--hidden", "6", "--cell", "gru", "--no-progress", "--out", d)
+    assert code == 130
+    assert any(line.startswith("training Seq2Seq (GRU cell) on cpu") for line in out.splitlines()), out
+    assert err.count("\n") == 1 and err.startswith("interrupted; continue where it stopped with: "), err
+    command = shlex.split(err.split("with: ", 1)[1])
+    assert command[0] == "tinygrad-rnn" and command[-1] == "--resume", command
+    monkeypatch.setattr(train, "fit", real_fit)
+    code, out, err = run(capsys, *command[1:])                 # the printed command, as given
+    assert code == 0, err
+    assert "resumed from" in out and "after epoch 1" in out
+
+
+def test_ctrl_c_before_the_first_epoch_says_there_is_nothing_to_resume(capsys, tmp_path, monkeypatch):
+    from tinygrad_rnn import train
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "fit", ctrl_c)
+    code, _, err = run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "60", "--epochs", "1",
+                       "--embed", "4", "--hidden", "6", "--no-progress", "--out", tmp_path / "run")
+    assert code == 130 and "nothing to resume" in err and "--overwrite" in err and err.count("\n") == 1, err
+
+
+def test_the_cupy_hint_installs_from_the_clone():
+    from tinygrad_rnn.backend import GPU_INSTALL_HINT
+    assert "pip install -e '.[gpu]'" in GPU_INSTALL_HINT and "not on PyPI" in GPU_INSTALL_HINT
+    assert "tinygrad-rnn[" not in GPU_INSTALL_HINT

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tinygrad_rnn.cli import build_parser, main
-from tinygrad_rnn.runs import COMMON, DEFAULTS, TASKS
+from tinygrad_rnn.tasks import COMMON, DEFAULTS, TASKS
 from tinygrad_rnn.threads import THREAD_ENV_VARS
 
 
@@ -57,7 +57,7 @@ def train_help(capsys, *argv):
 @pytest.mark.parametrize("task", list(TASKS))
 def test_train_help_shows_the_tasks_defaults_and_wall_time(capsys, task):
     out = train_help(capsys, task)
-    for data in TASKS[task]:
+    for data in TASKS[task].datasets:
         d = DEFAULTS[data]
         line = f"tinygrad-rnn train {task} --data {data}"
         assert line in out, out
@@ -68,7 +68,7 @@ def test_train_help_shows_the_tasks_defaults_and_wall_time(capsys, task):
             assert f"--{key.replace('_', '-')} {value}" in defaults, (key, defaults)
         assert "expected wall time on a 2-core CPU:" in block.splitlines()[2]
         assert " 0 s " not in block.splitlines()[2], block.splitlines()[2]
-    for other in set(DEFAULTS) - set(TASKS[task]):
+    for other in set(DEFAULTS) - set(TASKS[task].datasets):
         assert f"--data {other}\n" not in out, f"train {task} --help lists {other}"
     assert f"--batch-size {COMMON['batch_size']}" in out
 
@@ -77,7 +77,7 @@ def test_train_help_differs_per_task_and_lists_every_data_set_without_one(capsys
     texts = {task: train_help(capsys, task) for task in TASKS}
     assert len(set(texts.values())) == len(TASKS)
     everything = train_help(capsys)
-    assert all(f"tinygrad-rnn train {t} --data {d}" in everything for t in TASKS for d in TASKS[t])
+    assert all(f"tinygrad-rnn train {t} --data {d}" in everything for t in TASKS for d in TASKS[t].datasets)
     # The option lines themselves carry each data set's default.
     flat = re.sub(r"-\s+", "-", " ".join(everything.split()))       # argparse wraps lines at hyphens
     assert "reviews 10, peoples-daily 8, numerals 20, pinyin 20" in flat
@@ -111,3 +111,44 @@ def test_threads_below_one_are_refused(capsys):
         main(["train", "classify", "--threads", "0"])
     assert exit_.value.code == 2
     assert "--threads: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_top_level_help_names_every_cell():
+    text = " ".join(build_parser().format_help().split())
+    assert "vanilla RNNs" not in text and "LSTM" in text and "GRU" in text
+
+
+@pytest.mark.parametrize("argv, shown, hidden", [
+    (["classify"], ["--pooling", "--max-len", "--bidirectional"],
+     ["--feed-context", "--attention", "--direction", "--dropout"]),
+    (["tag"], ["--bidirectional", "--cell"], ["--pooling", "--max-len", "--feed-context", "--attention",
+                                                "--direction", "--dropout"]),
+    (["seq2seq"], ["--feed-context", "--attention", "--direction", "--dropout", "--bidirectional"],
+     ["--pooling", "--max-len"]),
+    (["seq2seq", "--data", "pinyin"], ["--attention"], ["--direction", "--pooling"]),
+    ([], ["--pooling", "--max-len", "--feed-context", "--attention", "--direction", "--dropout"], []),
+])
+def test_train_help_lists_only_the_options_the_task_takes(capsys, argv, shown, hidden):
+    out = train_help(capsys, *argv)
+    options = set(re.findall(r"^\s+(--[a-z-]+)", out.split("\n\n", 2)[-1], flags=re.M))
+    assert set(shown) <= options, (shown, options)
+    assert not set(hidden) & options, (hidden, options)
+
+
+def test_bidirectional_help_says_it_applies_to_every_task_without_attention():
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                  if a.dest == "bidirectional")
+    assert "with --attention" not in action.help and "seq2seq" in action.help and "classify" in action.help
+
+
+def test_the_registry_is_what_the_cli_and_the_training_loop_use():
+    """Every task-only setting is an option of ``train``, and each task's metric is the one its
+    training loop picks the best epoch by."""
+    from tinygrad_rnn.data import Vocab
+    from tinygrad_rnn.tasks import DATASETS, TASK_OPTIONS
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert set(TASK_OPTIONS) <= {a.dest for a in train._actions}
+    vocab = Vocab(["a", "b"])
+    for name, task in TASKS.items():
+        assert task.datasets and all(d in DATASETS for d in task.datasets)
+        assert task.trainer({"decode_max_len": 5}, vocab).metric == task.metric, name

@@ -54,7 +54,7 @@ def without_cupy(monkeypatch, cuda_backend_cleared):
     lambda: tg.set_default_device("cuda"),
 ], ids=["get_backend", "Tensor", "to", "randn", "set_default_device"])
 def test_cuda_without_cupy_names_the_pip_install(without_cupy, use):
-    with pytest.raises(DeviceError, match=re.escape("pip install 'tinygrad-rnn[gpu]'")):
+    with pytest.raises(DeviceError, match=re.escape("pip install -e '.[gpu]'")):
         use()
     assert not tg.device_available("cuda")
     assert tg.get_default_device() == "cpu"

@@ -19,7 +19,7 @@ LAYERS = [
     ("engine", ["tensor", "ops", "forward"]),
     ("nn", ["nn", "gradcheck"]),                       # modules, cells, the unroller; gradient checks
     ("library", ["data", "models", "optim", "plotting", "baselines"]),
-    ("training", ["serialization", "train", "runs"]),  # fit loop, model files, run directories
+    ("training", ["serialization", "train", "tasks", "runs"]),  # fit loop, model files, task registry, runs
     ("tools", ["bptt", "testing"]),                    # BPTT inspection tools, the gradient-check kit
     ("cli", ["cli", "__main__"]),                      # the command line
 ]

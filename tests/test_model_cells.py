@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import cli, nn, runs
+from tinygrad_rnn import cli, nn, runs, tasks
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.models import Seq2Seq, SequenceClassifier, SequenceTagger, decoder_io
 from tinygrad_rnn.optim import Adam
@@ -159,20 +159,22 @@ def test_rnn_cell_is_the_model_it_was():
 
 # ---- run directories and the command line ---------------------------------------------------------
 
-def test_config_records_the_cell_and_old_configs_load_as_rnn(tmp_path):
-    config = {"format": runs.CONFIG_FORMAT, "version": runs.CONFIG_VERSION, "task": "classify", "data": "reviews",
-              "bidirectional": False, "feed_context": False, **{k: None for k in runs.SETTINGS}}
-    config.update(runs.COMMON, **runs.DEFAULTS["reviews"], patience=None, limit=None)   # no "cell":
-    runs.check_config(config, "old")                          # a run written before cells existed
+def test_config_records_the_cell_and_a_config_without_one_is_refused(tmp_path):
+    config = {"format": tasks.CONFIG_FORMAT, "version": tasks.CONFIG_VERSION, "task": "classify", "data": "reviews",
+              "bidirectional": False, "feed_context": False, "attention": None, "dropout": 0.0,
+              **{k: None for k in tasks.SETTINGS}}
+    config.update(tasks.COMMON, **tasks.DEFAULTS["reviews"], patience=None, limit=None)   # no "cell"
+    with pytest.raises(runs.RunError, match=r"missing: cell"):
+        runs.check_config(config, "old")
     vocab = type("V", (), {"__len__": lambda self: 9})()
-    assert type(runs.build_model(config, vocab, None, "cpu").rnn) is nn.RNN
     for cell in CELLS:
         runs.check_config({**config, "cell": cell}, "new")
-        assert type(runs.build_model({**config, "cell": cell}, vocab, None, "cpu").rnn) is nn.CELLS[cell].layer
+        model = tasks.TASKS["classify"].build_model({**config, "cell": cell}, vocab, None, "cpu")
+        assert type(model.rnn) is nn.CELLS[cell].layer
     with pytest.raises(runs.RunError, match="'cell' must be one of rnn, lstm, gru, got 'tanh'"):
         runs.check_config({**config, "cell": "tanh"}, "bad")
     assert "--cell gru" in runs.command_line({**config, "cell": "gru"})
-    assert "--cell" not in runs.command_line({**config, "cell": "rnn"}) + runs.command_line(config)
+    assert "--cell" not in runs.command_line({**config, "cell": "rnn"})
 
 
 TINY = ["--limit", "60", "--epochs", "1", "--embed", "4", "--hidden", "8", "--no-progress"]
@@ -204,22 +206,18 @@ def test_cli_round_trip_with_gru(tmp_path, capsys):
     (d / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
     assert cli.main(["predict", str(d), "一百"]) == 2
-    assert "best.npz" in capsys.readouterr().err
+    assert "broken config file (missing: cell)" in capsys.readouterr().err
 
 
-def test_old_run_without_cell_key_still_loads(tmp_path, capsys):
+def test_a_run_records_its_cell_and_one_without_it_is_refused(tmp_path, capsys):
     d = tmp_path / "rnn"
     assert cli.main(["train", "seq2seq", "--data", "numerals", *TINY, "--out", str(d)]) == 0
     config = json.loads((d / "config.json").read_text())
-    assert config["cell"] == "rnn"
-    del config["cell"]                                        # as written before cells existed
+    assert config["cell"] == "rnn"                            # recorded even when not given
+    del config["cell"]
     (d / "config.json").write_text(json.dumps(config))
-    _, model, _, _ = runs.load_run(d, "cpu")
-    assert type(model.encoder) is nn.RNN
-    capsys.readouterr()
-    assert cli.main(["predict", str(d), "一百"]) == 0
-    assert cli.main(["train", "seq2seq", "--data", "numerals", "--cell", "rnn", *TINY, "--resume",
-                     "--out", str(d)]) == 0                   # rnn is what the old run is
+    with pytest.raises(runs.RunError, match=r"missing: cell"):
+        runs.load_run(d, "cpu")
 
 
 @pytest.mark.parametrize("cell", GATED)

@@ -15,6 +15,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn.backend import DeviceError
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.models import Seq2Seq, SequenceClassifier, SequenceTagger, decoder_io
+from tinygrad_rnn.models import decoding
 from tinygrad_rnn.tensor import ShapeError
 
 F64 = np.float64
@@ -317,7 +318,7 @@ def test_greedy_equals_step_by_step_teacher_forcing(src, max_len, layers, feed_c
     # The beam code with one hypothesis is greedy decoding too (same tokens up to <eos>, same scores).
     with tg.no_grad():
         h, c = model.encode(src.values, src.lengths)
-        tokens, beam_scores = model._beam(h, c, max_len, BOS, EOS, 1)
+        tokens, beam_scores = decoding.beam_search(model, h, c, max_len, BOS, EOS, 1)
     beam = [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
     assert beam == got
     np.testing.assert_allclose(beam_scores, scores, rtol=1e-12)
@@ -360,7 +361,7 @@ def test_beam_scores_are_the_log_probabilities_of_its_tokens_over_many_models():
         max_len, K = int(rng.integers(3, 7)), int(rng.integers(2, 5))
         with tg.no_grad():
             h, c = model.encode(src, src_lens)
-            tokens, scores = model._beam(h, c, max_len, BOS, EOS, K)
+            tokens, scores = decoding.beam_search(model, h, c, max_len, BOS, EOS, K)
         found = [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
         want = model.score(src, src_lens, found, BOS, EOS, max_len=max_len)
         if not np.allclose(scores, want, rtol=1e-10, atol=0):
@@ -374,8 +375,8 @@ def test_plain_beam_search_can_lose_to_greedy_so_generate_keeps_the_better():
     model = seq2seq(27)
     with tg.no_grad():
         h, c = model.encode(src, src_lens)
-        _, beam_scores = model._beam(h, c, 5, BOS, EOS, 2)
-        _, greedy_scores = model._greedy(h, c, 5, BOS, EOS)
+        _, beam_scores = decoding.beam_search(model, h, c, 5, BOS, EOS, 2)
+        _, greedy_scores = decoding.greedy(model, h, c, 5, BOS, EOS)
     assert beam_scores[1] < greedy_scores[1] - 1e-3, "this seed is a known case of beam search losing to greedy"
     _, scores = model.generate(src, src_lens, 5, BOS, EOS, beam_size=2, return_scores=True)
     np.testing.assert_array_equal(scores, np.maximum(beam_scores, greedy_scores))
@@ -394,7 +395,7 @@ def test_a_wide_enough_beam_is_exhaustive_search():
                                  BOS, EOS, max_len=max_len)
         with tg.no_grad():
             h, c = model.encode(src[b:b + 1], src_lens[b:b + 1])
-            tokens, score = model._beam(h, c, max_len, BOS, EOS, V ** (max_len - 1))
+            tokens, score = decoding.beam_search(model, h, c, max_len, BOS, EOS, V ** (max_len - 1))
         row = tokens.tolist()[0]
         assert (row[:row.index(EOS)] if EOS in row else row) == candidates[int(np.argmax(all_scores))]
         assert score[0] == pytest.approx(all_scores.max(), rel=1e-12)

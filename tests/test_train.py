@@ -15,7 +15,8 @@ from tinygrad_rnn.models import SequenceClassifier, SequenceTagger, padded_loss
 from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.optim import SGD, Adam
 from tinygrad_rnn.train import (ClassificationTask, NonFiniteLossError, Seq2SeqTask, TaggingTask,
-                                evaluate, fit, plot_history)
+                                evaluate, fit)
+from tinygrad_rnn.plotting.training import plot_history
 
 try:
     import matplotlib  # noqa: F401

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from .extras import install_hint
 
-GPU_INSTALL_HINT = install_hint("gpu")
+# Not install_hint("gpu"): the package is not on PyPI, so the extra installs from the clone.
+GPU_INSTALL_HINT = "pip install -e '.[gpu]' (from the clone's root, in its .venv; the package is not on PyPI)"
 
 
 class DeviceError(RuntimeError):

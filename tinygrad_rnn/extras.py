@@ -1,7 +1,8 @@
 """Optional extras (``pip install 'tinygrad-rnn[X]'``): one spelling of "this needs extra X".
 
-The package itself needs only NumPy. CuPy (``gpu``), the data sets (``data``), matplotlib
-(``plot``) and tqdm (``progress``) are extras; whatever needs one says which install fixes it.
+The package itself needs NumPy and threadpoolctl (which sets the BLAS threads, threads.py). CuPy
+(``gpu``), the data sets (``data``), matplotlib (``plot``) and tqdm (``progress``) are extras;
+whatever needs one says which install fixes it.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ A *run directory* holds everything needed to use a trained model again::
     metrics.json        test scores, baseline, wall time, one row per epoch
     plot.png            loss and dev metric per epoch (with the 'plot' extra)
 
-The model is rebuilt from ``config.json`` (:func:`build_model`) and ``best.npz`` loaded into it.
-The defaults of each data set are the reference configurations of docs/results.md.
+The model is rebuilt from ``config.json`` by its task (:mod:`tinygrad_rnn.tasks`, the registry that
+also holds each data set's defaults and what a setting may be) and ``best.npz`` loaded into it.
 
 What is promised about a run directory:
 
@@ -36,124 +36,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shlex
 
-from .data import DATASETS, BatchIterator, Vocab, dataset_splits
+from .data import BatchIterator, Vocab, dataset_splits
 from .files import TMP_PREFIX, atomic_write, remove_stale_temporaries
-from .nn import CELLS
+from .tasks import (COMMON, CONFIG_FORMAT, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, TASKS, RunError,
+                    check_config)
 
-TASKS = {"classify": ("reviews",), "tag": ("peoples-daily",), "seq2seq": ("numerals", "pinyin")}
-LABELS = ("negative", "positive")                 # review labels: 0 and 1
-# Reference configurations (docs/results.md): model and training settings per data set.
-DEFAULTS = {
-    "reviews": dict(embed=64, hidden=128, lr=1e-3, epochs=10, max_len=100, min_freq=1),
-    "peoples-daily": dict(embed=64, hidden=128, lr=3e-3, epochs=8, min_freq=2),
-    "numerals": dict(embed=32, hidden=256, lr=1e-3, epochs=20, min_freq=1),
-    "pinyin": dict(embed=64, hidden=256, lr=1e-3, epochs=20, min_freq=1),
-}
-assert set(DEFAULTS) == set(DATASETS)
-COMMON = dict(batch_size=64, clip=1.0, layers=1, seed=0, pooling="mean", direction="to_digits")
-CONFIG_FORMAT = "tinygrad_rnn.run"
-CONFIG_VERSION = 1
+__all__ = ["RunError", "RunBusyError", "RUN_FILES", "LABELS", "load_config", "check_config", "is_run_directory",
+           "check_new_run_directory", "default_run_directory", "locked", "write_json", "clear_run", "run_file",
+           "command_line", "load_splits", "build_vocabs", "load_vocabs", "make_batches", "load_run"]
+
 LOCK_FILE = ".tinygrad_rnn.lock"
-MAX_DECODE_LEN = 1000            # decoding steps per output: far above any target of our data sets
-# The options that make up a run (config.json): model, data and training settings.
-SETTINGS = ("epochs", "embed", "hidden", "layers", "pooling", "direction", "lr", "batch_size", "clip",
-            "patience", "max_len", "min_freq", "seed", "limit")
-# What predict/evaluate/--resume read from config.json (seq2seq also its decode_max_len).
-REQUIRED = ("task", "data", "embed", "hidden", "layers", "bidirectional", "feed_context", "pooling",
-            "direction", "batch_size", "min_freq", "max_len", "limit", "epochs", "lr", "clip", "patience", "seed")
-# Settings a run may lack: runs written before the setting existed load with its default.
-OPTIONAL = ("attention", "cell", "dropout")    # no "cell": a vanilla RNN run; no "dropout": none
-DEFAULT_CELL = "rnn"
-DEFAULT_DROPOUT = 0.0
 RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
-
-# What each setting may be: (kind, smallest value or the allowed names). "?" = may be null.
-SCHEMA = {
-    "epochs": ("int", 1), "embed": ("int", 1), "hidden": ("int", 1), "layers": ("int", 1),
-    "batch_size": ("int", 1), "min_freq": ("int", 1), "seed": ("int", 0),
-    "max_len": ("int?", 1), "limit": ("int?", 1), "patience": ("int?", 1),
-    "lr": ("positive", None), "clip": ("positive", None),
-    "pooling": ("name", ("last", "mean")), "direction": ("name", ("to_digits", "to_chinese")),
-    "bidirectional": ("bool", None), "feed_context": ("bool", None),
-    "decode_max_len": ("int", 1), "attention": ("name?", ("additive",)),
-    "cell": ("name", tuple(CELLS)), "dropout": ("probability", None),
-}
-
-
-# Upper bounds of the sizes, far above any configuration of docs/results.md: a config.json (or an
-# option) asking for more is refused in one line before anything is allocated ("embed": 1e8 would
-# otherwise claim gigabytes for the embedding before failing).
-MAXIMA = {"embed": 4096, "hidden": 4096, "layers": 16, "batch_size": 65536, "epochs": 100_000,
-          "decode_max_len": MAX_DECODE_LEN}
-
-
-class RunError(ValueError):
-    """A run directory is missing, incomplete or broken, or a setting is out of range."""
 
 
 class RunBusyError(RunError):
     """Another process holds the run directory's lock."""
-
-
-def setting_problem(key: str, value) -> str | None:
-    """Why ``value`` is not a valid ``key`` setting ("must be …, got …"), or None when it is."""
-    kind, rule = SCHEMA[key]
-    if kind.endswith("?") and value is None:
-        return None
-    if kind.startswith("int"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            return f"must be an integer, got {value!r}"
-        if value < rule:
-            return f"must be at least {rule}, got {value}"
-        if key in MAXIMA and value > MAXIMA[key]:
-            return f"must be at most {MAXIMA[key]}, got {value}"
-    elif kind == "positive":
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-            return f"must be positive and finite, got {value!r}"
-    elif kind == "probability":       # of dropping an element: 1 would drop everything
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            return f"must be a probability in [0, 1), got {value!r}"
-    elif kind.startswith("name"):
-        if value not in rule:
-            return f"must be one of {', '.join(rule)}, got {value!r}"
-    elif not isinstance(value, bool):
-        return f"must be true or false, got {value!r}"
-    return None
-
-
-def check_config(config, where: str) -> dict:
-    """``config`` (a run's settings) checked completely: format marker, task and data set, every
-    setting's type and range, no unknown names. Raises :class:`RunError` naming ``where``."""
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        raise RunError(f"{where}: not a tinygrad-rnn run configuration (no \"format\": \"{CONFIG_FORMAT}\")")
-    if config.get("version") != CONFIG_VERSION:
-        raise RunError(f"{where}: run configuration version {config.get('version')!r}; "
-                       f"this code reads version {CONFIG_VERSION}")
-    task, data = config.get("task"), config.get("data")
-    if task not in TASKS:
-        raise RunError(f"{where}: unknown task {task!r} (one of {', '.join(TASKS)})")
-    if data not in TASKS[task]:
-        raise RunError(f"{where}: data set {data!r} does not fit task {task!r}, which takes "
-                       f"{' or '.join(TASKS[task])}")
-    required = REQUIRED + (("decode_max_len",) if task == "seq2seq" else ())
-    missing = [k for k in required if k not in config]
-    if missing:
-        raise RunError(f"{where}: broken config file (missing: {', '.join(missing)})")
-    unknown = sorted(set(config) - set(required) - set(OPTIONAL) - {"format", "version"})
-    if unknown:
-        raise RunError(f"{where}: unknown settings {', '.join(map(repr, unknown))}")
-    for key in required + tuple(k for k in OPTIONAL if k in config):
-        if key in SCHEMA:
-            problem = setting_problem(key, config[key])
-            if problem:
-                raise RunError(f"{where}: {key!r} {problem}")
-    if task != "seq2seq" and config.get("dropout", DEFAULT_DROPOUT) != 0:
-        raise RunError(f"{where}: 'dropout' applies to seq2seq runs only, not to {task}")
-    return config
 
 
 # --- config.json -------------------------------------------------------------------------------
@@ -220,24 +120,25 @@ def default_run_directory(config) -> str:
     Sizes, learning rate and epochs are not in it: a run that differs only in them is refused
     (``--out`` or ``--overwrite``), not replaced."""
     defaults = {**COMMON, **DEFAULTS[config["data"]]}
+    task = TASKS[config["task"]]
     parts = [config["task"], config["data"]]
-    if config["data"] == "numerals" and config.get("direction", defaults["direction"]) != defaults["direction"]:
+    if task.takes("direction", config["data"]) and config["direction"] != defaults["direction"]:
         parts.append(config["direction"].replace("_", "-"))                  # to-chinese
-    if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
+    if config["cell"] != DEFAULT_CELL:
         parts.append(config["cell"])
-    if config.get("layers", 1) != 1:
+    if config["layers"] != 1:
         parts.append(f"{config['layers']}layers")
-    if config.get("bidirectional"):
+    if config["bidirectional"]:
         parts.append("bi")
-    if config.get("attention"):
+    if config["attention"]:
         parts.append("attention" if config["attention"] == "additive" else config["attention"])
-    if config.get("feed_context"):
+    if config["feed_context"]:
         parts.append("feed-context")
-    if config["task"] == "classify" and config.get("pooling", defaults["pooling"]) != defaults["pooling"]:
+    if task.takes("pooling", config["data"]) and config["pooling"] != defaults["pooling"]:
         parts.append(config["pooling"])                                      # last
-    if config.get("dropout", DEFAULT_DROPOUT) != DEFAULT_DROPOUT:
+    if config["dropout"] != DEFAULT_DROPOUT:
         parts.append(f"dropout{config['dropout']:g}")
-    if config.get("seed", defaults["seed"]) != defaults["seed"]:
+    if config["seed"] != defaults["seed"]:
         parts.append(f"seed{config['seed']}")
     return os.path.join("runs", "-".join(parts))
 
@@ -316,16 +217,16 @@ def command_line(config) -> str:
         if config.get(key) is not None and config[key] != defaults.get(key):
             words += [f"--{key.replace('_', '-')}", str(config[key])]
     words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
-    if config.get("attention"):
+    if config["attention"]:
         words += ["--attention", config["attention"]]
-    if config.get("cell", DEFAULT_CELL) != DEFAULT_CELL:
+    if config["cell"] != DEFAULT_CELL:
         words += ["--cell", config["cell"]]
-    if config.get("dropout", DEFAULT_DROPOUT) != DEFAULT_DROPOUT:
+    if config["dropout"] != DEFAULT_DROPOUT:
         words += ["--dropout", str(config["dropout"])]
     return shlex.join(words)
 
 
-# --- data, vocabularies, model, task -------------------------------------------------------------
+# --- a run's data, vocabularies and model (what differs per task: the registry) ------------
 def load_splits(config) -> tuple[list, list, list]:
     """Train / dev / test lists of ``(input tokens, target)`` for the run's data set."""
     return dataset_splits(config["data"], limit=config.get("limit"), max_len=config.get("max_len"),
@@ -335,60 +236,23 @@ def load_splits(config) -> tuple[list, list, list]:
 def build_vocabs(config, train):
     """(input vocabulary, target vocabulary or None) from the training split only."""
     src = Vocab.build((x for x, _ in train), min_freq=config["min_freq"])
-    tgt = None if config["task"] == "classify" else Vocab.build(y for _, y in train)
-    return src, tgt
+    return src, TASKS[config["task"]].target_vocab(train)
 
 
 def load_vocabs(config, directory):
     """(input vocabulary, target vocabulary or None) saved in a run directory."""
     src_vocab = Vocab.load(run_file(directory, "vocab.json"))
-    tgt_vocab = None if config["task"] == "classify" else Vocab.load(run_file(directory, "target_vocab.json"))
+    has_targets = TASKS[config["task"]].has_target_vocab
+    tgt_vocab = Vocab.load(run_file(directory, "target_vocab.json")) if has_targets else None
     return src_vocab, tgt_vocab
 
 
 def make_batches(config, examples, src_vocab, tgt_vocab, *, shuffle: bool, seed: int = 0):
     """A length-bucketed :class:`BatchIterator` over encoded examples."""
     inputs = [src_vocab.encode(x) for x, _ in examples]
-    if config["task"] == "classify":
-        targets = [int(y) for _, y in examples]
-    else:
-        seq2seq = config["task"] == "seq2seq"
-        targets = [tgt_vocab.encode(y, add_bos=seq2seq, add_eos=seq2seq) for _, y in examples]
+    targets = TASKS[config["task"]].encode_targets(examples, tgt_vocab)
     return BatchIterator(inputs, targets, batch_size=config["batch_size"], shuffle=shuffle,
                          seed=seed, bucket=True)
-
-
-def build_model(config, src_vocab, tgt_vocab, device):
-    """The task's model with the run's sizes, on ``device``."""
-    from . import models
-    # Built on ``device`` directly: never on the default device first (which may be unusable).
-    task, common = config["task"], dict(padding_idx=0, cell=config.get("cell", DEFAULT_CELL), device=device)
-    if task == "classify":
-        return models.SequenceClassifier(len(src_vocab), config["embed"], config["hidden"], len(LABELS),
-                                         pooling=config["pooling"], num_layers=config["layers"],
-                                         bidirectional=config["bidirectional"], **common)
-    if task == "tag":
-        return models.SequenceTagger(len(src_vocab), config["embed"], config["hidden"], len(tgt_vocab),
-                                     num_layers=config["layers"], bidirectional=config["bidirectional"],
-                                     **common)
-    # A seq2seq run written before "attention" existed was unidirectional whatever its
-    # "bidirectional" said (the option applied to classify/tag only then).
-    bidirectional = config["bidirectional"] and "attention" in config
-    return models.Seq2Seq(len(src_vocab), len(tgt_vocab), config["embed"], config["hidden"],
-                          num_layers=config["layers"], feed_context=config["feed_context"],
-                          attention=config.get("attention"), bidirectional=bidirectional,
-                          dropout=config.get("dropout", DEFAULT_DROPOUT), **common)
-
-
-def make_task(config, tgt_vocab, beam: int = 1):
-    """The :mod:`tinygrad_rnn.train` task that trains and scores the run's model."""
-    from .train import ClassificationTask, Seq2SeqTask, TaggingTask
-    if config["task"] == "classify":
-        return ClassificationTask()
-    if config["task"] == "tag":
-        return TaggingTask()
-    return Seq2SeqTask(max_len=config["decode_max_len"], bos_id=tgt_vocab.bos_id,
-                       eos_id=tgt_vocab.eos_id, beam_size=beam)
 
 
 def load_run(directory, device):
@@ -396,13 +260,6 @@ def load_run(directory, device):
     from . import serialization
     config = load_config(directory)
     src_vocab, tgt_vocab = load_vocabs(config, directory)
-    model = build_model(config, src_vocab, tgt_vocab, device)
+    model = TASKS[config["task"]].build_model(config, src_vocab, tgt_vocab, device)
     serialization.load(run_file(directory, "best.npz"), model)
     return config, model.eval(), src_vocab, tgt_vocab
-
-
-def tokenize(config, text: str) -> list[str]:
-    """Characters (reviews, numerals, pinyin; spaces dropped) or space-separated words (tagging)."""
-    if config["task"] == "tag":
-        return text.split()
-    return [c for c in text if not c.isspace()]

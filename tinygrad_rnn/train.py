@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import serialization
-from .files import atomic_write
 from .backend import host_rng
 from .optim import NonFiniteGradientError, clip_grad_norm_
 from .plotting import require_matplotlib
-from .tensor import Tensor, no_grad
+from .plotting.training import plot_history
+from .tensor import Tensor
 
 BEST, LAST = "best.npz", "last.npz"
 
@@ -54,16 +54,21 @@ class NonFiniteLossError(FloatingPointError):
 # arrays here; each model moves them to its device and builds its masks from the lengths.
 
 
-class ClassificationTask:
-    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
-
-    Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
-    """
+class _LabellingTask:
+    """A task whose targets are labels of the input (one per sequence, or one per token): the
+    model's own ``loss(tokens, lengths, targets)``, scored by ``accuracy`` (the dev metric)."""
 
     metric = "accuracy"
 
     def loss(self, model, batch) -> Tensor:
         return model.loss(batch.inputs, batch.lengths, batch.targets)
+
+
+class ClassificationTask(_LabellingTask):
+    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
+
+    Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
+    """
 
     def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
         """(class ids (B,), softmax probabilities (B, C)) on the host."""
@@ -80,18 +85,13 @@ class ClassificationTask:
         return {"loss": total_loss / n, "accuracy": correct / n}
 
 
-class TaggingTask:
+class TaggingTask(_LabellingTask):
     """Synchronous sequence → sequence: ``model.loss(tokens, lengths, tags)`` (a
     :class:`~tinygrad_rnn.models.SequenceTagger`): one tag per token.
 
     Steps ``t >= lengths[b]`` are padding, ignored by the loss and by the token ``accuracy``
     (the dev metric), whatever id pads the tags.
     """
-
-    metric = "accuracy"
-
-    def loss(self, model, batch) -> Tensor:
-        return model.loss(batch.inputs, batch.lengths, batch.targets)
 
     def predict(self, model, batch) -> list[list[int]]:
         """One list of tag ids per sequence, as long as the sequence."""
@@ -154,7 +154,7 @@ class Seq2SeqTask:
 def evaluate(model, task, batches) -> dict:
     """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``); every
     module's mode is restored after, as ``Seq2Seq.generate`` restores it."""
-    from .models.seq2seq import inference
+    from .models.common import inference
     with inference(model):
         return task.evaluate(model, batches)
 
@@ -429,25 +429,3 @@ def _stop(result: FitResult, model, best_state, what: str):
                 "checkpoints on disk are unchanged")
     raise NonFiniteLossError(f"training stopped: {what}. {kept}. Try a lower learning rate or "
                              "gradient clipping (clip).")
-
-
-# --- plots -----------------------------------------------------------------------------------
-def plot_history(history: list, path, metric: str) -> None:
-    """Two panels, per epoch: train and dev loss; the dev metric. Written atomically as a PNG."""
-    plt = require_matplotlib()
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax_loss.plot(epochs, [r["dev_loss"] for r in history], "o-", label="dev")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_loss.legend()
-    ax_metric.plot(epochs, [r[f"dev_{metric}"] for r in history], "o-", color="tab:green")
-    ax_metric.set(xlabel="epoch", ylabel=metric, title=f"dev {metric}")
-    for ax in (ax_loss, ax_metric):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png", dpi=100)
-    finally:
-        plt.close(fig)

@@ -21,7 +21,8 @@ from .errors import EXPECTED_ERRORS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinygrad-rnn",
-        description="Train and inspect vanilla RNNs built from a from-scratch autograd engine.")
+        description="Train recurrent networks (vanilla RNN, LSTM, GRU) built from a from-scratch autograd "
+                    "engine on three tasks, and inspect backpropagation through time.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (tasks.add_parsers, bptt.add_parser):   # each adds its subcommands, setting ``func``

@@ -1,38 +1,33 @@
 """``tinygrad-rnn train | predict | evaluate``: the three task models on real data.
 
 ``train`` writes a run directory (``--out``); ``predict`` and ``evaluate`` read one back. What a
-run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rnn.runs`.
+run directory holds, and the code that reads and writes it, is :mod:`tinygrad_rnn.runs`; what
+differs between tasks and data sets (their defaults, options, models, outputs) is asked of the
+task registry, :mod:`tinygrad_rnn.tasks`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
 from ..data.vocab import SPECIALS
 from ..backend import get_backend, get_default_device, manual_seed
-from ..runs import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS,
-                    SETTINGS, TASKS, build_model, build_vocabs, check_new_run_directory, clear_run, command_line,
-                    default_run_directory,
-                    load_config, load_run, load_splits, load_vocabs, locked, MAX_DECODE_LEN, make_batches, make_task,
-                    run_file, SCHEMA, setting_problem, tokenize, write_json)
+from ..runs import (build_vocabs, check_new_run_directory, clear_run, command_line, default_run_directory,
+                    load_config, load_run, load_splits, load_vocabs, locked, make_batches, run_file, write_json)
+from ..tasks import (COMMON, CONFIG_FORMAT, CONFIG_VERSION, DATASETS, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS,
+                     SCHEMA, SETTINGS, TASK_OPTIONS, TASKS, setting_problem)
 from ..threads import add_threads_argument, set_blas_threads
 from .errors import CLIError
 
+# For the data sets whose idle time was not measured: the reviews' idle/busy ratio (an estimate, "≈").
+IDLE_OVER_BUSY = DATASETS["reviews"].minutes[0] / DATASETS["reviews"].minutes[1]
 
-TASK_SUMMARY = {"classify": "sequence → class: is a shopping review positive or negative?",
-                "tag": "one tag per word: the part of speech of every word (People's Daily)",
-                "seq2seq": "encoder–decoder: Chinese numerals ↔ digits, or characters → pinyin"}
-# Expected wall time of each data set's default run on a 2-core CPU with one BLAS thread, in
-# minutes: (idle machine or None, busy machine). Busy: one epoch of the default configuration
-# measured on 2026-11-30 at load average 7-10, times its epochs, plus loading and scoring
-# (docs/results.md gives the per-epoch times). Idle: measured for the reviews (make run, 39 s);
-# for the others scaled from their busy time by the reviews' idle/busy ratio, an estimate ("≈").
-DEFAULT_RUN_MINUTES = {"reviews": (0.65, 5), "peoples-daily": (None, 12), "numerals": (None, 40),
-                       "pinyin": (None, 44)}
-IDLE_OVER_BUSY = DEFAULT_RUN_MINUTES["reviews"][0] / DEFAULT_RUN_MINUTES["reviews"][1]
+CELL_NAMES = {"rnn": "vanilla tanh RNN cell", "lstm": "LSTM cell", "gru": "GRU cell"}   # the training banner
+assert set(CELL_NAMES) == set(SCHEMA["cell"][1])
 
 
 def _defaults_of(key) -> str:
@@ -52,24 +47,23 @@ def default_runs_text(task=None, data=None) -> str:
     """The default settings and expected wall time of every data set's default run (of one task
     or data set when given), for ``train --help``."""
     lines = []
-    for name, datasets in TASKS.items():
+    for name, spec in TASKS.items():
         if task in TASKS and name != task:
             continue
-        lines.append(f"{name}: {TASK_SUMMARY[name]}")
-        for d in datasets:
+        lines.append(f"{name}: {spec.summary} (best epoch: highest dev {spec.metric.replace('_', ' ')})")
+        for d in spec.datasets:
             if data in DEFAULTS and d != data:
                 continue
-            settings = {**DEFAULTS[d], **({"pooling": COMMON["pooling"]} if name == "classify" else {}),
-                        **({"direction": COMMON["direction"]} if d == "numerals" else {})}
+            settings = {**DEFAULTS[d], **{k: COMMON[k] for k in TASK_OPTIONS
+                                         if k in COMMON and spec.takes(k, d)}}
             flags = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in settings.items())
-            idle, busy = DEFAULT_RUN_MINUTES[d]
+            idle, busy = DATASETS[d].minutes
             idle_text = _minutes(idle) if idle is not None else "≈ " + _minutes(busy * IDLE_OVER_BUSY)
             lines += [f"  tinygrad-rnn train {name} --data {d}",
                       f"      defaults: {flags}",
                       f"      expected wall time on a 2-core CPU: {idle_text} idle, about {_minutes(busy)} "
                       f"when the machine is busy (load 7-10)"]
-    common = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in COMMON.items()
-                      if k not in ("pooling", "direction"))
+    common = " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in COMMON.items() if k not in TASK_OPTIONS)
     lines += [f"every data set: {common}, one BLAS thread (--threads); no --patience (every epoch runs)",
               "(the reference configurations of docs/results.md; an option given replaces its default)"]
     return "\n".join(lines)
@@ -85,7 +79,19 @@ class _TrainHelp(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         task, data = getattr(namespace, "task", None), getattr(namespace, "data", None)
         parser.epilog = default_runs_text(task, data)
-        parser.print_help()
+        hidden = []
+        if task in TASKS:                          # only the options this task (and data set) takes
+            data = data if data in TASKS[task].datasets else None
+            hidden = [a for a in parser._actions
+                      if a.dest in TASK_OPTIONS and not TASKS[task].takes(a.dest, data) and a.help != argparse.SUPPRESS]
+        saved = [(a, a.help) for a in hidden]
+        for action in hidden:
+            action.help = argparse.SUPPRESS
+        try:
+            parser.print_help()
+        finally:
+            for action, text in saved:
+                action.help = text
         parser.exit()
 
 
@@ -95,11 +101,13 @@ def add_parsers(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               description="Train a task model; print test scores beside a baseline; write a run "
                                           "directory. Each data set has its own defaults (listed below; "
-                                          "'train TASK --help' shows one task's).")
+                                          "'train TASK --help' shows one task's, and only the options it "
+                                          "takes: an option of another task is refused).")
     p.add_argument("-h", "--help", action=_TrainHelp,
                    help="show this help, with the defaults and expected time of TASK's default run")
-    p.add_argument("task", metavar="TASK", help="classify | tag | seq2seq")
-    p.add_argument("--data", help="classify: reviews; tag: peoples-daily; seq2seq: numerals (default) or pinyin")
+    p.add_argument("task", metavar="TASK", help=" | ".join(TASKS))
+    p.add_argument("--data", help="; ".join(f"{name}: {' or '.join(t.datasets)}" for name, t in TASKS.items())
+                   + " (default: the first)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help=f"passes over the training split (default: {_defaults_of('epochs')})")
@@ -111,8 +119,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--pooling", choices=("last", "mean"),
                    help=f"classify: the review's summary, last state or mean of states (default {COMMON['pooling']})")
     p.add_argument("--bidirectional", action="store_true",
-                   help="classify/tag, and seq2seq with --attention: the RNN (encoder) also reads right to left "
-                        "(default: left to right only)")
+                   help="the RNN also reads right to left: classify's and tag's RNN, or seq2seq's encoder "
+                        "(its decoder then starts from both directions' final states, joined by a learned "
+                        "layer) (default: left to right only)")
     p.add_argument("--feed-context", action="store_true",
                    help="seq2seq: feed the encoder's summary to the decoder at every step (default: first step only)")
     p.add_argument("--attention", choices=SCHEMA["attention"][1], default=None,
@@ -155,12 +164,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, or $TINYGRAD_RNN_DEVICE)")
     p.add_argument("--beam", type=int, default=1, help="seq2seq: beam size, 1 to 100 (default 1 = greedy)")
     p.add_argument("--attention", metavar="PNG", default=None,
-                   help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG "
-                        "(printed as text when matplotlib is missing; default: no drawing)")
+                   help="seq2seq runs with attention: draw what the decoder read of one TEXT to this PNG; "
+                        "a bare file name is written inside DIR, a path (./out.png) where it says "
+                        "(printed as text when matplotlib or a Chinese font is missing; default: no drawing)")
     p.add_argument("--prefixes", metavar="PNG", nargs="?", const="", default=None,
                    help="classify runs: P(class) after every prefix of each TEXT, one character at a time, "
-                        "drawn in the terminal; with PNG (one TEXT) also plotted to that file "
-                        "(default: off; put it after the texts)")
+                        "drawn in the terminal; with PNG (one TEXT) also plotted to that file, a bare file "
+                        "name inside DIR, a path (./out.png) where it says (default: off; put it after the texts)")
     add_threads_argument(p)
     p.set_defaults(func=predict_command)
 
@@ -181,23 +191,25 @@ def make_config(args) -> dict:
     Every option is checked here (type, range, finite), before anything on disk is touched."""
     if args.task not in TASKS:
         raise CLIError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
-    data = args.data or TASKS[args.task][0]
+    data = args.data or TASKS[args.task].datasets[0]
     if data not in DEFAULTS:
         raise CLIError(f"unknown data set {data!r}; choose one of {', '.join(DEFAULTS)}")
-    if data not in TASKS[args.task]:
+    if data not in TASKS[args.task].datasets:
         raise CLIError(f"data set {data!r} does not fit task {args.task!r}, which takes "
-                       f"{' or '.join(TASKS[args.task])}")
+                       f"{' or '.join(TASKS[args.task].datasets)}")
     if args.epochs == 0:
         raise CLIError("--epochs 0 trains nothing; give at least 1")
-    attention = getattr(args, "attention", None)
-    if attention is not None and args.task != "seq2seq":
-        raise CLIError(f"--attention applies to seq2seq only, not to {args.task}")
+    task = TASKS[args.task]
+    for key in TASK_OPTIONS:                       # an option of another task: refused, not ignored
+        value = getattr(args, key, None)
+        if value is not None and value is not False and not task.takes(key, data):   # 0.0 is given too
+            where = f" on {data}" if task.takes(key) else ""
+            raise CLIError(f"--{key.replace('_', '-')} applies to {task.applies_to(key)} only, "
+                           f"not to {args.task}{where}")
+    attention, dropout = getattr(args, "attention", None), getattr(args, "dropout", None)
     if attention is not None and args.feed_context:
         raise CLIError("--attention and --feed-context both give the decoder the source at every step; choose one")
-    dropout = getattr(args, "dropout", None)
     if dropout is not None:
-        if args.task != "seq2seq":
-            raise CLIError(f"--dropout applies to seq2seq only, not to {args.task}")
         problem = setting_problem("dropout", dropout)
         if problem:
             raise CLIError(f"--dropout {problem}")
@@ -226,10 +238,10 @@ def _device(args) -> str:
 def _check_beam(args, config) -> None:
     """--beam applies to decoding: refused, not ignored, for a run that does not decode; at most
     MAX_BEAM_SIZE (a beam of thousands would run for minutes)."""
-    from ..models.seq2seq import MAX_BEAM_SIZE
+    from ..models.decoding import MAX_BEAM_SIZE
     if not 1 <= args.beam <= MAX_BEAM_SIZE:
         raise CLIError(f"--beam must be between 1 and {MAX_BEAM_SIZE}, got {args.beam}")
-    if args.beam != 1 and config["task"] != "seq2seq":
+    if args.beam != 1 and not TASKS[config["task"]].decodes:
         raise CLIError(f"--beam {args.beam} applies to seq2seq runs only; {args.dir} is a {config['task']} run")
 
 
@@ -260,15 +272,16 @@ def train_command(args) -> int:
         src_vocab, tgt_vocab = load_vocabs(config, out)
     else:
         src_vocab, tgt_vocab = build_vocabs(config, train)
-    if config["task"] == "seq2seq" and not args.resume:
-        config["decode_max_len"] = min(max(len(y) for _, y in train) + 5, MAX_DECODE_LEN)
+    spec = TASKS[config["task"]]
+    if not args.resume:
+        config.update(spec.derived_settings(train))
     print(f"{len(train)} train / {len(dev)} dev / {len(test)} test examples; "
           f"input vocabulary {len(src_vocab)}" + (f", target vocabulary {len(tgt_vocab)}" if tgt_vocab else ""))
 
     manual_seed(config["seed"])                     # the weights; the batch order is seeded below
-    model = build_model(config, src_vocab, tgt_vocab, device)
+    model = spec.build_model(config, src_vocab, tgt_vocab, device)
     optimizer = Adam(model.parameters(), lr=config["lr"])
-    task = make_task(config, tgt_vocab)
+    task = spec.trainer(config, tgt_vocab)
     train_batches = make_batches(config, train, src_vocab, tgt_vocab, shuffle=True, seed=config["seed"])
     dev_batches = make_batches(config, dev, src_vocab, tgt_vocab, shuffle=False)
     test_batches = make_batches(config, test, src_vocab, tgt_vocab, shuffle=False)
@@ -278,9 +291,23 @@ def train_command(args) -> int:
     except ImportError as e:
         print(f"note: no plot ({e})")
         plot_path = None
-    with locked(out):                               # one writer per run directory, for the whole run
-        return _train_locked(args, config, out, device, model, optimizer, task, src_vocab, tgt_vocab,
-                             train_batches, dev_batches, test_batches, train, test, plot_path, started)
+    try:
+        with locked(out):                           # one writer per run directory, for the whole run
+            return _train_locked(args, config, out, device, model, optimizer, task, src_vocab, tgt_vocab,
+                                 train_batches, dev_batches, test_batches, train, test, plot_path, started)
+    except KeyboardInterrupt:
+        print(f"interrupted; {_resume_hint(args, config, out)}", file=sys.stderr)
+        return 130
+
+
+def _resume_hint(args, config, out) -> str:
+    """What to type after Ctrl-C: the exact ``--resume`` command, or why there is nothing to resume."""
+    words = ["tinygrad-rnn", "train", config["task"], "--data", config["data"], "--out", out]
+    words += ["--device", args.device] if args.device else []
+    if not os.path.isfile(os.path.join(out, "last.npz")):
+        return ("no epoch had finished, so there is nothing to resume: run the same command again "
+                f"(with --overwrite: {out} holds the unfinished run's files)")
+    return f"continue where it stopped with: {shlex.join(words + ['--resume'])}"
 
 
 def _resumed_config(args, config, out) -> dict:
@@ -298,11 +325,11 @@ def _resumed_config(args, config, out) -> dict:
                if k != "epochs" and getattr(args, k, None) is not None and getattr(args, k) != saved.get(k)]
     changed += [f"--{k.replace('_', '-')}" for k in ("bidirectional", "feed_context")
                 if getattr(args, k) and not saved.get(k)]
-    if args.attention is not None and args.attention != saved.get("attention"):
+    if args.attention is not None and args.attention != saved["attention"]:
         changed.append(f"--attention {args.attention}")
-    if getattr(args, "cell", None) is not None and args.cell != saved.get("cell", DEFAULT_CELL):
+    if getattr(args, "cell", None) is not None and args.cell != saved["cell"]:
         changed.append(f"--cell {args.cell}")
-    if getattr(args, "dropout", None) is not None and args.dropout != saved.get("dropout", DEFAULT_DROPOUT):
+    if getattr(args, "dropout", None) is not None and args.dropout != saved["dropout"]:
         changed.append(f"--dropout {args.dropout:g}")
     if changed:
         raise CLIError(f"--resume continues {out} with its saved settings, so {', '.join(changed)} "
@@ -332,7 +359,8 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
 
     epochs = config["epochs"]
     threads = getattr(args, "threads_line", None) or set_blas_threads(getattr(args, "threads", None))
-    print(f"training {type(model).__name__} on {device}: {sum(p.size for p in model.parameters()):,} "
+    print(f"training {type(model).__name__} ({CELL_NAMES[config['cell']]}) on {device}: "
+          f"{sum(p.size for p in model.parameters()):,} "
           f"parameters, {epochs} epoch{'s' if epochs != 1 else ''}; {threads}")
     try:
         result = fit(model, task, optimizer, train_batches, dev_batches, epochs=config["epochs"],
@@ -355,10 +383,8 @@ def _train_locked(args, config, out, device, model, optimizer, task, src_vocab, 
     print(f"test  {_format_scores(test_scores)}  (best dev epoch {result.best_epoch} of {len(result.history)})")
     if baseline is not None:
         print(f"baseline ({baseline['name']}): {_format_scores(baseline)}")
-    elif config["data"] == "numerals":
-        print("baseline: none for numerals. A numeral follows exact rules, so a baseline that knows them "
-              "scores 100 %, and one that does not gets no number right (every test number is new); "
-              "compare the plain decoder with --feed-context instead (docs/results.md)")
+    elif DATASETS[config["data"]].no_baseline:
+        print(f"baseline: none for {config['data']}. {DATASETS[config['data']].no_baseline}")
     print(f"wrote {out}/: best.npz, last.npz, config.json, vocab.json, metrics.json"
           + (", plot.png" if plot_path else "") + f"  ({wall:.0f} s)")
     return 0
@@ -374,14 +400,17 @@ def predict_command(args) -> int:
     _check_decodable(texts)
     device = _device(args)
     _check_beam(args, load_config(args.dir))
+    args.attention = _in_run_directory(args.dir, args.attention)      # a bare name: beside the run
+    args.prefixes = _in_run_directory(args.dir, args.prefixes)
     if args.attention is not None:
         _check_attention_option(args, load_config(args.dir), texts)
     if args.prefixes is not None:
         _check_prefixes_option(args, load_config(args.dir), texts)
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
-    task = make_task(config, tgt_vocab, beam=args.beam)
-    tokens = [tokenize(config, t) for t in texts]
-    if config["task"] == "classify" and any(len(t) > (config.get("max_len") or len(t)) for t in tokens):
+    spec = TASKS[config["task"]]
+    task = spec.trainer(config, tgt_vocab, beam=args.beam)
+    tokens = [spec.tokenize(t) for t in texts]
+    if config["max_len"] is not None and any(len(t) > config["max_len"] for t in tokens):
         # Read whole: a recurrent model takes any length, and on the test reviews longer than
         # max_len reading all of them is right more often (docs/results.md, "The chapter's review").
         print(f"(reading every character; the run was trained on the first {config['max_len']} of each review)")
@@ -390,21 +419,12 @@ def predict_command(args) -> int:
     batch = Batch(ids, lengths, None, None, None)
     with no_grad():
         predictions = task.predict(model, batch)
-    if config["task"] == "classify":
-        labels, probs = predictions
-        for text, label, p in zip(texts, labels, probs):
-            print(f"{LABELS[label]}  {p[label]:.3f}  {text}")
-        if args.prefixes is not None:
-            _show_prefixes(args.prefixes, model, src_vocab, tokens)
-    elif config["task"] == "tag":
-        for words, tags in zip(tokens, predictions):
-            print("  ".join(f"{w}/{tgt_vocab.id_to_token(t)}" for w, t in zip(words, tags)))
-    else:
-        join = " " if config["data"] == "pinyin" else ""
-        for text, out in zip(texts, predictions):
-            print(f"{text}  →  {join.join(tgt_vocab.decode(out))}")
-        if args.attention is not None:
-            _show_attention(args.attention, config, model, src_vocab, tgt_vocab, tokens[0], args.beam)
+    for line in spec.format_predictions(config, texts, tokens, predictions, tgt_vocab):
+        print(line)
+    if args.prefixes is not None:
+        _show_prefixes(args.prefixes, model, src_vocab, tokens)
+    if args.attention is not None:
+        _show_attention(args.attention, config, model, src_vocab, tgt_vocab, tokens[0], args.beam)
     return 0
 
 
@@ -432,13 +452,13 @@ UNKNOWN_WARNING_SHARE = 0.5
 def _check_known(config, src_vocab, texts, tokens) -> None:
     """Say when a model is asked about text it cannot read: tokens outside its vocabulary all
     become the one ``<unk>`` embedding, so its answer says nothing about them."""
-    unit = "word" if config["task"] == "tag" else "character"
+    unit = TASKS[config["task"]].token_unit
     for text, toks in zip(texts, tokens):
         unknown = [t for t in toks if src_vocab.token_to_id(t) < len(SPECIALS)]   # <unk>, or a special
         if not unknown:
             continue
         names = ", ".join(map(repr, dict.fromkeys(unknown)))
-        if config["data"] == "numerals":
+        if DATASETS[config["data"]].closed_alphabet:
             alphabet = "".join(t for t in src_vocab.itos[len(SPECIALS):])
             raise CLIError(f"{_shown_text(text)}: {names} not in what this numerals model reads "
                            f"({alphabet}); nothing was predicted")
@@ -449,6 +469,14 @@ def _check_known(config, src_vocab, texts, tokens) -> None:
             print(f"warning: {_shown_text(text)}: {len(unknown)} of {len(toks)} {unit}s are unknown to the "
                   f"model ({names}); it reads them all as <unk>, so its answer is little more than a guess",
                   file=sys.stderr)
+
+
+def _in_run_directory(directory, path):
+    """Where a figure option's file goes: a bare file name (``out.png``) inside the run directory,
+    beside the run it shows; a path with a directory part (``./out.png``, ``figs/out.png``) as given."""
+    if not path or os.path.dirname(path):
+        return path
+    return os.path.join(directory, path)
 
 
 def _check_one_figure(what: str, option: str, path: str, texts) -> None:
@@ -462,7 +490,7 @@ def _check_one_figure(what: str, option: str, path: str, texts) -> None:
 
 def _check_attention_option(args, config, texts) -> None:
     """``predict --attention PNG``: refused before any work unless it can be drawn."""
-    if config["task"] != "seq2seq" or not config.get("attention"):
+    if not config["attention"]:
         raise CLIError(f"--attention draws attention weights; {args.dir} is a {config['task']} run "
                        "without attention (train one with 'train seq2seq --attention additive')")
     _check_one_figure("--attention draws one heatmap", f"--attention {args.attention}", args.attention, texts)
@@ -470,26 +498,28 @@ def _check_attention_option(args, config, texts) -> None:
 
 def _show_attention(path, config, model, src_vocab, tgt_vocab, tokens, beam) -> None:
     """Draw the weights α of one decoded text to ``path``, or print them without matplotlib."""
-    from ..models.attention_plot import attention_for, plot_attention, render_attention
+    from ..models.decoding import attention_for
+    from ..plotting.attention import plot_attention, render_attention
     from ..tensor import no_grad
     with no_grad():
         output, weights = attention_for(model, src_vocab, tgt_vocab, tokens, config["decode_max_len"], beam)
     try:
         words = [w for w in output if w != "<eos>"]
-        title = f"{''.join(tokens)} → {(' ' if config['data'] == 'pinyin' else '').join(words)}"
+        title = f"{''.join(tokens)} → {DATASETS[config['data']].output_separator.join(words)}"
         note = plot_attention(weights, tokens, output, path, title=title + (f" (beam {beam})" if beam > 1 else ""))
     except ImportError as e:
         print(f"note: {e}; the attention weights as text instead:")
         print(render_attention(weights, tokens, output))
         return
     print(f"wrote {path}: attention of {len(output)} output tokens over {len(tokens)} source tokens")
-    if note:
-        print(f"note: {note}")
+    if note:                                        # the figure's labels are boxes: show it readably too
+        print(f"note: {note}", file=sys.stderr)
+        print(render_attention(weights, tokens, output))
 
 
 def _check_prefixes_option(args, config, texts) -> None:
     """``predict --prefixes [PNG]``: refused before any work unless it applies and can be written."""
-    if config["task"] != "classify":
+    if not TASKS[config["task"]].shows_prefixes:
         raise CLIError(f"--prefixes shows a classifier's P(class) after every prefix; {args.dir} is a "
                        f"{config['task']} run, not classify")
     if not args.prefixes:
@@ -503,7 +533,8 @@ def _check_prefixes_option(args, config, texts) -> None:
 
 def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
     """P(negative) after every prefix of each text, in the terminal; with ``path`` also a PNG."""
-    from ..models.prefixes import plot_prefixes, prefix_probabilities, render_prefixes
+    from ..models.prefixes import prefix_probabilities
+    from ..plotting.prefixes import plot_prefixes, render_prefixes
     shown = LABELS.index("negative")
     for tokens in texts_tokens:
         probs = prefix_probabilities(model, src_vocab.encode(tokens))
@@ -518,8 +549,8 @@ def _show_prefixes(path, model, src_vocab, texts_tokens) -> None:
         print(f"note: no plot ({e}); the rendering above shows the same numbers")
         return
     print(f"wrote {path}: P({LABELS[shown]}) after each of {len(tokens)} prefixes")
-    if note:
-        print(f"note: {note}")
+    if note:                                        # the rendering above shows the same numbers readably
+        print(f"note: {note}", file=sys.stderr)
 
 
 def evaluate_command(args) -> int:
@@ -530,6 +561,6 @@ def evaluate_command(args) -> int:
     train, dev, test = load_splits(config)
     examples = test if args.split == "test" else dev
     batches = make_batches(config, examples, src_vocab, tgt_vocab, shuffle=False)
-    scores = evaluate(model, make_task(config, tgt_vocab, beam=args.beam), batches)
+    scores = evaluate(model, TASKS[config["task"]].trainer(config, tgt_vocab, beam=args.beam), batches)
     print(f"{args.split} ({len(examples)} examples)  {_format_scores(scores)}")
     return 0

@@ -2,7 +2,8 @@
 
 * :class:`SequenceClassifier` — sequence → class, pooling the last state or the mean of all states;
 * :class:`SequenceTagger` — synchronous sequence → sequence, one label per token;
-* :class:`Seq2Seq` — asynchronous encoder–decoder with teacher forcing, greedy and beam decoding.
+* :class:`Seq2Seq` — asynchronous encoder–decoder with teacher forcing; its greedy and beam
+  decoding are :mod:`.decoding`.
 
 All take token ids ``(B, T)`` and true ``lengths`` ``(B,)`` (Tensors, NumPy arrays or lists) and
 give results that do not depend on how much padding a batch carries. Each has a ``loss`` helper

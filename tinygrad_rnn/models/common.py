@@ -12,13 +12,16 @@ whatever id the data used to pad the targets.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..backend import DeviceError, host_rng
 from ..nn import Embedding, Linear, Module, recurrent_layer
 from ..nn.functional import cross_entropy, host_lengths, sequence_mask
 from ..ops import where
-from ..tensor import ShapeError, Tensor
+from ..nn.recurrent import as_parts, from_parts
+from ..tensor import ShapeError, Tensor, no_grad
 
 IGNORE_INDEX = -100  # the target value cross_entropy skips (PyTorch's default)
 
@@ -97,3 +100,24 @@ class EmbedRNNHead(Module):
 
     def extra_repr(self):
         return f"cell={self.cell!r}"
+
+
+def per_layer(state) -> list:
+    """A stacked state — a Tensor (L, B, H) or, for the LSTM, a tuple of them — as the list of
+    its L one-layer states (each (B, H), or a tuple (h, c) of them): what the cells step from."""
+    return [from_parts(layer) for layer in zip(*(part.unbind(axis=0) for part in as_parts(state)))]
+
+
+@contextlib.contextmanager
+def inference(model):
+    """Eval mode (no dropout) and no graph for the block; every module's mode is restored after
+    (not just the top one's: a submodule left in train mode on purpose stays so). Used by
+    ``Seq2Seq.generate``/``score`` and :func:`tinygrad_rnn.train.evaluate`, for any model."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training

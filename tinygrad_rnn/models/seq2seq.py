@@ -40,17 +40,10 @@ treated as opaque (the cell protocol): only its h part is read, so gated cells p
 ``tgt_out = [y_1 … y_n, <eos>]`` (n + 1 steps); :func:`decoder_io` builds both from padded
 targets, and ``model.loss(src, src_lengths, tgt_in, tgt_out, out_lengths)`` ignores padding.
 
-**Decoding** (``generate``) feeds back its own predictions. It runs batched on the device:
-each step is the decoder's cells (``cell(x_t, state)``) applied once to all B (× beam) hypotheses, the
-choice of the next tokens (argmax, or the beam's top-k) is made on the device, and the tokens
-come back to the host in ONE copy at the end — no per-step ``.item()``. The price is that every
-batch runs ``max_len`` steps even when all sequences have already ended.
-
-**Scores and lengths.** ``max_len`` counts generated tokens *including* ``<eos>``. A
-hypothesis's score is the sum of the log-probabilities of its tokens, ``<eos>`` included:
-``log p(y_1 … y_n, <eos> | x)``. One that has not ended after ``max_len`` tokens is returned
-as it is (exactly ``max_len`` tokens, so the caller can tell) and scored without ``<eos>``.
-No length normalisation: the beam maximises exactly what greedy decoding approximates.
+**Decoding** (``generate``) feeds back its own predictions, greedily or with a beam, batched on
+the device: :mod:`tinygrad_rnn.models.decoding` (which also says how outputs are scored).
+``max_len`` counts generated tokens *including* ``<eos>``; an output that has not ended after
+``max_len`` tokens is returned as it is (exactly ``max_len`` tokens, so the caller can tell).
 ``generate(..., return_attention=True)`` also returns the weights α that produced each output
 token, (B, max_len, S), copied to the host once at the end.
 
@@ -69,18 +62,17 @@ random numbers drawn, the same results bit for bit.
 
 from __future__ import annotations
 
-import contextlib
+from collections import namedtuple
 
 import numpy as np
-
-from collections import namedtuple
 
 from ..backend import host_rng
 from ..nn import AdditiveAttention, Dropout, Embedding, Linear, Module, recurrent_layer
 from ..nn.recurrent import as_parts, from_parts
 from ..ops import concatenate, gather_rows, stack
-from ..tensor import ShapeError, Tensor, no_grad, zeros
-from .common import id_tensor, lengths_array, padded_loss
+from ..tensor import ShapeError, Tensor, zeros
+from .common import id_tensor, inference, lengths_array, padded_loss, per_layer
+from .decoding import MAX_BEAM_SIZE, decode, until_eos
 
 ATTENTIONS = (None, "additive")
 
@@ -88,25 +80,6 @@ ATTENTIONS = (None, "additive")
 # (values, (B, S, D·H)), their projections h_j U_h (keys, (B, S, A)), and the mask (B, S) of
 # true positions (None when no sequence is padded).
 AttentionMemory = namedtuple("AttentionMemory", ["keys", "values", "mask"])
-
-
-def _per_layer(state) -> list:
-    """A stacked state — a Tensor (L, B, H) or, for the LSTM, a tuple of them — as the list of
-    its L one-layer states (each (B, H), or a tuple (h, c) of them): what the cells step from."""
-    return [from_parts(layer) for layer in zip(*(part.unbind(axis=0) for part in as_parts(state)))]
-
-
-def _rows(value, index):
-    """``value`` restricted to the rows ``index`` (a device int array): a Tensor, a state tuple,
-    the attention memory, or None — how the beam copies a hypothesis's state and source."""
-    if value is None:
-        return None
-    if isinstance(value, tuple):                      # (h, c) and AttentionMemory alike
-        return type(value)(*(_rows(v, index) for v in value)) if hasattr(value, "_fields") \
-            else tuple(_rows(v, index) for v in value)
-    # Unchecked: every beam index is built from arange and top-k, so it is in range by
-    # construction, and a range check would read the device at every step.
-    return gather_rows(value, index, checked=False)
 
 
 def decoder_io(targets, target_lengths, bos_id: int, eos_id: int, pad_id: int = 0):
@@ -136,47 +109,6 @@ def decoder_io(targets, target_lengths, bos_id: int, eos_id: int, pad_id: int = 
         tgt_out[b, :n + 1] = seq + [eos_id]
         out_lengths[b] = n + 1
     return tgt_in, tgt_out, out_lengths
-
-
-def _top_k(xp, values, k: int):
-    """The k largest entries of each row of ``values`` (B, M), best first: (indices, values).
-
-    k passes of argmax, each hiding the entry it found — on the device, and with argmax's
-    deterministic tie-break (lowest index) on NumPy and CuPy alike.
-    """
-    values = values.copy()
-    rows = xp.arange(values.shape[0])
-    indices, best = [], []
-    for _ in range(k):
-        j = xp.argmax(values, axis=1)
-        indices.append(j)
-        best.append(values[rows, j])
-        values[rows, j] = -xp.inf
-    return xp.stack(indices, axis=1), xp.stack(best, axis=1)
-
-
-def _until_eos(row: list, eos_id: int) -> list:
-    return row[:row.index(eos_id)] if eos_id in row else row
-
-
-# The widest beam ``generate`` searches: each step scores beam_size × V candidates per sequence,
-# so a beam of thousands runs for minutes; on our data sets beam 5 already matches beam 20.
-MAX_BEAM_SIZE = 100
-
-
-@contextlib.contextmanager
-def inference(model):
-    """Eval mode (no dropout) and no graph for the block; every module's mode is restored after
-    (not just the top one's: a submodule left in train mode on purpose stays so). Used by
-    ``generate``, ``score`` and :func:`tinygrad_rnn.train.evaluate`, for any model."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class Seq2Seq(Module):
@@ -307,7 +239,7 @@ class Seq2Seq(Module):
         if self.attention is not None:
             # Step by step: c_t depends on s_{t-1}, so the decoder's input cannot be computed ahead.
             # Causal, like the plain decoder: padding at the end of tgt_in changes no true step.
-            states, features, weights = _per_layer(h), [], []
+            states, features, weights = per_layer(h), [], []
             for y_t in y.unbind(axis=1):
                 feature, states, alpha = self._decoder_step(y_t, states, context)
                 features.append(feature)
@@ -379,19 +311,12 @@ class Seq2Seq(Module):
             if not isinstance(value, (int, np.integer)) or not 0 <= value < V:
                 raise ValueError(f"{name}={value!r} is not a token id of the target vocabulary (0..{V - 1})")
         backend = self._backend()
-        xp = backend.xp
         with inference(self):                                        # never drops, whatever the mode
             h, memory = self.encode(src, src_lengths)
-            tokens, scores, *weights = self._greedy(h, memory, max_len, bos_id, eos_id, return_attention)
-            if beam_size > 1 and tokens.shape[0] > 0:              # an empty batch: nothing to search
-                beam_tokens, beam_scores, *beam_weights = self._beam(h, memory, max_len, bos_id, eos_id,
-                                                                     beam_size, return_attention)
-                better = beam_scores > scores
-                tokens = xp.where(better[:, None], beam_tokens, tokens)
-                scores = xp.where(better, beam_scores, scores)
-                weights = [xp.where(better[:, None, None], b, g) for b, g in zip(beam_weights, weights)]
+            tokens, scores, *weights = decode(self, h, memory, max_len, bos_id, eos_id, beam_size,
+                                              return_attention)        # greedy or beam: models/decoding.py
             host = backend.to_host(tokens)                            # the one device→host copy
-        out = [_until_eos(row, eos_id) for row in host.tolist()]
+        out = [until_eos(row, eos_id) for row in host.tolist()]
         result = [out]
         if return_scores:
             result.append(backend.to_host(scores).astype(np.float64))
@@ -435,75 +360,6 @@ class Seq2Seq(Module):
         feature, new_states, alpha = self._decoder_step(gather_rows(self.tgt_embed.weight, ids, checked=False),
                                                         states, memory)
         return self.out(feature).log_softmax(axis=-1).data, new_states, None if alpha is None else alpha.data
-
-    def _greedy(self, h, memory, max_len, bos_id, eos_id, return_attention=False):
-        """Greedy decoding on the device → (tokens (B, max_len), scores (B,)) device arrays, and
-        with ``return_attention`` the weights (B, max_len, S) as a third."""
-        states, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
-        xp = h.xp
-        B = h.shape[1]
-        rows = xp.arange(B)
-        ids = xp.full((B,), bos_id, dtype=xp.int64)
-        alive = xp.ones((B,), dtype=bool)                             # no <eos> produced yet
-        score = xp.zeros((B,), dtype=h.dtype)
-        steps, weights = [], []
-        for _ in range(max_len):
-            logp, states, alpha = self._step(ids, states, memory)
-            ids = xp.argmax(logp, axis=1)
-            score = score + xp.where(alive, logp[rows, ids], 0.0)    # tokens after <eos> do not count
-            alive = alive & (ids != eos_id)
-            steps.append(ids)
-            weights.append(alpha)
-        result = (xp.stack(steps, axis=1), score)
-        return result + (xp.stack(weights, axis=1),) if return_attention else result
-
-    def _beam(self, h, memory, max_len, bos_id, eos_id, K, return_attention=False):
-        """Beam search on the device → (best tokens (B, max_len), their scores (B,)) device arrays,
-        and with ``return_attention`` the best hypotheses' weights (B, max_len, S) as a third.
-
-        The B·K hypotheses are one batch; hypothesis k of source b is row b·K + k. Each step
-        extends every unfinished hypothesis by every token, adds its log-probability, and keeps
-        the K best of the K·V candidates per source. A finished hypothesis has exactly one
-        candidate: itself, at no cost (it re-emits ``<eos>``, which the host cuts off).
-        """
-        layers, h = _per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
-        backend, xp = h.backend, h.xp
-        _, B, _ = h.shape
-        V, N = self.tgt_vocab_size, B * K
-        expand = backend.asarray(np.repeat(np.arange(B), K))         # row b·K + k reads source b
-        states = [_rows(layer, expand) for layer in layers]
-        memory = _rows(memory, expand)
-        # At the start only hypothesis 0 is live, so the K beams do not start as K copies.
-        scores = backend.asarray(np.tile(np.where(np.arange(K) == 0, 0.0, -np.inf), (B, 1)), dtype=h.dtype)
-        only_eos = backend.asarray(np.where(np.arange(V) == eos_id, 0.0, -np.inf), dtype=h.dtype)
-        finished = xp.zeros((B, K), dtype=bool)
-        rows = xp.arange(B)
-        first_row = backend.asarray(np.arange(B)[:, None] * K)
-        ids = xp.full((N,), bos_id, dtype=xp.int64)
-        history = []
-        for _ in range(max_len):
-            logp, states, alpha = self._step(ids, states, memory)
-            logp = xp.where(finished.reshape(N, 1), only_eos, logp)
-            candidates = (scores.reshape(N, 1) + logp).reshape(B, K * V)
-            best, scores = _top_k(xp, candidates, K)                   # (B, K), best first
-            parent, token = best // V, best % V
-            finished = finished[rows[:, None], parent] | (token == eos_id)
-            chosen = (first_row + parent).reshape(N)                   # the rows the survivors extend
-            states = [_rows(s, chosen) for s in states]
-            ids = token.reshape(N)
-            history.append((token, parent, None if alpha is None else alpha.reshape(B, K, -1)))
-        # Follow the parent pointers back from each source's best final hypothesis.
-        pick = xp.argmax(scores, axis=1)
-        best_scores = scores[rows, pick]
-        tokens, weights = [None] * max_len, [None] * max_len
-        for t in range(max_len - 1, -1, -1):
-            token, parent, alpha = history[t]
-            tokens[t] = token[rows, pick]
-            pick = parent[rows, pick]
-            if alpha is not None:
-                weights[t] = alpha[rows, pick]                      # what the parent read at step t
-        result = (xp.stack(tokens, axis=1), best_scores)
-        return result + (xp.stack(weights, axis=1),) if return_attention else result
 
     def extra_repr(self):
         extra = f"cell={self.cell!r}, feed_context={self.feed_context}"

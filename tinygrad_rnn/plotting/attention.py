@@ -1,4 +1,5 @@
-"""Seeing attention: the weights α_{t,j} as a heatmap, output tokens down, source tokens across.
+"""Seeing attention: the weights α_{t,j} as a heatmap, output tokens down, source tokens across
+(the weights of one decoded text come from :func:`tinygrad_rnn.models.decoding.attention_for`).
 
 Row t is what the decoder read of the source when it wrote output token t: a distribution over
 the source positions j (each row sums to 1). A sharp diagonal means a monotone, one-to-one
@@ -19,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from ..plotting import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib
+from . import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib
 
 # Fonts known to cover Chinese, tried first (by name) before every font is searched for a glyph.
 CJK_FONT_NAMES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
@@ -138,21 +139,3 @@ def render_attention(weights, source, output) -> str:
         shades = "".join(SHADES[v] * 2 for v in row)
         lines.append(f"{pad(o, left)} │{shades}  ← {source[int(np.argmax(w))]} {w.max():.2f}")
     return "\n".join(lines)
-
-
-def attention_for(model, src_vocab, tgt_vocab, tokens, max_len: int, beam_size: int = 1):
-    """Decode one tokenised source with an attention model: ``(output tokens, weights)``.
-
-    The output tokens end with ``"<eos>"`` when the model ended the output (its row is what the
-    decoder read when it decided to stop); ``weights`` is (len(output tokens), len(tokens)).
-    Unknown source tokens are read as ``<unk>``, as in training.
-    """
-    if not tokens:
-        raise ValueError("nothing to translate: the source has no tokens")
-    ids = np.array([src_vocab.encode(tokens)], dtype=np.int64)
-    out, weights = model.generate(ids, np.array([len(tokens)]), max_len, tgt_vocab.bos_id, tgt_vocab.eos_id,
-                                  beam_size=beam_size, return_attention=True)
-    labels = [tgt_vocab.id_to_token(i) for i in out[0]]
-    if len(labels) < max_len:
-        labels.append("<eos>")
-    return labels, weights[0, :len(labels)]
