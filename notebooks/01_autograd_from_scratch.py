@@ -26,7 +26,7 @@
 # Everything is tiny: the whole notebook runs top to bottom in a few seconds on a 2-core CPU. Where the text
 # says what an output shows, an `assert` in the cell checks it: the notebook stops rather than say something
 # false.
-# Set `DEVICE = "cuda"` below to run it on a GPU (needs CuPy: `pip install 'tinygrad-rnn[gpu]'`).
+# Set `DEVICE = "cuda"` below to run it on a GPU (needs CuPy: `pip install -e '.[gpu]'`).
 
 # %%
 DEVICE = "cpu"

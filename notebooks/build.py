@@ -26,7 +26,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXECUTED = HERE.parent / "runs" / "notebooks"
-INSTALL_HINT = "pip install 'tinygrad-rnn[nbexec]'"
+INSTALL_HINT = "pip install -e '.[nbexec]'"
 
 
 def sources(prefixes=()) -> list[pathlib.Path]:

@@ -416,7 +416,7 @@ def test_cli_trains_evaluates_and_predicts_with_attention(tmp_path, capsys, monk
     from tinygrad_rnn.plotting import attention as attention_plot
 
     def no_matplotlib(*args, **kwargs):
-        raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")
+        raise ImportError("plots need matplotlib, which is not installed: pip install -e '.[plot]'")
     monkeypatch.setattr(attention_plot, "plot_attention", no_matplotlib)
     code, out, err = cli_run(capsys, "predict", d, "一千零一", "--attention", tmp_path / "b.png")
     assert code == 0 and "the attention weights as text instead" in out and "│一千零一" in out, out

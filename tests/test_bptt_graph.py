@@ -8,7 +8,7 @@ from tinygrad_rnn import nn
 from tinygrad_rnn.bptt import trace
 from tinygrad_rnn.bptt.graph import to_dot, unrolled_graph
 
-pydot = pytest.importorskip("pydot", reason="pydot is in the 'test' extra: pip install 'tinygrad-rnn[test]'")
+pydot = pytest.importorskip("pydot", reason="pydot is in the 'test' extra: pip install -e '.[test]'")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on new pyparsing
 
 

@@ -19,7 +19,7 @@ def run_example(name, *args):
     return proc.stdout
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install 'tinygrad-rnn[data]'")
+@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install -e '.[data]'")
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_classify_reviews(pooling):
     out = run_example("classify_reviews.py", "--pooling", pooling)
@@ -30,7 +30,7 @@ def test_classify_reviews(pooling):
     assert lines[1].split()[0] in ("positive", "negative") and "我觉得这家餐馆" in lines[1]
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install 'tinygrad-rnn[data]'")
+@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install -e '.[data]'")
 def test_tag_pos():
     out = run_example("tag_pos.py", "--bidirectional")
     assert "test token accuracy:" in out

@@ -16,7 +16,7 @@ import pytest
 
 from devices import requested_devices, unavailable_reason
 
-INSTALL = "pip install 'tinygrad-rnn[nbexec]' (make test installs it)"
+INSTALL = "pip install -e '.[nbexec]' (make test installs it)"
 jupytext = pytest.importorskip("jupytext", reason=f"running the notebooks needs jupytext: {INSTALL}")
 nbformat = pytest.importorskip("nbformat", reason=f"running the notebooks needs nbformat: {INSTALL}")
 pytest.importorskip("nbclient", reason=f"running the notebooks needs nbclient: {INSTALL}")

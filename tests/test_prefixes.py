@@ -93,7 +93,7 @@ def test_render_shows_every_token_with_a_bar_as_wide_as_it():
         render_prefixes(tokens[:-1], probs, 0, "negative")
 
 
-@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib (pip install 'tinygrad-rnn[plot]')")
+@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib (pip install -e '.[plot]')")
 def test_plot_writes_a_png(tmp_path):
     tokens = list("菜很好，服务很差")
     curves = {"rnn": np.linspace(0.2, 0.9, 8), "lstm": np.linspace(0.1, 0.95, 8)}
@@ -124,7 +124,7 @@ def one_error(capsys, argv, *needles):
 @pytest.fixture(scope="module")
 def classify_run(tmp_path_factory):
     if not HAVE_DATA:
-        pytest.skip("needs the 'data' extra (pip install 'tinygrad-rnn[data]')")
+        pytest.skip("needs the 'data' extra (pip install -e '.[data]')")
     d = tmp_path_factory.mktemp("prefixes") / "classify"
     assert cli.main(["train", "classify", "--limit", "300", "--epochs", "1", "--embed", "8", "--hidden", "8",
                      "--cell", "gru", "--no-progress", "--out", str(d)]) == 0
@@ -150,7 +150,7 @@ def test_predict_prefixes_prints_every_prefix(classify_run, capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib (pip install 'tinygrad-rnn[plot]')")
+@pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib (pip install -e '.[plot]')")
 def test_predict_prefixes_png(classify_run, capsys, tmp_path):
     png = tmp_path / "prefixes.png"
     code, out, err = cli_run(capsys, "predict", classify_run, "菜很好吃，但是服务太差了", "--prefixes", png)
@@ -163,7 +163,7 @@ def test_predict_prefixes_without_matplotlib_still_prints(classify_run, capsys, 
     from tinygrad_rnn.plotting import prefixes
 
     def no_matplotlib(*args, **kwargs):
-        raise ImportError("plots need matplotlib, which is not installed: pip install 'tinygrad-rnn[plot]'")
+        raise ImportError("plots need matplotlib, which is not installed: pip install -e '.[plot]'")
     monkeypatch.setattr(prefixes, "plot_prefixes", no_matplotlib)
     code, out, err = cli_run(capsys, "predict", classify_run, "很好", "--prefixes", tmp_path / "p.png")
     assert code == 0, err

@@ -338,11 +338,11 @@ def test_a_closed_pipe_in_a_real_pipeline(tmp_path):
 def test_bptt_flow_without_matplotlib_checks_first(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, out, err = run(capsys, "bptt", "flow", "--length", "5")
-    assert_one_error_line(code, err, "matplotlib", "pip install 'tinygrad-rnn[plot]'")
+    assert_one_error_line(code, err, "matplotlib", "pip install -e '.[plot]'")
     assert out == "", "nothing computed before the check"
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install 'tinygrad-rnn[data]'")
+@pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra: pip install -e '.[data]'")
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_beam_on_a_run_that_does_not_decode_is_refused(capsys, tmp_path, command):
     d = tmp_path / "classify"

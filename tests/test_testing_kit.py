@@ -138,7 +138,7 @@ def test_without_hypothesis_the_import_error_names_the_install():
             "except ImportError as e:\n    print(e)\n"
             "import tinygrad_rnn, tinygrad_rnn.nn\nprint('core ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "pip install 'tinygrad-rnn[testing]'" in out and "core ok" in out
+    assert "pip install -e '.[testing]'" in out and "core ok" in out
 
 
 # ---- a failure replays identically, and the user catches a GradcheckError ----------------------

@@ -1,4 +1,4 @@
-"""Optional extras (``pip install 'tinygrad-rnn[X]'``): one spelling of "this needs extra X".
+"""Optional extras (``pip install -e '.[X]'`` from the clone): one spelling of "this needs extra X".
 
 The package itself needs NumPy and threadpoolctl (which sets the BLAS threads, threads.py). CuPy
 (``gpu``), the data sets (``data``), matplotlib (``plot``) and tqdm (``progress``) are extras;
@@ -13,8 +13,9 @@ class MissingExtraError(ImportError):
 
 
 def install_hint(extra: str) -> str:
-    """The command that installs ``extra``: ``pip install 'tinygrad-rnn[extra]'``."""
-    return f"pip install 'tinygrad-rnn[{extra}]'"
+    """The command that installs ``extra``: ``pip install -e '.[extra]'`` from the clone's root
+    (the package is not on PyPI, so ``pip install 'tinygrad-rnn[extra]'`` would find nothing)."""
+    return f"pip install -e '.[{extra}]' (from the clone's root, in its .venv)"
 
 
 def missing_extra(what: str, extra: str) -> MissingExtraError:

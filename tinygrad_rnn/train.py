@@ -175,7 +175,7 @@ def _progress_bar(total, desc, enabled, log=print):
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            pass                      # pip install 'tinygrad-rnn[progress]' adds the bar
+            pass                      # pip install -e '.[progress]' adds the bar
         else:
             return tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True)
     return _ProgressLines(total, desc, log)
@@ -241,7 +241,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
       end of the latest epoch: model, optimizer, epoch, history and RNG state), both atomically.
       ``resume=True`` continues from ``last.npz`` there exactly where it stopped.
     * ``plot_path``: a PNG of loss and dev metric per epoch, redrawn after every epoch (needs
-      matplotlib: ``pip install 'tinygrad-rnn[plot]'``).
+      matplotlib: ``pip install -e '.[plot]'``).
     * ``meta``: extra JSON saved in both checkpoints.
 
     At the end the model holds the best-on-dev weights. A non-finite loss or gradient raises

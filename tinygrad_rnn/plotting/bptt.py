@@ -21,7 +21,7 @@ def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normaliz
     differ). ``normalize=True`` divides each line by its value at t = T, so lines start at 1 on
     the right and their left end is ‖∂L/∂h_1‖/‖∂L/∂h_T‖. ``dashed``: an optional second dict drawn
     with dashed lines in the same colours (e.g. the same models at initialisation).
-    Needs matplotlib (``pip install 'tinygrad-rnn[plot]'``).
+    Needs matplotlib (``pip install -e '.[plot]'``).
     """
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)

@@ -16,14 +16,14 @@
 What each check catches and misses, with its tolerances and draw ranges, and how to widen them:
 :mod:`tinygrad_rnn.testing.check`.
 
-Needs Hypothesis: ``pip install 'tinygrad-rnn[testing]'``. The rest of tinygrad_rnn does not.
+Needs Hypothesis: ``pip install -e '.[testing]'`` from the clone. The rest of tinygrad_rnn does not.
 """
 
 try:
     import hypothesis  # noqa: F401
 except ImportError as e:  # say which install fixes it, instead of a bare "No module named"
     raise ImportError("tinygrad_rnn.testing needs Hypothesis, which is not installed: "
-                      "pip install 'tinygrad-rnn[testing]' (or pip install hypothesis)") from e
+                      "pip install -e '.[testing]' from the clone's root (or pip install hypothesis)") from e
 
 from ..gradcheck import GradcheckError, GradcheckInconclusive, gradcheck
 from . import strategies
