@@ -281,7 +281,7 @@ def adding_gradient(model, x: np.ndarray, y: np.ndarray, truncate: int | None) -
         model.rnn.truncate = None
 
 
-def train_adding_briefly(model, length: int = 50, steps: int = 200, batch: int = 32, lr: float = 1e-2,
+def train_adding_briefly(model, length: int = 20, steps: int = 800, batch: int = 32, lr: float = 1e-2,
                          seed: int = 0) -> float:
     """A few Adam steps (clipped at norm 1) on the adding problem of ``length``; the test MSE after
     them (1,000 fresh sequences; 0.167 is always predicting 1)."""
@@ -300,7 +300,7 @@ def train_adding_briefly(model, length: int = 50, steps: int = 200, batch: int =
 
 
 def truncation_bias(cell: str = "rnn", hidden: int = 32, lengths=(25, 50, 100, 200, 400), ks=(5, 10, 20), *,
-                    batch: int = 64, train_steps: int = 200, train_length: int = 50, seed: int = 0,
+                    batch: int = 64, train_steps: int = 800, train_length: int = 20, seed: int = 0,
                     log=None) -> tuple[list, float | None]:
     """Cosine and relative error of the truncated gradient (truncate = k) against full BPTT on
     the adding problem's MSE, for a fresh model and (``train_steps`` > 0) the same model after
