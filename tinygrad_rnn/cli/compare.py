@@ -90,10 +90,12 @@ def add_parser(sub) -> None:
     p.add_argument("--train-steps", type=_nonnegative_int, default=200,
                    help="Adam steps on the adding problem (T = 50) before the trained rows of the truncation "
                         "table (default 200; 0: fresh model only)")
-    p.add_argument("--repeats", type=_positive_int, default=1, help="timed runs per measurement, best kept (default 1)")
+    p.add_argument("--repeats", type=_positive_int, default=1, help="timed runs per measurement at least, best kept (default 1; a fast one is repeated "
+                        "up to 7 times within half a second)")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights and data (default 0)")
     p.add_argument("--out", default=os.path.join("runs", "bptt-compare"),
                    help="output directory: compare.md, compare.json, compare.png (default runs/bptt-compare)")
+    p.add_argument("--figure", default=None, help="write the figure here (default OUT/compare.png)")
     p.add_argument("--no-plot", action="store_true", help="no figure (tables only)")
     add_threads_argument(p)
     p.set_defaults(func=run_compare_command)
@@ -121,6 +123,9 @@ def _check(args) -> list:
                              f"use a smaller --hidden, or --methods without rtrl")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a file; give a directory")
+    if args.figure is not None and (args.no_plot or not args.figure.lower().endswith(".png")):
+        raise ValueError(f"--figure {args.figure}: " + ("--no-plot draws no figure" if args.no_plot
+                                                          else "the figure is a PNG; name a .png file"))
     if not args.no_plot:
         from ..plotting import require_matplotlib
         require_matplotlib()                            # fail now, not after measuring
@@ -176,7 +181,8 @@ def run_compare_command(args) -> int:
     written = [os.path.join(args.out, "compare.md"), os.path.join(args.out, "compare.json")]
     if not args.no_plot:
         from ..plotting.compare import plot_compare
-        figure = os.path.join(args.out, "compare.png")
+        figure = args.figure or os.path.join(args.out, "compare.png")
+        os.makedirs(os.path.dirname(os.path.abspath(figure)), exist_ok=True)
         plot_compare(rows, figure, slopes=C.cost_slopes(rows), laws=C.LAWS, title=f"four ways through time: {args.cell}, H = {args.hidden}, B = {args.batch}, "
                                          "float64")
         written.append(figure)
