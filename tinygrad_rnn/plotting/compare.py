@@ -18,6 +18,7 @@ def plot_compare(rows, path, *, slopes: dict, laws: dict, title: str = "") -> st
     ``laws``: {method: (memory exponent, time exponent, note)} (``bptt.compare.LAWS``).
     """
     plt = require_matplotlib()
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2))
     for method in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == method]
@@ -33,6 +34,9 @@ def plot_compare(rows, path, *, slopes: dict, laws: dict, title: str = "") -> st
                      (ax_time, "time of one gradient over the sequence (s)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sorted({r.T for r in rows}))          # the measured lengths, as plain numbers
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sequence length T")
         ax.set_ylabel(what)
         ax.grid(True, which="both", alpha=0.3)
