@@ -11,6 +11,8 @@ LSTM's cell-state path diag(f_t)), their products and spectral norms.
 with shapes and time steps.
 ``rtrl``: :func:`rtrl` — the same gradient as BPTT, computed forward in time (real-time recurrent
 learning) by forward-mode autodiff through the cell's own step.
+``compare``: the same gradient four ways — BPTT, checkpointed, RTRL, truncated — with exactness, time
+and peak memory side by side, and what truncation gives up (``tinygrad-rnn bptt compare``).
 """
 
 from .flow import format_gradient_flow, gradient_flow, gradient_ratio, plot_gradient_flow
