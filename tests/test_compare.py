@@ -104,3 +104,18 @@ def test_rtrl_too_big_and_out_a_file_get_one_line_before_anything_runs(capsys, t
     code, out, err = run(capsys, "bptt", "compare", "--hidden", "2", "--out", tmp_path / "file")
     assert_one_error_line(code, err, "--out", "is a file")
     assert (tmp_path / "file").read_text() == "mine"
+    for extra, needle in ((["--figure", "f.svg"], "name a .png file"), (["--figure", "f.png", "--no-plot"], "--no-plot")):
+        code, out, err = run(capsys, "bptt", "compare", "--hidden", "2", "--out", tmp_path / "y", *extra)
+        assert_one_error_line(code, err, "--figure", needle)
+        assert not (tmp_path / "y").exists()
+
+
+def test_the_rtrl_size_check_counts_parameters_like_the_cells(capsys, tmp_path, monkeypatch):
+    """The refusal names P computed without building the (maybe huge) cell: the cell's own count."""
+    from tinygrad_rnn.cli import compare as cli_compare
+
+    for cell in ("rnn", "lstm", "gru"):
+        monkeypatch.setattr(cli_compare, "RTRL_MAX_BYTES", 0)       # refuse everything, to read P
+        code, _, err = run(capsys, "bptt", "compare", "--cell", cell, "--hidden", "7", "--out", tmp_path / cell)
+        P = sum(p.size for p in C.make_layer(cell, 7).cells[0].parameters())
+        assert_one_error_line(code, err, f"RTRL at --hidden 7 ({cell}: P = {P} parameters)")

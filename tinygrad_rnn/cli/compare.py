@@ -114,8 +114,13 @@ def _check(args) -> list:
     if "rtrl" in methods:
         from ..bptt.compare import INPUT_SIZE, make_layer
 
+        # P = a·H² + b·H for every cell; read a and b off cells of size 1 and 2 (a cell of size H
+        # itself could be too big to build, which is what this check is for)
+        p1, p2 = (sum(p.size for p in make_layer(args.cell, h, input_size=INPUT_SIZE).cells[0].parameters())
+                  for h in (1, 2))
+        a = (p2 - 2 * p1) // 2
         H = args.hidden
-        P = sum(p.size for p in make_layer(args.cell, H, input_size=INPUT_SIZE).cells[0].parameters())
+        P = a * H * H + (p1 - a) * H
         state = 2 if args.cell == "lstm" else 1
         need = 8 * (P * P + 3 * P * args.batch * H * state)
         if need > RTRL_MAX_BYTES:
