@@ -42,9 +42,7 @@ import pathlib
 import tempfile
 
 import matplotlib.pyplot as plt
-import numpy as np
 
-import tinygrad_rnn as tg
 from tinygrad_rnn.bptt import compare as C
 from tinygrad_rnn.bptt import rtrl
 from tinygrad_rnn.plotting.compare import plot_compare

@@ -164,8 +164,8 @@ def run_compare_command(args) -> int:
               "steps between cuts (truncated); peak memory: tracemalloc, above what was allocated before", "",
               "Log–log slopes against T (fitted over the lengths), beside the laws:", "",
               C.format_laws(rows, exponent), "",
-              f"Truncation on the adding problem (MSE of a head on h_T, batch 64): cosine and relative error "
-              f"‖g_k − g‖/‖g‖ of the truncated gradient against full BPTT, all parameters"
+              "Truncation on the adding problem (MSE of a head on h_T, batch 64): cosine and relative error "
+              "‖g_k − g‖/‖g‖ of the truncated gradient against full BPTT, all parameters"
               + (f"; trained = {args.train_steps} Adam steps at T = 20, test MSE {test_mse:.3f} "
                  f"(0.167 = always predicting 1)" if test_mse is not None else "") + ":", "",
               C.format_truncation(trunc_rows)]
