@@ -8,8 +8,10 @@ parameters θ:
 * ``bptt``: record the T steps, walk the tape back (``loss.backward()``). Keeps every step:
   memory ∝ T, time ∝ T (a forward and a backward).
 * ``checkpoint``: the same walk with ``checkpoint=k``, k = round(√T): one state kept per k steps,
-  each segment run again, recording, in the backward. Memory ∝ T/k + k ∝ √T, time ∝ T with about
-  one extra forward. Exact.
+  each segment run again, recording, in the backward. The recurrence's memory ∝ T/k + k ∝ √T (the
+  outputs, the input projection and their gradients are B × T × H arrays every taped method
+  holds, so the measured total lies between √T and T), time ∝ T with about one extra forward.
+  Exact.
 * ``rtrl``: real-time recurrent learning (:func:`~tinygrad_rnn.bptt.rtrl`): carry the influence
   M_t = ∂s_t/∂θ forward, nothing of a step kept once it is done. Memory ∝ P · B · state,
   independent of T; time per step ∝ H⁴ for the vanilla cell (P ≈ H² directions through a step of
