@@ -125,6 +125,7 @@ slopes = C.cost_slopes(rows)
 peak = {(r.method, r.T): r.peak_bytes for r in rows}
 assert slopes["bptt"][0] > 0.8                          # ∝ T
 assert slopes["rtrl"][0] < 0.1 and slopes["truncated"][0] < 0.2    # independent of T
+assert all(peak["truncated", T] == min(peak[m, T] for m in C.METHODS) for T in (20, 40, 80, 160))  # smallest
 assert slopes["checkpoint"][0] < slopes["bptt"][0] and peak["checkpoint", 160] < peak["bptt", 160]
 assert peak["rtrl", 20] > peak["bptt", 20] and peak["rtrl", 160] < peak["bptt", 160]   # the lines cross
 assert all(r.exact == (r.method != "truncated") for r in rows)
