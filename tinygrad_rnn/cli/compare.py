@@ -27,7 +27,7 @@ The same gradient through time, four ways, on one layer with random output gradi
 For each method and length: whether it equals plain BPTT (relative error ≤ 1e-10), its error,
 time per step and peak memory (tracemalloc), with the fitted log–log slopes beside the laws;
 then what truncation gives up on the adding problem (cosine and relative error against the full
-gradient, fresh and briefly trained). The default run takes about a minute on two cores."""
+gradient, fresh and briefly trained). The default run takes 15–40 s on two cores."""
 
 
 def _positive_int(text: str) -> int:
