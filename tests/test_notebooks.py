@@ -41,7 +41,7 @@ def _devices():
 
 
 def test_the_notebooks_are_there():
-    assert [p.name[:2] for p in SOURCES] == ["01", "02", "03", "04"], SOURCES
+    assert [p.name[:2] for p in SOURCES] == ["01", "02", "03", "04", "05"], SOURCES
 
 
 @pytest.mark.parametrize("device", _devices())

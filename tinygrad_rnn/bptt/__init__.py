@@ -14,6 +14,8 @@ training, its parallel runner and its report, one module each.
 with shapes and time steps.
 ``rtrl``: :func:`rtrl` — the same gradient as BPTT, computed forward in time (real-time recurrent
 learning) by forward-mode autodiff through the cell's own step.
+``compare``: the same gradient four ways — BPTT, checkpointed, RTRL, truncated — with exactness, time
+and peak memory side by side, and what truncation gives up (``tinygrad-rnn bptt compare``).
 """
 
 from ..plotting.bptt import plot_gradient_flow

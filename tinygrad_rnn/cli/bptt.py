@@ -24,7 +24,8 @@ See backpropagation through time at work:
   experiment  the vanishing-gradient experiment on the adding problem (a table and a figure)
   flow        ‖∂L/∂h_t‖ per step of a fresh or trained model, beside the Jacobian norms
   graph       the unrolled graph as Graphviz DOT (and SVG when 'dot' is installed)
-  trace       every forward op and backward step of a tiny RNN, in order, as a table"""
+  trace       every forward op and backward step of a tiny RNN, in order, as a table
+  compare     BPTT, checkpointed BPTT, RTRL and truncation: exactness, time and memory against T"""
 
 GRAPHVIZ_HINT = ("the 'dot' program of Graphviz is not installed, so no SVG was written; get it with "
                  "'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' (macOS) or from "
@@ -135,6 +136,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cell", choices=tuple(CELLS), default="rnn", help="rnn (default), lstm or gru")
     p.add_argument("--seed", type=int, default=0, help="seeds the inputs and weights (default 0)")
     p.set_defaults(func=run_trace_command)
+
+    from . import compare                        # four ways through time: its own module
+    compare.add_parser(sub)
 
 
 # ---- argument types (argparse turns their ValueError/TypeError into a usage error) --------------
