@@ -34,7 +34,7 @@ GRAPHVIZ_HINT = ("the 'dot' program of Graphviz is not installed, so no SVG was 
 
 def add_parser(subparsers) -> None:
     """Add ``bptt`` and its subcommands (each sets ``func``) to the top-level parser."""
-    bptt = subparsers.add_parser("bptt", help="see backpropagation through time: experiment, flow, graph, trace",
+    bptt = subparsers.add_parser("bptt", help="see backpropagation through time: experiment, flow, graph, trace, compare",
                                  description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = bptt.add_subparsers(dest="bptt_command", metavar="TOOL")
     sub.required = True
