@@ -1,13 +1,17 @@
 """The package is layered: no module imports a layer above its own (docs/architecture.md).
 
 A layer may import itself and anything below. Every module must be placed in a layer here, so a
-new module makes this test fail until someone decides where it belongs.
+new module makes this test fail until someone decides where it belongs. The layer table of
+docs/architecture.md must be this one, and every module path that page names must exist.
 """
 
 import ast
+import itertools
 import os
+import re
 
 import pytest
+from markdown_code import markdown_code
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tinygrad_rnn")
 
@@ -125,3 +129,79 @@ def test_the_command_line_has_no_import_cycle():
         if module.startswith("cli.") and module != "cli.main":
             targets = {t for t, _ in imported_modules(module, path, is_package)}
             assert not targets & {"cli", "cli.main"}, f"{module} imports {targets & {'cli', 'cli.main'}}"
+
+
+# ---- docs/architecture.md says the same ----------------------------------------------------------
+
+ROOT = os.path.dirname(PACKAGE)
+ARCHITECTURE = os.path.join(ROOT, "docs", "architecture.md")
+
+
+def _doc_key(name: str) -> str:
+    """`tensor.py` → "tensor", `nn/` → "nn": a doc's module name as a key of LAYERS."""
+    return name[: -len(".py")] if name.endswith(".py") else name.rstrip("/")
+
+
+def architecture_layers(text: str) -> list:
+    """(layer, [module keys]) of each row of the first table under "## The layers", in order."""
+    section = ("\n" + text).split("\n## The layers\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
+    layers = []
+    for row in rows[2:]:                     # after the header and the |---| line
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        layers.append((cells[0], [_doc_key(m) for m in re.findall(r"`([^`]+)`", cells[1])]))
+    return layers
+
+
+def test_the_architecture_doc_lists_the_same_layers_and_modules():
+    with open(ARCHITECTURE, encoding="utf-8") as f:
+        documented = architecture_layers(f.read())
+    assert [name for name, _ in documented] == [name for name, _ in LAYERS], \
+        "docs/architecture.md's layer table names other layers, or another order, than LAYERS here"
+    for (name, doc_keys), (_, keys) in zip(documented, LAYERS):
+        assert sorted(doc_keys) == sorted(keys), (
+            f"layer {name}: docs/architecture.md lists {sorted(doc_keys)}, this test {sorted(keys)}")
+
+
+def test_the_layer_table_reader_sees_a_changed_row():
+    text = ("## The layers\n\n| layer | modules | what |\n|---|---|---|\n"
+            "| base | `backend.py`, `nn/` | x |\n| engine | `tensor.py` | y |\n\n"
+            "| no | `b.py` |\n## Next\n| no | `a.py` |\n")
+    assert architecture_layers(text) == [("base", ["backend", "nn"]), ("engine", ["tensor"])]
+
+
+# A path as the doc writes it: `nn/cells.py`, `tinygrad_rnn/testing/check.py`, `plotting/`,
+# `cli/tasks.py:train_command` (a module and a name in it).
+DOC_PATH = re.compile(r"^(?:tinygrad_rnn/)?((?:[\w.-]+/)*[\w.-]+(?:\.py|/))(?::[\w.]+)?$")
+
+
+def documented_paths(text: str) -> list:
+    """(line number, path) of every code span or code line of ``text`` that names a .py file or a folder."""
+    return [(number, m.group(1)) for number, code, _ in markdown_code(text)
+            if (m := DOC_PATH.match(code))]
+
+
+def _exists(path: str) -> bool:
+    """In the package (`nn/cells.py`), or at the repository's root for its other folders
+    (`tests/op_registry.py`, `benchmarks/`)."""
+    if os.path.exists(os.path.join(PACKAGE, path)):
+        return True
+    top = path.split("/")[0]
+    return (top != "tinygrad_rnn" and os.path.isdir(os.path.join(ROOT, top))
+            and os.path.exists(os.path.join(ROOT, path)))
+
+
+def test_every_module_path_the_architecture_doc_names_exists():
+    with open(ARCHITECTURE, encoding="utf-8") as f:
+        paths = documented_paths(f.read())
+    assert len(paths) > 50, f"only {len(paths)} paths found in docs/architecture.md: is the reader broken?"
+    missing = [f"line {n}: {p}" for n, p in paths if not _exists(p)]
+    assert not missing, "docs/architecture.md names paths that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_path_reader_finds_modules_folders_and_names_in_them():
+    text = "See `nn/cells.py`, `tinygrad_rnn/plotting/`, `cli/tasks.py:train_command`, `nn.RNN` and `a b.py`."
+    assert sorted(p for _, p in documented_paths(text)) == ["cli/tasks.py", "nn/cells.py", "plotting/"]
+    assert not _exists("nn/rnn.py") and _exists("nn/cells.py") and _exists("tests/op_registry.py")
