@@ -142,7 +142,7 @@ def test_plot_writes_a_png(tmp_path):
 def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
     import sys
     monkeypatch.setitem(sys.modules, "matplotlib", None)   # import matplotlib now fails
-    with pytest.raises(ImportError, match=r"pip install 'tinygrad-rnn\[plot\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         plot_gradient_flow(np.ones(3), tmp_path / "x.png")
 
 

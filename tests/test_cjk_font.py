@@ -70,3 +70,38 @@ def test_a_reset_of_the_settings_is_repaired():
     with matplotlib.rc_context({"font.family": ["sans-serif"]}):
         assert plotting.register_cjk_font() == plotting.CJK_FONT_FAMILY
         assert list(matplotlib.rcParams["font.family"]) == ["sans-serif", plotting.CJK_FONT_FAMILY]
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Every figure goes through plotting.save_figure (files.atomic_write): a crash while
+    matplotlib writes leaves the figure that was there before, and no temporary file."""
+    import matplotlib.pyplot as plt
+
+    from tinygrad_rnn.plotting import save_figure
+
+    path = tmp_path / "figure.png"
+    path.write_bytes(b"the old figure")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, path)
+    assert path.read_bytes() == b"the old figure" and sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]
+    monkeypatch.undo()
+    save_figure(fig, path)
+    plt.close(fig)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_plotting_module_calls_savefig_on_a_path_itself():
+    import pathlib
+
+    folder = pathlib.Path(plotting.__file__).parent
+    direct = [f"{p.name}:{i}" for p in folder.glob("*.py")
+              for i, line in enumerate(p.read_text().splitlines(), 1)
+              if "fig.savefig(" in line and p.name != "__init__.py"]
+    assert not direct, f"write figures through plotting.save_figure (atomic): {direct}"

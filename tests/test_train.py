@@ -206,7 +206,7 @@ def test_plot_is_written_every_epoch(tmp_path):
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib → ImportError
-    with pytest.raises(ImportError, match=r"pip install 'tinygrad-rnn\[plot\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         plot_history([], "x.png", "accuracy")
     with pytest.raises(ImportError, match="plot"):
         run(epochs=1, plot_path="never-written.png")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.adding import adding_problem
-from ..nn import CELLS, GRU, LSTM, RNN
+from ..nn import cell_kind
 from ..optim import Adam, clip_grad_norm_
 from ..tensor import Tensor, no_grad
 from .rtrl import rtrl
@@ -45,7 +45,6 @@ from .rtrl import rtrl
 METHODS = ("bptt", "checkpoint", "rtrl", "truncated")
 EXACT_TOLERANCE = 1e-10       # float64: an exact method differs from plain BPTT by rounding only
 INPUT_SIZE = 4
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 # The cost laws, as exponents of T: (memory, time of one gradient over the whole sequence, note)
 LAWS = {
@@ -77,10 +76,9 @@ class Measurement:
 
 
 def make_layer(cell: str, hidden: int, *, seed: int = 0, input_size: int = INPUT_SIZE, dtype="float64"):
-    """A one-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU`` with weights drawn from ``seed``."""
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
-    return LAYERS[cell](input_size, hidden, rng=np.random.default_rng(seed), dtype=dtype)
+    """The one-layer recurrent layer of ``cell`` (the registry, ``nn.cell_kind``: any cell it
+    knows) with weights drawn from ``seed``; an unknown name is refused naming the known ones."""
+    return cell_kind(cell).layer(input_size, hidden, rng=np.random.default_rng(seed), dtype=dtype)
 
 
 def make_data(layer, T: int, batch: int, *, seed: int = 0):
@@ -173,8 +171,7 @@ def compare(cell: str = "rnn", hidden: int = 32, lengths=(25, 50, 100, 200, 400)
     so this run is not timed), then timed by :func:`best_time` (at least ``repeats`` runs, more
     within ``budget`` seconds; the best kept). The error is against plain BPTT on the same weights and data.
     """
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+    cell_kind(cell)                                  # an unknown cell is refused before any work
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")

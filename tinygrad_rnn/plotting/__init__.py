@@ -17,6 +17,7 @@ import os
 import sys
 
 from ..extras import install_hint, missing_extra
+from ..files import atomic_write
 
 PLOT_INSTALL_HINT = install_hint("plot")
 CJK_FONT_FAMILY = "Noto Sans CJK SC"
@@ -84,3 +85,11 @@ def require_matplotlib():
     import matplotlib.pyplot as plt
     register_cjk_font()
     return plt
+
+
+def save_figure(fig, path, **savefig_options) -> None:
+    """``fig.savefig(path)`` written whole or not at all (:func:`tinygrad_rnn.files.atomic_write`):
+    a crash mid-write leaves the old figure in place. The format follows the file's suffix."""
+    suffix = os.path.splitext(str(path))[1].lstrip(".").lower()
+    with atomic_write(path) as f:
+        fig.savefig(f, format=suffix or "png", **savefig_options)

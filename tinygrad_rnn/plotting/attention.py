@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from . import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib
+from . import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib, save_figure
 
 # Fonts known to cover Chinese, tried first (by name) before every font is searched for a glyph.
 CJK_FONT_NAMES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
@@ -114,7 +114,7 @@ def _draw(plt, rc, weights, source, output, path, title, note):
         ax.set_title(title if note is None else f"{title or ''}\n(no CJK font: labels may be boxes)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.05, label=r"$\alpha_{t,j}$")
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)
         plt.close(fig)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import PLOT_INSTALL_HINT, require_matplotlib  # noqa: F401  (named in the docstrings)
+from . import PLOT_INSTALL_HINT, require_matplotlib, save_figure  # noqa: F401  (named in the docstrings)
 
 
 def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normalize=False,
@@ -30,7 +30,7 @@ def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normaliz
     if ylabel:
         ax.set_ylabel(ylabel)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return str(path)
 
@@ -82,7 +82,7 @@ def plot_experiment(results, path) -> str:
     # one panel is too narrow for the title on one line
     fig.suptitle(("\n" if len(panels) == 1 else " ").join(title), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return str(path)
 

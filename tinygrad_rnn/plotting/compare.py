@@ -6,7 +6,7 @@ with its fitted slope beside the law's (``bptt.compare.LAWS``).
 
 from __future__ import annotations
 
-from . import require_matplotlib
+from . import require_matplotlib, save_figure
 
 STYLE = {"bptt": ("C0", "o"), "checkpoint": ("C1", "s"), "rtrl": ("C2", "^"), "truncated": ("C3", "v")}
 
@@ -44,6 +44,6 @@ def plot_compare(rows, path, *, slopes: dict, laws: dict, title: str = "") -> st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return str(path)

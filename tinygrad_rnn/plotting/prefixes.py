@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import require_matplotlib
+from . import require_matplotlib, save_figure
 from .attention import CJK_FONT_HINT, find_cjk_font
 
 BLOCKS = "▁▂▃▄▅▆▇█"                  # the terminal rendering's eight levels, 0 … 1
@@ -88,7 +88,7 @@ def plot_prefixes(tokens, curves, path, *, ylabel: str = "P(class)", title: str 
             if title or note:
                 ax.set_title((title or "") + ("\n(no CJK font: labels may be boxes)" if note else ""), fontsize=9)
             fig.tight_layout()
-            fig.savefig(path)
+            save_figure(fig, path)
         plt.close(fig)
     finally:
         quiet.setLevel(level)

@@ -3,8 +3,7 @@ redrawn by :func:`tinygrad_rnn.train.fit` after every epoch."""
 
 from __future__ import annotations
 
-from ..files import atomic_write
-from . import require_matplotlib
+from . import require_matplotlib, save_figure
 
 
 def plot_history(history: list, path, metric: str) -> None:
@@ -22,7 +21,6 @@ def plot_history(history: list, path, metric: str) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png", dpi=100)
+        save_figure(fig, path, dpi=100)
     finally:
         plt.close(fig)
