@@ -180,7 +180,8 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
     if mode not in ("direction", "full"):
         raise ValueError(f"mode must be 'direction' or 'full', got {mode!r}")
     inputs = list(inputs)
-    checked, aliases = [], {}
+    checked: list[int] = []                  # positions of the tensors to check
+    aliases: dict[int, list[int]] = {}       # first position -> later positions of the same tensor
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad:
             first = next((j for j in checked if inputs[j] is t), None)

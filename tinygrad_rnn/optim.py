@@ -19,6 +19,7 @@ views such as ``p.T``) — so a ``backward()`` through a graph recorded before t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _all_finite(arrays) -> bool:
     non-finite S may also be finite values overflowing (|S| > 3.4e38 in float32); only then is
     each array checked element by element, so the answer is always exact.
     """
-    by_device = {}
+    by_device: dict[int, list] = {}           # id(array type) -> its arrays
     for a in arrays:
         by_device.setdefault(id(type(a)), []).append(a)
     for group in by_device.values():
@@ -78,7 +79,8 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
-        self.names, self.params = [], []
+        self.names: list[str] = []
+        self.params: list[Tensor] = []
         for i, item in enumerate(params):
             name, p = item if isinstance(item, tuple) else (f"parameter {i}", item)
             if not isinstance(p, Tensor) or not p.requires_grad:
@@ -89,7 +91,7 @@ class Optimizer:
                 raise ValueError(f"{name} appears twice in the parameter list")
             self.names.append(name)
             self.params.append(p)
-        self.state = [{} for _ in self.params]
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]   # per parameter, in order
         self.nonfinite = nonfinite
         self.skipped_steps = 0
 

@@ -44,7 +44,7 @@ def save(path, model, optimizer=None, meta=None) -> None:
     header = {"format": FORMAT, "version": VERSION, "meta": meta, "optimizer": None}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        scalars = {}
+        scalars: dict[str, dict[str, object]] = {}   # str(i) -> {key: non-array value}
         for i, entries in sd["state"].items():
             for k, v in entries.items():
                 if isinstance(v, np.ndarray):

@@ -126,8 +126,10 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM
     both thresholds are now raised (by this call or by those variables); False, changing nothing,
     where the C library is not glibc (macOS, Windows, musl) or refuses a value.
     """
+    if not sys.platform.startswith("linux"):
+        return False                         # glibc is a Linux C library
     try:
-        libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version            # only glibc has it: musl's mallopt does nothing
         mallopt = libc.mallopt
     except (AttributeError, OSError):

@@ -33,6 +33,7 @@ import math
 import time
 import tracemalloc
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from .rtrl import rtrl
 METHODS = ("bptt", "checkpoint", "rtrl", "truncated")
 EXACT_TOLERANCE = 1e-10       # float64: an exact method differs from plain BPTT by rounding only
 INPUT_SIZE = 4
+R = TypeVar("R")                   # what a measured function returns
 
 # The cost laws, as exponents of T: (memory, time of one gradient over the whole sequence, note)
 LAWS = {
@@ -129,7 +131,7 @@ def relative_error(g: dict, reference: dict) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def peak_memory(fn) -> tuple[object, int]:
+def peak_memory(fn: Callable[[], R]) -> tuple[R, int]:
     """``fn()``'s result and tracemalloc's peak during it, above the memory in use when it starts."""
     tracemalloc.start()
     try:
@@ -199,7 +201,7 @@ def slope(xs, ys) -> float:
 def cost_slopes(rows) -> dict:
     """{method: (memory slope, time slope)} of peak memory and of the whole gradient's time
     against T, log–log (None when the method ran at fewer than two lengths)."""
-    out = {}
+    out: dict[str, tuple[float, float] | None] = {}
     for method in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == method]
         if len(mine) < 2:

@@ -40,7 +40,7 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
     lines = ["digraph unrolled {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     if title:
         lines.append(f"  label={_quote(title)}; labelloc=t;")
-    ids = {}
+    ids: dict[int, str] = {}            # id(op or tensor) -> its node's name
 
     def node_id(obj, prefix):
         key = id(obj)
@@ -64,8 +64,9 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    seen, stack, out_shapes, clusters = {id(root)}, [root], {}, {}
-    out_shapes[id(root)] = output.shape
+    seen, stack = {id(root)}, [root]
+    out_shapes: dict[int, tuple | None] = {id(root): output.shape}   # None: an op of several outputs
+    clusters: dict[int, list[str]] = {}                             # time step -> its ops' nodes
     while stack:
         op = stack.pop()
         for t in op.inputs:
@@ -129,27 +130,27 @@ def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, ba
     x = Tensor(rng.standard_normal((batch, steps, input_size)))
     head = Linear(hidden_size, 1, rng=rng)
     if use_rnn:
-        core = recurrent_layer(cell, input_size, hidden_size, rng=rng)
-        names = {"rnn." + n: p for n, p in core.named_parameters()}
+        layer = recurrent_layer(cell, input_size, hidden_size, rng=rng)
+        names = {"rnn." + n: p for n, p in layer.named_parameters()}
     else:
-        core = kind.cell(input_size, hidden_size, rng=rng)
-        names = {"cell." + n: p for n, p in core.named_parameters()}
+        one_cell = kind.cell(input_size, hidden_size, rng=rng)
+        names = {"cell." + n: p for n, p in one_cell.named_parameters()}
     names.update({"head." + n: p for n, p in head.named_parameters()})
     with trace() as tr:
         if use_rnn:
-            _, last = core(x)
-            h = core.cells[0].hidden(last)[0]
+            _, last = layer(x)
+            h = layer.cells[0].hidden(last)[0]
         else:
-            state = as_parts(core.initial_state(batch))
-            for part, name in zip(state, (f"{n}_0" for n in core.state_names)):
+            state = as_parts(one_cell.initial_state(batch))
+            for part, name in zip(state, (f"{n}_0" for n in one_cell.state_names)):
                 part.name = name
             state = from_parts(state)
             for t, x_t in enumerate(x.unbind(axis=1), start=1):
                 x_t.name = f"x_{t}"
                 tr.on_step(t)                        # label the ops of this step
-                state = core(x_t, state)
+                state = one_cell(x_t, state)
             tr.on_step(None)
-            h = core.hidden(state)
+            h = one_cell.hidden(state)
         loss = (head(h) ** 2).mean()
     what = kind.layer.__name__ if use_rnn else kind.cell.__name__
     title = f"{'nn.' if use_rnn else ''}{what} unrolled over T = {steps}: {kind.equation}, loss = mean(head(h_T)²)"

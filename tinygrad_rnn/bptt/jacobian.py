@@ -202,7 +202,7 @@ def jacobian_view(rnn, x, loss_fn, max_sequences: int = 16) -> JacobianView:
                 step=spectral_norm(J[..., :H, :H]).mean(axis=0),
                 bound=(grad_T[:, None] * product_norms).mean(axis=0),
                 sigma_max_V=float(spectral_norm(cell.V.numpy().astype(np.float64))))
-    if result.cells is not None:                             # the LSTM: diag(f_t) is J's c-c block
+    if result.cell_grads is not None:                        # the LSTM: diag(f_t) is J's c-c block
         f = np.diagonal(J[..., H:, H:], axis1=-2, axis2=-1)  # (B, T, H)
         later = np.concatenate([np.cumprod(f[:, :0:-1], axis=1)[:, ::-1], np.ones((B, 1, H))], axis=1)
         view.update(cell_step=f.max(axis=-1).mean(axis=0), cell_path=later.max(axis=-1).mean(axis=0),

@@ -32,7 +32,8 @@ from .. import tensor as _engine  # the engine module: trace() installs its hook
 
 class TraceRecord(NamedTuple):
     """One row: an op run forward, or an op's backward."""
-    index: int                  # position in the trace (forward and backward interleaved)
+    # The field hides tuple.index, which mypy reports; the name stays, as every reader of a trace uses it.
+    index: int  # type: ignore[assignment]  # position in the trace (forward and backward interleaved)
     phase: str                  # "forward" or "backward"
     op: str                     # the op's name (matmul, tanh, …)
     step: int | None            # time step t = 1..T of nn.RNN's loop, None outside it
@@ -71,9 +72,8 @@ class Trace:
     def __init__(self, names: dict | None = None):
         self.records: list[TraceRecord] = []
         self._names = names or {}        # id(parameter) -> name
-        self._step = None
-        self._op_steps = {}              # id(op) -> (op, step), for ops on the tape
-        self._op_names = {}
+        self._step: int | None = None
+        self._op_steps: dict[int, tuple[_engine.Op, int | None]] = {}  # id(op) -> (op, step), ops on the tape
 
     # ---- called by the engine ---------------------------------------------------------------
     def on_step(self, t) -> None:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def run_experiment_command(args) -> int:
                                         eval_every=None, dtype="float64")
     given = {"budget_seconds": args.budget_seconds, "max_steps": args.max_steps, "hidden_size": args.hidden,
              "eval_every": args.eval_every, "dtype": args.dtype}
-    settings = {k: v if v is not None else base[k] for k, v in given.items()}
+    settings: dict[str, Any] = {k: v if v is not None else base[k] for k, v in given.items()}
     if cure and args.budget_seconds is not None and args.max_steps is None:
         settings["max_steps"] = None                  # a budget alone: no step limit
     config = ExperimentConfig(**settings, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
@@ -329,7 +330,7 @@ def run_flow_command(args) -> int:
              f"loss = MSE of the head on h_T; ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = {gradient_ratio(view.gradient):.2e}; "
              f"σ_max(V) = {view.sigma_max_V:.3f}")
     s = "h" if view.cell_step is None else "s"   # the state: h, or the LSTM's s = [h ; c]
-    columns = {f"‖∂{s}_T/∂{s}_t‖₂": view.product, "‖∂h_t/∂h_t−1‖₂": view.step}
+    columns: dict[str, np.ndarray | None] = {f"‖∂{s}_T/∂{s}_t‖₂": view.product, "‖∂h_t/∂h_t−1‖₂": view.step}
     if view.cell_step is not None:               # the LSTM: the cell-state path beside the hidden path
         columns.update({"‖∂L/∂c_t‖": view.cell_gradient, "‖diag(f_t)‖₂": view.cell_step,
                         "‖Π f‖ (c path)": view.cell_path})

@@ -285,7 +285,7 @@ def train_command(args) -> int:
     train_batches = make_batches(config, train, src_vocab, tgt_vocab, shuffle=True, seed=config["seed"])
     dev_batches = make_batches(config, dev, src_vocab, tgt_vocab, shuffle=False)
     test_batches = make_batches(config, test, src_vocab, tgt_vocab, shuffle=False)
-    plot_path = os.path.join(out, "plot.png")
+    plot_path: str | None = os.path.join(out, "plot.png")
     try:
         require_matplotlib()
     except ImportError as e:

@@ -43,8 +43,8 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0,
     return ids, lengths
 
 
-def batch_indices(lengths: Sequence[int] | int, batch_size: int, *, shuffle: bool = True,
-                  seed: int | None = 0, bucket: bool = False,
+def batch_indices(lengths: Sequence[int] | np.ndarray | int, batch_size: int, *, shuffle: bool = True,
+                  seed: int | np.random.SeedSequence | None = 0, bucket: bool = False,
                   bucket_chunk: int = 50) -> list[np.ndarray]:
     """Split example indices ``0..N-1`` into batches; every index appears in exactly one batch.
 
@@ -70,8 +70,9 @@ def batch_indices(lengths: Sequence[int] | int, batch_size: int, *, shuffle: boo
     if not bucket:
         return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
+    assert lens is not None                   # a bare count with bucket=True was refused above
     chunk = batch_size * bucket_chunk
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, n, chunk):
         part = order[start:start + chunk]
         # A stable sort keeps the shuffled order among equal lengths.
@@ -85,12 +86,13 @@ def batch_indices(lengths: Sequence[int] | int, batch_size: int, *, shuffle: boo
 class Batch(NamedTuple):
     """One padded batch. ``targets`` is ``(B,)`` for one label per example (``target_lengths``
     is then None) or ``(B, T_out)`` padded with ``target_lengths`` for sequence targets.
-    ``indices`` are the examples' positions in the data set (to put predictions back in order)."""
+    ``indices`` are the examples' positions in the data set (to put predictions back in order),
+    None for texts that come from no data set (``predict`` on the command line)."""
     inputs: np.ndarray
     lengths: np.ndarray
     targets: np.ndarray | None
     target_lengths: np.ndarray | None
-    indices: np.ndarray
+    indices: np.ndarray | None
 
 
 class BatchIterator:

@@ -31,7 +31,8 @@ _UNITS = ((1000, "千"), (100, "百"), (10, "十"), (1, ""))
 
 def _group(n: int) -> str:
     """1 ≤ n ≤ 9999 as digit+unit pairs, one 零 for any run of zeros between non-zero digits."""
-    out, pending_zero = [], False
+    out: list[str] = []
+    pending_zero = False
     for value, unit in _UNITS:
         d = n // value % 10
         if d == 0:

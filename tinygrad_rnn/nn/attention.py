@@ -63,7 +63,7 @@ class AdditiveAttention(Module):
                              f"(B, S, {self.key_size}) to match U_h of shape {self.U_h.shape}")
         return values @ self.U_h
 
-    def scores(self, query: Tensor, keys: Tensor, mask: Tensor = None) -> Tensor:
+    def scores(self, query: Tensor, keys: Tensor, mask: Tensor | None = None) -> Tensor:
         """score_j = tanh(s W_s + h_j U_h) v, (B, S); −inf where ``mask`` is False."""
         B, S, A = keys.shape
         if query.shape != (B, self.query_size):
@@ -73,7 +73,7 @@ class AdditiveAttention(Module):
         score = (hidden @ self.v.reshape(A, 1)).reshape(B, S)
         return score if mask is None else where(mask, score, -math.inf)
 
-    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor = None):
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None = None):
         B, S, _ = keys.shape
         if values.shape[:2] != (B, S):
             raise ShapeError(f"AdditiveAttention: values of shape {values.shape} do not fit keys of shape {keys.shape}")

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import ClassVar
 
 import numpy as np
 
@@ -94,8 +95,8 @@ class Cell(Module):
     of one step; the zero state. A subclass sets ``gates`` and ``state_names`` and writes ``step``.
     """
 
-    gates = 1                 # G: column blocks in W, V and b
-    state_names = ("h",)      # the parts of a state, in order
+    gates: ClassVar[int] = 1                          # G: column blocks in W, V and b
+    state_names: ClassVar[tuple[str, ...]] = ("h",)   # the parts of a state, in order
 
     def __init__(self, input_size, hidden_size, *, rng=None, dtype=None, device=None):
         _check_size("input_size", input_size)
@@ -148,6 +149,11 @@ class Cell(Module):
                 raise ShapeError(f"{name}: {part}_prev of shape {tensor.shape}, want "
                                  f"({B}, {self.hidden_size}) for a batch of {B}")
         return self.step(self.project_input(x_t), state)
+
+    def step(self, xw_t: Tensor, state):
+        """The new state from the projected input xw_t = x_t W + b (B, G·H) and the previous
+        state (a Tensor h, or the tuple of the parts in ``state_names``). Each cell writes its own."""
+        raise NotImplementedError(f"{type(self).__name__} must define step(xw_t, state)")
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}"

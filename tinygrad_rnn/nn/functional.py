@@ -27,7 +27,9 @@ def host_lengths(lengths, batch: int, steps: int, *, allow_zero: bool = True) ->
         lengths = lengths.numpy()
     elif hasattr(lengths, "shape") and not isinstance(lengths, np.ndarray):
         from ..backend import backend_of_array  # a device array: one copy to the host
-        lengths = backend_of_array(lengths).to_host(lengths)
+        backend = backend_of_array(lengths)
+        if backend is not None:                 # another library's array: np.asarray below
+            lengths = backend.to_host(lengths)
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")

@@ -17,13 +17,15 @@ alike and a new cell plugs in without touching this file. Backpropagation throug
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from ..backend import host_rng
 from ..forward import checkpoint as recompute
 from ..ops import concatenate, stack, where
 from ..tensor import ShapeError, Tensor, mark_time_step
-from .cells import as_parts, from_parts
+from .cells import Cell, as_parts, from_parts
 from .functional import host_lengths, sequence_mask
 from .layers import _check_size
 from .module import Module
@@ -86,7 +88,7 @@ class Recurrent(Module):
     forward — e.g. a classifier that reads h_T only). The math and the gradients are the same.
     """
 
-    cell_class: type = None   # set by each subclass: nn.RNN → RNNCell, nn.LSTM → LSTMCell, …
+    cell_class: ClassVar[type[Cell]]   # set by each subclass: nn.RNN → RNNCell, nn.LSTM → LSTMCell, …
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
                  checkpoint=None, rng=None, dtype=None, device=None, **cell_options):
@@ -156,10 +158,12 @@ class Recurrent(Module):
                 if mask is not None:
                     out = where(mask, out, 0.0)             # outputs at padded steps are 0
                 outs.append(out)
-            layer_input = None if not outs else outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
+            if outs:                                        # none from a last layer nobody reads
+                layer_input = outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
+        outputs = layer_input if need_outputs else None
         # h_last per state component: (num_layers × D, B, H) each, in cells order
         last = from_parts(tuple(stack(list(part), axis=0) for part in zip(*finals)))
-        return (layer_input, last, all_states) if return_states else (layer_input, last)
+        return (outputs, last, all_states) if return_states else (outputs, last)
 
     def _initial_states(self, h0, x: Tensor) -> list:
         """``h0`` split into one state per cell (None: the cell's zero state), shapes checked."""
@@ -189,7 +193,7 @@ class Recurrent(Module):
         if self.truncate is None:
             return {}
         lens = np.full(B, T) if lengths is None else lengths
-        cuts = {}
+        cuts: dict[int, bool | Tensor] = {}
         for t in range(T):
             p = lens - 1 - t if reverse else np.full(B, t)
             rows = (p > 0) & (p < lens) & (p % self.truncate == 0)

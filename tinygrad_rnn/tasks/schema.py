@@ -11,6 +11,7 @@ Which task and data set take which settings is the task registry's (:mod:`tinygr
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..nn import CELLS
 
@@ -30,7 +31,8 @@ DEFAULT_CELL = "rnn"
 DEFAULT_DROPOUT = 0.0
 
 # What each setting may be: (kind, smallest value or the allowed names). "?" = may be null.
-SCHEMA = {
+# The rule's type goes with the kind (an int, a tuple of names, or None), hence Any.
+SCHEMA: dict[str, tuple[str, Any]] = {
     "epochs": ("int", 1), "embed": ("int", 1), "hidden": ("int", 1), "layers": ("int", 1),
     "batch_size": ("int", 1), "min_freq": ("int", 1), "seed": ("int", 0),
     "max_len": ("int?", 1), "limit": ("int?", 1), "patience": ("int?", 1),

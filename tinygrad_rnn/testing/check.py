@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +69,9 @@ from ..gradcheck import GradcheckError, gradcheck
 from ..tensor import Op, Tensor
 from . import strategies as S
 
-try:
-    _ExceptionGroup = BaseExceptionGroup
-except NameError:                      # Python 3.10: Hypothesis depends on the backport
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup as _ExceptionGroup
+else:                                  # Python 3.10: Hypothesis depends on the backport
     from exceptiongroup import BaseExceptionGroup as _ExceptionGroup
 
 MODES = ("direction", "full")
@@ -339,10 +340,12 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
                 raise GradcheckError(f"{name}, gradcheck mode {mode!r}: {e}") from None
 
     budget = S.examples(25) if max_examples is None else max_examples
+    profile = settings.default
+    assert profile is not None                # Hypothesis loads a profile when it is imported
     # No example database on disk; no "explain" phase (line numbers of gradcheck.py say nothing
     # about the op, and finding them re-runs the failing example many times).
     run = settings(max_examples=budget, deadline=None, database=None,
-                   phases=[p for p in settings.default.phases if p is not Phase.explain],
+                   phases=[p for p in profile.phases if p is not Phase.explain],
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
         given(arrays=drawn)(check_one))
     if seed is not None:

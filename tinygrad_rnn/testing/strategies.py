@@ -45,7 +45,9 @@ def examples(n: int) -> int:
     Use as ``@settings(max_examples=examples(10))`` so expensive tests stay cheap in CI while
     ``HYPOTHESIS_PROFILE=dev`` still explores more.
     """
-    return max(1, round(n * settings.default.max_examples / 25))
+    profile = settings.default
+    assert profile is not None                # Hypothesis loads a profile when it is imported
+    return max(1, round(n * profile.max_examples / 25))
 
 
 # ---- shapes ----------------------------------------------------------------------------------------
