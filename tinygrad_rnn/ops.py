@@ -320,20 +320,21 @@ class Sigmoid(Op):
 
     Tangent: ẏ = σ(a) σ(−a) ⊙ ȧ.
     """
-    __slots__ = ("z", "r")
+    __slots__ = ("slope",)
     name = "sigmoid"
 
     def forward(self, a):
         xp = self.xp
-        self.z = z = xp.exp(-xp.abs(a))
-        self.r = r = 1 / (1 + z)
+        z = xp.exp(-xp.abs(a))
+        r = 1 / (1 + z)
+        self.slope = z * r * r           # σ(a) σ(−a): one array kept for the backward, not z and r
         return xp.exp(xp.minimum(a, 0)) * r
 
     def backward(self, g):
-        return g * (self.z * self.r * self.r)
+        return g * self.slope
 
     def jvp(self, ta):
-        return ta * (self.z * self.r * self.r)
+        return ta * self.slope
 
 
 class Exp(Op):
