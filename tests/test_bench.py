@@ -97,7 +97,8 @@ def test_graph_memory_stays_near_the_hand_written_step(cell, limit):
     array held by the graph fails."""
     p = bench.make_problem(32, 20, 32, 64, 4, cell=cell)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
-    assert ag <= limit * ref, f"{cell}: autograd step peaks at {ag} bytes, hand-written at {ref} (limit {limit}×)"
+    assert ag <= limit * ref, (f"{cell}: autograd step peaks at {ag} bytes, hand-written at {ref} "
+                               f"(limit {limit}×)")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -31,7 +31,8 @@ def _grads(build, leaves, textbook: bool):
 def _assert_same(build, leaves):
     fast, slow = _grads(build, leaves, False), _grads(build, leaves, True)
     for k, (a, b) in enumerate(zip(fast, slow)):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"leaf {k}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+        assert a.dtype == b.dtype and a.shape == b.shape, \
+            f"leaf {k}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
         diff = np.flatnonzero(a != b)
         assert diff.size == 0, (f"leaf {k}: gathered gradient differs from the textbook one at flat index "
                                 f"{diff[0]}: {a.flat[diff[0]]!r} vs {b.flat[diff[0]]!r}")
@@ -128,4 +129,5 @@ def test_gathering_holds_one_input_sized_array_less_at_the_peak():
     fast, slow = _peak_of_backward(False), _peak_of_backward(True)
     # textbook: T slices' gradients kept until the last arrives, then stacked (≈ 2 × size + grad
     # copy); gathered: each copied into the buffer as it arrives (≈ 1 × size + grad copy)
-    assert fast < slow - size // 2, f"peak of the backward: gathered {fast} B, textbook {slow} B (x: {size} B)"
+    assert fast < slow - size // 2, \
+        f"peak of the backward: gathered {fast} B, textbook {slow} B (x: {size} B)"

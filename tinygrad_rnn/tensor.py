@@ -6,6 +6,11 @@ the oldest — a reverse topological order, taken from a heap in a loop, never b
 10,000-step chain is fine — and hands each op the gradient of its outputs.
 For an unrolled RNN this walk from the loss back to t = 1 *is* backpropagation through time.
 
+The walk is plumbing and may take a shortcut where the op's formula would waste memory: the
+gradients of Unbind's slices (one per time step) are copied into one array the engine owns as
+they arrive, instead of being kept until the op's backward stacks them (:class:`_Gathered`).
+Inside ``textbook_backward()`` every op's own ``backward`` runs; the tests compare the two.
+
 Gradients accumulate across ``backward()`` calls, as in PyTorch: between steps call the
 optimizer's or the model's ``zero_grad()`` (``opt.zero_grad()``, ``model.zero_grad()``), or set
 ``t.grad = None`` on a tensor.
