@@ -88,13 +88,17 @@ def test_timing_runs_every_implementation_from_the_same_weights():
     bench.check_agreement(impls, rtol=1e-5)
 
 
-def test_graph_memory_stays_near_the_hand_written_step():
+@pytest.mark.parametrize("cell, limit", [("rnn", 1.1), ("lstm", 1.4), ("gru", 1.2)])
+def test_graph_memory_stays_near_the_hand_written_step(cell, limit):
     """tracemalloc is deterministic: the graph must not hold intermediates (see test_graph_memory).
-    A shape where arrays, not the graph's Python objects, dominate (as in every bench config): the
-    hand-written step keeps only h_t and δ_t, so one more (T, B, H) array held by the graph fails."""
-    p = bench.make_problem(32, 20, 32, 64, 4)
+    A shape where arrays, not the graph's Python objects, dominate (as in every bench config).
+    Measured: vanilla 0.94 × the hand-written step, LSTM 1.29, GRU 1.08 (with the textbook walk,
+    which keeps every step's δ until it stacks them: 1.25, 1.59, 1.26); one more (T, B, H)
+    array held by the graph fails."""
+    p = bench.make_problem(32, 20, 32, 64, 4, cell=cell)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
-    assert ag <= 1.5 * ref, f"autograd step peaks at {ag} bytes, hand-written at {ref}"
+    assert ag <= limit * ref, (f"{cell}: autograd step peaks at {ag} bytes, hand-written at {ref} "
+                               f"(limit {limit}×)")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

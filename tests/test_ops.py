@@ -192,6 +192,31 @@ def test_sigmoid_is_exact_to_rounding_over_the_whole_range(device):
     np.testing.assert_allclose(host(x.grad), exact[:, 1], rtol=1e-15, atol=0)
 
 
+def test_sigmoid_in_float32_is_exact_to_rounding_over_the_whole_range(device):
+    """float32 keeps its own rounding: σ to a few float32 ulps, down into the subnormals (σ(−100)
+    ≈ 3.7e−44 is not 0), and 0 and 1 exactly where float32 has nothing closer."""
+    points = np.concatenate([np.linspace(-700, 700, 2801), [-103.0, -100.0, -87.0, -17.0, -1e-4, 0.0,
+                                                              1e-4, 17.0, 87.0]]).astype(np.float32)
+    x = tg.Tensor(points, device=device, requires_grad=True)
+    y = x.sigmoid()
+    y.sum().backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    exact = np.array([_exact_sigmoid(float(v)) for v in points]).astype(np.float32)
+    np.testing.assert_allclose(y.numpy(), exact[:, 0], rtol=3e-7, atol=3e-45)
+    np.testing.assert_allclose(host(x.grad), exact[:, 1], rtol=5e-7, atol=3e-45)
+    assert y.numpy()[points == -100.0][0] > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_of_nan_and_infinities(device, dtype):
+    x = tg.Tensor([np.nan, -np.inf, np.inf, -0.0], device=device, dtype=dtype, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = x.sigmoid()
+        y.backward(np.ones(4))
+    np.testing.assert_array_equal(y.numpy(), [np.nan, 0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(host(x.grad), [np.nan, 0.0, 0.0, 0.25])
+
+
 def test_log_of_sigmoid_far_left_is_finite_with_gradient_one(device):
     x = tg.Tensor([-40.0], device=device, dtype="float64", requires_grad=True)
     y = x.sigmoid().log()

@@ -24,7 +24,7 @@ import weakref
 
 from . import tensor as _engine
 from .backend import host_rng
-from .tensor import Op, Tensor, _Edge, _new, _op_numbers, no_grad
+from .tensor import Op, Tensor, _new, _record, no_grad
 
 
 # ---- forward mode --------------------------------------------------------------------------------
@@ -278,9 +278,7 @@ def checkpoint(fn, *inputs):
     op.fingerprints = [_fingerprint(backend.xp, o._data) for o in outputs]
     op.multi_output, op.n_outputs = True, len(outputs)
     if requires_grad:
-        op.inputs = tuple([t if t._op is None else _Edge(t) for t in every])
-        op.versions = tuple([t._version for t in every])
-        op.seq = next(_op_numbers)
+        _record(op, every)
     result = tuple(_new(o._data, backend, requires_grad, op if requires_grad else None, i)
                    for i, o in enumerate(outputs))
     if _engine._tracer is not None:

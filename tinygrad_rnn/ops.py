@@ -80,6 +80,7 @@ class Add(Op):
 
     Tangent: ṫ = ȧ + ḃ.
     """
+    __slots__ = ("shapes",)
     name = "add"
     broadcasts = True
 
@@ -99,6 +100,7 @@ class Add(Op):
 
 class Sub(Op):
     """a − b; ∂L/∂a = g, ∂L/∂b = −g. Tangent: ṫ = ȧ − ḃ."""
+    __slots__ = ("shapes",)
     name = "sub"
     broadcasts = True
 
@@ -118,6 +120,7 @@ class Sub(Op):
 
 class Mul(Op):
     """a ⊙ b; ∂L/∂a = g ⊙ b, ∂L/∂b = g ⊙ a. Tangent: ṫ = ȧ ⊙ b + a ⊙ ḃ."""
+    __slots__ = ("a", "b")
     name = "mul"
     broadcasts = True
 
@@ -138,6 +141,7 @@ class Mul(Op):
 
 class Div(Op):
     """a / b; ∂L/∂a = g / b, ∂L/∂b = −g ⊙ a / b². Tangent: ṫ = ȧ / b − a ⊙ ḃ / b²."""
+    __slots__ = ("a", "b")
     name = "div"
     broadcasts = True
 
@@ -159,6 +163,7 @@ class Div(Op):
 
 class Neg(Op):
     """−a; ∂L/∂a = −g. Tangent: ṫ = −ȧ."""
+    __slots__ = ()
     name = "neg"
 
     def forward(self, a):
@@ -176,6 +181,7 @@ class Pow(Op):
 
     Tangent: ṫ = p · a^(p−1) ⊙ ȧ (0 for p = 0).
     """
+    __slots__ = ("a", "p")
     name = "pow"
 
     def forward(self, a, exponent):
@@ -198,6 +204,7 @@ class Cast(Op):
 
     Tangent: ȧ cast to the output's dtype (none for an integer output).
     """
+    __slots__ = ("dtype_in", "dtype_out")
     name = "cast"
 
     def forward(self, a, dtype):
@@ -221,6 +228,7 @@ class MatMul(Op):
 
     Tangent: ṫ = ȧ b + a ḃ.
     """
+    __slots__ = ("a", "b")
     name = "matmul"
 
     def forward(self, a, b):
@@ -258,6 +266,7 @@ class AddMM(Op):
 
     Tangent: ṫ = ċ + ȧ b + a ḃ.
     """
+    __slots__ = ("a", "b", "c_shape")
     name = "addmm"
 
     def forward(self, c, a, b):
@@ -286,6 +295,7 @@ class Tanh(Op):
 
     Tangent: ẏ = (1 − y²) ⊙ ȧ.
     """
+    __slots__ = ("y",)
     name = "tanh"
 
     def forward(self, a):
@@ -302,29 +312,34 @@ class Tanh(Op):
 class Sigmoid(Op):
     """y = σ(a) = 1 / (1 + e^(−a)); ∂L/∂a = g ⊙ σ(a) σ(−a).
 
-    With z = e^(−|a|) ∈ (0, 1]: σ(a) = 1 / (1 + z) for a ≥ 0 and z / (1 + z) for a < 0, and
-    σ(a) σ(−a) = z / (1 + z)². Nothing overflows and nothing cancels, so forward and backward
-    are exact to rounding for every a (σ(−40) ≈ 4.2e−18, not 0; σ'(40) ≈ 4.2e−18, not 0).
+    With z = e^(−|a|) ∈ (0, 1]: σ(a) = e^min(a, 0) / (1 + z) — that is 1 / (1 + z) for a ≥ 0
+    and z / (1 + z) for a < 0 — and σ(a) σ(−a) = z / (1 + z)². Nothing overflows and nothing
+    cancels, so forward and backward are exact to rounding for every a (σ(−40) ≈ 4.2e−18, not 0;
+    σ'(40) ≈ 4.2e−18, not 0). (e^min(a, 0) picks the numerator with arithmetic: choosing it with
+    ``where(a >= 0, …)`` costs more than all the rest, the sign of a being unpredictable.)
 
     Tangent: ẏ = σ(a) σ(−a) ⊙ ȧ.
     """
+    __slots__ = ("slope",)
     name = "sigmoid"
 
     def forward(self, a):
         xp = self.xp
-        self.z = z = xp.exp(-xp.abs(a))
-        self.r = r = 1 / (1 + z)
-        return xp.where(a >= 0, r, z * r)
+        z = xp.exp(-xp.abs(a))
+        r = 1 / (1 + z)
+        self.slope = z * r * r           # σ(a) σ(−a): one array kept for the backward, not z and r
+        return xp.exp(xp.minimum(a, 0)) * r
 
     def backward(self, g):
-        return g * (self.z * self.r * self.r)
+        return g * self.slope
 
     def jvp(self, ta):
-        return ta * (self.z * self.r * self.r)
+        return ta * self.slope
 
 
 class Exp(Op):
     """y = e^a; ∂L/∂a = g ⊙ y. Tangent: ẏ = y ⊙ ȧ."""
+    __slots__ = ("y",)
     name = "exp"
 
     def forward(self, a):
@@ -340,6 +355,7 @@ class Exp(Op):
 
 class Log(Op):
     """y = log a; ∂L/∂a = g / a. Tangent: ẏ = ȧ / a."""
+    __slots__ = ("a",)
     name = "log"
 
     def forward(self, a):
@@ -358,6 +374,7 @@ class ReLU(Op):
 
     Tangent: ȧ where a > 0, else 0.
     """
+    __slots__ = ("mask",)
     name = "relu"
 
     def forward(self, a):
@@ -395,6 +412,7 @@ class Sum(Op):
 
     Tangent: Σ of ȧ over the same axes.
     """
+    __slots__ = ("shape", "axes", "keepdims")
     name = "sum"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -414,6 +432,7 @@ class Mean(Op):
 
     Tangent: the mean of ȧ over the same axes.
     """
+    __slots__ = ("shape", "axes", "keepdims", "count")
     name = "mean"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -437,6 +456,7 @@ class Max(Op):
     Tangent: Σ over the axes of ȧ ⊙ share, share = 1/m at each of the m maxima (the transpose
     of backward's rule).
     """
+    __slots__ = ("axes", "keepdims", "mask")
     name = "max"
 
     def forward(self, a, axis=None, keepdims=False):
@@ -463,6 +483,7 @@ class LogSoftmax(Op):
 
     Tangent: ẏ = ȧ − Σ softmax(a) ⊙ ȧ (the sum along ``axis``).
     """
+    __slots__ = ("axis", "y")
     name = "log_softmax"
 
     def forward(self, a, axis=-1):
@@ -483,6 +504,7 @@ class LogSoftmax(Op):
 
 class Reshape(Op):
     """Tangent: ȧ reshaped the same way (behind the directions)."""
+    __slots__ = ("shape", "target")
     name = "reshape"
 
     def forward(self, a, shape):
@@ -506,6 +528,7 @@ class Reshape(Op):
 
 class Permute(Op):
     """Tangent: ȧ with the same axes permuted (behind the directions)."""
+    __slots__ = ("axes",)
     name = "permute"
 
     def forward(self, a, axes):
@@ -551,6 +574,7 @@ class GetItem(Op):
 
     Tangent: ȧ indexed the same way (behind the directions).
     """
+    __slots__ = ("shape", "index", "scatter")
     name = "getitem"
 
     def forward(self, a, index, checked=True):
@@ -592,6 +616,7 @@ class Gather(Op):
 
     Tangent: the rows ``ids`` of the table's tangent.
     """
+    __slots__ = ("shape", "ids")
     name = "gather"
 
     def forward(self, table, ids):
@@ -619,6 +644,7 @@ class Stack(Op):
 
     Tangent: the inputs' tangents stacked along ``axis`` (zeros for constants).
     """
+    __slots__ = ("axis",)
     name = "stack"
 
     def forward(self, *arrays, axis=0):
@@ -651,6 +677,7 @@ class Concat(Op):
 
     Tangent: the inputs' tangents joined along ``axis`` (zeros for constants).
     """
+    __slots__ = ("axis", "sizes")
     name = "concatenate"
 
     def forward(self, *arrays, axis=0):
@@ -687,6 +714,7 @@ class Split(Op):
 
     Tangent: ȧ split the same way.
     """
+    __slots__ = ("axis", "shape", "sizes")
     name = "split"
 
     def forward(self, a, sections, axis=0):
@@ -727,7 +755,14 @@ class Unbind(Op):
 
     Tangent: the slices of ȧ along ``axis``.
     """
+    __slots__ = ("axis", "shape")
     name = "unbind"
+    # The backward walk may instead copy each output's gradient into one array of a's shape as
+    # it arrives (tensor._Gathered; the same values): output i is the slice ``at(i)`` of a.
+    gathers = True
+
+    def at(self, i: int) -> tuple:
+        return (slice(None),) * self.axis + (i,)
 
     def forward(self, a, axis=0):
         self.axis = normalize_axis(axis, a.ndim)
@@ -759,6 +794,7 @@ class Where(Op):
 
     Tangent: ``where(mask, ȧ, ḃ)``.
     """
+    __slots__ = ("mask", "shapes")
     name = "where"
     broadcasts = True
 

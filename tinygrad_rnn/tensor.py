@@ -6,6 +6,11 @@ the oldest — a reverse topological order, taken from a heap in a loop, never b
 10,000-step chain is fine — and hands each op the gradient of its outputs.
 For an unrolled RNN this walk from the loss back to t = 1 *is* backpropagation through time.
 
+The walk is plumbing and may take a shortcut where the op's formula would waste memory: the
+gradients of Unbind's slices (one per time step) are copied into one array the engine owns as
+they arrive, instead of being kept until the op's backward stacks them (:class:`_Gathered`).
+Inside ``textbook_backward()`` every op's own ``backward`` runs; the tests compare the two.
+
 Gradients accumulate across ``backward()`` calls, as in PyTorch: between steps call the
 optimizer's or the model's ``zero_grad()`` (``opt.zero_grad()``, ``model.zero_grad()``), or set
 ``t.grad = None`` on a tensor.
@@ -114,6 +119,7 @@ class Op:
     broadcasts = False
     # Class-level defaults, so the common case (one output, nothing retained) costs no writes.
     n_outputs, multi_output, retained = 1, False, None
+    gathers = False   # a slicing op whose output gradients the walk may gather itself (_Gathered)
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -131,43 +137,21 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params):
-        """Run the op on tensors: check devices, compute, and record it if a gradient is needed."""
-        # One pass over the inputs (this runs for every op of every time step, so it is lean).
-        backend = inputs[0]._backend
-        arrays, requires_grad = [], False
-        for t in inputs:
-            if t._backend is not backend:
-                names = ", ".join(f"{x.device} {tuple(x.shape)}" for x in inputs)
-                raise DeviceError(
-                    f"{cls.name}: tensors on different devices ({names}); "
-                    "move them to one device with .to(device)"
-                )
-            arrays.append(t._data)
-            if t.requires_grad:
-                requires_grad = _grad_enabled
+        """Run the op on tensors: check devices, compute, and record it if a gradient is needed.
+
+        This runs for every op of every time step; each step of it is a named helper below."""
+        backend, arrays, requires_grad = _arrays_of(cls, inputs)
         op = cls.__new__(cls)
-        op.xp = backend.xp
-        op.backend = backend
+        op.xp, op.backend = backend.xp, backend
         try:
             out = op.forward(*arrays, **params)
         except ValueError as e:
-            shapes = [tuple(a.shape) for a in arrays]
-            if isinstance(e, ShapeError) or (cls.broadcasts and not _broadcast_together(shapes)):
-                names = " and ".join(str(s) for s in shapes)
-                raise ShapeError(f"{cls.name}: shapes {names} do not fit: {e}") from e
-            raise
+            _raise_shape_error(cls, arrays, e)   # a ShapeError naming the shapes, else e itself
         if requires_grad:
-            op.inputs = tuple([t if t._op is None else _Edge(t) for t in inputs])
-            op.versions = tuple([t._counter.count for t in inputs])
-            op.seq = next(_op_numbers)
+            _record(op, inputs)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
-        if isinstance(out, tuple):
-            op.multi_output, op.n_outputs = True, len(out)
-            result = tuple(_new(o, backend, requires_grad, op if requires_grad else None, i, inputs)
-                           for i, o in enumerate(out))
-        else:
-            result = _new(out, backend, requires_grad, op if requires_grad else None, 0, inputs)
+        result = _outputs(op, out, backend, requires_grad, inputs)
         if _forward is not None:      # forward mode: the outputs' tangents from the inputs'
             _forward.on_apply(op, inputs, result)
         return result
@@ -182,6 +166,54 @@ class Op:
                     f"place (version {version} -> {t._counter.count}, e.g. by an optimizer step or "
                     "load_state_dict) after the forward pass; the gradient would use the new values. "
                     "Run backward() before changing the tensor, or redo the forward pass.")
+
+
+# ---- recording: the steps of Op.apply ------------------------------------------------------------
+
+def _arrays_of(cls, inputs) -> tuple:
+    """``(backend, arrays, requires_grad)`` of an op's input tensors, in one pass: all on one
+    device (else a DeviceError naming them), and whether any of them wants a gradient (never
+    under ``no_grad``)."""
+    backend = inputs[0]._backend
+    arrays, requires_grad = [], False
+    for t in inputs:
+        if t._backend is not backend:
+            names = ", ".join(f"{x.device} {tuple(x.shape)}" for x in inputs)
+            raise DeviceError(f"{cls.name}: tensors on different devices ({names}); "
+                              "move them to one device with .to(device)")
+        arrays.append(t._data)
+        if t.requires_grad:
+            requires_grad = _grad_enabled
+    return backend, arrays, requires_grad
+
+
+def _raise_shape_error(cls, arrays, error: ValueError) -> None:
+    """Re-raise a forward's ValueError as a ShapeError naming the input shapes when it is one (a
+    ShapeError, or an op that broadcasts given shapes that do not); otherwise re-raise it as it is."""
+    shapes = [tuple(a.shape) for a in arrays]
+    if isinstance(error, ShapeError) or (cls.broadcasts and not _broadcast_together(shapes)):
+        names = " and ".join(str(s) for s in shapes)
+        raise ShapeError(f"{cls.name}: shapes {names} do not fit: {error}") from error
+    raise error
+
+
+def _record(op: Op, inputs) -> None:
+    """Put ``op`` on the tape: its inputs (leaves as themselves, other tensors as an :class:`_Edge`),
+    the versions they have now (see ``check_versions``) and its creation number (see
+    :func:`_run_backward`)."""
+    op.inputs = [t if t._op is None else _Edge(t) for t in inputs]
+    op.versions = [t._counter.count for t in inputs]
+    op.seq = next(_op_numbers)
+
+
+def _outputs(op: Op, out, backend, requires_grad: bool, inputs):
+    """The op's output array(s) as tensors made by ``op`` (when recorded); a tuple for an op whose
+    forward returns one (``multi_output``)."""
+    maker = op if requires_grad else None
+    if isinstance(out, tuple):
+        op.multi_output, op.n_outputs = True, len(out)
+        return tuple([_new(o, backend, requires_grad, maker, i, inputs) for i, o in enumerate(out)])
+    return _new(out, backend, requires_grad, maker, 0, inputs)
 
 
 def _broadcast_together(shapes) -> bool:
@@ -634,46 +666,130 @@ def _run_backward(root: Op, index: int, grad) -> None:
 
     Ops are numbered as they are made (``op.seq``) and an op's inputs always exist before it,
     so taking ops from the highest number down visits every consumer of a tensor before the op
-    that made it: a reverse topological order with no separate graph walk. A heap hands out the
-    highest-numbered op that has received a gradient; ops no gradient reaches are never visited.
-
-    ``grads[op]`` holds the gradient of each output of ``op`` (None until one arrives); where
-    several paths meet, their gradients are added (the multivariate chain rule).
+    that made it: a reverse topological order with no separate graph walk. :class:`_Pending`
+    hands out the highest-numbered op that has received a gradient, with the gradients of its
+    outputs (summed where several paths meet: the multivariate chain rule); ops no gradient
+    reaches are never visited.
     """
-    grads = {root: _slot(root)}
-    grads[root][index] = grad
-    heap = [(-root.seq, root)]
-    while heap:
-        op = heapq.heappop(heap)[1]
-        out_grads = grads.pop(op)
-        op.check_versions()
-        if op.retained:
-            for i, t in op.retained.items():
-                if out_grads[i] is not None:
-                    g = _as_array(out_grads[i], t._backend)
-                    t.grad = g.copy() if t.grad is None else _as_array(t.grad + g, t._backend)
-        in_grads = op.backward(out_grads if op.multi_output else out_grads[0])
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        if _tracer is not None:
-            _tracer.on_backward(op, out_grads, in_grads)
-        for t, g in zip(op.inputs, in_grads):
-            if g is None or not t.requires_grad:
-                continue
-            parent = t._op
-            if parent is None:
-                _accumulate_leaf(t, g)
-                continue
-            slots = grads.get(parent)
-            if slots is None:
-                slots = grads[parent] = _slot(parent)
-                heapq.heappush(heap, (-parent.seq, parent))
-            i = t._index
+    pending = _Pending()
+    pending.add(root, index, grad)
+    while pending.heap:
+        op, out_grads = pending.pop()
+        if [t._counter.count for t in op.inputs] != op.versions:
+            op.check_versions()                         # raises, naming the changed input
+        for t, g in zip(op.inputs, _input_grads(op, out_grads)):
+            if g is not None and t.requires_grad:
+                if t._op is None:
+                    _accumulate_leaf(t, g)
+                else:
+                    pending.add(t._op, t._index, g)
+
+
+def _input_grads(op: Op, out_grads) -> tuple:
+    """The gradients of ``op``'s inputs from those of its outputs: ``op.backward`` (its formula),
+    or the array the engine gathered them in (:class:`_Gathered`); retained gradients kept first."""
+    if op.retained:
+        _keep_retained(op, out_grads)
+    if type(out_grads) is _Gathered:
+        return (out_grads.result(),)
+    in_grads = op.backward(out_grads if op.multi_output else out_grads[0])
+    if not isinstance(in_grads, tuple):
+        in_grads = (in_grads,)
+    if _tracer is not None:
+        _tracer.on_backward(op, out_grads, in_grads)
+    return in_grads
+
+
+def _keep_retained(op: Op, out_grads) -> None:
+    """Store the gradient of each output of ``op`` that asked for it (``retain_grad``) in its ``.grad``."""
+    for i, t in op.retained.items():
+        if out_grads[i] is not None:
+            g = _as_array(out_grads[i], t._backend)
+            t.grad = g.copy() if t.grad is None else _as_array(t.grad + g, t._backend)
+
+
+class _Pending:
+    """The ops that have received a gradient and wait for their turn: a heap by creation number
+    (highest first) and, per op, the gradients of its outputs so far (``None`` until one arrives;
+    where paths meet, the sum). A slicing op (``gathers``, e.g. Unbind) may instead get a
+    :class:`_Gathered`: its outputs' gradients written into one array of its input's shape."""
+
+    __slots__ = ("heap", "grads")
+
+    def __init__(self):
+        self.heap, self.grads = [], {}
+
+    def add(self, op: Op, i: int, g) -> None:
+        """Output ``i`` of ``op`` receives the gradient ``g`` (added to what it has already)."""
+        slots = self.grads.get(op)
+        if slots is None:
+            slots = self.grads[op] = _Gathered(op) if op.gathers and _gathering(op) else [None] * op.n_outputs
+            heapq.heappush(self.heap, (-op.seq, op))
+        if type(slots) is list:
             slots[i] = g if slots[i] is None else slots[i] + g
+        else:
+            slots.add(i, g)
+
+    def pop(self) -> tuple:
+        """The highest-numbered op with a gradient, and its outputs' gradients."""
+        op = heapq.heappop(self.heap)[1]
+        return op, self.grads.pop(op)
 
 
-def _slot(op):
-    return [None] * op.n_outputs
+# ---- engine-owned gradient buffers (docs/performance.md) -----------------------------------------
+
+_textbook = False   # True inside textbook_backward(): every op's own backward, no shortcut
+
+
+@contextlib.contextmanager
+def textbook_backward():
+    """Inside this block the backward walk takes no shortcut: every op's gradient comes from its
+    own ``backward`` (the formula in ops.py). The shortcuts (see :class:`_Gathered`) give the
+    same gradients; the tests compare the two."""
+    global _textbook
+    previous, _textbook = _textbook, True
+    try:
+        yield
+    finally:
+        _textbook = previous
+
+
+def _gathering(op: Op) -> bool:
+    """Whether the walk gathers ``op``'s output gradients itself: not in ``textbook_backward()``,
+    nor while a tracer looks at every backward, nor when an output's gradient is retained."""
+    return not _textbook and _tracer is None and not op.retained
+
+
+class _Gathered:
+    """The input gradient of a slicing op (``op.gathers``: output i is the slice ``op.at(i)`` of
+    its one input), assembled in place as the outputs' gradients arrive.
+
+    The op's ``backward`` would keep every output's gradient until the last one arrives and then
+    copy them all into a new array (Unbind: T arrays of (B, H), then one (B, T, H) stack). Here
+    each gradient is copied into one array the engine owns as soon as it arrives and can then be
+    freed: the same copies, one input-sized array fewer at the peak. Slices no gradient reached
+    are zero, as in the op's backward.
+    """
+
+    __slots__ = ("op", "buffer", "filled")
+
+    def __init__(self, op: Op):
+        self.op, self.buffer, self.filled = op, None, [False] * op.n_outputs
+
+    def add(self, i: int, g) -> None:
+        if self.buffer is None:
+            self.buffer = self.op.xp.empty(self.op.shape, dtype=g.dtype)
+        if self.filled[i]:
+            self.buffer[self.op.at(i)] += g
+        else:
+            self.buffer[self.op.at(i)] = g
+            self.filled[i] = True
+
+    def result(self):
+        for i, done in enumerate(self.filled):
+            if not done:
+                self.buffer[self.op.at(i)] = 0
+        return self.buffer
 
 
 # ---- functions that make tensors -----------------------------------------------------------------
