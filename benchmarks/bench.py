@@ -52,9 +52,15 @@ from tinygrad_rnn.backend import get_backend
 from tinygrad_rnn.tensor import Tensor, no_grad, textbook_backward
 from tinygrad_rnn.threads import tune_malloc
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # numpy_bptt.py, beside this file
-from numpy_bptt import (gru_bptt_vectorised, gru_forward_vectorised, lstm_bptt_vectorised,  # noqa: E402
-                        lstm_forward_vectorised, rnn_bptt_vectorised, rnn_forward_vectorised)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # numpy_bptt.py, beside this file
+from numpy_bptt import (  # noqa: E402
+    gru_bptt_vectorised,
+    gru_forward_vectorised,
+    lstm_bptt_vectorised,
+    lstm_forward_vectorised,
+    rnn_bptt_vectorised,
+    rnn_forward_vectorised,
+)
 
 CONFIGS = {  # name: (B, T, E, H, C)
     "small": (16, 20, 32, 64, 5),
@@ -67,12 +73,13 @@ CONFIGS = {  # name: (B, T, E, H, C)
 TARGET_CONFIGS = ("small", "medium", "large")  # the configs the targets below are set for
 T_SCALING = (50, 100, 200, 400, 800)  # at medium's B, E, H, C
 LR = 0.05
-GRAD_NAMES = ("W", "V", "b", "U", "c")          # the vanilla and LSTM cells; GRU adds b_hn
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}         # cell: gate blocks G (W is (E, G·H))
+GRAD_NAMES = ("W", "V", "b", "U", "c")  # the vanilla and LSTM cells; GRU adds b_hn
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3}  # cell: gate blocks G (W is (E, G·H))
 
 
 def grad_names(cell: str) -> tuple:
     return ("W", "V", "b", "b_hn", "U", "c") if cell == "gru" else GRAD_NAMES
+
 
 # ---- threads ------------------------------------------------------------------------------------
 
@@ -107,8 +114,12 @@ def blas_threads() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown (threadpoolctl not installed)"
-    return ", ".join(f"{i['internal_api']} {i.get('version') or ''}: {i['num_threads']}"
-                     for i in threadpool_info()) or "none found"
+    return (
+        ", ".join(
+            f"{i['internal_api']} {i.get('version') or ''}: {i['num_threads']}" for i in threadpool_info()
+        )
+        or "none found"
+    )
 
 
 def import_torch(threads: int):
@@ -147,6 +158,7 @@ def flush_subnormals(torch, device: str):
 
 # ---- the problem: data and initial weights, drawn once on the host --------------------------------
 
+
 @dataclass
 class Problem:
     B: int
@@ -154,15 +166,15 @@ class Problem:
     E: int
     H: int
     C: int
-    x: np.ndarray   # (B, T, E) float32
-    y: np.ndarray   # (B,) int64 class ids
-    W: np.ndarray   # (E, G·H)
-    V: np.ndarray   # (H, G·H)
-    b: np.ndarray   # (G·H,)
-    U: np.ndarray   # (H, C)
-    c: np.ndarray   # (C,)
+    x: np.ndarray  # (B, T, E) float32
+    y: np.ndarray  # (B,) int64 class ids
+    W: np.ndarray  # (E, G·H)
+    V: np.ndarray  # (H, G·H)
+    b: np.ndarray  # (G·H,)
+    U: np.ndarray  # (H, C)
+    c: np.ndarray  # (C,)
     cell: str = "rnn"
-    b_hn: np.ndarray = None   # (H,), GRU only
+    b_hn: np.ndarray = None  # (H,), GRU only
 
     @property
     def names(self) -> tuple:
@@ -181,8 +193,21 @@ def make_problem(B, T, E, H, C, seed=0, cell="rnn") -> Problem:
     def u(*shape):
         return rng.uniform(-k, k, shape).astype(np.float32)
 
-    p = Problem(B, T, E, H, C, rng.standard_normal((B, T, E)).astype(np.float32),
-                rng.integers(0, C, B), u(E, G * H), u(H, G * H), u(G * H), u(H, C), u(C), cell)
+    p = Problem(
+        B,
+        T,
+        E,
+        H,
+        C,
+        rng.standard_normal((B, T, E)).astype(np.float32),
+        rng.integers(0, C, B),
+        u(E, G * H),
+        u(H, G * H),
+        u(G * H),
+        u(H, C),
+        u(C),
+        cell,
+    )
     if cell == "gru":
         p.b_hn = u(H)
     return p
@@ -190,10 +215,11 @@ def make_problem(B, T, E, H, C, seed=0, cell="rnn") -> Problem:
 
 # ---- (a) hand-derived BPTT in plain NumPy (or CuPy) --------------------------------------------------
 
+
 def classifier_head(xp, hT, y, U, c):
     """Loss and (dU, dc, ∂L/∂h_T) of logits = h_T U + c, L = mean_i −log softmax(logits_i)[y_i]:
 
-        ∂L/∂logits = (softmax(logits) − onehot(y)) / B,   ∂L/∂h_T = ∂L/∂logits Uᵀ.
+    ∂L/∂logits = (softmax(logits) − onehot(y)) / B,   ∂L/∂h_T = ∂L/∂logits Uᵀ.
     """
     B = hT.shape[0]
     logits = hT @ U + c
@@ -201,7 +227,7 @@ def classifier_head(xp, hT, y, U, c):
     logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
     rows = xp.arange(B)
     loss = -logp[rows, y].mean()
-    dlogits = xp.exp(logp)                         # softmax − onehot, over B for the mean
+    dlogits = xp.exp(logp)  # softmax − onehot, over B for the mean
     dlogits[rows, y] -= 1
     dlogits /= B
     return loss, hT.T @ dlogits, dlogits.sum(axis=0), dlogits @ U.T
@@ -252,7 +278,9 @@ class NumpyBPTT:
 
     def loss_and_grads(self):
         loss, grads = self.fn(self.xp, self.x, self.y, *self.params)
-        return float(self.backend.to_host(loss)), {n: self.backend.to_host(g) for n, g in zip(self.names, grads)}
+        return float(self.backend.to_host(loss)), {
+            n: self.backend.to_host(g) for n, g in zip(self.names, grads)
+        }
 
     def step(self):
         _, grads = self.fn(self.xp, self.x, self.y, *self.params)
@@ -276,7 +304,7 @@ class Autograd:
         self.named = {n: getattr(cell, n) for n in p.names if n not in ("U", "c")}
         self.named.update(U=self.head.W, c=self.head.b)
         for name, w in p.weights().items():
-            self.named[name].data = w.copy()          # .data keeps the array itself: SGD would change p
+            self.named[name].data = w.copy()  # .data keeps the array itself: SGD would change p
         self.initial = {name: w.data.copy() for name, w in self.named.items()}
         self.x, self.y = Tensor(p.x, device=device), Tensor(p.y, device=device)
         self.opt = optim.SGD(list(self.named.values()), lr=LR)
@@ -286,7 +314,7 @@ class Autograd:
             w.data[...] = self.initial[name]
 
     def loss(self):
-        _, last = self.rnn(self.x, need_outputs=False)     # (layers, B, H), or (h, c) for the LSTM
+        _, last = self.rnn(self.x, need_outputs=False)  # (layers, B, H), or (h, c) for the LSTM
         h_last = last[0] if self.cell_kind == "lstm" else last
         return nn.functional.cross_entropy(self.head(h_last[-1]), self.y)
 
@@ -304,6 +332,7 @@ class Autograd:
 
 # ---- (c) PyTorch: the fused nn.RNN / nn.LSTM / nn.GRU, and the same Python loop over time as ours ----
 
+
 class TorchRNN:
     """PyTorch's fused layer with our weights: weight_ih = Wᵀ, weight_hh = Vᵀ, bias_ih = b and
     bias_hh = 0, frozen (one bias, as in our cells) — except the GRU's n block of bias_hh, which
@@ -317,13 +346,13 @@ class TorchRNN:
         self.rnn = layer(p.E, p.H, batch_first=True).to(dev)
         self.head = torch.nn.Linear(p.H, p.C).to(dev)
         r = self.rnn
-        with torch.no_grad():                      # PyTorch stores W, V, U transposed
+        with torch.no_grad():  # PyTorch stores W, V, U transposed
             r.weight_ih_l0.copy_(torch.from_numpy(p.W.T.copy()))
             r.weight_hh_l0.copy_(torch.from_numpy(p.V.T.copy()))
             r.bias_ih_l0.copy_(torch.from_numpy(p.b))
             r.bias_hh_l0.zero_()
             if p.cell == "gru":
-                r.bias_hh_l0[2 * p.H:] = torch.from_numpy(p.b_hn)
+                r.bias_hh_l0[2 * p.H :] = torch.from_numpy(p.b_hn)
             self.head.weight.copy_(torch.from_numpy(p.U.T.copy()))
             self.head.bias.copy_(torch.from_numpy(p.c))
         r.bias_hh_l0.requires_grad_(p.cell == "gru")
@@ -346,17 +375,22 @@ class TorchRNN:
         self.opt.zero_grad()
         loss = self.loss()
         loss.backward()
-        if self.cell_kind == "gru":                # only the n block of bias_hh is our b_hn
-            self.rnn.bias_hh_l0.grad[:2 * self.H] = 0
+        if self.cell_kind == "gru":  # only the n block of bias_hh is our b_hn
+            self.rnn.bias_hh_l0.grad[: 2 * self.H] = 0
         return loss
 
     def loss_and_grads(self):
         loss = self.backward()
         r = self.rnn
-        g = {"W": r.weight_ih_l0.grad.T, "V": r.weight_hh_l0.grad.T, "b": r.bias_ih_l0.grad,
-             "U": self.head.weight.grad.T, "c": self.head.bias.grad}
+        g = {
+            "W": r.weight_ih_l0.grad.T,
+            "V": r.weight_hh_l0.grad.T,
+            "b": r.bias_ih_l0.grad,
+            "U": self.head.weight.grad.T,
+            "c": self.head.bias.grad,
+        }
         if self.cell_kind == "gru":
-            g["b_hn"] = r.bias_hh_l0.grad[2 * self.H:]
+            g["b_hn"] = r.bias_hh_l0.grad[2 * self.H :]
         return loss.item(), {n: t.detach().cpu().numpy() for n, t in g.items()}
 
     def step(self):
@@ -368,6 +402,7 @@ class TorchLoop(TorchRNN):
     """PyTorch autograd over the very op sequence our layer records: one input projection
     ``addmm(b, X, W)``, unbind over time, then the cell's step per time step (vanilla:
     ``tanh(addmm(xW_t, h, V))``; LSTM and GRU: nn/cells.py's ops, one for one)."""
+
     name = "torch loop"
 
     def __init__(self, p: Problem, device: str, torch):
@@ -444,12 +479,14 @@ def check_agreement(impls, rtol=2e-4) -> float:
                 i = np.unravel_index(int(diff.argmax()), diff.shape)
                 raise AssertionError(
                     f"{impl.name}: dL/d{n} differs from {impls[0].name} at {i}: {grads[n][i]!r} vs "
-                    f"{ref_grads[n][i]!r} (error {err:.2e} of max |dL/d{n}| = {scale:.3e})")
+                    f"{ref_grads[n][i]!r} (error {err:.2e} of max |dL/d{n}| = {scale:.3e})"
+                )
             worst = max(worst, err)
     return worst
 
 
 # ---- timing, with a measure of everyone else's CPU use ----------------------------------------------
+
 
 class CpuMeter:
     """CPU seconds used by other processes while timing: all CPUs' busy time (/proc/stat) minus
@@ -481,8 +518,11 @@ class CpuMeter:
 
     def summary(self) -> dict:
         other = self.other / self.wall if self.has_proc and self.wall else None
-        return {"other_cores_busy": other, "own_cpu_per_wall": self.own / self.wall if self.wall else None,
-                "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+        return {
+            "other_cores_busy": other,
+            "own_cpu_per_wall": self.own / self.wall if self.wall else None,
+            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        }
 
 
 def time_steps(impls, steps: int, sync, block: int = 5, warmup: int = 3) -> tuple[dict, dict, dict]:
@@ -516,7 +556,7 @@ def time_steps(impls, steps: int, sync, block: int = 5, warmup: int = 3) -> tupl
     cpu = {impl.name: [] for impl in impls}
     meter = CpuMeter()
     for r in range(rounds):
-        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        order = impls[r % len(impls) :] + impls[: r % len(impls)]
         for impl in order:
             impl.reset()
             sync()
@@ -533,16 +573,22 @@ def time_steps(impls, steps: int, sync, block: int = 5, warmup: int = 3) -> tupl
 
 def stats(ts) -> dict:
     q = statistics.quantiles(ts, n=4)
-    return {"median_ms": 1e3 * statistics.median(ts), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2],
-            "min_ms": 1e3 * min(ts), "steps": len(ts)}
+    return {
+        "median_ms": 1e3 * statistics.median(ts),
+        "q1_ms": 1e3 * q[0],
+        "q3_ms": 1e3 * q[2],
+        "min_ms": 1e3 * min(ts),
+        "steps": len(ts),
+    }
 
 
 # ---- peak memory and per-op overhead -----------------------------------------------------------------
 
+
 def peak_memory(impl) -> int:
     """Peak bytes allocated during one step, above what was allocated before it (tracemalloc sees
     NumPy's buffers and the graph's Python objects)."""
-    impl.step()                                    # allocate lazily created state first
+    impl.step()  # allocate lazily created state first
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -556,6 +602,7 @@ def peak_memory(impl) -> int:
 def op_overhead(device: str, torch, sync, n_forward=20000, n_chain=2000) -> dict:
     """Microseconds per tiny op (1-element float32 add): recorded forward, forward under no_grad,
     backward per op of a chain, and NumPy's own ``a + b`` for scale; PyTorch's where installed."""
+
     def per_op(fn, n):
         best = math.inf
         for _ in range(3):
@@ -599,10 +646,12 @@ def op_overhead(device: str, torch, sync, n_forward=20000, n_chain=2000) -> dict
         for _ in range(n_forward):
             raw_a + raw_c
 
-    out = {"autograd_forward_us": per_op(forward, n_forward),
-           "autograd_forward_no_grad_us": per_op(forward_no_grad, n_forward),
-           "autograd_backward_us": 1e6 * min(backward_only() for _ in range(3)) / n_chain,
-           "array_add_us": per_op(numpy_add, n_forward)}
+    out = {
+        "autograd_forward_us": per_op(forward, n_forward),
+        "autograd_forward_no_grad_us": per_op(forward_no_grad, n_forward),
+        "autograd_backward_us": 1e6 * min(backward_only() for _ in range(3)) / n_chain,
+        "array_add_us": per_op(numpy_add, n_forward),
+    }
     out.update(multiply_chain(device, torch, sync, n_chain))
     if torch is not None and (device == "cpu" or torch.cuda.is_available()):
         ta = torch.ones(1, requires_grad=True, device="cuda" if device == "cuda" else "cpu")
@@ -671,6 +720,7 @@ def multiply_chain(device: str, torch, sync, n: int = 2000) -> dict:
 
 # ---- the report -----------------------------------------------------------------------------------
 
+
 def machine_info(threads: int, how: str, torch) -> dict:
     model = platform.processor()
     try:
@@ -678,9 +728,16 @@ def machine_info(threads: int, how: str, torch) -> dict:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
     except OSError:
         pass
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "torch": getattr(torch, "__version__", None), "threads": threads,
-            "thread_control": how, "blas_threads": blas_threads()}
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "threads": threads,
+        "thread_control": how,
+        "blas_threads": blas_threads(),
+    }
 
 
 def _fmt(s) -> str:
@@ -693,27 +750,47 @@ def _load_note(load) -> str:
     return f"{text}, own CPU/wall {load['own_cpu_per_wall']:.2f}, loadavg {load['loadavg_1min']:.2f}"
 
 
-def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True, overhead=True,
-        torch=None, how="", out=print, flush=True, cell="rnn") -> dict:
+def run(
+    configs,
+    device="cpu",
+    threads=1,
+    steps=20,
+    t_scaling=True,
+    memory=True,
+    overhead=True,
+    torch=None,
+    how="",
+    out=print,
+    flush=True,
+    cell="rnn",
+) -> dict:
     """Run the benchmark for one cell type, print the tables, and return every figure as a dict.
     (The T-scaling table is for the vanilla cell only.)"""
     backend = get_backend(device)
     sync = backend.synchronize
     result = {"device": device, "cell": cell, "machine": machine_info(threads, how, torch), "configs": {}}
     m = result["machine"]
-    out(f"tinygrad_rnn benchmark — device {device}, {m['cpu']}, {m['logical_cpus']} logical CPUs, "
+    out(
+        f"tinygrad_rnn benchmark — device {device}, {m['cpu']}, {m['logical_cpus']} logical CPUs, "
         f"{threads} thread(s) [{m['thread_control']}; BLAS: {m['blas_threads']}], numpy {m['numpy']}, "
-        f"torch {m['torch'] or 'not installed'}")
-    out(f"cell {cell}: one training step (forward + backward + SGD), float32; median ms (interquartile range)\n")
+        f"torch {m['torch'] or 'not installed'}"
+    )
+    out(
+        f"cell {cell}: one training step (forward + backward + SGD), float32; median ms (interquartile range)\n"
+    )
     names = None
     for cfg_name in configs:
         p = make_problem(*CONFIGS[cfg_name], cell=cell)
         impls = make_impls(p, device, torch)
         worst = check_agreement(impls)
         times, cpu, load = time_steps(impls, steps, sync)
-        row = {"shape": dict(zip("BTEHC", CONFIGS[cfg_name])), "agreement_worst_rel_error": worst,
-               "load": load, "times": {k: stats(v) for k, v in times.items()},
-               "cpu_times": {k: stats(v) for k, v in cpu.items()}}
+        row = {
+            "shape": dict(zip("BTEHC", CONFIGS[cfg_name])),
+            "agreement_worst_rel_error": worst,
+            "load": load,
+            "times": {k: stats(v) for k, v in times.items()},
+            "cpu_times": {k: stats(v) for k, v in cpu.items()},
+        }
         med = {k: v["median_ms"] for k, v in row["times"].items()}
         row["ratios"] = {f"autograd / {k}": med["autograd"] / med[k] for k in med if k != "autograd"}
         med = {k: v["median_ms"] for k, v in row["cpu_times"].items()}
@@ -721,16 +798,28 @@ def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True,
         result["configs"][cfg_name] = row
         if names is None:
             names = [i.name for i in impls]
-            out(f"{'config':<8}{'(B, T, E, H, C)':<22}" + "".join(f"{n:>24}" for n in names)
-                + "   autograd ÷ " + " | ".join(n for n in names if n != "autograd"))
-        out(f"{cfg_name:<8}{str(CONFIGS[cfg_name]):<22}" + "".join(f"{_fmt(row['times'][n]):>24}" for n in names)
-            + "   " + " | ".join(f"{row['ratios'][f'autograd / {n}']:.2f}" for n in names if n != "autograd"))
-        out(f"{'':<8}agree to {worst:.1e} rel; {row['times']['autograd']['steps']} steps each; {_load_note(load)}")
+            out(
+                f"{'config':<8}{'(B, T, E, H, C)':<22}"
+                + "".join(f"{n:>24}" for n in names)
+                + "   autograd ÷ "
+                + " | ".join(n for n in names if n != "autograd")
+            )
+        out(
+            f"{cfg_name:<8}{str(CONFIGS[cfg_name]):<22}"
+            + "".join(f"{_fmt(row['times'][n]):>24}" for n in names)
+            + "   "
+            + " | ".join(f"{row['ratios'][f'autograd / {n}']:.2f}" for n in names if n != "autograd")
+        )
+        out(
+            f"{'':<8}agree to {worst:.1e} rel; {row['times']['autograd']['steps']} steps each; {_load_note(load)}"
+        )
         if device == "cpu":
-            out(f"{'':<8}CPU time of this thread per step, median ms: "
+            out(
+                f"{'':<8}CPU time of this thread per step, median ms: "
                 + ", ".join(f"{n} {row['cpu_times'][n]['median_ms']:.2f}" for n in names)
-                + "; autograd ÷ " + " | ".join(f"{row['cpu_ratios'][f'autograd / {n}']:.2f}"
-                                                for n in names if n != "autograd"))
+                + "; autograd ÷ "
+                + " | ".join(f"{row['cpu_ratios'][f'autograd / {n}']:.2f}" for n in names if n != "autograd")
+            )
 
     if t_scaling and cell == "rnn":
         B, _, E, H, C = CONFIGS["medium"]
@@ -738,19 +827,28 @@ def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True,
         scaling = {}
         why = "--no-flush" if torch is not None and not flush else "needs torch"
         with flush_subnormals(torch if flush else None, device) as flushed:
-            out("subnormals flushed to zero (torch.set_flush_denormal)" if flushed else
-                f"subnormals NOT flushed ({why}): beyond T ≈ 150 the vanishing δ_t passes through "
-                "float32's subnormal range and every implementation pays a large fixed cost")
+            out(
+                "subnormals flushed to zero (torch.set_flush_denormal)"
+                if flushed
+                else f"subnormals NOT flushed ({why}): beyond T ≈ 150 the vanishing δ_t passes through "
+                "float32's subnormal range and every implementation pays a large fixed cost"
+            )
             out(f"{'T':>6}{'numpy BPTT':>14}{'autograd':>14}{'ratio':>8}{'ms/T autograd':>16}")
             for T in T_SCALING:
                 p = make_problem(B, T, E, H, C)
                 impls = make_impls(p, device, torch, with_torch=False)
-                check_agreement(impls, rtol=1e-3)       # float32 over up to 800 steps
+                check_agreement(impls, rtol=1e-3)  # float32 over up to 800 steps
                 times, _, load = time_steps(impls, steps, sync)
                 med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-                scaling[T] = {"numpy_bptt_ms": med["numpy BPTT"], "autograd_ms": med["autograd"], "load": load}
-                out(f"{T:>6}{med['numpy BPTT']:>14.2f}{med['autograd']:>14.2f}"
-                    f"{med['autograd'] / med['numpy BPTT']:>8.2f}{med['autograd'] / T:>16.3f}   {_load_note(load)}")
+                scaling[T] = {
+                    "numpy_bptt_ms": med["numpy BPTT"],
+                    "autograd_ms": med["autograd"],
+                    "load": load,
+                }
+                out(
+                    f"{T:>6}{med['numpy BPTT']:>14.2f}{med['autograd']:>14.2f}"
+                    f"{med['autograd'] / med['numpy BPTT']:>8.2f}{med['autograd'] / T:>16.3f}   {_load_note(load)}"
+                )
         result["t_scaling"] = scaling
         result["t_scaling_subnormals_flushed"] = flushed
         if 100 in scaling and 800 in scaling:
@@ -769,21 +867,30 @@ def run(configs, device="cpu", threads=1, steps=20, t_scaling=True, memory=True,
             mem[cfg_name] = {"numpy_bptt_bytes": peak_memory(ref), "autograd_bytes": peak_memory(ag)}
             r = mem[cfg_name]["autograd_bytes"] / mem[cfg_name]["numpy_bptt_bytes"]
             mem[cfg_name]["ratio"] = r
-            out(f"{cfg_name:<8}{mem[cfg_name]['numpy_bptt_bytes'] / 2**20:>12.2f}"
-                f"{mem[cfg_name]['autograd_bytes'] / 2**20:>12.2f}{r:>8.2f}")
+            out(
+                f"{cfg_name:<8}{mem[cfg_name]['numpy_bptt_bytes'] / 2**20:>12.2f}"
+                f"{mem[cfg_name]['autograd_bytes'] / 2**20:>12.2f}{r:>8.2f}"
+            )
         result["peak_memory"] = mem
 
     if overhead:
         ov = op_overhead(device, torch, sync)
         result["op_overhead"] = ov
-        out("\nper-op overhead (1-element add, µs per op): "
+        out(
+            "\nper-op overhead (1-element add, µs per op): "
             f"autograd forward {ov['autograd_forward_us']:.2f} (no_grad {ov['autograd_forward_no_grad_us']:.2f}), "
             f"backward {ov['autograd_backward_us']:.2f}; raw array add {ov['array_add_us']:.2f}"
-            + (f"; torch forward {ov['torch_forward_us']:.2f}, backward {ov['torch_backward_us']:.2f}"
-               if "torch_forward_us" in ov else ""))
-        out("(64, 64) float32 multiply chain, forward + backward, µs per op: "
+            + (
+                f"; torch forward {ov['torch_forward_us']:.2f}, backward {ov['torch_backward_us']:.2f}"
+                if "torch_forward_us" in ov
+                else ""
+            )
+        )
+        out(
+            "(64, 64) float32 multiply chain, forward + backward, µs per op: "
             f"autograd {ov['mul64_fwd_bwd_us']:.2f}"
-            + (f", torch {ov['torch_mul64_fwd_bwd_us']:.2f}" if "torch_mul64_fwd_bwd_us" in ov else ""))
+            + (f", torch {ov['torch_mul64_fwd_bwd_us']:.2f}" if "torch_mul64_fwd_bwd_us" in ov else "")
+        )
 
     result["targets"] = targets(result)
     if result["targets"]:
@@ -803,8 +910,16 @@ def targets(result) -> list:
         measured = fmt.format(value) + f" (limit {limit})"
         if cpu is not None:
             measured += f"; by CPU time of this thread {cpu:.2f}"
-        found.append({"what": what, "measured": measured, "value": value, "limit": limit,
-                      "holds": value <= limit, "cpu_value": cpu})
+        found.append(
+            {
+                "what": what,
+                "measured": measured,
+                "value": value,
+                "limit": limit,
+                "holds": value <= limit,
+                "cpu_value": cpu,
+            }
+        )
 
     def ratio(row, other, limit, what):
         key = f"autograd / {other}"
@@ -821,7 +936,7 @@ def targets(result) -> list:
         for name in TARGET_CONFIGS:
             if name in cfgs:
                 ratio(cfgs[name], "torch loop", 1.0, f"autograd ÷ torch loop at {name} (at most 1)")
-    else:                                          # LSTM and GRU: at the adding shape and medium
+    else:  # LSTM and GRU: at the adding shape and medium
         for name in ("adding", "medium"):
             if name in cfgs:
                 ratio(cfgs[name], "numpy BPTT", 1.35, f"autograd ÷ numpy BPTT at {name}")
@@ -832,8 +947,11 @@ def targets(result) -> list:
         if name in TARGET_CONFIGS or name == "adding":
             add(f"peak memory autograd ÷ numpy BPTT at {name}", row["ratio"], 1.0)
     if "mul64_fwd_bwd_us" in result.get("op_overhead", {}):
-        add("(64, 64) multiply chain, forward + backward per op (µs)",
-            result["op_overhead"]["mul64_fwd_bwd_us"], 12.0)
+        add(
+            "(64, 64) multiply chain, forward + backward per op (µs)",
+            result["op_overhead"]["mul64_fwd_bwd_us"],
+            12.0,
+        )
     return found
 
 
@@ -841,22 +959,36 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (NumPy) or cuda (CuPy)")
-    parser.add_argument("--configs", default="small,medium,large",
-                        help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument(
+        "--configs", default="small,medium,large", help=f"comma-separated, from {', '.join(CONFIGS)}"
+    )
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per implementation (at least 20)")
-    parser.add_argument("--cell", default="rnn", choices=tuple(CELLS),
-                        help="the recurrent cell: rnn (default), lstm or gru (no T-scaling table for lstm, gru)")
+    parser.add_argument(
+        "--cell",
+        default="rnn",
+        choices=tuple(CELLS),
+        help="the recurrent cell: rnn (default), lstm or gru (no T-scaling table for lstm, gru)",
+    )
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--no-scaling", action="store_true", help="skip the T-scaling table")
-    parser.add_argument("--no-flush", action="store_true",
-                        help="T-scaling with float32 subnormals as they are (slow past T ≈ 150; see flush_subnormals)")
-    parser.add_argument("--textbook-backward", action="store_true",
-                        help="walk the graph without the engine's shortcuts (tensor.textbook_backward): "
-                             "every op's own backward, to measure what the shortcuts buy")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's malloc thresholds as they are (by default they are raised, "
-                             "as the examples do: tinygrad_rnn.threads.tune_malloc)")
+    parser.add_argument(
+        "--no-flush",
+        action="store_true",
+        help="T-scaling with float32 subnormals as they are (slow past T ≈ 150; see flush_subnormals)",
+    )
+    parser.add_argument(
+        "--textbook-backward",
+        action="store_true",
+        help="walk the graph without the engine's shortcuts (tensor.textbook_backward): "
+        "every op's own backward, to measure what the shortcuts buy",
+    )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds as they are (by default they are raised, "
+        "as the examples do: tinygrad_rnn.threads.tune_malloc)",
+    )
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -867,13 +999,21 @@ def main(argv=None):
     how = limit_threads(args.threads, argv)
     tuned = False if args.default_malloc else tune_malloc()
     print(f"malloc thresholds: {'raised (tune_malloc)' if tuned else 'as glibc sets them'}")
-    get_backend(args.device)                       # a missing GPU or CuPy fails here, with the fix
+    get_backend(args.device)  # a missing GPU or CuPy fails here, with the fix
     if args.textbook_backward:
         print("backward walk: textbook (every op's own backward, no engine shortcut)")
     with textbook_backward() if args.textbook_backward else contextlib.nullcontext():
-        result = run(configs, device=args.device, threads=args.threads, steps=args.steps,
-                     t_scaling=not args.no_scaling, torch=import_torch(args.threads), how=how,
-                     flush=not args.no_flush, cell=args.cell)
+        result = run(
+            configs,
+            device=args.device,
+            threads=args.threads,
+            steps=args.steps,
+            t_scaling=not args.no_scaling,
+            torch=import_torch(args.threads),
+            how=how,
+            flush=not args.no_flush,
+            cell=args.cell,
+        )
     result["malloc_tuned"] = tuned
     result["textbook_backward"] = args.textbook_backward
     if args.json:

@@ -22,16 +22,17 @@ import numpy as np
 def one(T, B, H, E, k, what, repeats):
     import tinygrad_rnn as tg
     from tinygrad_rnn import nn
+
     layer = nn.LSTM(E, H, checkpoint=k, rng=np.random.default_rng(0))
     x = tg.Tensor(np.random.default_rng(1).standard_normal((B, T, E)).astype(np.float32))
 
     def step():
         out, _ = layer(x)
-        loss = (out ** 2).mean()
+        loss = (out**2).mean()
         loss.backward()
         layer.zero_grad()
 
-    step()                                    # warm up (BLAS, caches)
+    step()  # warm up (BLAS, caches)
     if what == "memory":
         tracemalloc.start()
         tracemalloc.reset_peak()
@@ -66,14 +67,35 @@ def main():
     results = {}
     for label, kk in (("plain", "none"), (f"checkpoint={k}", str(k))):
         for what in ("memory", "time"):
-            cmd = [sys.executable, __file__, "--T", str(a.T), "--batch", str(a.batch), "--hidden", str(a.hidden),
-                   "--input", str(a.input), "--repeats", str(a.repeats), "--one", kk, what]
-            results[label, what] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            cmd = [
+                sys.executable,
+                __file__,
+                "--T",
+                str(a.T),
+                "--batch",
+                str(a.batch),
+                "--hidden",
+                str(a.hidden),
+                "--input",
+                str(a.input),
+                "--repeats",
+                str(a.repeats),
+                "--one",
+                kk,
+                what,
+            ]
+            results[label, what] = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            )
     print(f"LSTM step, T={a.T}, B={a.batch}, H={a.hidden}, E={a.input}, float32")
     for label in ("plain", f"checkpoint={k}"):
-        print(f"  {label:16s} peak {results[label, 'memory'] / 2**20:8.1f} MiB   time {results[label, 'time']:7.2f} s")
+        print(
+            f"  {label:16s} peak {results[label, 'memory'] / 2**20:8.1f} MiB   time {results[label, 'time']:7.2f} s"
+        )
     p, c = ("plain", f"checkpoint={k}")
-    print(f"  ratio: memory {results[c, 'memory'] / results[p, 'memory']:.3f}, time {results[c, 'time'] / results[p, 'time']:.2f}")
+    print(
+        f"  ratio: memory {results[c, 'memory'] / results[p, 'memory']:.3f}, time {results[c, 'time'] / results[p, 'time']:.2f}"
+    )
 
 
 if __name__ == "__main__":

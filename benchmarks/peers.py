@@ -56,7 +56,7 @@ from tinygrad_rnn.threads import set_blas_threads, tune_malloc  # noqa: E402
 
 CONFIGS = bench.CONFIGS
 LR = bench.LR
-NAMES = bench.GRAD_NAMES                  # W, V, b, U, c
+NAMES = bench.GRAD_NAMES  # W, V, b, U, c
 CHAIN_SHAPE = (64, 64)
 
 
@@ -72,6 +72,7 @@ def _import(module: str, pip: str):
 
 
 # ---- ours and the hand-written reference ------------------------------------------------------------
+
 
 class Ours(bench.Autograd):
     name = "tinygrad_rnn"
@@ -101,6 +102,7 @@ class NumpyByHand(bench.NumpyBPTT):
 
 
 # ---- the peers: one class each, the same step in the library's own terms ----------------------------
+
 
 class Functional:
     """Peers whose gradient is a function of the parameters (HIPS autograd, JAX): the parameters
@@ -144,6 +146,7 @@ class HipsAutograd(Functional):
     def __init__(self, p):
         autograd = _import("autograd", "autograd")
         import autograd.numpy as anp
+
         self.anp = anp
 
         def log_softmax(z):
@@ -160,6 +163,7 @@ class HipsAutograd(Functional):
             for _ in range(n):
                 y = y * c
             return self.anp.sum(y)
+
         return autograd.grad(f)(a)
 
 
@@ -169,8 +173,9 @@ def _jax():
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
         flags = os.environ.get("XLA_FLAGS", "")
         if "intra_op_parallelism_threads" not in flags:
-            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1").strip()
+            os.environ["XLA_FLAGS"] = (
+                flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            ).strip()
     return _import("jax", "jax")
 
 
@@ -180,9 +185,9 @@ class JaxEager(Functional):
     def __init__(self, p):
         jax = _jax()
         import jax.numpy as jnp
+
         self.jax, self.jnp = jax, jnp
-        self.value_and_grad = jax.value_and_grad(
-            lambda ps, x, y: rnn_loss(jnp, jax.nn.log_softmax, ps, x, y))
+        self.value_and_grad = jax.value_and_grad(lambda ps, x, y: rnn_loss(jnp, jax.nn.log_softmax, ps, x, y))
         super().__init__(p)
         self.x, self.y = jnp.asarray(p.x), jnp.asarray(p.y)
 
@@ -191,7 +196,7 @@ class JaxEager(Functional):
 
     def step(self):
         super().step()
-        self.jax.block_until_ready(self.params)    # JAX dispatches asynchronously
+        self.jax.block_until_ready(self.params)  # JAX dispatches asynchronously
 
     def chain(self, a, c, n):
         jnp = self.jnp
@@ -201,6 +206,7 @@ class JaxEager(Functional):
             for _ in range(n):
                 y = y * c
             return jnp.sum(y)
+
         return self.jax.block_until_ready(self.jax.grad(f)(jnp.asarray(a)))
 
 
@@ -214,6 +220,7 @@ class JaxJit(JaxEager):
         def sgd(params, x, y):
             _, grads = value_and_grad(params, x, y)
             return [w - LR * g for w, g in zip(params, grads)]
+
         self.value_and_grad = jax.jit(value_and_grad)
         self.sgd = jax.jit(sgd)
         self._chains = {}
@@ -224,10 +231,12 @@ class JaxJit(JaxEager):
     def chain(self, a, c, n):
         jnp = self.jnp
         if n not in self._chains:
+
             def f(y, c):
                 for _ in range(n):
                     y = y * c
                 return jnp.sum(y)
+
             self._chains[n] = self.jax.jit(self.jax.grad(f))
         return self.jax.block_until_ready(self._chains[n](jnp.asarray(a), jnp.asarray(c)))
 
@@ -297,6 +306,7 @@ class Dezero:
     def __init__(self, p):
         self.dz = _dezero()
         import dezero.functions as F
+
         self.F = F
         self.x, self.y = p.x, p.y
         self.initial = [w.copy() for w in p.weights().values()]
@@ -348,15 +358,23 @@ class Tinygrad:
     def __init__(self, p):
         tg = _import("tinygrad", "tinygrad")
         from tinygrad import Device
+
         try:
             device = Device.DEFAULT
-        except RuntimeError as e:                  # tinygrad: "no usable devices"
-            clang = "" if shutil.which("clang") else (": its CPU backend compiles kernels with clang, "
-                                                      "which is not on PATH (apt install clang)")
+        except RuntimeError as e:  # tinygrad: "no usable devices"
+            clang = (
+                ""
+                if shutil.which("clang")
+                else (
+                    ": its CPU backend compiles kernels with clang, which is not on PATH (apt install clang)"
+                )
+            )
             raise Skipped(f"installed, but finds no usable device here{clang}") from e
         if device == "CPU" and shutil.which("clang") is None:
-            raise Skipped("installed, but its CPU backend compiles kernels with clang, which is not "
-                          "on PATH here (apt install clang)")
+            raise Skipped(
+                "installed, but its CPU backend compiles kernels with clang, which is not "
+                "on PATH here (apt install clang)"
+            )
         self.T = tg.Tensor
         self.x, self.y = tg.Tensor(p.x), tg.Tensor(p.y.astype(np.int32))
         self.initial = [w.copy() for w in p.weights().values()]
@@ -379,7 +397,7 @@ class Tinygrad:
         for w in self.params:
             w.grad = None
         loss = self.loss()
-        loss.backward()                            # lazy: builds the gradients' graph only
+        loss.backward()  # lazy: builds the gradients' graph only
         return loss
 
     def loss_and_grads(self):
@@ -390,7 +408,7 @@ class Tinygrad:
         self.backward()
         for w in self.params:
             w.assign(w - LR * w.grad)
-        self.T.realize(*self.params)               # schedules, compiles (once) and runs the step
+        self.T.realize(*self.params)  # schedules, compiles (once) and runs the step
 
     def chain(self, a, c, n):
         a, c = self.T(a), self.T(c)
@@ -417,7 +435,7 @@ class TorchLoop(bench.TorchLoop):
 
 
 class TorchRNN(bench.TorchRNN):
-    chain = None                                   # the same library as the loop: one per-op row
+    chain = None  # the same library as the loop: one per-op row
 
     def __init__(self, p):
         super().__init__(p, "cpu", _torch())
@@ -431,8 +449,16 @@ def _torch():
 
 
 PEERS = (HipsAutograd, Mygrad, Dezero, JaxEager, JaxJit, Tinygrad, TorchLoop, TorchRNN)
-PEER_NAMES = {HipsAutograd: "HIPS autograd", Mygrad: "mygrad", Dezero: "DeZero", JaxEager: "JAX eager",
-              JaxJit: "JAX jit", Tinygrad: "tinygrad", TorchLoop: "torch loop", TorchRNN: "torch nn.RNN"}
+PEER_NAMES = {
+    HipsAutograd: "HIPS autograd",
+    Mygrad: "mygrad",
+    Dezero: "DeZero",
+    JaxEager: "JAX eager",
+    JaxJit: "JAX jit",
+    Tinygrad: "tinygrad",
+    TorchLoop: "torch loop",
+    TorchRNN: "torch nn.RNN",
+}
 
 
 def make_impls(p: bench.Problem, peers=PEERS, out=print) -> list:
@@ -448,6 +474,7 @@ def make_impls(p: bench.Problem, peers=PEERS, out=print) -> list:
 
 # ---- cost per operation ---------------------------------------------------------------------------------
 
+
 def per_op(impls, n: int, repeats: int = 3) -> dict:
     """Microseconds per elementwise product in a chain of ``n``, forward + backward, best of
     ``repeats`` after one warm-up (which also compiles, for JAX jit): CPU time of the whole
@@ -455,7 +482,7 @@ def per_op(impls, n: int, repeats: int = 3) -> dict:
     time. Every library's gradient of the chain is checked against the product of the factors first."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal(CHAIN_SHAPE).astype(np.float32)
-    c = rng.uniform(0.999, 1.001, CHAIN_SHAPE).astype(np.float32)   # the chain stays near a
+    c = rng.uniform(0.999, 1.001, CHAIN_SHAPE).astype(np.float32)  # the chain stays near a
     expected = c.astype(np.float64) ** n
     found = {}
     for impl in impls:
@@ -493,13 +520,21 @@ class ProcessCPU:
 
 # ---- the run ----------------------------------------------------------------------------------------------
 
+
 def run(configs, steps=20, chain=300, peers=PEERS, out=print) -> dict:
     """Check, time and print every config, then the per-op costs; returns every figure as a dict."""
-    result = {"machine": bench.machine_info(1, "threadpoolctl, torch.set_num_threads, XLA_FLAGS", None),
-              "uptime_loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None, "configs": {}}
-    out(f"peers: one vanilla RNN training step (forward + backward + SGD), float32, one thread; "
+    result = {
+        "machine": bench.machine_info(1, "threadpoolctl, torch.set_num_threads, XLA_FLAGS", None),
+        "uptime_loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "configs": {},
+    }
+    out(
+        f"peers: one vanilla RNN training step (forward + backward + SGD), float32, one thread; "
         f"{result['machine']['cpu']}, {result['machine']['logical_cpus']} logical CPUs; "
-        f"load average at start {result['uptime_loadavg'][0]:.2f}" if result["uptime_loadavg"] else "")
+        f"load average at start {result['uptime_loadavg'][0]:.2f}"
+        if result["uptime_loadavg"]
+        else ""
+    )
     impls = None
     for cfg in configs:
         p = bench.make_problem(*CONFIGS[cfg])
@@ -507,37 +542,51 @@ def run(configs, steps=20, chain=300, peers=PEERS, out=print) -> dict:
         worst = bench.check_agreement(impls)
         timed = [ProcessCPU(impl) for impl in impls]
         times, _, load = bench.time_steps(timed, steps, sync=lambda: None)
-        cpu = {t.name: t.cpu[-len(times[t.name]):] for t in timed}     # the timed steps, not the warm-up
+        cpu = {t.name: t.cpu[-len(times[t.name]) :] for t in timed}  # the timed steps, not the warm-up
         med = {k: statistics.median(v) for k, v in times.items()}
-        row = {"shape": dict(zip("BTEHC", CONFIGS[cfg])), "agreement_worst_rel_error": worst, "load": load,
-               "times": {k: bench.stats(v) for k, v in times.items()},
-               "cpu_times": {k: bench.stats(v) for k, v in cpu.items()},
-               "over_ours": {k: med[k] / med[Ours.name] for k in med}}
+        row = {
+            "shape": dict(zip("BTEHC", CONFIGS[cfg])),
+            "agreement_worst_rel_error": worst,
+            "load": load,
+            "times": {k: bench.stats(v) for k, v in times.items()},
+            "cpu_times": {k: bench.stats(v) for k, v in cpu.items()},
+            "over_ours": {k: med[k] / med[Ours.name] for k in med},
+        }
         cpu_med = {k: v["median_ms"] for k, v in row["cpu_times"].items()}
         row["cpu_over_ours"] = {k: cpu_med[k] / cpu_med[Ours.name] for k in cpu_med}
         result["configs"][cfg] = row
-        out(f"\n{cfg} {CONFIGS[cfg]} (B, T, E, H, C): all agree with tinygrad_rnn to {worst:.1e} rel; "
-            f"{row['times'][Ours.name]['steps']} steps each; {bench._load_note(load)}")
+        out(
+            f"\n{cfg} {CONFIGS[cfg]} (B, T, E, H, C): all agree with tinygrad_rnn to {worst:.1e} rel; "
+            f"{row['times'][Ours.name]['steps']} steps each; {bench._load_note(load)}"
+        )
         out(f"{'':<16}{'ms per step (IQR)':>26}{'÷ ours':>9}{'CPU ms':>9}{'÷ ours':>9}")
         for name in sorted(med, key=med.get):
-            out(f"{name:<16}{bench._fmt(row['times'][name]):>26}{row['over_ours'][name]:>9.2f}"
-                f"{cpu_med[name]:>9.2f}{row['cpu_over_ours'][name]:>9.2f}")
+            out(
+                f"{name:<16}{bench._fmt(row['times'][name]):>26}{row['over_ours'][name]:>9.2f}"
+                f"{cpu_med[name]:>9.2f}{row['cpu_over_ours'][name]:>9.2f}"
+            )
     if chain and impls:
         ops = per_op(impls, chain)
         result["per_op_us"] = ops
-        out(f"\ncost per op: a chain of {chain} products of {CHAIN_SHAPE} float32 arrays, forward + backward, "
-            f"µs per product (best of 3)")
+        out(
+            f"\ncost per op: a chain of {chain} products of {CHAIN_SHAPE} float32 arrays, forward + backward, "
+            f"µs per product (best of 3)"
+        )
         out(f"{'':<16}{'CPU µs':>9}{'÷ ours':>9}{'wall µs':>9}")
         for name in sorted(ops, key=lambda k: ops[k]["cpu_us"]):
-            out(f"{name:<16}{ops[name]['cpu_us']:>9.2f}{ops[name]['cpu_us'] / ops[Ours.name]['cpu_us']:>9.2f}"
-                f"{ops[name]['wall_us']:>9.2f}")
+            out(
+                f"{name:<16}{ops[name]['cpu_us']:>9.2f}{ops[name]['cpu_us'] / ops[Ours.name]['cpu_us']:>9.2f}"
+                f"{ops[name]['wall_us']:>9.2f}"
+            )
     return result
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python benchmarks/peers.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default="small,medium", help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument(
+        "--configs", default="small,medium", help=f"comma-separated, from {', '.join(CONFIGS)}"
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed steps per library (at least 20)")
     parser.add_argument("--chain", type=int, default=300, help="products in the per-op chain (0: skip)")
     parser.add_argument("--json", help="also write every figure to this file")

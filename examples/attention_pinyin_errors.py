@@ -9,6 +9,7 @@ gets wrong are sorted into: a character never seen in training; a tone change of
 (tone sandhi: yī/yí/yì, bù/bú, decided by the next syllable's tone); a polyphone (a character
 with more than one reading in training) read wrongly; anything else.
 """
+
 import argparse
 from collections import Counter, defaultdict
 
@@ -38,10 +39,11 @@ fallback = overall.most_common(1)[0][0]
 
 outputs = []
 for start in range(0, len(examples), 64):
-    chunk = examples[start:start + 64]
+    chunk = examples[start : start + 64]
     ids, lengths = pad_sequences([src_vocab.encode(x) for x, _ in chunk])
-    decoded = model.generate(ids, lengths, config["decode_max_len"], tgt_vocab.bos_id, tgt_vocab.eos_id,
-                             beam_size=args.beam)
+    decoded = model.generate(
+        ids, lengths, config["decode_max_len"], tgt_vocab.bos_id, tgt_vocab.eos_id, beam_size=args.beam
+    )
     outputs += [[tgt_vocab.id_to_token(i) for i in out] for out in decoded]
 
 table = Counter()
@@ -63,12 +65,21 @@ for (chars, gold), out in zip(examples, outputs):
     kinds[kind].append(("".join(chars), " ".join(gold), " ".join(out)))
 
 n = len(examples)
-print(f"{args.split}: {n} phrases; model exact {sum(v for (m, _), v in table.items() if m) / n:.4f}, "
-      f"lookup exact {sum(v for (_, l), v in table.items() if l) / n:.4f}")
-for (m, l), label in (((True, True), "both right"), ((True, False), "model right, lookup wrong"),
-                      ((False, True), "lookup right, model wrong"), ((False, False), "both wrong")):
+print(
+    f"{args.split}: {n} phrases; model exact {sum(v for (m, _), v in table.items() if m) / n:.4f}, "
+    f"lookup exact {sum(v for (_, l), v in table.items() if l) / n:.4f}"
+)
+for (m, l), label in (
+    ((True, True), "both right"),
+    ((True, False), "model right, lookup wrong"),
+    ((False, True), "lookup right, model wrong"),
+    ((False, False), "both wrong"),
+):
     print(f"  {label:26s} {table[(m, l)]:5d}  ({table[(m, l)] / n:.1%})")
 print("model errors by kind:")
 for kind, items in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
-    print(f"  {kind:24s} {len(items):4d}  e.g. " + "; ".join(f"{c} {o} (gold {g})" for c, g, o in items[:args.show]))
+    print(
+        f"  {kind:24s} {len(items):4d}  e.g. "
+        + "; ".join(f"{c} {o} (gold {g})" for c, g, o in items[: args.show])
+    )
 print("mean phrase length", np.mean([len(x) for x, _ in examples]).round(2))

@@ -8,6 +8,7 @@ shuffled epoch, in alternating blocks of N batches, R rounds, in one process and
 so both see the same load. Prints seconds per batch (median over rounds) and the epoch that
 extrapolates to (the training split's batches × seconds per batch; dev scoring not included).
 """
+
 import argparse
 import itertools
 import os
@@ -27,12 +28,18 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--batches", type=int, default=20)
 parser.add_argument("--rounds", type=int, default=3)
 args = parser.parse_args()
-tune_malloc()   # the process's allocator keeps freed memory for the next step
+tune_malloc()  # the process's allocator keeps freed memory for the next step
 
 train, _, _ = train_dev_test_split(load_pinyin(), seed=0, key=lambda ex: tuple(ex[0]))
 src, tgt = Vocab.build(x for x, _ in train), Vocab.build(y for _, y in train)
-batches = BatchIterator([src.encode(x) for x, _ in train], [tgt.encode(y) for _, y in train],
-                        batch_size=64, shuffle=True, seed=0, bucket=True)
+batches = BatchIterator(
+    [src.encode(x) for x, _ in train],
+    [tgt.encode(y) for _, y in train],
+    batch_size=64,
+    shuffle=True,
+    seed=0,
+    bucket=True,
+)
 per_epoch = len(batches)
 steps = list(itertools.islice(iter(batches), args.batches))
 
@@ -55,8 +62,11 @@ def train_block(m, opt):
     return (time.perf_counter() - start) / len(steps)
 
 
-models = {"plain": model(None), "attention, unidirectional": model("additive"),
-          "attention, bidirectional": model("additive", bidirectional=True)}
+models = {
+    "plain": model(None),
+    "attention, unidirectional": model("additive"),
+    "attention, bidirectional": model("additive", bidirectional=True),
+}
 times = {name: [] for name in models}
 for _ in range(args.rounds):
     for name, (m, opt) in models.items():
@@ -64,5 +74,7 @@ for _ in range(args.rounds):
 plain = statistics.median(times["plain"])
 for name in models:
     t = statistics.median(times[name])
-    print(f"{name:26s}  {t * 1000:7.1f} ms/batch  (rounds: {', '.join(f'{x * 1000:.0f}' for x in times[name])})  "
-          f"≈ {t * per_epoch / 60:.1f} min per epoch of {per_epoch} batches  ×{t / plain:.2f}")
+    print(
+        f"{name:26s}  {t * 1000:7.1f} ms/batch  (rounds: {', '.join(f'{x * 1000:.0f}' for x in times[name])})  "
+        f"≈ {t * per_epoch / 60:.1f} min per epoch of {per_epoch} batches  ×{t / plain:.2f}"
+    )

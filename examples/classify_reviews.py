@@ -25,15 +25,22 @@ from tinygrad_rnn.train import ClassificationTask, evaluate, fit
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    parser.add_argument("--pooling", choices=("mean", "last"), default="mean",
-                        help="the review's summary: the mean of all states or the last state (default mean)")
+    parser.add_argument(
+        "--pooling",
+        choices=("mean", "last"),
+        default="mean",
+        help="the review's summary: the mean of all states or the last state (default mean)",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="passes over the training reviews (default 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny model, one epoch on 400 reviews (seconds): checks that it runs, does not learn")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny model, one epoch on 400 reviews (seconds): checks that it runs, does not learn",
+    )
     add_threads_argument(parser)
     args = parser.parse_args()
     set_blas_threads(args.threads)
-    tune_malloc()   # the process's allocator keeps freed memory for the next step
+    tune_malloc()  # the process's allocator keeps freed memory for the next step
     embed, hidden, epochs = (8, 16, 1) if args.quick else (64, 128, args.epochs)
 
     # 1. Data: (characters, label) pairs, split 80/10/10; the vocabulary comes from train only.
@@ -44,25 +51,41 @@ def main():
     vocab = Vocab.build(text for text, _ in train)
 
     def batches(examples, shuffle):
-        return BatchIterator([vocab.encode(text) for text, _ in examples], [label for _, label in examples],
-                             batch_size=64, shuffle=shuffle, bucket=True)
+        return BatchIterator(
+            [vocab.encode(text) for text, _ in examples],
+            [label for _, label in examples],
+            batch_size=64,
+            shuffle=shuffle,
+            bucket=True,
+        )
 
     # 2. Model and training: Adam, gradient clipping at 1.0, the best epoch on dev is kept.
     model = SequenceClassifier(len(vocab), embed, hidden, num_classes=2, pooling=args.pooling).to(args.device)
     task = ClassificationTask()
-    fit(model, task, Adam(model.parameters(), lr=1e-3), batches(train, True), batches(dev, False),
-        epochs=epochs, clip=1.0)
+    fit(
+        model,
+        task,
+        Adam(model.parameters(), lr=1e-3),
+        batches(train, True),
+        batches(dev, False),
+        epochs=epochs,
+        clip=1.0,
+    )
     print(f"test accuracy: {evaluate(model, task, batches(test, False))['accuracy']:.3f}")
     if args.quick:
-        print(f"(--quick: seconds of training on {len(train)} reviews are not expected to learn anything: "
-              f"the accuracy above and the labels below are guesses. Drop --quick for a real run: "
-              f"{args.epochs} epochs on all reviews, minutes.)")
+        print(
+            f"(--quick: seconds of training on {len(train)} reviews are not expected to learn anything: "
+            f"the accuracy above and the labels below are guesses. Drop --quick for a real run: "
+            f"{args.epochs} epochs on all reviews, minutes.)"
+        )
 
     # 3. Use it: the chapter's long restaurant review praises the food first and complains after.
-    reviews = ["这本书质量很好，送货也快，非常满意！",
-               "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
-               "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
-               "我的孩子都被吓哭了，我下次不会带朋友来。"]
+    reviews = [
+        "这本书质量很好，送货也快，非常满意！",
+        "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
+        "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
+        "我的孩子都被吓哭了，我下次不会带朋友来。",
+    ]
     ids, lengths = pad_sequences([vocab.encode(text) for text in reviews])
     labels, probs = model.predict(ids, lengths)
     for text, label, p in zip(reviews, labels, probs):

@@ -61,11 +61,11 @@ class OnlineRTRL:
         self.params = cell.parameters()
         P = sum(p.size for p in self.params)
         eye, offset, self.directions = np.eye(P), 0, []
-        for p in self.params:                      # direction i moves parameter entry i only
-            self.directions.append(eye[:, offset:offset + p.size].reshape((P,) + p.shape))
+        for p in self.params:  # direction i moves parameter entry i only
+            self.directions.append(eye[:, offset : offset + p.size].reshape((P,) + p.shape))
             offset += p.size
         self.h = cell.initial_state(1)
-        self.M = np.zeros((P, 1, cell.hidden_size))        # M_0 = 0
+        self.M = np.zeros((P, 1, cell.hidden_size))  # M_0 = 0
 
     def step(self, x_t) -> tg.Tensor:
         """h_t from x_t (1, 1), with M_t = ∂h_t/∂h_{t−1} M_{t−1} + ∂h_t/∂θ in one batched jvp."""
@@ -74,8 +74,9 @@ class OnlineRTRL:
         def one_step(h, *params):
             return cell.step(xw(tg.Tensor(x_t)), h)
 
-        self.h, M = tg.jvp(one_step, (self.h,) + tuple(self.params), (self.M,) + tuple(self.directions),
-                           batched=True)
+        self.h, M = tg.jvp(
+            one_step, (self.h,) + tuple(self.params), (self.M,) + tuple(self.directions), batched=True
+        )
         self.M = M._data
         return self.h
 
@@ -84,7 +85,7 @@ class OnlineRTRL:
         flat = self.M.reshape(self.M.shape[0], -1) @ d_h.reshape(-1)
         out, offset = [], 0
         for p in self.params:
-            out.append(flat[offset:offset + p.size].reshape(p.shape))
+            out.append(flat[offset : offset + p.size].reshape(p.shape))
             offset += p.size
         return out
 
@@ -100,7 +101,7 @@ def train_rtrl(x, y, hidden: int, lr: float, seed: int = 0, update: bool = True)
     errors, total = np.empty(len(x)), [np.zeros(p.shape) for p in cell.parameters()]
     for t in range(len(x)):
         h = learner.step(np.array([[x[t]]]))
-        h_leaf = tg.Tensor(h._data, requires_grad=True)      # the head's loss, backpropagated to h_t only
+        h_leaf = tg.Tensor(h._data, requires_grad=True)  # the head's loss, backpropagated to h_t only
         loss = ((head(h_leaf) - y[t]) ** 2).sum()
         optimizer.zero_grad()
         loss.backward()
@@ -121,15 +122,15 @@ def train_windows(x, y, hidden: int, window: int, lr: float, seed: int = 0):
     optimizer = Adam(params, lr=lr)
     errors, state = np.empty(len(x)), None
     for start in range(0, len(x), window):
-        xs = tg.Tensor(x[start:start + window].reshape(1, -1, 1))
-        ys = tg.Tensor(y[start:start + window].reshape(1, -1, 1))
+        xs = tg.Tensor(x[start : start + window].reshape(1, -1, 1))
+        ys = tg.Tensor(y[start : start + window].reshape(1, -1, 1))
         outputs, last = rnn(xs, h0=state)
         squared = (head(outputs) - ys) ** 2
         optimizer.zero_grad()
         squared.sum().backward()
         clip_grad_norm_(params, 1.0)
         optimizer.step()
-        errors[start:start + window] = squared._data.reshape(-1)
+        errors[start : start + window] = squared._data.reshape(-1)
         state = last.detach()
     return errors
 
@@ -143,12 +144,19 @@ def running_mean(values: np.ndarray, n: int) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=6000, help="length of the stream (default 6000)")
-    ap.add_argument("--hidden", type=int, default=16, help="hidden size H (default 16; RTRL costs ∝ H⁴ per step)")
+    ap.add_argument(
+        "--hidden", type=int, default=16, help="hidden size H (default 16; RTRL costs ∝ H⁴ per step)"
+    )
     ap.add_argument("--delay", type=int, default=5, help="the echo's delay (default 5)")
-    ap.add_argument("--windows", default=None,
-                    help="BPTT window lengths, comma-separated (default: delay − 2 and 4 × delay)")
+    ap.add_argument(
+        "--windows",
+        default=None,
+        help="BPTT window lengths, comma-separated (default: delay − 2 and 4 × delay)",
+    )
     ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, every learner (default 3e-3)")
-    ap.add_argument("--window-mse", type=int, default=500, help="running MSE over this many steps (default 500)")
+    ap.add_argument(
+        "--window-mse", type=int, default=500, help="running MSE over this many steps (default 500)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join("runs", "online-rtrl.png"), help="the figure (PNG)")
     ap.add_argument("--quick", action="store_true", help="a tiny run (300 steps, H = 4): for the tests")
@@ -165,21 +173,26 @@ def main(argv=None) -> int:
     if min(windows) < 1:
         raise SystemExit(f"error: --windows must be >= 1, got {a.windows}")
     from tinygrad_rnn.plotting import require_matplotlib
-    plt = require_matplotlib()                           # fail now, not after training
+
+    plt = require_matplotlib()  # fail now, not after training
 
     x, y = echo_stream(a.steps, a.delay, a.seed)
     curves = {}
     start = time.perf_counter()
     errors, _ = train_rtrl(x, y, a.hidden, a.lr, a.seed)
     curves["RTRL, online (an update every step)"] = errors
-    print(f"RTRL online:          {time.perf_counter() - start:6.1f} s, MSE over the last {a.window_mse} steps "
-          f"{errors[-a.window_mse:].mean():.4f}")
+    print(
+        f"RTRL online:          {time.perf_counter() - start:6.1f} s, MSE over the last {a.window_mse} steps "
+        f"{errors[-a.window_mse :].mean():.4f}"
+    )
     for w in windows:
         start = time.perf_counter()
         errors = train_windows(x, y, a.hidden, w, a.lr, a.seed)
         curves[f"BPTT over windows of {w} (an update every {w} steps)"] = errors
-        print(f"BPTT, windows of {w:<4}  {time.perf_counter() - start:6.1f} s, MSE over the last {a.window_mse} steps "
-              f"{errors[-a.window_mse:].mean():.4f}")
+        print(
+            f"BPTT, windows of {w:<4}  {time.perf_counter() - start:6.1f} s, MSE over the last {a.window_mse} steps "
+            f"{errors[-a.window_mse :].mean():.4f}"
+        )
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, errors in curves.items():
         mse = running_mean(errors, a.window_mse)

@@ -10,7 +10,7 @@ from tinygrad_rnn.gradcheck import gradcheck
 def unrolled_loss(x, W, V, b, h0):
     """L = Σ_t mean(h_t²) over T steps of h_t = tanh(x_t W + h_{t-1} V + b)."""
     h, loss = h0, 0.0
-    for x_t in x.unbind(axis=1):            # x: (B, T, E) -> T tensors of (B, E)
+    for x_t in x.unbind(axis=1):  # x: (B, T, E) -> T tensors of (B, E)
         h = (x_t @ W + h @ V + b).tanh()
         loss = loss + (h * h).mean()
     return loss
@@ -19,8 +19,10 @@ def unrolled_loss(x, W, V, b, h0):
 def main():
     rng = np.random.default_rng(0)
     B, T, E, H = 2, 5, 3, 4
-    params = [tg.Tensor(rng.normal(0, 0.5, s), requires_grad=True, dtype="float64")
-              for s in [(B, T, E), (E, H), (H, H), (H,), (B, H)]]
+    params = [
+        tg.Tensor(rng.normal(0, 0.5, s), requires_grad=True, dtype="float64")
+        for s in [(B, T, E), (E, H), (H, H), (H,), (B, H)]
+    ]
     loss = unrolled_loss(*params)
     loss.backward()
     print(f"loss over {T} steps: {loss.item():.6f}")

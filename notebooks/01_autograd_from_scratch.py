@@ -54,14 +54,14 @@ x = tg.Tensor([[0.5, -1.0, 2.0]], requires_grad=True, dtype=np.float64)
 print(x)
 print("shape", x.shape, "| dtype", x.dtype, "| device", x.device, "| leaf:", x.is_leaf)
 assert x.is_leaf and x.dtype == np.float64
-assert tg.Tensor([0.5]).dtype == np.float32              # a Python float becomes float32
+assert tg.Tensor([0.5]).dtype == np.float32  # a Python float becomes float32
 
 # %% [markdown]
 # Every operation on tensors goes through an **op**, and the result remembers it:
 
 # %%
 y = (x * x).exp()
-print(y)             # op=exp: y was made by the exponential, whose input was made by a product
+print(y)  # op=exp: y was made by the exponential, whose input was made by a product
 print("leaf:", y.is_leaf)
 assert "op=exp" in repr(y) and not y.is_leaf
 
@@ -86,10 +86,10 @@ print(inspect.getsource(ops.Mul))
 
 # %%
 exp_op = ops.Exp()
-exp_op.xp = np                                  # the array module; Op.apply sets it from the device
+exp_op.xp = np  # the array module; Op.apply sets it from the device
 a = np.array([0.0, 1.0, 2.0])
 out = exp_op.forward(a)
-g = np.array([1.0, 1.0, 1.0])                   # pretend L = Σ y, so ∂L/∂y = 1
+g = np.array([1.0, 1.0, 1.0])  # pretend L = Σ y, so ∂L/∂y = 1
 print("forward :", out)
 print("backward:", exp_op.backward(g), "(= eᵃ, as it must)")
 assert np.allclose(exp_op.backward(g), np.exp(a))
@@ -105,16 +105,18 @@ assert np.allclose(exp_op.backward(g), np.exp(a))
 # To see that it is nothing more, here is the whole idea for scalars in 30 lines — our own tape, our own
 # reverse walk — next to the library's result.
 
+
 # %%
 class Scalar:
     """A number that remembers how it was made: the tape entry of a tiny scalar autograd."""
+
     created = 0
 
     def __init__(self, value, parents=(), local_grads=()):
         self.value, self.parents, self.local_grads = value, parents, local_grads
         self.grad = 0.0
         Scalar.created += 1
-        self.number = Scalar.created          # creation order: parents are always older
+        self.number = Scalar.created  # creation order: parents are always older
 
     def __add__(self, other):
         return Scalar(self.value + other.value, (self, other), (1.0, 1.0))
@@ -140,7 +142,7 @@ class Scalar:
         self.grad = 1.0
         for node in sorted(tape, key=lambda n: -n.number):
             for parent, local in zip(node.parents, node.local_grads):
-                parent.grad += node.grad * local     # chain rule; += where paths meet
+                parent.grad += node.grad * local  # chain rule; += where paths meet
 
 
 # h = tanh(x·w + h0·v + b), then L = h · h: the same numbers, two engines.
@@ -149,8 +151,10 @@ h = (xs * ws + h0s * vs + bs).tanh()
 L = h * h
 L.backward()
 
-t = {k: tg.Tensor(v, requires_grad=True, dtype=np.float64)
-     for k, v in dict(x=0.5, w=-1.2, h0=0.3, v=0.8, b=0.1).items()}
+t = {
+    k: tg.Tensor(v, requires_grad=True, dtype=np.float64)
+    for k, v in dict(x=0.5, w=-1.2, h0=0.3, v=0.8, b=0.1).items()
+}
 h_t = (t["x"] * t["w"] + t["h0"] * t["v"] + t["b"]).tanh()
 (h_t * h_t).backward()
 
@@ -166,13 +170,13 @@ for name, s in zip(t, (xs, ws, h0s, vs, bs)):
 # %%
 W = tg.Tensor(rng.standard_normal((3, 2)), requires_grad=True, dtype=np.float64)
 b = tg.Tensor(rng.standard_normal(2), requires_grad=True, dtype=np.float64)
-u = tg.Tensor(rng.standard_normal((1, 2)), dtype=np.float64)   # a fixed upstream weighting
+u = tg.Tensor(rng.standard_normal((1, 2)), dtype=np.float64)  # a fixed upstream weighting
 
 with bptt.trace(params={"x": x, "W": W, "b": b}) as tr:
     loss = ((x @ W + b).tanh() * u).sum()
     loss.backward()
 print(tr.table())
-assert [r.op for r in tr.backward] == [r.op for r in tr.forward][::-1]       # exactly the reverse order
+assert [r.op for r in tr.backward] == [r.op for r in tr.forward][::-1]  # exactly the reverse order
 assert {r.op: set(r.params) for r in tr.backward if r.params} == {"add": {"b"}, "matmul": {"x", "W"}}
 
 # %% [markdown]
@@ -193,9 +197,11 @@ print("∂L/∂b =", b.grad)
 #
 # In float64 with ε = 10⁻⁶ the central difference is good to about 10⁻¹⁰ — far tighter than any bug.
 
+
 # %%
 def f(x, W, b):
     return (x @ W + b).tanh()
+
 
 eps, i, j = 1e-6, 0, 1
 host_W = W.numpy()
@@ -251,31 +257,37 @@ assert passed == (True, True)
 # %% [markdown]
 # ### Solution
 
+
 # %% jupyter={"source_hidden": true}
 class Softplus(tg.Op):
     """softplus(a) = log(1 + eᵃ); d/da = σ(a) = 1 / (1 + e⁻ᵃ)."""
+
     name = "softplus"
 
     def forward(self, a):
         self.a = a
-        xp = self.xp                                  # log(1 + eᵃ), never overflowing
+        xp = self.xp  # log(1 + eᵃ), never overflowing
         return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
 
     def backward(self, g):
         return g / (1 + self.xp.exp(-self.a))
 
+
 # %%
 from tinygrad_rnn.testing import GradcheckError, check_op
+
 check_op(Softplus, reference=lambda a: np.logaddexp(0, a), device=DEVICE)
 
 # %% [markdown]
 # And it is a real check: the classic slip, the derivative's sign flipped (σ(−a) instead of σ(a)), is caught
 # at once; Hypothesis then shrinks the failing input to a small one and shows it.
 
+
 # %%
 class SoftplusWrong(Softplus):
     def backward(self, g):
-        return g / (1 + self.xp.exp(self.a))          # σ(−a): wrong
+        return g / (1 + self.xp.exp(self.a))  # σ(−a): wrong
+
 
 try:
     check_op(SoftplusWrong, device=DEVICE)

@@ -51,6 +51,7 @@ def host(array):
     """A gradient (a NumPy or CuPy array) as a NumPy array."""
     return tg.Tensor(array).numpy()
 
+
 # %% [markdown]
 # ## 1. Unrolling the cell
 #
@@ -65,7 +66,7 @@ x = tg.Tensor(rng.standard_normal((B, T, E)), dtype=F64, requires_grad=True)
 
 h, states = None, []
 for t in range(T):
-    h = cell(x[:, t], h)                      # h_t = tanh(x_t W + h_{t-1} V + b)
+    h = cell(x[:, t], h)  # h_t = tanh(x_t W + h_{t-1} V + b)
     states.append(h)
 by_hand = np.stack([s.numpy() for s in states], axis=1)
 
@@ -95,17 +96,17 @@ assert np.abs(by_hand - outputs.numpy()).max() < 1e-14
 # %%
 W, V, b = (p.numpy() for p in (cell.W, cell.V, cell.b))
 X = x.numpy()
-U = rng.standard_normal((B, T, H))              # u_t: the direct gradients
+U = rng.standard_normal((B, T, H))  # u_t: the direct gradients
 
-hs = np.zeros((T + 1, B, H))                    # hs[t] = h_t, hs[0] = h_0 = 0
+hs = np.zeros((T + 1, B, H))  # hs[t] = h_t, hs[0] = h_0 = 0
 for t in range(1, T + 1):
     hs[t] = np.tanh(X[:, t - 1] @ W + hs[t - 1] @ V + b)
 
 dW, dV, db, dX = np.zeros_like(W), np.zeros_like(V), np.zeros_like(b), np.zeros_like(X)
-delta_next = np.zeros((B, H))                   # δ_{T+1} = 0
+delta_next = np.zeros((B, H))  # δ_{T+1} = 0
 for t in range(T, 0, -1):
-    dh = U[:, t - 1] + delta_next @ V.T         # dh_t = u_t + δ_{t+1} Vᵀ
-    delta = dh * (1 - hs[t] ** 2)               # δ_t = dh_t ⊙ (1 − h_t²)
+    dh = U[:, t - 1] + delta_next @ V.T  # dh_t = u_t + δ_{t+1} Vᵀ
+    delta = dh * (1 - hs[t] ** 2)  # δ_t = dh_t ⊙ (1 − h_t²)
     dW += X[:, t - 1].T @ delta
     dV += hs[t - 1].T @ delta
     db += delta.sum(axis=0)
@@ -129,8 +130,10 @@ auto = {"dW": cell.W.grad, "dV": cell.V.grad, "db": cell.b.grad, "dx": x.grad}
 for name, ours in dict(dW=dW, dV=dV, db=db, dx=dX).items():
     r = getattr(ref, name)
     a = host(auto[name])
-    print(f"{name}: |ours − reference| {np.abs(ours - r).max():.1e}   |ours − autograd| {np.abs(ours - a).max():.1e}")
-    assert max(np.abs(ours - r).max(), np.abs(ours - a).max()) < 1e-14, name      # rounding error only
+    print(
+        f"{name}: |ours − reference| {np.abs(ours - r).max():.1e}   |ours − autograd| {np.abs(ours - a).max():.1e}"
+    )
+    assert max(np.abs(ours - r).max(), np.abs(ours - a).max()) < 1e-14, name  # rounding error only
 
 # %% [markdown]
 # Agreement to rounding error (10⁻¹⁵): autograd *is* backpropagation through time; the tape just does the
@@ -146,8 +149,8 @@ for name, ours in dict(dW=dW, dV=dV, db=db, dx=dX).items():
 # %%
 B, T, E, H = 16, 60, 4, 32
 x_long = rng.standard_normal((B, T, E))
-w_out = tg.Tensor(rng.standard_normal(H) / np.sqrt(H), dtype=F64)          # one readout of h_T
-last_state_loss = lambda outputs, h_last: (h_last[0] * w_out).sum()     # L reads h_T only
+w_out = tg.Tensor(rng.standard_normal(H) / np.sqrt(H), dtype=F64)  # one readout of h_T
+last_state_loss = lambda outputs, h_last: (h_last[0] * w_out).sum()  # L reads h_T only
 
 flows = {}
 for init in ("uniform", "orthogonal", "identity"):
@@ -159,7 +162,7 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 draw_flows(ax, flows, normalize=True)
 ax.set_title("how much of ∂L/∂h_T reaches each earlier step (fresh weights)")
 plt.show()
-orders = {name: -np.log10(bptt.gradient_ratio(f)) for name, f in flows.items()}    # orders of magnitude lost
+orders = {name: -np.log10(bptt.gradient_ratio(f)) for name, f in flows.items()}  # orders of magnitude lost
 assert 14 <= orders["V uniform"] <= 17
 assert 2.5 <= orders["V orthogonal"] <= 4 and 2.5 <= orders["V identity"] <= 4
 
@@ -186,7 +189,7 @@ print(bptt.format_gradient_flow(flows["V uniform"], max_rows=12))
 # %%
 rnn_long = nn.RNN(E, H, init="uniform", dtype=F64, rng=np.random.default_rng(1))
 result = state_gradients(rnn_long, x_long, None, last_state_loss)
-J = bptt.step_jacobians(result.states, rnn_long.cells[0].V.numpy())         # (B, T, H, H)
+J = bptt.step_jacobians(result.states, rnn_long.cells[0].V.numpy())  # (B, T, H, H)
 by_jacobians = bptt.backpropagate_last(J, result.grads[:, -1])
 print("J", J.shape, "  max |Jacobian sweep − autograd| =", np.abs(by_jacobians - result.grads).max())
 assert np.abs(by_jacobians - result.grads).max() <= 1e-14 * np.abs(result.grads).max()
@@ -196,9 +199,15 @@ assert np.abs(by_jacobians - result.grads).max() <= 1e-14 * np.abs(result.grads)
 # Jacobians from T back to t (and the bound it gives), and ‖J_t‖₂ of each step.
 
 # %%
-views = {init: bptt.jacobian_view(nn.RNN(E, H, init=init, dtype=F64, rng=np.random.default_rng(1)),
-                                  x_long, last_state_loss, max_sequences=4)
-         for init in ("uniform", "orthogonal")}
+views = {
+    init: bptt.jacobian_view(
+        nn.RNN(E, H, init=init, dtype=F64, rng=np.random.default_rng(1)),
+        x_long,
+        last_state_loss,
+        max_sequences=4,
+    )
+    for init in ("uniform", "orthogonal")
+}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 steps = np.arange(1, T + 1)
 for ax, (init, view) in zip(axes, views.items()):
@@ -211,9 +220,9 @@ axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 uniform, orthogonal = views["uniform"], views["orthogonal"]
-assert 0.5 < np.median(uniform.step) < 1.5                               # each step's ‖J_t‖₂ around one …
-assert uniform.gradient[0] / uniform.gradient[-1] < 1e-12                 # … yet the product shrinks fast
-assert abs(orthogonal.sigma_max_V - 1) < 1e-12                            # orthogonal: σ_max(V) = 1
+assert 0.5 < np.median(uniform.step) < 1.5  # each step's ‖J_t‖₂ around one …
+assert uniform.gradient[0] / uniform.gradient[-1] < 1e-12  # … yet the product shrinks fast
+assert abs(orthogonal.sigma_max_V - 1) < 1e-12  # orthogonal: σ_max(V) = 1
 assert orthogonal.gradient[0] / orthogonal.gradient[-1] > 1e6 * uniform.gradient[0] / uniform.gradient[-1]
 
 # %% [markdown]
@@ -227,9 +236,11 @@ assert orthogonal.gradient[0] / orthogonal.gradient[-1] > 1e6 * uniform.gradient
 # %%
 V_uniform = rnn_long.cells[0].V.numpy()
 rho = np.abs(np.linalg.eigvals(V_uniform)).max()
-per_step = bptt.gradient_ratio(flows["V uniform"]) ** (1 / (T - 1))      # the geometric mean shrink per step
-print(f"V uniform: σ_max(V) = {uniform.sigma_max_V:.2f}, ρ(V) = {rho:.2f}; "
-      f"measured shrink per step {per_step:.2f}")
+per_step = bptt.gradient_ratio(flows["V uniform"]) ** (1 / (T - 1))  # the geometric mean shrink per step
+print(
+    f"V uniform: σ_max(V) = {uniform.sigma_max_V:.2f}, ρ(V) = {rho:.2f}; "
+    f"measured shrink per step {per_step:.2f}"
+)
 assert rho < 0.75 * uniform.sigma_max_V and 0.7 * rho < per_step <= rho
 #
 # ## 4. Vanishing and exploding on purpose
@@ -251,7 +262,7 @@ draw_flows(ax, scaled, normalize=True)
 ax.set_title("σ_max(V) decides: vanishing (s < 1) or exploding (s > 1)")
 plt.show()
 ratio = {s: bptt.gradient_ratio(f) for s, f in zip((0.5, 1.0, 1.5, 3.0), scaled.values())}
-assert ratio[0.5] < 1e-15 and ratio[1.5] > 10 and ratio[3.0] > 1e6          # vanishes below 1, grows above
+assert ratio[0.5] < 1e-15 and ratio[1.5] > 10 and ratio[3.0] > 1e6  # vanishes below 1, grows above
 
 # %% [markdown]
 # Exploding gradients are the easy half: `train.fit` clips the gradient norm (`clip_grad_norm_`, 1.0 by
@@ -271,9 +282,11 @@ cut = nn.RNN(E, H, init="orthogonal", dtype=F64, rng=np.random.default_rng(1), t
 flow_full = bptt.gradient_flow(full, x_long, None, last_state_loss)
 flow_cut = bptt.gradient_flow(cut, x_long, None, last_state_loss)
 reached = np.flatnonzero(flow_cut > 0) + 1
-print(f"truncate={k}: the gradient of h_T reaches t = {reached.min()} … {reached.max()}, "
-      f"exactly zero before ({T - reached.min() + 1} steps back)")
-assert reached.min() == T - k + 1 and reached.max() == T and not flow_cut[:T - k].any()
+print(
+    f"truncate={k}: the gradient of h_T reaches t = {reached.min()} … {reached.max()}, "
+    f"exactly zero before ({T - reached.min() + 1} steps back)"
+)
+assert reached.min() == T - k + 1 and reached.max() == T and not flow_cut[: T - k].any()
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 ax.semilogy(np.arange(1, T + 1), flow_full, label="full BPTT")
@@ -291,7 +304,7 @@ plt.show()
 # orthogonal V):
 
 # %%
-u_all = tg.Tensor(rng.standard_normal((B, T, H)), dtype=F64)      # one upstream weight per output
+u_all = tg.Tensor(rng.standard_normal((B, T, H)), dtype=F64)  # one upstream weight per output
 for model in (full, cut):
     for p in model.parameters():
         p.grad = None
@@ -300,7 +313,7 @@ for model in (full, cut):
 dV_full, dV_cut = host(full.cells[0].V.grad), host(cut.cells[0].V.grad)
 rel = np.linalg.norm(dV_full - dV_cut) / np.linalg.norm(dV_full)
 print(f"loss on every output: ‖dV_full − dV_truncated‖ / ‖dV_full‖ = {rel:.3f}")
-assert 0.1 < rel < 1                          # a large part of dV came from paths longer than k steps
+assert 0.1 < rel < 1  # a large part of dV came from paths longer than k steps
 
 # %% [markdown]
 # Notebook 03 trains the three kinds of RNN model of the chapter on real data.

@@ -38,7 +38,6 @@ DEVICE = "cpu"
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import baselines, data, models, train
@@ -52,8 +51,16 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 def fit(model, task, train_batches, dev_batches, *, epochs, lr):
     """Adam + clipping, one dev evaluation per epoch; the model ends with its best-on-dev weights."""
-    result = train.fit(model, task, Adam(model.parameters(), lr=lr), train_batches, dev_batches,
-                       epochs=epochs, clip=1.0, progress=False)
+    result = train.fit(
+        model,
+        task,
+        Adam(model.parameters(), lr=lr),
+        train_batches,
+        dev_batches,
+        epochs=epochs,
+        clip=1.0,
+        progress=False,
+    )
     return result.history
 
 
@@ -61,6 +68,7 @@ def padded(token_lists):
     """Token-id lists → (ids (B, T) on DEVICE, lengths (B,) on the host)."""
     ids, lengths = data.pad_sequences(token_lists)
     return tg.Tensor(ids, device=DEVICE), lengths
+
 
 # %% [markdown]
 # ## 1. Sequence → class: is a review positive?
@@ -80,20 +88,31 @@ r_train = r_train[:6000]
 chars = data.Vocab.build((text for text, _ in r_train), min_freq=2)
 print(f"{len(r_train)} train / {len(r_dev)} dev / {len(r_test)} test reviews, {len(chars)} characters")
 assert 16_000 < len(reviews) < 18_000 and len(r_train) == 6000 and max(len(text) for text, _ in reviews) == 60
-assert not {tuple(x) for x, _ in r_train} & {tuple(x) for x, _ in r_dev + r_test}      # no text in two splits
+assert not {tuple(x) for x, _ in r_train} & {tuple(x) for x, _ in r_dev + r_test}  # no text in two splits
 
 
 def review_batches(examples, shuffle):
-    return data.BatchIterator([chars.encode(text) for text, _ in examples], [y for _, y in examples],
-                              batch_size=64, shuffle=shuffle, bucket=True)
+    return data.BatchIterator(
+        [chars.encode(text) for text, _ in examples],
+        [y for _, y in examples],
+        batch_size=64,
+        shuffle=shuffle,
+        bucket=True,
+    )
 
 
 tg.manual_seed(0)
-classifier = models.SequenceClassifier(len(chars), embed_dim=32, hidden_size=64, num_classes=2,
-                                       pooling="mean", device=DEVICE)
-histories["reviews: dev accuracy"] = fit(classifier, train.ClassificationTask(),
-                                         review_batches(r_train, True), review_batches(r_dev, False),
-                                         epochs=3, lr=3e-3)
+classifier = models.SequenceClassifier(
+    len(chars), embed_dim=32, hidden_size=64, num_classes=2, pooling="mean", device=DEVICE
+)
+histories["reviews: dev accuracy"] = fit(
+    classifier,
+    train.ClassificationTask(),
+    review_batches(r_train, True),
+    review_batches(r_dev, False),
+    epochs=3,
+    lr=3e-3,
+)
 
 # %%
 scores = train.evaluate(classifier, train.ClassificationTask(), review_batches(r_test, False))
@@ -106,10 +125,12 @@ assert scores["accuracy"] > majority["accuracy"] + 0.1
 # first and complains for the rest:
 
 # %%
-texts = ["这本书质量很好，送货也快，非常满意！",
-         "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
-         "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
-         "我的孩子都被吓哭了，我下次不会带朋友来。"]
+texts = [
+    "这本书质量很好，送货也快，非常满意！",
+    "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
+    "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
+    "我的孩子都被吓哭了，我下次不会带朋友来。",
+]
 ids, lengths = padded([chars.encode(t) for t in texts])
 labels, probs = classifier.predict(ids, lengths)
 for text, p in zip(texts, probs):
@@ -128,39 +149,51 @@ for text, p in zip(texts, probs):
 sentences = data.load_peoples_daily()
 s_train, s_dev, s_test = (
     [ex for ex in split if len(ex[0]) <= 30]
-    for split in data.train_dev_test_split(sentences, seed=0, key=lambda ex: tuple(ex[0])))
+    for split in data.train_dev_test_split(sentences, seed=0, key=lambda ex: tuple(ex[0]))
+)
 s_dev, s_test = s_dev[:400], s_test[:400]
-words = data.Vocab.build((w for w, _ in s_train), min_freq=2)      # rarer words become <unk>
+words = data.Vocab.build((w for w, _ in s_train), min_freq=2)  # rarer words become <unk>
 tags = data.Vocab.build(t for _, t in s_train)
-print(f"{len(s_train)} train / {len(s_dev)} dev / {len(s_test)} test sentences, "
-      f"{len(words)} words, {len(tags)} tags (4 of them the vocabulary's specials: <pad>, <unk>, <bos>, <eos>)")
+print(
+    f"{len(s_train)} train / {len(s_dev)} dev / {len(s_test)} test sentences, "
+    f"{len(words)} words, {len(tags)} tags (4 of them the vocabulary's specials: <pad>, <unk>, <bos>, <eos>)"
+)
 assert 18_000 < len(sentences) < 20_000 and 5_500 < len(s_train) < 6_500
 assert len({tag for _, sentence_tags in sentences for tag in sentence_tags}) == 44
 
 
 def tag_batches(examples, shuffle):
-    return data.BatchIterator([words.encode(w) for w, _ in examples], [tags.encode(t) for _, t in examples],
-                              batch_size=32, shuffle=shuffle, bucket=True)
+    return data.BatchIterator(
+        [words.encode(w) for w, _ in examples],
+        [tags.encode(t) for _, t in examples],
+        batch_size=32,
+        shuffle=shuffle,
+        bucket=True,
+    )
 
 
 tg.manual_seed(0)
-tagger = models.SequenceTagger(len(words), embed_dim=32, hidden_size=64, num_tags=len(tags),
-                               bidirectional=True, device=DEVICE)
+tagger = models.SequenceTagger(
+    len(words), embed_dim=32, hidden_size=64, num_tags=len(tags), bidirectional=True, device=DEVICE
+)
 tag_task = train.TaggingTask()
-histories["tagging: dev token accuracy"] = fit(tagger, tag_task, tag_batches(s_train, True),
-                                               tag_batches(s_dev, False), epochs=4, lr=1e-2)
+histories["tagging: dev token accuracy"] = fit(
+    tagger, tag_task, tag_batches(s_train, True), tag_batches(s_dev, False), epochs=4, lr=1e-2
+)
 
 # %%
 scores = train.evaluate(tagger, tag_task, tag_batches(s_test, False))
 lookup = baselines.most_frequent_tag(s_train, s_test)
-print(f"test token accuracy {scores['accuracy']:.1%}   "
-      f"(each word's most frequent training tag: {lookup['accuracy']:.1%})")
+print(
+    f"test token accuracy {scores['accuracy']:.1%}   "
+    f"(each word's most frequent training tag: {lookup['accuracy']:.1%})"
+)
 
-sentence, gold = next(ex for ex in s_test if len(ex[0]) >= 12)     # one test sentence of 12+ words
+sentence, gold = next(ex for ex in s_test if len(ex[0]) >= 12)  # one test sentence of 12+ words
 ids, lengths = padded([words.encode(sentence)])
 predicted = tags.decode(tagger.predict(ids, lengths)[0])
 print("  ".join(f"{w}/{p}" + ("" if p == g else f"(≠{g})") for w, p, g in zip(sentence, predicted, gold)))
-assert abs(scores["accuracy"] - lookup["accuracy"]) < 0.03          # near the lookup baseline
+assert abs(scores["accuracy"] - lookup["accuracy"]) < 0.03  # near the lookup baseline
 
 # %% [markdown]
 # `(≠x)` marks a wrong tag and gives the right one. A small run like this one ends up near the lookup
@@ -188,17 +221,23 @@ print(z_train[0], f"— {len(src_vocab)} input and {len(tgt_vocab)} output token
 
 
 def numeral_batches(examples, shuffle):
-    return data.BatchIterator([src_vocab.encode(zh) for zh, _ in examples],
-                              [tgt_vocab.encode(d, add_bos=True, add_eos=True) for _, d in examples],
-                              batch_size=64, shuffle=shuffle, bucket=True)
+    return data.BatchIterator(
+        [src_vocab.encode(zh) for zh, _ in examples],
+        [tgt_vocab.encode(d, add_bos=True, add_eos=True) for _, d in examples],
+        batch_size=64,
+        shuffle=shuffle,
+        bucket=True,
+    )
 
 
 tg.manual_seed(0)
-translator = models.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=32, hidden_size=128,
-                            feed_context=True, device=DEVICE)
+translator = models.Seq2Seq(
+    len(src_vocab), len(tgt_vocab), embed_dim=32, hidden_size=128, feed_context=True, device=DEVICE
+)
 seq_task = train.Seq2SeqTask(max_len=8, bos_id=tgt_vocab.bos_id, eos_id=tgt_vocab.eos_id)
-histories["numerals: dev exact match"] = fit(translator, seq_task, numeral_batches(z_train, True),
-                                             numeral_batches(z_dev, False), epochs=10, lr=3e-3)
+histories["numerals: dev exact match"] = fit(
+    translator, seq_task, numeral_batches(z_train, True), numeral_batches(z_dev, False), epochs=10, lr=3e-3
+)
 
 # %%
 scores = train.evaluate(translator, seq_task, numeral_batches(z_test, False))
@@ -220,7 +259,9 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
 metric = {"reviews": "dev_accuracy", "tagging": "dev_accuracy", "numerals": "dev_exact_match"}
 for ax, (title, history) in zip(axes, histories.items()):
     epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h[metric[title.split(":")[0]]] for h in history], "o-", color="tab:green", label="dev score")
+    ax.plot(
+        epochs, [h[metric[title.split(":")[0]]] for h in history], "o-", color="tab:green", label="dev score"
+    )
     ax.set(title=title, xlabel="epoch", ylim=(0, 1), xticks=epochs)
     ax.set_ylabel("dev score", color="tab:green")
     loss_ax = ax.twinx()

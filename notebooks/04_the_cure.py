@@ -51,22 +51,23 @@ from tinygrad_rnn.bptt.flow import draw_flows, gradient_flow, gradient_ratio, st
 from tinygrad_rnn.data.adding import ADDING_BASELINE_MSE, adding_problem
 from tinygrad_rnn.models.decoding import attention_for
 from tinygrad_rnn.models.prefixes import CHAPTER_REVIEW, clause_ends, prefix_probabilities
+from tinygrad_rnn.optim import Adam, clip_grad_norm_
 from tinygrad_rnn.plotting.attention import find_cjk_font
 from tinygrad_rnn.plotting.prefixes import draw_prefixes
-from tinygrad_rnn.optim import Adam, clip_grad_norm_
 from tinygrad_rnn.runs import load_run, load_splits
 
 tg.set_default_device(DEVICE)
 CELLS = ("rnn", "lstm", "gru")
 # fit() imports tqdm even with progress=False; in Jupyter, without ipywidgets, that import warns.
 warnings.filterwarnings("ignore", message="IProgress not found")
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)   # "weight normal not found, using 500"
-CJK_FONT = find_cjk_font()       # a font with Chinese glyphs for the plots' labels, or None (labels show as boxes)
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "weight normal not found, using 500"
+CJK_FONT = find_cjk_font()  # a font with Chinese glyphs for the plots' labels, or None (labels show as boxes)
 
 
 def host(x):
     """A Tensor's values as a NumPy array on the host (whatever DEVICE is)."""
     return x.numpy()
+
 
 # %% [markdown]
 # ## 1. The gates keep the gradient alive
@@ -118,7 +119,7 @@ def batch(n, seed):
     return tg.Tensor(x, device=DEVICE), tg.Tensor(y, device=DEVICE)
 
 
-probe_x, probe_y = batch(128, seed=10_000)              # held out: the flow and the test MSE are measured here
+probe_x, probe_y = batch(128, seed=10_000)  # held out: the flow and the test MSE are measured here
 
 
 def flow(model):
@@ -159,13 +160,15 @@ for cell, model in adders.items():
         clip_grad_norm_(params, 1.0)
         optimizer.step()
         losses.append(loss.item())
-    curves[cell] = np.convolve(losses, np.ones(25) / 25, mode="valid")      # a running mean of 25 steps
+    curves[cell] = np.convolve(losses, np.ones(25) / 25, mode="valid")  # a running mean of 25 steps
     with tg.no_grad():
         test_mse[cell] = mse(model(probe_x), probe_y).item()
-    below = np.flatnonzero(curves[cell] < 0.05)                   # the running mean falls below 0.05 …
-    solved_at[cell] = int(below[0]) + 25 if below.size else None   # … at this step: the markers are found
-    print(f"{cell:>4}: test MSE after {STEPS} steps {test_mse[cell]:.4f}   (always 1: {ADDING_BASELINE_MSE:.3f});"
-          f" training MSE below 0.05 " + (f"from step {solved_at[cell]}" if solved_at[cell] else "never"))
+    below = np.flatnonzero(curves[cell] < 0.05)  # the running mean falls below 0.05 …
+    solved_at[cell] = int(below[0]) + 25 if below.size else None  # … at this step: the markers are found
+    print(
+        f"{cell:>4}: test MSE after {STEPS} steps {test_mse[cell]:.4f}   (always 1: {ADDING_BASELINE_MSE:.3f});"
+        f" training MSE below 0.05 " + (f"from step {solved_at[cell]}" if solved_at[cell] else "never")
+    )
 flows_trained = {cell: flow(model) for cell, model in adders.items()}
 
 # %%
@@ -173,21 +176,31 @@ fig, (ax_loss, ax_flow) = plt.subplots(1, 2, figsize=(12, 3.8))
 for cell, curve in curves.items():
     ax_loss.plot(np.arange(25, STEPS + 1), curve, label=cell)
 ax_loss.axhline(ADDING_BASELINE_MSE, color="grey", linestyle=":", label="always 1")
-ax_loss.set(title=f"adding problem, T = {T_ADD}: training MSE", xlabel="training step", ylabel="MSE (running mean)",
-            ylim=(0, 0.25))
+ax_loss.set(
+    title=f"adding problem, T = {T_ADD}: training MSE",
+    xlabel="training step",
+    ylabel="MSE (running mean)",
+    ylim=(0, 0.25),
+)
 ax_loss.legend(fontsize=8)
 draw_flows(ax_flow, flows_trained, normalize=True, dashed=flows_init, x_axis="back")
 ax_flow.set_title("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖ (solid: trained, dashed: at init)")
 plt.tight_layout()
 plt.show()
 for cell in CELLS:
-    print(f"{cell:>4}: ratio {gradient_ratio(flows_init[cell]):.1e} at init → {gradient_ratio(flows_trained[cell]):.1e} "
-          f"after {STEPS} steps")
+    print(
+        f"{cell:>4}: ratio {gradient_ratio(flows_init[cell]):.1e} at init → {gradient_ratio(flows_trained[cell]):.1e} "
+        f"after {STEPS} steps"
+    )
 ratio_trained = {cell: gradient_ratio(f) for cell, f in flows_trained.items()}
-assert test_mse["lstm"] < 0.01 and test_mse["gru"] < 0.01                  # both gated cells solved it …
+assert test_mse["lstm"] < 0.01 and test_mse["gru"] < 0.01  # both gated cells solved it …
 assert 100 <= solved_at["gru"] <= 350 and 350 <= solved_at["lstm"] <= 700  # … the GRU first
-assert test_mse["rnn"] > 0.9 * ADDING_BASELINE_MSE and solved_at["rnn"] is None   # the vanilla cell did not
-assert 1e-2 < ratio_trained["lstm"] < 1 and 1e-2 < ratio_trained["gru"] < 1 and 1e-10 < ratio_trained["rnn"] < 1e-8
+assert test_mse["rnn"] > 0.9 * ADDING_BASELINE_MSE and solved_at["rnn"] is None  # the vanilla cell did not
+assert (
+    1e-2 < ratio_trained["lstm"] < 1
+    and 1e-2 < ratio_trained["gru"] < 1
+    and 1e-10 < ratio_trained["rnn"] < 1e-8
+)
 assert 1e-5 < ratio_init["lstm"] < 1e-4 and 1e-10 < ratio_init["gru"] < 1e-9
 
 # %% [markdown]
@@ -207,11 +220,13 @@ def sigmoid(a):
 def gate_values(model, block):
     """Gate ``block`` (LSTM: 1 = f; GRU: 1 = z) at every step of the probe, (B, T, H), and the markers (B, T)."""
     cell, H = model.rnn.cells[0], H_ADD
-    states = state_gradients(model.rnn, probe_x, None, lambda outputs, last: mse(model.read(last), probe_y)).states
-    h_prev = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1)     # h_0 … h_{T−1}
+    states = state_gradients(
+        model.rnn, probe_x, None, lambda outputs, last: mse(model.read(last), probe_y)
+    ).states
+    h_prev = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1)  # h_0 … h_{T−1}
     with tg.no_grad():
-        xw = host(cell.project_input(probe_x))                                            # x_t W + b, every gate
-    pre = xw[..., block * H:(block + 1) * H] + h_prev @ host(cell.V)[:, block * H:(block + 1) * H]
+        xw = host(cell.project_input(probe_x))  # x_t W + b, every gate
+    pre = xw[..., block * H : (block + 1) * H] + h_prev @ host(cell.V)[:, block * H : (block + 1) * H]
     return sigmoid(pre), host(probe_x)[..., 1] == 1
 
 
@@ -219,18 +234,22 @@ gates = {}
 for cell, name in (("lstm", "forget gate f"), ("gru", "update gate z")):
     fresh, _ = gate_values(AddingModel(cell, H_ADD), 1)
     gate, marked = gate_values(adders[cell], 1)
-    unmarked_mean, marked_mean = gate[~marked].mean(axis=0), gate[marked].mean(axis=0)      # per unit, (H,)
+    unmarked_mean, marked_mean = gate[~marked].mean(axis=0), gate[marked].mean(axis=0)  # per unit, (H,)
     gates[cell] = fresh[~marked].mean(), unmarked_mean, marked_mean
     keepers = np.argsort(-unmarked_mean)[:3]
-    print(f"{cell} {name}: mean over all units {fresh[~marked].mean():.2f} at init, {unmarked_mean.mean():.2f} "
-          f"after training (unmarked steps)\n     the three units that keep most: "
-          + ", ".join(f"{unmarked_mean[u]:.2f} on unmarked steps / {marked_mean[u]:.2f} on marked" for u in keepers))
+    print(
+        f"{cell} {name}: mean over all units {fresh[~marked].mean():.2f} at init, {unmarked_mean.mean():.2f} "
+        f"after training (unmarked steps)\n     the three units that keep most: "
+        + ", ".join(
+            f"{unmarked_mean[u]:.2f} on unmarked steps / {marked_mean[u]:.2f} on marked" for u in keepers
+        )
+    )
 f_fresh, f_unmarked, f_marked = gates["lstm"]
-assert f_unmarked.mean() <= f_fresh + 0.02                                  # the average did not rise …
-assert f_unmarked.max() > 0.97 and 1 <= (f_unmarked > 0.9).sum() <= 3       # … one unit (or a few) keeps, f ≈ 1
+assert f_unmarked.mean() <= f_fresh + 0.02  # the average did not rise …
+assert f_unmarked.max() > 0.97 and 1 <= (f_unmarked > 0.9).sum() <= 3  # … one unit (or a few) keeps, f ≈ 1
 z_fresh, z_unmarked, z_marked = gates["gru"]
-assert np.median(z_unmarked) > 0.8 > z_fresh + 0.2                           # z up on most units …
-assert (z_marked < z_unmarked - 0.2).any()                                   # … some open on the marked steps
+assert np.median(z_unmarked) > 0.8 > z_fresh + 0.2  # z up on most units …
+assert (z_marked < z_unmarked - 0.2).any()  # … some open on the marked steps
 
 # %% [markdown]
 # Read these numbers as measurements of one short run (seed 0), not as a law. In this run both gated cells
@@ -254,11 +273,12 @@ assert (z_marked < z_unmarked - 0.2).any()                                   # �
 # writes as much as it forgets (i = 1 − f). The gradient flow of a fresh LSTM with either start, at T = 50 and
 # T = 200 (new probe batches of 128 sequences):
 
+
 # %%
 def fresh_lstm_flow(T, chrono):
     model = AddingModel("lstm", H_ADD)
     if chrono:
-        nn.chrono_init_(model.rnn, T, rng=np.random.default_rng(1))     # b_f and b_i for dependencies up to T
+        nn.chrono_init_(model.rnn, T, rng=np.random.default_rng(1))  # b_f and b_i for dependencies up to T
     x, y = adding_problem(128, T, seed=20_000 + T, dtype=np.float32)
     x, y = tg.Tensor(x, device=DEVICE), tg.Tensor(y, device=DEVICE)
     return gradient_flow(model.rnn, x, None, lambda outputs, last: mse(model.read(last), y))
@@ -278,9 +298,9 @@ plt.show()
 r = {label: gradient_ratio(f) for label, f in starts.items()}
 b50, b200 = r["T = 50, forget bias 1"], r["T = 200, forget bias 1"]
 c50, c200 = r["T = 50, chrono"], r["T = 200, chrono"]
-assert abs(b50 ** (1 / 49) - b200 ** (1 / 199)) < 0.06          # forget bias 1: the same decay per step …
-assert 1e-6 < b50 < 1e-4 and 1e-16 < b200 < 1e-14               # … so geometric in T
-assert 5e-4 < c50 < 5e-3 and 1e-4 < c200 < 1e-3 and 2 < c50 / c200 < 8   # chrono: about in proportion to 1/T
+assert abs(b50 ** (1 / 49) - b200 ** (1 / 199)) < 0.06  # forget bias 1: the same decay per step …
+assert 1e-6 < b50 < 1e-4 and 1e-16 < b200 < 1e-14  # … so geometric in T
+assert 5e-4 < c50 < 5e-3 and 1e-4 < c200 < 1e-3 and 2 < c50 / c200 < 8  # chrono: about in proportion to 1/T
 
 # %% [markdown]
 # (The T = 50 line with a forget bias of 1 lies under the T = 200 one: the same weights, the same decay.)
@@ -308,17 +328,30 @@ tgt_vocab = data.Vocab.build(digits for _, digits in z_train)
 
 
 def numeral_batches(examples, shuffle):
-    return data.BatchIterator([src_vocab.encode(zh) for zh, _ in examples],
-                              [tgt_vocab.encode(d, add_bos=True, add_eos=True) for _, d in examples],
-                              batch_size=64, shuffle=shuffle, bucket=True)
+    return data.BatchIterator(
+        [src_vocab.encode(zh) for zh, _ in examples],
+        [tgt_vocab.encode(d, add_bos=True, add_eos=True) for _, d in examples],
+        batch_size=64,
+        shuffle=shuffle,
+        bucket=True,
+    )
 
 
 tg.manual_seed(0)
-translator = models.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=16, hidden_size=64, attention="additive",
-                            device=DEVICE)
+translator = models.Seq2Seq(
+    len(src_vocab), len(tgt_vocab), embed_dim=16, hidden_size=64, attention="additive", device=DEVICE
+)
 seq_task = train.Seq2SeqTask(max_len=8, bos_id=tgt_vocab.bos_id, eos_id=tgt_vocab.eos_id)
-train.fit(translator, seq_task, Adam(translator.parameters(), lr=1e-2), numeral_batches(z_train, True),
-          numeral_batches(z_dev, False), epochs=4, clip=1.0, progress=False)
+train.fit(
+    translator,
+    seq_task,
+    Adam(translator.parameters(), lr=1e-2),
+    numeral_batches(z_train, True),
+    numeral_batches(z_dev, False),
+    epochs=4,
+    clip=1.0,
+    progress=False,
+)
 scores = train.evaluate(translator, seq_task, numeral_batches(z_test, False))
 print(f"test exact match {scores['exact_match']:.1%}, digits right {scores['token_accuracy']:.1%}")
 
@@ -335,7 +368,7 @@ for ax, tokens in zip(axes, examples):
     with tg.no_grad():
         output, weights = attention_for(translator, src_vocab, tgt_vocab, list(tokens), max_len=8)
     digits, right = "".join(t for t in output if t != "<eos>"), str(data.parse_chinese("".join(tokens)))
-    assert np.allclose(np.asarray(weights).sum(axis=1), 1)           # each row: a distribution over the source
+    assert np.allclose(np.asarray(weights).sum(axis=1), 1)  # each row: a distribution over the source
     ax.imshow(weights, cmap="Greys", vmin=0, vmax=1)
     ax.set_xticks(range(len(tokens)), list(tokens), **({"fontfamily": CJK_FONT} if CJK_FONT else {}))
     ax.set_yticks(range(len(output)), output)
@@ -364,49 +397,72 @@ plt.show()
 # after the prefix. (`tinygrad-rnn predict models/reviews/gru-last TEXT --prefixes` shows the same in a
 # terminal; `python docs/review_prefixes.py` draws this figure for `docs/results.md`.)
 
+
 # %%
 def repository_folder(name):
     """The folder ``name`` of the checkout this notebook is in, looked for from the working directory up."""
     for folder in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents):
         if (folder / name).is_dir():
             return folder / name
-    raise FileNotFoundError(f"no {name}/ in {pathlib.Path.cwd()} or above: open the notebook from the repository")
+    raise FileNotFoundError(
+        f"no {name}/ in {pathlib.Path.cwd()} or above: open the notebook from the repository"
+    )
 
 
 SHIPPED = repository_folder("models/reviews")
-RUNS = {"vanilla, last state": "rnn-last", "vanilla, mean of states": "rnn-mean",
-        "LSTM, last state": "lstm-last", "GRU, last state": "gru-last"}
+RUNS = {
+    "vanilla, last state": "rnn-last",
+    "vanilla, mean of states": "rnn-mean",
+    "LSTM, last state": "lstm-last",
+    "GRU, last state": "gru-last",
+}
 classifiers, test_accuracy = {}, {}
 for label, name in RUNS.items():
     config, model, vocab, _ = load_run(SHIPPED / name, DEVICE)
     classifiers[label] = model, vocab
-    test_accuracy[label] = json.loads((SHIPPED / name / "metrics.json").read_text(encoding="utf-8"))["test"]["accuracy"]
-    print(f"{label:>24}: {config['cell']} cell, pooling {config['pooling']}, test accuracy {test_accuracy[label]:.1%}")
-MAX_LEN = config["max_len"]                             # 100 characters of each review in training
+    test_accuracy[label] = json.loads((SHIPPED / name / "metrics.json").read_text(encoding="utf-8"))["test"][
+        "accuracy"
+    ]
+    print(
+        f"{label:>24}: {config['cell']} cell, pooling {config['pooling']}, test accuracy {test_accuracy[label]:.1%}"
+    )
+MAX_LEN = config["max_len"]  # 100 characters of each review in training
 
 # %%
 tokens = list(CHAPTER_REVIEW)
-NEGATIVE = 0                                            # the reviews' labels: 0 negative, 1 positive
-p_negative = {label: prefix_probabilities(model, vocab.encode(tokens))[:, NEGATIVE]
-              for label, (model, vocab) in classifiers.items()}
-ends = clause_ends(CHAPTER_REVIEW)                      # the prefix lengths at which each clause ends
-turn = ends[3]                                          # the praise ends here; 但是 begins the complaints
+NEGATIVE = 0  # the reviews' labels: 0 negative, 1 positive
+p_negative = {
+    label: prefix_probabilities(model, vocab.encode(tokens))[:, NEGATIVE]
+    for label, (model, vocab) in classifiers.items()
+}
+ends = clause_ends(CHAPTER_REVIEW)  # the prefix lengths at which each clause ends
+turn = ends[3]  # the praise ends here; 但是 begins the complaints
 
 fig, ax = plt.subplots(figsize=(15, 4.2))
-note = draw_prefixes(ax, tokens, {f"{label} (test {test_accuracy[label]:.1%})": p for label, p in p_negative.items()},
-                     ylabel="P(negative)")
+note = draw_prefixes(
+    ax,
+    tokens,
+    {f"{label} (test {test_accuracy[label]:.1%})": p for label, p in p_negative.items()},
+    ylabel="P(negative)",
+)
 ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.155, 0.3))
 ax.axvline(turn + 0.5, color="black", linewidth=0.8)
 ax.axvline(MAX_LEN + 0.5, color="grey", linewidth=0.8, linestyle="--")
-ax.set_title(f"P(negative) after every prefix of the chapter's review (black: where 'but' begins; "
-             f"dashed: the {MAX_LEN} characters of training)")
+ax.set_title(
+    f"P(negative) after every prefix of the chapter's review (black: where 'but' begins; "
+    f"dashed: the {MAX_LEN} characters of training)"
+)
 plt.tight_layout()
 plt.show()
 if note:
     print(note)
 print(f"{'after':>5}  " + "".join(f"{name:>10}" for name in RUNS.values()))
 for start, end in zip([0] + ends[:-1], ends):
-    print(f"{end:>5}  " + "".join(f"{p[end - 1]:>10.3f}" for p in p_negative.values()) + f"   {CHAPTER_REVIEW[start:end]}")
+    print(
+        f"{end:>5}  "
+        + "".join(f"{p[end - 1]:>10.3f}" for p in p_negative.values())
+        + f"   {CHAPTER_REVIEW[start:end]}"
+    )
 
 # %% [markdown]
 # **What the curves show.** All four classifiers are sure the review is positive while the food is praised
@@ -423,10 +479,10 @@ for start, end in zip([0] + ends[:-1], ends):
 # %%
 last, mean = p_negative["vanilla, last state"], p_negative["vanilla, mean of states"]
 lstm, gru = p_negative["LSTM, last state"], p_negative["GRU, last state"]
-assert all(p[turn - 1] < 0.05 for p in p_negative.values())                       # sure it is positive
-assert last[ends[4] - 1] > 0.5 and last[-1] > 0.9                                  # the staff; the end
-assert mean[ends[8] - 1] < 0.5 < mean[ends[9] - 1] and 0.5 < mean[-1] < 0.75       # the tenth clause
-assert lstm[turn:].max() < 0.4 and gru[turn:].max() < 0.05                         # never negative
+assert all(p[turn - 1] < 0.05 for p in p_negative.values())  # sure it is positive
+assert last[ends[4] - 1] > 0.5 and last[-1] > 0.9  # the staff; the end
+assert mean[ends[8] - 1] < 0.5 < mean[ends[9] - 1] and 0.5 < mean[-1] < 0.75  # the tenth clause
+assert lstm[turn:].max() < 0.4 and gru[turn:].max() < 0.05  # never negative
 
 # %% [markdown]
 # **Why the gated classifiers say positive: they remember the praise.** Read the complaints alone, from 但是
@@ -434,10 +490,14 @@ assert lstm[turn:].max() < 0.4 and gru[turn:].max() < 0.05                      
 
 # %%
 complaints = tokens[turn:]
-alone = {label: prefix_probabilities(model, vocab.encode(complaints))[-1, NEGATIVE]
-         for label, (model, vocab) in classifiers.items()}
+alone = {
+    label: prefix_probabilities(model, vocab.encode(complaints))[-1, NEGATIVE]
+    for label, (model, vocab) in classifiers.items()
+}
 for label, p in alone.items():
-    print(f"{label:>24}: P(negative) {p:.3f} for the complaints alone, {p_negative[label][-1]:.3f} after the praise")
+    print(
+        f"{label:>24}: P(negative) {p:.3f} for the complaints alone, {p_negative[label][-1]:.3f} after the praise"
+    )
 assert all(p > 0.9 for p in alone.values())
 assert abs(alone["vanilla, last state"] - last[-1]) < 0.02
 
@@ -451,14 +511,16 @@ assert abs(alone["vanilla, last state"] - last[-1]) < 0.02
 # Is weighing the praise so heavily a mistake of the gated models? The training data teach it:
 
 # %%
-r_train, _, _ = load_splits(config)                      # the split the four runs were trained on
+r_train, _, _ = load_splits(config)  # the split the four runs were trained on
 text_of = lambda chars: "".join(chars)
 with_but = [y for x, y in r_train if "但是" in text_of(x)]
 praise_but = [y for x, y in r_train if "但是" in text_of(x) and "不错" in text_of(x).split("但是")[0]]
 share_but = sum(y == NEGATIVE for y in with_but) / len(with_but)
 share_praise_but = sum(y == NEGATIVE for y in praise_but) / len(praise_but)
-print(f"training reviews with 但是: {len(with_but)}, {share_but:.0%} negative; "
-      f"with 不错 ('good') before the first 但是: {len(praise_but)}, {share_praise_but:.0%} negative")
+print(
+    f"training reviews with 但是: {len(with_but)}, {share_but:.0%} negative; "
+    f"with 不错 ('good') before the first 但是: {len(praise_but)}, {share_praise_but:.0%} negative"
+)
 assert share_praise_but < 0.3 < share_but < 0.5
 
 # %% [markdown]
@@ -474,7 +536,9 @@ assert share_praise_but < 0.3 < share_but < 0.5
 
 # %%
 for label, p in p_negative.items():
-    print(f"{label:>24}: P(negative) {p[MAX_LEN - 1]:.3f} after {MAX_LEN} characters, {p[-1]:.3f} after all {len(p)}")
+    print(
+        f"{label:>24}: P(negative) {p[MAX_LEN - 1]:.3f} after {MAX_LEN} characters, {p[-1]:.3f} after all {len(p)}"
+    )
 assert all(p[-1] > p[MAX_LEN - 1] for p in p_negative.values())
 
 # %% [markdown]

@@ -63,15 +63,15 @@ from tinygrad_rnn.plotting.compare import plot_compare
 # The error is max |g − g_BPTT| / max |g_BPTT| over all parameters.
 
 # %%
-layer = C.make_layer("rnn", 8)                     # nn.RNN(4, 8), float64
-x, d = C.make_data(layer, 40, 4)                   # x (4, 40, 4), d (4, 40, 8)
+layer = C.make_layer("rnn", 8)  # nn.RNN(4, 8), float64
+x, d = C.make_data(layer, 40, 4)  # x (4, 40, 4), d (4, 40, 8)
 reference = C.gradient("bptt", layer, x, d)
 errors = {}
 for method, k in (("checkpoint", 6), ("rtrl", None), ("truncated", 10)):
     errors[method] = C.relative_error(C.gradient(method, layer, x, d, k), reference)
     print(f"{method:>10} (k = {k}): error against BPTT {errors[method]:.1e}")
-assert errors["checkpoint"] <= 1e-12 and errors["rtrl"] <= 1e-10   # exact, to rounding
-assert errors["truncated"] > 0.05                                  # truncation is not
+assert errors["checkpoint"] <= 1e-12 and errors["rtrl"] <= 1e-10  # exact, to rounding
+assert errors["truncated"] > 0.05  # truncation is not
 
 # %% [markdown]
 # The exact two are exact for the gated cells too — RTRL needs no rule of its own for them: the tangent
@@ -99,8 +99,13 @@ rows = C.compare("rnn", 8, (20, 40, 80, 160), 4, truncate=10, budget=0.05)
 print(C.format_table(rows))
 print()
 print(C.format_laws(rows))
-figure = plot_compare(rows, pathlib.Path(tempfile.mkdtemp()) / "four-ways.png", slopes=C.cost_slopes(rows),
-                      laws=C.LAWS, title="four ways through time: rnn, H = 8, B = 4")
+figure = plot_compare(
+    rows,
+    pathlib.Path(tempfile.mkdtemp()) / "four-ways.png",
+    slopes=C.cost_slopes(rows),
+    laws=C.LAWS,
+    title="four ways through time: rnn, H = 8, B = 4",
+)
 plt.figure(figsize=(11, 4.2))
 plt.imshow(plt.imread(figure))
 plt.axis("off")
@@ -123,11 +128,11 @@ plt.show()
 # %%
 slopes = C.cost_slopes(rows)
 peak = {(r.method, r.T): r.peak_bytes for r in rows}
-assert slopes["bptt"][0] > 0.8                          # ∝ T
-assert slopes["rtrl"][0] < 0.1 and slopes["truncated"][0] < 0.2    # independent of T
+assert slopes["bptt"][0] > 0.8  # ∝ T
+assert slopes["rtrl"][0] < 0.1 and slopes["truncated"][0] < 0.2  # independent of T
 assert all(peak["truncated", T] == min(peak[m, T] for m in C.METHODS) for T in (20, 40, 80, 160))  # smallest
 assert slopes["checkpoint"][0] < slopes["bptt"][0] and peak["checkpoint", 160] < peak["bptt", 160]
-assert peak["rtrl", 20] > peak["bptt", 20] and peak["rtrl", 160] < peak["bptt", 160]   # the lines cross
+assert peak["rtrl", 20] > peak["bptt", 20] and peak["rtrl", 160] < peak["bptt", 160]  # the lines cross
 assert all(r.exact == (r.method != "truncated") for r in rows)
 
 # %% [markdown]
@@ -143,7 +148,9 @@ for H in (4, 8, 16):
     P = sum(p.size for p in cell.parameters())
     xs, ds = C.make_data(C.make_layer("rnn", H), 20, 4)
     seconds = C.best_time(lambda: rtrl(cell, xs, ds), 1, budget=0.2) / 20
-    print(f"H = {H:>2}: P = {P:>4} directions, M holds {P * 4 * H:>6} numbers; {seconds * 1e3:.2f} ms per step")
+    print(
+        f"H = {H:>2}: P = {P:>4} directions, M holds {P * 4 * H:>6} numbers; {seconds * 1e3:.2f} ms per step"
+    )
     assert P == 4 * H + H * H + H
 # (at these sizes Python's cost per op still hides most of the H⁴: `bptt compare` fits the exponent at larger H)
 
@@ -162,9 +169,9 @@ for init in ("uniform", "identity"):
     tables[init] = {r.k: r for r in trows}
     print(f"V {init}:")
     print(C.format_truncation(trows))
-assert tables["uniform"][10].cosine > 0.999                          # nothing reached that far to lose
+assert tables["uniform"][10].cosine > 0.999  # nothing reached that far to lose
 assert tables["identity"][10].cosine < 0.97 and tables["identity"][10].error > 0.3
-assert tables["identity"][5].error > tables["identity"][20].error    # a longer k loses less
+assert tables["identity"][5].error > tables["identity"][20].error  # a longer k loses less
 
 # %% [markdown]
 # Truncation is harmless exactly where the gradient vanishes anyway, and costly where it does not — which is
@@ -180,12 +187,16 @@ assert tables["identity"][5].error > tables["identity"][20].error    # a longer 
 # to the input it should repeat.
 
 # %%
-spec = importlib.util.spec_from_file_location("online_rtrl", pathlib.Path("..") / "examples" / "online_rtrl.py")
+spec = importlib.util.spec_from_file_location(
+    "online_rtrl", pathlib.Path("..") / "examples" / "online_rtrl.py"
+)
 online = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(online)
 xs, ys = online.echo_stream(1500, 5)
-curves = {"RTRL, online": online.train_rtrl(xs, ys, 16, 3e-3)[0],
-          "BPTT over windows of 3": online.train_windows(xs, ys, 16, 3, 3e-3)}
+curves = {
+    "RTRL, online": online.train_rtrl(xs, ys, 16, 3e-3)[0],
+    "BPTT over windows of 3": online.train_windows(xs, ys, 16, 3, 3e-3),
+}
 for label, errors in curves.items():
     plt.plot(online.running_mean(errors, 200), label=label)
     print(f"{label}: MSE over the last 500 steps {errors[-500:].mean():.3f}")
@@ -194,8 +205,8 @@ plt.xlabel("step of the stream")
 plt.ylabel("MSE, running mean of 200 steps")
 plt.legend()
 plt.show()
-assert curves["RTRL, online"][-500:].mean() < 0.1               # learnt the echo from one pass of the stream
-assert curves["BPTT over windows of 3"][-500:].mean() > 0.5     # a window of 3 cannot reach 5 steps back
+assert curves["RTRL, online"][-500:].mean() < 0.1  # learnt the echo from one pass of the stream
+assert curves["BPTT over windows of 3"][-500:].mean() > 0.5  # a window of 3 cannot reach 5 steps back
 
 # %% [markdown]
 # The window of 3 is not at MSE 1: the head still reads whatever the untrained recurrence happens to keep

@@ -41,8 +41,9 @@ def _modules():
         import nbformat
         from nbclient import NotebookClient
     except ImportError as e:
-        raise SystemExit(f"running the notebooks needs jupytext, nbformat, nbclient and ipykernel "
-                         f"({e}): {INSTALL_HINT}") from None
+        raise SystemExit(
+            f"running the notebooks needs jupytext, nbformat, nbclient and ipykernel ({e}): {INSTALL_HINT}"
+        ) from None
     return jupytext, nbformat, NotebookClient
 
 
@@ -58,8 +59,13 @@ def execute(path: pathlib.Path, timeout: int = 600, replace: dict | None = None)
             raise ValueError(f"{path.name}: no line {old!r} to replace")
         text = text.replace(old, new)
     nb = jupytext.reads(text, fmt="py:percent")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     client.execute()
     return nb
 
@@ -72,8 +78,12 @@ def merge_streams(nb) -> None:
             continue
         merged = []
         for out in cell.outputs:
-            if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
-                    and merged[-1].name == out.name):
+            if (
+                out.output_type == "stream"
+                and merged
+                and merged[-1].output_type == "stream"
+                and merged[-1].name == out.name
+            ):
                 merged[-1].text += out.text
             else:
                 merged.append(out)
@@ -84,7 +94,7 @@ def stripped(path: pathlib.Path):
     """The notebook of ``path`` as committed: its cells, no outputs, no execution counts."""
     jupytext, _, _ = _modules()
     nb = jupytext.read(str(path), fmt="py:percent")
-    for i, cell in enumerate(nb.cells):       # stable ids: a rebuild changes only what really changed
+    for i, cell in enumerate(nb.cells):  # stable ids: a rebuild changes only what really changed
         cell.id = f"cell-{i:02d}"
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -94,8 +104,11 @@ def stripped(path: pathlib.Path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="only notebooks whose names start with these")
-    parser.add_argument("--strip", action="store_true",
-                        help="write notebooks/NN_*.ipynb from the sources without running them (what is committed)")
+    parser.add_argument(
+        "--strip",
+        action="store_true",
+        help="write notebooks/NN_*.ipynb from the sources without running them (what is committed)",
+    )
     args = parser.parse_args(argv)
     _, nbformat, _ = _modules()
     paths = sources(args.prefixes)
@@ -115,7 +128,9 @@ def main(argv=None) -> int:
         EXECUTED.mkdir(parents=True, exist_ok=True)
         out = EXECUTED / path.with_suffix(".ipynb").name
         nbformat.write(nb, str(out))
-        print(f"{os.path.relpath(out, HERE.parent)}: ran in {time.perf_counter() - start:.1f} s, every assert held")
+        print(
+            f"{os.path.relpath(out, HERE.parent)}: ran in {time.perf_counter() - start:.1f} s, every assert held"
+        )
     return 0
 
 

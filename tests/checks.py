@@ -12,7 +12,8 @@ def assert_relative(actual, expected, name, tol=1e-10):
     err, scale = np.abs(actual - expected).max(), np.abs(expected).max()
     assert err <= tol * scale or err == 0, (
         f"{name}: max abs difference {err:.3g} at {np.unravel_index(np.argmax(np.abs(actual - expected)), actual.shape)}"
-        f" exceeds {tol:g} × max |reference| = {tol * scale:.3g}")
+        f" exceeds {tol:g} × max |reference| = {tol * scale:.3g}"
+    )
 
 
 def parts(state):
@@ -35,15 +36,15 @@ def run_cells_one_by_one(layer, x, h0, lengths):
     outputs, last = np.zeros((B, T, H * D)), np.zeros((n_parts, len(layer.cells), B, H))
     for b in range(B):
         n = int(lengths[b])
-        inputs = [tg.Tensor(x[b:b + 1, t]) for t in range(n)]
+        inputs = [tg.Tensor(x[b : b + 1, t]) for t in range(n)]
         for lay in range(layer.num_layers):
             per_direction = []
             for d in range(D):
                 k = lay * D + d
-                state = None if h0 is None else tuple(tg.Tensor(p[k, b:b + 1]) for p in h0)
+                state = None if h0 is None else tuple(tg.Tensor(p[k, b : b + 1]) for p in h0)
                 state = state if state is None or n_parts > 1 else state[0]
                 hs = [None] * n
-                for t in (range(n) if d == 0 else reversed(range(n))):
+                for t in range(n) if d == 0 else reversed(range(n)):
                     state = layer.cells[k](inputs[t], state)
                     hs[t] = parts(state)[0]
                 if state is not None:

@@ -12,7 +12,7 @@ def markdown_code(text):
     """
     found, prose, in_fence = [], [], False
     lines = text.splitlines()
-    continued = set()                         # lines already joined to the one before them
+    continued = set()  # lines already joined to the one before them
     for number, line in enumerate(lines, 1):
         stripped = line.strip()
         if stripped.startswith("```"):
@@ -28,8 +28,10 @@ def markdown_code(text):
         else:
             prose.append(line)
             continue
-        prose.append("")                      # code is not prose: keep the line numbers only
+        prose.append("")  # code is not prose: keep the line numbers only
     prose_text = "\n".join(prose)
     for match in re.finditer(r"`([^`]+)`", prose_text):
-        found.append((prose_text.count("\n", 0, match.start()) + 1, " ".join(match.group(1).split()), "inline"))
+        found.append(
+            (prose_text.count("\n", 0, match.start()) + 1, " ".join(match.group(1).split()), "inline")
+        )
     return sorted(found)

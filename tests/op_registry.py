@@ -26,14 +26,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
-from tinygrad_rnn.testing import strategies as S
 from tinygrad_rnn import tensor as _tensor_module
 from tinygrad_rnn.ops import addmm
+from tinygrad_rnn.testing import strategies as S
 
 
 @dataclass(frozen=True)
 class Case:
     """One drawn input: host arrays (float64 = differentiable unless in ``constant``) and params."""
+
     arrays: tuple
     params: dict = field(default_factory=dict)
     constant: frozenset = frozenset()
@@ -43,8 +44,10 @@ class Case:
 
     def tensors(self, device: str, requires_grad: bool = True) -> list:
         """The arrays as tensors on ``device``; differentiable ones require grad."""
-        return [tg.Tensor(a, device=device, requires_grad=requires_grad and self.differentiable(i))
-                for i, a in enumerate(self.arrays)]
+        return [
+            tg.Tensor(a, device=device, requires_grad=requires_grad and self.differentiable(i))
+            for i, a in enumerate(self.arrays)
+        ]
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,13 @@ class OpSpec:
     op's output is inherently coarse (a cast to float32); ``tangent_rtol`` is the tolerance of the
     tangent tests (``test_jvp.py``) for the same reason.
     """
+
     name: str
     fn: Callable
     ref: Callable
     cases: st.SearchStrategy
-    ops: tuple = ()                   # the Op classes this spec exercises (names, as in ops.py);
-                                      # every drawn case runs at least one of them
+    ops: tuple = ()  # the Op classes this spec exercises (names, as in ops.py);
+    # every drawn case runs at least one of them
     differentiable: bool = True
     grad_kwargs: dict = field(default_factory=dict)
     grad_modes: tuple = ("direction", "full")
@@ -75,6 +79,7 @@ class OpSpec:
 @dataclass(frozen=True)
 class ErrorSpec:
     """An input an op must refuse, on every device: ``fn(device)`` raises ``error`` matching ``match``."""
+
     name: str
     fn: Callable
     error: type
@@ -90,6 +95,7 @@ def as_tuple(out) -> tuple:
 
 
 # ---- case strategies ---------------------------------------------------------------------------------
+
 
 def _unary(values=S.floats, min_dims=0, **kwargs):
     """One float array of a drawn shape, values from ``values(shape, **kwargs)``."""
@@ -113,21 +119,35 @@ def _mixed_operands(draw):
     a = draw(S.nonzero_floats(shape))  # nonzero: it may be the denominator
     b = draw(S.nonzero_floats(draw(st.sampled_from([shape, shape[1:], ()]))))
     scalar = draw(st.sampled_from([-1.5, -0.5, 0.5, 2.0, 3]))
-    return Case((a, b), dict(op=draw(st.sampled_from(sorted(_OPERATORS))), scalar=scalar,
-                             form=draw(st.sampled_from(["t op s", "s op t", "t op arr", "arr op t"]))),
-                constant=frozenset({1}))
+    return Case(
+        (a, b),
+        dict(
+            op=draw(st.sampled_from(sorted(_OPERATORS))),
+            scalar=scalar,
+            form=draw(st.sampled_from(["t op s", "s op t", "t op arr", "arr op t"])),
+        ),
+        constant=frozenset({1}),
+    )
 
 
 def _mixed_fn(a, b, op, scalar, form):
     f = _OPERATORS[op]
-    return {"t op s": lambda: f(a, scalar), "s op t": lambda: f(scalar, a),
-            "t op arr": lambda: f(a, b.data), "arr op t": lambda: f(b.data, a)}[form]()
+    return {
+        "t op s": lambda: f(a, scalar),
+        "s op t": lambda: f(scalar, a),
+        "t op arr": lambda: f(a, b.data),
+        "arr op t": lambda: f(b.data, a),
+    }[form]()
 
 
 def _mixed_ref(a, b, op, scalar, form):
     f = _OPERATORS[op]
-    return {"t op s": lambda: f(a, scalar), "s op t": lambda: f(scalar, a),
-            "t op arr": lambda: f(a, b), "arr op t": lambda: f(b, a)}[form]()
+    return {
+        "t op s": lambda: f(a, scalar),
+        "s op t": lambda: f(scalar, a),
+        "t op arr": lambda: f(a, b),
+        "arr op t": lambda: f(b, a),
+    }[form]()
 
 
 @st.composite
@@ -201,7 +221,9 @@ def _transpose_fn(x, form, pair):
 
 
 def _transpose_ref(x, form, pair):
-    return {"swap": lambda: np.swapaxes(x, *pair), "reverse": lambda: x.transpose(), ".T": lambda: x.T}[form]()
+    return {"swap": lambda: np.swapaxes(x, *pair), "reverse": lambda: x.transpose(), ".T": lambda: x.T}[
+        form
+    ]()
 
 
 @st.composite
@@ -230,7 +252,7 @@ def _array_index(draw):
     where = draw(st.sampled_from(["first", "second"] if len(shape) > 1 else ["first"]))
     n = shape[0] if where == "first" else shape[1]
     ids = draw(S.id_arrays(2 * n))  # ids in [0, 2n) ...
-    ids = ids - n                   # ... shifted to [-n, n): negative ids count from the end
+    ids = ids - n  # ... shifted to [-n, n): negative ids count from the end
     return Case((draw(S.floats(shape)), ids), dict(where=where))
 
 
@@ -312,8 +334,10 @@ def _where(draw):
 def _where_scalar(draw):
     sm, sa = draw(S.broadcastable_shapes(2))
     mask = draw(hnp.arrays(np.bool_, sm))
-    return Case((mask, draw(S.floats(sa))),
-                dict(scalar=draw(st.sampled_from([0.0, -1.5, 2])), tensor_first=draw(st.booleans())))
+    return Case(
+        (mask, draw(S.floats(sa))),
+        dict(scalar=draw(st.sampled_from([0.0, -1.5, 2])), tensor_first=draw(st.booleans())),
+    )
 
 
 @st.composite
@@ -336,8 +360,14 @@ def _cast(draw):
     return Case((draw(S.floats(shape)),), dict(dtype=draw(st.sampled_from(["float32", "float64"]))))
 
 
-_COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-                "eq": operator.eq, "ne": operator.ne}
+_COMPARISONS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
 
 
 @st.composite
@@ -345,8 +375,7 @@ def _compare(draw):
     sa, sb = draw(S.broadcastable_shapes(2))
     a = draw(hnp.arrays(np.float64, sa, elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0])))  # ties
     b = draw(hnp.arrays(np.float64, sb, elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0])))
-    return Case((a, b), dict(op=draw(st.sampled_from(sorted(_COMPARISONS))),
-                             scalar_rhs=draw(st.booleans())))
+    return Case((a, b), dict(op=draw(st.sampled_from(sorted(_COMPARISONS))), scalar_rhs=draw(st.booleans())))
 
 
 def _compare_fn(a, b, op, scalar_rhs):
@@ -416,9 +445,15 @@ OPS = [
     OpSpec("sub", lambda a, b: a - b, np.subtract, _binary(), ops=("Sub",)),
     OpSpec("mul", lambda a, b: a * b, np.multiply, _binary(), ops=("Mul",)),
     OpSpec("div", lambda a, b: a / b, np.divide, _binary(b_values=S.nonzero_floats), ops=("Div",)),
-    OpSpec("operators_with_scalars_and_arrays", _mixed_fn, _mixed_ref, _mixed_operands(), ops=("Add", "Sub", "Mul", "Div")),
+    OpSpec(
+        "operators_with_scalars_and_arrays",
+        _mixed_fn,
+        _mixed_ref,
+        _mixed_operands(),
+        ops=("Add", "Sub", "Mul", "Div"),
+    ),
     OpSpec("neg", lambda a: -a, np.negative, _unary(), ops=("Neg",)),
-    OpSpec("pow", lambda a, p: a ** p, lambda a, p: a ** p, _pow(), ops=("Pow",)),
+    OpSpec("pow", lambda a, p: a**p, lambda a, p: a**p, _pow(), ops=("Pow",)),
     # matrix products
     OpSpec("matmul_2d", lambda a, b: a @ b, np.matmul, _matmul("2d"), ops=("MatMul",)),
     OpSpec("matmul_3d_2d", lambda a, b: a @ b, np.matmul, _matmul("3d@2d"), ops=("MatMul",)),
@@ -426,57 +461,155 @@ OPS = [
     OpSpec("addmm", addmm, lambda c, a, b: c + a @ b, _addmm(), ops=("AddMM",)),
     # elementwise functions, kept away from their kinks and poles
     OpSpec("tanh", lambda a: a.tanh(), np.tanh, _unary(), ops=("Tanh",)),
-    OpSpec("sigmoid", lambda a: a.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), _unary(low=-8.0, high=8.0), ops=("Sigmoid",)),
+    OpSpec(
+        "sigmoid",
+        lambda a: a.sigmoid(),
+        lambda a: 1 / (1 + np.exp(-a)),
+        _unary(low=-8.0, high=8.0),
+        ops=("Sigmoid",),
+    ),
     OpSpec("exp", lambda a: a.exp(), np.exp, _unary(), ops=("Exp",)),
     OpSpec("log", lambda a: a.log(), np.log, _unary(S.positive_floats, low=0.1, high=5.0), ops=("Log",)),
     OpSpec("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0.0), _unary(avoid=(0.0,)), ops=("ReLU",)),
     # reductions over axes
-    OpSpec("sum", lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims), np.sum, _reduction(), ops=("Sum",)),
-    OpSpec("mean", lambda a, axis, keepdims: a.mean(axis=axis, keepdims=keepdims), np.mean, _reduction(), ops=("Mean",)),
-    OpSpec("max", lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims), np.max,
-           _reduction(values=S.distinct_floats), ops=("Max",)),
-    OpSpec("log_softmax", lambda a, axis: a.log_softmax(axis=axis), _log_softmax_ref, _log_softmax(), ops=("LogSoftmax",)),
+    OpSpec(
+        "sum",
+        lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims),
+        np.sum,
+        _reduction(),
+        ops=("Sum",),
+    ),
+    OpSpec(
+        "mean",
+        lambda a, axis, keepdims: a.mean(axis=axis, keepdims=keepdims),
+        np.mean,
+        _reduction(),
+        ops=("Mean",),
+    ),
+    OpSpec(
+        "max",
+        lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims),
+        np.max,
+        _reduction(values=S.distinct_floats),
+        ops=("Max",),
+    ),
+    OpSpec(
+        "log_softmax",
+        lambda a, axis: a.log_softmax(axis=axis),
+        _log_softmax_ref,
+        _log_softmax(),
+        ops=("LogSoftmax",),
+    ),
     # shapes and indexing
     OpSpec("reshape", lambda a, shape: a.reshape(shape), np.reshape, _reshape(), ops=("Reshape",)),
     OpSpec("permute", lambda a, axes: a.permute(*axes), np.transpose, _permute(), ops=("Permute",)),
     OpSpec("transpose", _transpose_fn, _transpose_ref, _transpose(), ops=("Permute",)),
-    OpSpec("getitem_slices", lambda a, index: a[index], lambda a, index: a[index], _basic_index(), ops=("GetItem",)),
+    OpSpec(
+        "getitem_slices",
+        lambda a, index: a[index],
+        lambda a, index: a[index],
+        _basic_index(),
+        ops=("GetItem",),
+    ),
     OpSpec("getitem_int_array", _array_index_fn, _array_index_ref, _array_index(), ops=("GetItem",)),
-    OpSpec("stack", lambda *ts, axis: tg.stack(ts, axis=axis), lambda *xs, axis: np.stack(xs, axis=axis),
-           _stack(), ops=("Stack",)),
-    OpSpec("concatenate", lambda *ts, axis: tg.concatenate(ts, axis=axis),
-           lambda *xs, axis: np.concatenate(xs, axis=axis), _concatenate(), ops=("Concat",)),
-    OpSpec("split", lambda a, sections, axis, keep: tuple(a.split(sections, axis=axis)[i] for i in keep),
-           _split_ref, _split(), ops=("Split",)),
-    OpSpec("unbind", lambda a, axis, keep: tuple(a.unbind(axis=axis)[i] for i in keep),
-           lambda a, axis, keep: tuple(np.moveaxis(a, axis, 0)[i] for i in keep), _unbind(), ops=("Unbind",)),
+    OpSpec(
+        "stack",
+        lambda *ts, axis: tg.stack(ts, axis=axis),
+        lambda *xs, axis: np.stack(xs, axis=axis),
+        _stack(),
+        ops=("Stack",),
+    ),
+    OpSpec(
+        "concatenate",
+        lambda *ts, axis: tg.concatenate(ts, axis=axis),
+        lambda *xs, axis: np.concatenate(xs, axis=axis),
+        _concatenate(),
+        ops=("Concat",),
+    ),
+    OpSpec(
+        "split",
+        lambda a, sections, axis, keep: tuple(a.split(sections, axis=axis)[i] for i in keep),
+        _split_ref,
+        _split(),
+        ops=("Split",),
+    ),
+    OpSpec(
+        "unbind",
+        lambda a, axis, keep: tuple(a.unbind(axis=axis)[i] for i in keep),
+        lambda a, axis, keep: tuple(np.moveaxis(a, axis, 0)[i] for i in keep),
+        _unbind(),
+        ops=("Unbind",),
+    ),
     OpSpec("gather_rows", tg.gather_rows, lambda table, ids: table[ids], _gather(), ops=("Gather",)),
     OpSpec("where", tg.where, np.where, _where(), ops=("Where",)),
-    OpSpec("where_scalar",
-           lambda m, a, scalar, tensor_first: tg.where(m, a, scalar) if tensor_first else tg.where(m, scalar, a),
-           lambda m, a, scalar, tensor_first: np.where(m, a, scalar) if tensor_first else np.where(m, scalar, a),
-           _where_scalar(), ops=("Where",)),
-    OpSpec("cast", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast(),
-           grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2), tangent_rtol=1e-5,
-           ops=("Cast",)),  # float32 output: coarse differences
+    OpSpec(
+        "where_scalar",
+        lambda m, a, scalar, tensor_first: tg.where(m, a, scalar) if tensor_first else tg.where(m, scalar, a),
+        lambda m, a, scalar, tensor_first: np.where(m, a, scalar) if tensor_first else np.where(m, scalar, a),
+        _where_scalar(),
+        ops=("Where",),
+    ),
+    OpSpec(
+        "cast",
+        lambda a, dtype: a.astype(dtype),
+        lambda a, dtype: a.astype(dtype),
+        _cast(),
+        grad_kwargs=dict(eps=1e-3, atol=1e-3, rtol=1e-2),
+        tangent_rtol=1e-5,
+        ops=("Cast",),
+    ),  # float32 output: coarse differences
     # outside the graph
     OpSpec("detach", lambda a: a.detach(), lambda a: a, _unary(), differentiable=False),
     OpSpec("compare", _compare_fn, _compare_ref, _compare(), differentiable=False),
-    OpSpec("argmax", lambda a, axis: a.argmax(axis=axis), lambda a, axis: np.argmax(a, axis=axis), _argmax(),
-           differentiable=False),
+    OpSpec(
+        "argmax",
+        lambda a, axis: a.argmax(axis=axis),
+        lambda a, axis: np.argmax(a, axis=axis),
+        _argmax(),
+        differentiable=False,
+    ),
     # the paths the losses and casts take
-    OpSpec("max_ties", lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims), np.max, _max_ties(),
-           ops=("Max",), grad_modes=("full",)),
-    OpSpec("getitem_rows_cols", lambda x, rows, cols: x[rows, cols], lambda x, rows, cols: x[rows, cols],
-           _rows_cols(), ops=("GetItem",)),
-    OpSpec("cast_to_int", lambda a, dtype: a.astype(dtype), lambda a, dtype: a.astype(dtype), _cast_to_int(),
-           ops=("Cast",), differentiable=False),
-    OpSpec("addmm_mixed_dtypes", addmm, lambda c, a, b: c + a @ b, _addmm_mixed(), ops=("AddMM",),
-           tangent_rtol=1e-5),   # a float32 operand: its products are float32-coarse
+    OpSpec(
+        "max_ties",
+        lambda a, axis, keepdims: a.max(axis=axis, keepdims=keepdims),
+        np.max,
+        _max_ties(),
+        ops=("Max",),
+        grad_modes=("full",),
+    ),
+    OpSpec(
+        "getitem_rows_cols",
+        lambda x, rows, cols: x[rows, cols],
+        lambda x, rows, cols: x[rows, cols],
+        _rows_cols(),
+        ops=("GetItem",),
+    ),
+    OpSpec(
+        "cast_to_int",
+        lambda a, dtype: a.astype(dtype),
+        lambda a, dtype: a.astype(dtype),
+        _cast_to_int(),
+        ops=("Cast",),
+        differentiable=False,
+    ),
+    OpSpec(
+        "addmm_mixed_dtypes",
+        addmm,
+        lambda c, a, b: c + a @ b,
+        _addmm_mixed(),
+        ops=("AddMM",),
+        tangent_rtol=1e-5,
+    ),  # a float32 operand: its products are float32-coarse
     # recomputed in the backward: b reaches fn through a closure, a as its argument
-    OpSpec("checkpoint", lambda a, b: tg.checkpoint(lambda x: (x * b.tanh(), (x - b).exp()), a),
-           lambda a, b: (a * np.tanh(b), np.exp(a - b)), _binary(), ops=("Checkpoint",)),
+    OpSpec(
+        "checkpoint",
+        lambda a, b: tg.checkpoint(lambda x: (x * b.tanh(), (x - b).exp()), a),
+        lambda a, b: (a * np.tanh(b), np.exp(a - b)),
+        _binary(),
+        ops=("Checkpoint",),
+    ),
 ]
+
 
 class _OpRecorder:
     """Stands in for ``bptt.trace()``'s recorder: notes the class name of every op applied."""
@@ -523,22 +656,47 @@ def forward_backward(spec: OpSpec, case: Case, device: str, seed: int):
 
 # ---- inputs every device must refuse (CuPy would wrap an out-of-range index silently) ---------------
 
+
 def _table(device):
     return tg.Tensor(np.arange(8.0).reshape(4, 2), device=device, requires_grad=True)
 
 
 ERRORS = [
-    ErrorSpec("gather_rows_id_past_the_end", lambda d: tg.gather_rows(_table(d), tg.Tensor([0, 4], device=d)),
-              IndexError, r"id 4 is out of range .* 0\.\.3", ops=("Gather",)),
-    ErrorSpec("gather_rows_negative_id", lambda d: tg.gather_rows(_table(d), tg.Tensor([-1], device=d)),
-              IndexError, r"id -1 is out of range", ops=("Gather",)),
-    ErrorSpec("getitem_int_array_past_the_end", lambda d: _table(d)[tg.Tensor([1, 4], device=d)],
-              IndexError, r"index 4 is out of bounds for axis 0 with size 4", ops=("GetItem",)),
-    ErrorSpec("getitem_int_array_below_minus_n", lambda d: _table(d)[tg.Tensor([-5], device=d)],
-              IndexError, r"index -5 is out of bounds for axis 0 with size 4", ops=("GetItem",)),
-    ErrorSpec("getitem_rows_cols_column_out_of_range",
-              lambda d: _table(d)[tg.Tensor([0, 1], device=d), tg.Tensor([1, 2], device=d)],
-              IndexError, r"index 2 is out of bounds for axis 1 with size 2", ops=("GetItem",)),
+    ErrorSpec(
+        "gather_rows_id_past_the_end",
+        lambda d: tg.gather_rows(_table(d), tg.Tensor([0, 4], device=d)),
+        IndexError,
+        r"id 4 is out of range .* 0\.\.3",
+        ops=("Gather",),
+    ),
+    ErrorSpec(
+        "gather_rows_negative_id",
+        lambda d: tg.gather_rows(_table(d), tg.Tensor([-1], device=d)),
+        IndexError,
+        r"id -1 is out of range",
+        ops=("Gather",),
+    ),
+    ErrorSpec(
+        "getitem_int_array_past_the_end",
+        lambda d: _table(d)[tg.Tensor([1, 4], device=d)],
+        IndexError,
+        r"index 4 is out of bounds for axis 0 with size 4",
+        ops=("GetItem",),
+    ),
+    ErrorSpec(
+        "getitem_int_array_below_minus_n",
+        lambda d: _table(d)[tg.Tensor([-5], device=d)],
+        IndexError,
+        r"index -5 is out of bounds for axis 0 with size 4",
+        ops=("GetItem",),
+    ),
+    ErrorSpec(
+        "getitem_rows_cols_column_out_of_range",
+        lambda d: _table(d)[tg.Tensor([0, 1], device=d), tg.Tensor([1, 2], device=d)],
+        IndexError,
+        r"index 2 is out of bounds for axis 1 with size 2",
+        ops=("GetItem",),
+    ),
 ]
 
 BY_NAME = {spec.name: spec for spec in OPS}

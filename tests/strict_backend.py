@@ -36,17 +36,20 @@ from tinygrad_rnn.backend import CupyBackend, register_backend
 DEVICE = "strict"
 
 # Array methods and attributes a device array offers (the subset of CuPy's the project may use).
-_METHODS = frozenset("""
+_METHODS = frozenset(
+    """
     reshape transpose swapaxes sum mean max min argmax argmin any all astype copy item ravel
     flatten squeeze clip cumsum prod std var fill nonzero take repeat dot round tolist
-""".split())
+""".split()
+)
 _PROPERTIES = frozenset("shape dtype ndim size itemsize nbytes".split())
 
 
 def _refuse_host(what: str):
     raise TypeError(
         f"strict device: {what} got a host numpy.ndarray; device arrays do not mix with host "
-        "arrays (CuPy refuses them in arithmetic). Move it with backend.asarray(...) first.")
+        "arrays (CuPy refuses them in arithmetic). Move it with backend.asarray(...) first."
+    )
 
 
 def _operand(x, what="operation"):
@@ -78,9 +81,12 @@ def _wrapped(index, shape):
     out, axis = [], 0
     for k, item in enumerate(items):
         if item is Ellipsis:  # axes after ``...`` count from the end
-            rest = items[k + 1:]
-            used = sum(1 if not isinstance(i, np.ndarray) or i.dtype != bool else i.ndim
-                       for i in rest if i is not None)
+            rest = items[k + 1 :]
+            used = sum(
+                1 if not isinstance(i, np.ndarray) or i.dtype != bool else i.ndim
+                for i in rest
+                if i is not None
+            )
             axis = len(shape) - used
             out.append(item)
             continue
@@ -131,7 +137,8 @@ class StrictArray:
     def __array__(self, *args, **kwargs):
         raise TypeError(
             "Implicit conversion to a NumPy array is not allowed (strict device, like CuPy). "
-            "Use backend.to_host(array) or Tensor.numpy() to copy to the host explicitly.")
+            "Use backend.to_host(array) or Tensor.numpy() to copy to the host explicitly."
+        )
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # NumPy scalars on the left (np.float64(2) * a) land here, as on CuPy: allow those.
@@ -145,12 +152,14 @@ class StrictArray:
                 return _wrap(ufunc(*args))
         raise TypeError(
             f"strict device: numpy.{ufunc.__name__}.{method} called on a device array; "
-            f"use the backend's array module (backend.xp.{ufunc.__name__}) instead")
+            f"use the backend's array module (backend.xp.{ufunc.__name__}) instead"
+        )
 
     def __array_function__(self, func, types_, args, kwargs):
         raise TypeError(
             f"strict device: numpy.{func.__name__} called on a device array; "
-            f"use the backend's array module (backend.xp.{func.__name__}) instead")
+            f"use the backend's array module (backend.xp.{func.__name__}) instead"
+        )
 
     def get(self) -> np.ndarray:
         """An explicit host copy (``cupy.ndarray.get``)."""
@@ -165,8 +174,10 @@ class StrictArray:
 
             def call(*args, **kwargs):
                 what = f"StrictArray.{name}"
-                return _wrap(method(*_unwrap_args(args, what),
-                                    **{k: _unwrap_args(v, what) for k, v in kwargs.items()}))
+                return _wrap(
+                    method(*_unwrap_args(args, what), **{k: _unwrap_args(v, what) for k, v in kwargs.items()})
+                )
+
             return call
         # Includes __array_interface__ / __array_struct__: NumPy must not find a back door.
         raise AttributeError(f"StrictArray has no attribute {name!r}")
@@ -218,44 +229,108 @@ class StrictArray:
         fn(self._a, other)
         return self
 
-    def __add__(self, o): return self._binary(o, lambda a, b: a + b)
-    def __radd__(self, o): return self._binary(o, lambda a, b: b + a)
-    def __sub__(self, o): return self._binary(o, lambda a, b: a - b)
-    def __rsub__(self, o): return self._binary(o, lambda a, b: b - a)
-    def __mul__(self, o): return self._binary(o, lambda a, b: a * b)
-    def __rmul__(self, o): return self._binary(o, lambda a, b: b * a)
-    def __truediv__(self, o): return self._binary(o, lambda a, b: a / b)
-    def __rtruediv__(self, o): return self._binary(o, lambda a, b: b / a)
-    def __floordiv__(self, o): return self._binary(o, lambda a, b: a // b)
-    def __mod__(self, o): return self._binary(o, lambda a, b: a % b)
-    def __pow__(self, o): return self._binary(o, lambda a, b: a ** b)
-    def __rpow__(self, o): return self._binary(o, lambda a, b: b ** a)
-    def __matmul__(self, o): return self._binary(o, lambda a, b: a @ b)
-    def __rmatmul__(self, o): return self._binary(o, lambda a, b: b @ a)
-    def __and__(self, o): return self._binary(o, lambda a, b: a & b)
-    def __rand__(self, o): return self._binary(o, lambda a, b: b & a)
-    def __or__(self, o): return self._binary(o, lambda a, b: a | b)
-    def __ror__(self, o): return self._binary(o, lambda a, b: b | a)
-    def __xor__(self, o): return self._binary(o, lambda a, b: a ^ b)
-    def __lt__(self, o): return self._binary(o, lambda a, b: a < b)
-    def __le__(self, o): return self._binary(o, lambda a, b: a <= b)
-    def __gt__(self, o): return self._binary(o, lambda a, b: a > b)
-    def __ge__(self, o): return self._binary(o, lambda a, b: a >= b)
-    def __eq__(self, o): return self._binary(o, lambda a, b: a == b)
-    def __ne__(self, o): return self._binary(o, lambda a, b: a != b)
+    def __add__(self, o):
+        return self._binary(o, lambda a, b: a + b)
 
-    def __iadd__(self, o): return self._inplace(o, np.ndarray.__iadd__)
-    def __isub__(self, o): return self._inplace(o, np.ndarray.__isub__)
-    def __imul__(self, o): return self._inplace(o, np.ndarray.__imul__)
-    def __itruediv__(self, o): return self._inplace(o, np.ndarray.__itruediv__)
+    def __radd__(self, o):
+        return self._binary(o, lambda a, b: b + a)
 
-    def __neg__(self): return _wrap(-self._a)
-    def __pos__(self): return _wrap(+self._a)
-    def __abs__(self): return _wrap(abs(self._a))
-    def __invert__(self): return _wrap(~self._a)
+    def __sub__(self, o):
+        return self._binary(o, lambda a, b: a - b)
+
+    def __rsub__(self, o):
+        return self._binary(o, lambda a, b: b - a)
+
+    def __mul__(self, o):
+        return self._binary(o, lambda a, b: a * b)
+
+    def __rmul__(self, o):
+        return self._binary(o, lambda a, b: b * a)
+
+    def __truediv__(self, o):
+        return self._binary(o, lambda a, b: a / b)
+
+    def __rtruediv__(self, o):
+        return self._binary(o, lambda a, b: b / a)
+
+    def __floordiv__(self, o):
+        return self._binary(o, lambda a, b: a // b)
+
+    def __mod__(self, o):
+        return self._binary(o, lambda a, b: a % b)
+
+    def __pow__(self, o):
+        return self._binary(o, lambda a, b: a**b)
+
+    def __rpow__(self, o):
+        return self._binary(o, lambda a, b: b**a)
+
+    def __matmul__(self, o):
+        return self._binary(o, lambda a, b: a @ b)
+
+    def __rmatmul__(self, o):
+        return self._binary(o, lambda a, b: b @ a)
+
+    def __and__(self, o):
+        return self._binary(o, lambda a, b: a & b)
+
+    def __rand__(self, o):
+        return self._binary(o, lambda a, b: b & a)
+
+    def __or__(self, o):
+        return self._binary(o, lambda a, b: a | b)
+
+    def __ror__(self, o):
+        return self._binary(o, lambda a, b: b | a)
+
+    def __xor__(self, o):
+        return self._binary(o, lambda a, b: a ^ b)
+
+    def __lt__(self, o):
+        return self._binary(o, lambda a, b: a < b)
+
+    def __le__(self, o):
+        return self._binary(o, lambda a, b: a <= b)
+
+    def __gt__(self, o):
+        return self._binary(o, lambda a, b: a > b)
+
+    def __ge__(self, o):
+        return self._binary(o, lambda a, b: a >= b)
+
+    def __eq__(self, o):
+        return self._binary(o, lambda a, b: a == b)
+
+    def __ne__(self, o):
+        return self._binary(o, lambda a, b: a != b)
+
+    def __iadd__(self, o):
+        return self._inplace(o, np.ndarray.__iadd__)
+
+    def __isub__(self, o):
+        return self._inplace(o, np.ndarray.__isub__)
+
+    def __imul__(self, o):
+        return self._inplace(o, np.ndarray.__imul__)
+
+    def __itruediv__(self, o):
+        return self._inplace(o, np.ndarray.__itruediv__)
+
+    def __neg__(self):
+        return _wrap(-self._a)
+
+    def __pos__(self):
+        return _wrap(+self._a)
+
+    def __abs__(self):
+        return _wrap(abs(self._a))
+
+    def __invert__(self):
+        return _wrap(~self._a)
 
 
 # ---- the fake ``cupy`` module: NumPy's functions, taking and returning device arrays -------------
+
 
 def _host_to_device(data, dtype=None, copy=True):
     """``xp.asarray`` / ``xp.array``: the one explicit door from the host onto the device."""
@@ -271,7 +346,8 @@ def _asnumpy(a):
 
 
 # The functions, dtypes and constants of ``cupy`` that device code may use: all exist in CuPy 12+.
-CUPY_FUNCTIONS = frozenset("""
+CUPY_FUNCTIONS = frozenset(
+    """
     abs absolute add all any arange argmax argmin argsort array asarray ascontiguousarray asnumpy
     broadcast_to clip concatenate cos cumsum divide dot einsum empty empty_like equal exp
     expand_dims eye flatnonzero floor full full_like greater greater_equal isfinite isinf isnan
@@ -283,12 +359,14 @@ CUPY_FUNCTIONS = frozenset("""
     fmax fmin isclose array_equal result_type can_cast promote_types cosh sinh
     bool_ int8 int16 int32 int64 uint8 uint32 uint64 float16 float32 float64 dtype ndarray
     newaxis inf nan pi e
-""".split())
+""".split()
+)
 
 # Dtypes CuPy's scatter-add (``cupy.add.at`` / ``cupyx.scatter_add``) accepts: CUDA's atomicAdd
 # types. Not int64 nor bool: a scatter-add of those fails on a GPU.
-SCATTER_ADD_DTYPES = frozenset(np.dtype(d) for d in
-                               ("int32", "uint32", "uint64", "float16", "float32", "float64"))
+SCATTER_ADD_DTYPES = frozenset(
+    np.dtype(d) for d in ("int32", "uint32", "uint64", "float16", "float32", "float64")
+)
 
 
 def _add_at(target, indices, values):
@@ -297,8 +375,10 @@ def _add_at(target, indices, values):
     if not isinstance(target, StrictArray):
         raise TypeError(f"add.at needs a device array target, got {type(target).__name__}")
     if target.dtype not in SCATTER_ADD_DTYPES:
-        raise TypeError(f"strict device: add.at (scatter-add) does not support dtype {target.dtype} "
-                        "on CuPy; use float32, float64, int32, uint32 or uint64")
+        raise TypeError(
+            f"strict device: add.at (scatter-add) does not support dtype {target.dtype} "
+            "on CuPy; use float32, float64, int32, uint32 or uint64"
+        )
     values = _operand(values, "add.at")
     np.add.at(target._a, _wrapped(_index(indices, "add.at"), target._a.shape), values)
 
@@ -311,14 +391,17 @@ class _Function:
 
     def __call__(self, *args, **kwargs):
         what = f"xp.{self.__name__}"
-        return _wrap(self._fn(*_unwrap_args(args, what),
-                              **{k: _unwrap_args(v, what) for k, v in kwargs.items()}))
+        return _wrap(
+            self._fn(*_unwrap_args(args, what), **{k: _unwrap_args(v, what) for k, v in kwargs.items()})
+        )
 
     def __getattr__(self, name):  # ufunc methods: of these, CuPy has add.at (since v12)
         if (self.__name__, name) == ("add", "at"):
             return _add_at
-        raise AttributeError(f"strict device: xp.{self.__name__}.{name} is not offered (CuPy lacks it "
-                             "or the project does not need it)")
+        raise AttributeError(
+            f"strict device: xp.{self.__name__}.{name} is not offered (CuPy lacks it "
+            "or the project does not need it)"
+        )
 
 
 class _Namespace(types.SimpleNamespace):
@@ -330,8 +413,10 @@ class _Namespace(types.SimpleNamespace):
 
     def __getattr__(self, name):
         if name not in CUPY_FUNCTIONS:
-            raise AttributeError(f"strict device: xp.{name} is not offered: CuPy has no such function "
-                                 "(or it is not in strict_backend.CUPY_FUNCTIONS yet)")
+            raise AttributeError(
+                f"strict device: xp.{name} is not offered: CuPy has no such function "
+                "(or it is not in strict_backend.CUPY_FUNCTIONS yet)"
+            )
         obj = getattr(self._module, name)
         if isinstance(obj, type):
             return obj  # dtypes and classes (xp.float64, xp.dtype) are shared with NumPy

@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from devices import host
+
 import tinygrad_rnn as tg
 from tinygrad_rnn import ops
 from tinygrad_rnn.tensor import textbook_backward
@@ -29,15 +29,16 @@ def leaf(values, device, **kw):
 
 # ---- deep graphs ---------------------------------------------------------------------------------
 
+
 def test_a_chain_of_10000_ops_backpropagates_without_recursion(device):
     x = leaf(1.0, device)
     y = x
     for _ in range(10_000):
-        y = y * 1.0001          # dy/dx = 1.0001 ** 10000 ≈ e
+        y = y * 1.0001  # dy/dx = 1.0001 ** 10000 ≈ e
     limit = sys.getrecursionlimit()
     y.backward()
     assert sys.getrecursionlimit() == limit
-    np.testing.assert_allclose(host(x.grad), 1.0001 ** 10_000, rtol=1e-9)
+    np.testing.assert_allclose(host(x.grad), 1.0001**10_000, rtol=1e-9)
 
 
 def test_an_unrolled_recurrence_of_3000_steps_backpropagates():
@@ -53,6 +54,7 @@ def test_an_unrolled_recurrence_of_3000_steps_backpropagates():
 
 # ---- accumulation --------------------------------------------------------------------------------
 
+
 def test_gradients_accumulate_across_backward_calls_and_reset_with_none(device):
     x = leaf([1.0, -2.0, 3.0], device)
     for calls in (1, 2, 3):
@@ -66,7 +68,7 @@ def test_gradients_accumulate_across_backward_calls_and_reset_with_none(device):
 def test_paths_that_meet_add_their_gradients(device):
     x = leaf([0.5, -1.5], device)
     a = x * 2
-    y = (a * a + a + x).sum()     # dy/dx = (2a + 1) · 2 + 1
+    y = (a * a + a + x).sum()  # dy/dx = (2a + 1) · 2 + 1
     y.backward()
     np.testing.assert_allclose(host(x.grad), (2 * 2 * np.array([0.5, -1.5]) + 1) * 2 + 1)
 
@@ -74,9 +76,9 @@ def test_paths_that_meet_add_their_gradients(device):
 def test_gradients_never_alias_each_other_or_the_upstream(device):
     a, b = leaf([1.0, 2.0], device), leaf([3.0, 4.0], device)
     upstream = np.ones(2)
-    (a + b).backward(upstream)   # add passes the same gradient array to both inputs
-    a.grad += 10                 # in-place on one must not touch the other ...
-    upstream[:] = 7              # ... nor follow the caller's array
+    (a + b).backward(upstream)  # add passes the same gradient array to both inputs
+    a.grad += 10  # in-place on one must not touch the other ...
+    upstream[:] = 7  # ... nor follow the caller's array
     np.testing.assert_array_equal(host(b.grad), [1.0, 1.0])
     (a + b).backward(np.ones(2))
     np.testing.assert_array_equal(host(a.grad), [12.0, 12.0])
@@ -91,13 +93,14 @@ def test_backward_on_a_leaf_sets_its_grad(device):
 
 # ---- no_grad and requires_grad -------------------------------------------------------------------
 
+
 def test_no_grad_records_nothing_and_restores_recording(device):
     x = leaf([1.0, 2.0], device)
     with tg.no_grad():
         assert not tg.is_grad_enabled()
         with tg.no_grad():
             pass
-        assert not tg.is_grad_enabled()        # nested blocks restore the outer state
+        assert not tg.is_grad_enabled()  # nested blocks restore the outer state
         y = (x * x).tanh().sum()
         parts = x.unbind(0)
     assert tg.is_grad_enabled()
@@ -134,6 +137,7 @@ def test_requires_grad_flag_on_a_leaf_can_be_switched():
 
 # ---- retain_grad ---------------------------------------------------------------------------------
 
+
 def test_retain_grad_keeps_the_true_gradient_of_an_intermediate(device):
     rng = np.random.default_rng(0)
     x_np, W_np = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
@@ -143,8 +147,8 @@ def test_retain_grad_keeps_the_true_gradient_of_an_intermediate(device):
     loss = (u * u).sum()
     loss.backward()
     t = np.tanh(x_np @ W_np)
-    np.testing.assert_allclose(host(h.grad), 2 * t * (1 - t * t), rtol=1e-12)   # ∂L/∂h
-    assert u.grad is None                                                        # not retained
+    np.testing.assert_allclose(host(h.grad), 2 * t * (1 - t * t), rtol=1e-12)  # ∂L/∂h
+    assert u.grad is None  # not retained
     np.testing.assert_allclose(host(W.grad), x_np.T @ host(h.grad), rtol=1e-12)
 
 
@@ -158,7 +162,7 @@ def test_retain_grad_on_unbound_pieces_gives_dL_dh_t(device):
     for p, c in zip(pieces, coefs):
         np.testing.assert_array_equal(host(p.grad), np.full(3, c))
     loss2 = sum((p * c).sum() for p, c in zip(pieces, coefs))
-    loss2.backward()                                     # retained grads accumulate too
+    loss2.backward()  # retained grads accumulate too
     np.testing.assert_array_equal(host(pieces[1].grad), np.full(3, -4.0))
 
 
@@ -171,6 +175,7 @@ def test_retain_grad_on_a_scalar_intermediate_is_a_device_array(device):
 
 
 # ---- unbind / split: one op, one backward ----------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["unbind", "split"])
 def test_unbind_and_split_over_T_pieces_run_one_backward(monkeypatch, device, kind):
@@ -185,9 +190,9 @@ def test_unbind_and_split_over_T_pieces_run_one_backward(monkeypatch, device, ki
     for t, p in enumerate(pieces[1:], start=1):
         loss = loss + p.sum() * t
     assert sum(o.name == kind for o in recorded_ops(loss)) == 1
-    with textbook_backward():       # the op's own backward (by default the walk gathers Unbind's)
+    with textbook_backward():  # the op's own backward (by default the walk gathers Unbind's)
         loss.backward()
-    assert calls == [T]                                   # one backward, for all T pieces at once
+    assert calls == [T]  # one backward, for all T pieces at once
     np.testing.assert_array_equal(host(x.grad), np.tile(np.maximum(np.arange(T), 1.0), (2, 1)))
 
 
@@ -200,9 +205,10 @@ def test_unused_pieces_get_zero_gradient(device):
 
 # ---- detach ----------------------------------------------------------------------------------
 
+
 def test_detach_stops_the_gradient_but_keeps_the_values(device):
     x = leaf([1.5, -2.0], device)
-    y = (x * x.detach()).sum()      # d/dx [x · stop(x)] = stop(x), not 2x
+    y = (x * x.detach()).sum()  # d/dx [x · stop(x)] = stop(x), not 2x
     y.backward()
     np.testing.assert_array_equal(host(x.grad), [1.5, -2.0])
     np.testing.assert_array_equal(tg.detach(x).numpy(), x.numpy())
@@ -210,9 +216,10 @@ def test_detach_stops_the_gradient_but_keeps_the_values(device):
 
 # ---- dtypes of gradients -------------------------------------------------------------------------
 
+
 def test_a_grad_has_the_dtype_of_its_tensor_even_in_a_promoted_graph(device):
-    x = tg.Tensor([1.0, 2.0], device=device, requires_grad=True)            # float32
-    y = x * tg.Tensor([0.5, 0.25], device=device, dtype="float64")         # promoted to float64
+    x = tg.Tensor([1.0, 2.0], device=device, requires_grad=True)  # float32
+    y = x * tg.Tensor([0.5, 0.25], device=device, dtype="float64")  # promoted to float64
     assert y.dtype == np.float64
     y.sum().backward()
     assert x.grad.dtype == np.float32
@@ -220,7 +227,7 @@ def test_a_grad_has_the_dtype_of_its_tensor_even_in_a_promoted_graph(device):
 
 
 def test_numpy_scalars_act_like_python_scalars(device):
-    x = tg.Tensor([1.0, 2.0], device=device)                               # float32
+    x = tg.Tensor([1.0, 2.0], device=device)  # float32
     assert (x * np.float64(0.5)).dtype == np.float32 == (x * 0.5).dtype
     assert (np.float64(2.0) - x).dtype == np.float32
     np.testing.assert_array_equal((np.float64(2.0) - x).numpy(), [1.0, 0.0])

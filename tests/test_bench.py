@@ -14,13 +14,13 @@ def _load_bench(name="bench"):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module                     # dataclasses look their module up here
+    sys.modules[name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
 
 bench = _load_bench()
-peers = _load_bench("peers")                       # imports the bench module above, not a second copy
+peers = _load_bench("peers")  # imports the bench module above, not a second copy
 
 TINY = (3, 4, 5, 6, 3)  # B, T, E, H, C
 
@@ -36,7 +36,7 @@ def _problem64(seed=1, cell="rnn"):
 def test_hand_derived_bptt_equals_autograd_in_float64(cell):
     p = _problem64(cell=cell)
     ref, ag = bench.NumpyBPTT(p, "cpu"), bench.Autograd(p, "cpu")
-    for w in ag.named.values():                    # nn layers are float32 by default
+    for w in ag.named.values():  # nn layers are float32 by default
         w.data = w.data.astype(np.float64)
     ag.x.data = p.x
     loss_r, grads_r = ref.loss_and_grads()
@@ -71,7 +71,7 @@ def test_torch_implementations_agree_when_torch_is_installed(cell, fused):
     impls = bench.make_impls(p, "cpu", torch)
     assert [i.name for i in impls] == ["numpy BPTT", "autograd", f"torch {fused}", "torch loop"]
     assert bench.check_agreement(impls) < 1e-4
-    for impl in impls:                             # one SGD step each: still in agreement
+    for impl in impls:  # one SGD step each: still in agreement
         impl.step()
     bench.check_agreement(impls, rtol=1e-3)
 
@@ -83,7 +83,7 @@ def test_timing_runs_every_implementation_from_the_same_weights():
     assert all(len(t) >= 20 for t in times.values())
     assert all(len(cpu[name]) == len(t) and min(cpu[name]) >= 0 for name, t in times.items())
     assert set(load) == {"other_cores_busy", "own_cpu_per_wall", "loadavg_1min"}
-    for impl in impls:                             # reset restores the initial weights exactly
+    for impl in impls:  # reset restores the initial weights exactly
         impl.reset()
     bench.check_agreement(impls, rtol=1e-5)
 
@@ -97,8 +97,9 @@ def test_graph_memory_stays_near_the_hand_written_step(cell, limit):
     array held by the graph fails."""
     p = bench.make_problem(32, 20, 32, 64, 4, cell=cell)
     ref, ag = bench.peak_memory(bench.NumpyBPTT(p, "cpu")), bench.peak_memory(bench.Autograd(p, "cpu"))
-    assert ag <= limit * ref, (f"{cell}: autograd step peaks at {ag} bytes, hand-written at {ref} "
-                               f"(limit {limit}×)")
+    assert ag <= limit * ref, (
+        f"{cell}: autograd step peaks at {ag} bytes, hand-written at {ref} (limit {limit}×)"
+    )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -127,11 +128,12 @@ def test_runs_on_an_accelerator_like_device(monkeypatch):
     monkeypatch.setitem(bench.CONFIGS, "small", TINY)
     lines = []
     result = bench.run(["small"], device="strict", steps=20, t_scaling=False, out=lines.append)
-    assert result["device"] == "strict" and "peak_memory" not in result   # tracemalloc sees host memory only
+    assert result["device"] == "strict" and "peak_memory" not in result  # tracemalloc sees host memory only
     assert result["op_overhead"]["autograd_forward_us"] > 0
 
 
 # ---- benchmarks/peers.py: the same step in other autodiff libraries ---------------------------------
+
 
 def test_peers_run_checked_and_timed_on_a_tiny_config(monkeypatch):
     """Whatever peers are installed here run, agree with ours and are timed; the others are skipped
@@ -158,14 +160,23 @@ def test_peers_run_checked_and_timed_on_a_tiny_config(monkeypatch):
 
 def test_a_missing_peer_is_skipped_with_its_pip_install(monkeypatch):
     for module in ("autograd", "mygrad", "dezero", "jax", "tinygrad", "torch"):
-        monkeypatch.setitem(sys.modules, module, None)        # import fails as if not installed
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     lines = []
     impls = peers.make_impls(bench.make_problem(*TINY), out=lines.append)
     assert [i.name for i in impls] == ["tinygrad_rnn", "numpy BPTT"]
-    pip = {"HIPS autograd": "autograd", "mygrad": "mygrad", "DeZero": "dezero", "JAX eager": "jax",
-           "JAX jit": "jax", "tinygrad": "tinygrad", "torch loop": "torch", "torch nn.RNN": "torch"}
-    assert lines == [f"{name}: skipped, not installed (pip install {pip[name]})"
-                     for name in peers.PEER_NAMES.values()], lines
+    pip = {
+        "HIPS autograd": "autograd",
+        "mygrad": "mygrad",
+        "DeZero": "dezero",
+        "JAX eager": "jax",
+        "JAX jit": "jax",
+        "tinygrad": "tinygrad",
+        "torch loop": "torch",
+        "torch nn.RNN": "torch",
+    }
+    assert lines == [
+        f"{name}: skipped, not installed (pip install {pip[name]})" for name in peers.PEER_NAMES.values()
+    ], lines
 
 
 def _installed_peers():
@@ -208,7 +219,8 @@ def test_the_per_op_chain_refuses_a_wrong_gradient():
 
         @staticmethod
         def chain(a, c, n):
-            return peers.NumpyByHand.chain(a, c, n - 1)      # one factor c short
+            return peers.NumpyByHand.chain(a, c, n - 1)  # one factor c short
+
     assert set(peers.per_op([peers.Ours, peers.NumpyByHand], 50, repeats=1)) == {"tinygrad_rnn", "numpy BPTT"}
     with pytest.raises(AssertionError, match="wrong: the chain's gradient is off"):
         peers.per_op([Wrong()], 50, repeats=1)

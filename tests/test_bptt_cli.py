@@ -4,27 +4,32 @@ import re
 import shutil
 
 import pytest
+from cli_helpers import assert_one_error_line, run
 
 from tinygrad_rnn.cli import main
-from cli_helpers import assert_one_error_line, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's parser on new pyparsing
 
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)   # default outputs go to ./runs
+    monkeypatch.chdir(tmp_path)  # default outputs go to ./runs
     return tmp_path
-
 
 
 def test_trace_prints_forward_up_and_backward_down(capsys):
     code, out, _ = run(capsys, "bptt", "trace", "--steps", "3", "--hidden", "2")
     assert code == 0
     assert "forward visits t = [1, 2, 3]; backward (BPTT) visits t = [3, 2, 1]" in out
-    assert re.search(r"backward\s+2\s+addmm\s+\(2,2\) → \(2,2\), \(2,2\), \(2,2\)\s+\S+\s+rnn\.cells\.0\.V", out), out
+    assert re.search(
+        r"backward\s+2\s+addmm\s+\(2,2\) → \(2,2\), \(2,2\), \(2,2\)\s+\S+\s+rnn\.cells\.0\.V", out
+    ), out
     code, out, _ = run(capsys, "bptt", "trace", "--phase", "forward")
-    assert code == 0 and not re.search(r"^\s+\d+\s+backward", out, re.M) and re.search(r"^\s+\d+\s+forward", out, re.M)
+    assert (
+        code == 0
+        and not re.search(r"^\s+\d+\s+backward", out, re.M)
+        and re.search(r"^\s+\d+\s+forward", out, re.M)
+    )
 
 
 def test_graph_prints_dot_and_writes_svg_when_dot_is_there(capsys, in_tmp):
@@ -47,17 +52,38 @@ def test_graph_without_graphviz_says_how_to_get_it(capsys, monkeypatch, in_tmp):
     assert "apt-get install graphviz" in err and not (in_tmp / "runs").exists()
 
 
-@pytest.mark.parametrize("cell, model, state", [(None, "V init uniform", "h"), ("rnn", "V init uniform", "h"),
-                                                 ("lstm", "lstm", "s"), ("gru", "gru", "h")])
-def test_the_flow_figure_names_the_model_and_its_state_as_the_terminal_does(capsys, monkeypatch, cell, model, state):
+@pytest.mark.parametrize(
+    "cell, model, state",
+    [
+        (None, "V init uniform", "h"),
+        ("rnn", "V init uniform", "h"),
+        ("lstm", "lstm", "s"),
+        ("gru", "gru", "h"),
+    ],
+)
+def test_the_flow_figure_names_the_model_and_its_state_as_the_terminal_does(
+    capsys, monkeypatch, cell, model, state
+):
     """The figure's title names the cell drawn (not "fresh None"); its legend writes the state as the
     terminal's columns do: h for the vanilla cell and the GRU, s = [h ; c] for the LSTM."""
     import tinygrad_rnn.plotting.bptt as plots
 
     drawn = {}
-    monkeypatch.setattr(plots, "plot_gradient_flow", lambda lines, out, title: drawn.update(lines=lines, title=title))
-    code, out, _ = run(capsys, "bptt", "flow", "--length", "6", "--batch", "4", *(["--cell", cell] if cell else []),
-                       "--out", "f.png")
+    monkeypatch.setattr(
+        plots, "plot_gradient_flow", lambda lines, out, title: drawn.update(lines=lines, title=title)
+    )
+    code, out, _ = run(
+        capsys,
+        "bptt",
+        "flow",
+        "--length",
+        "6",
+        "--batch",
+        "4",
+        *(["--cell", cell] if cell else []),
+        "--out",
+        "f.png",
+    )
     assert code == 0, out
     assert drawn["title"] == f"Gradient flow, adding problem, T = 6, {model} (fresh)"
     assert f"‖∂{state}_T/∂{state}_t‖₂" in out
@@ -71,25 +97,67 @@ def test_flow_of_a_fresh_model(capsys, in_tmp):
     rows = [line for line in out.splitlines() if re.match(r"\s+\d+\s+\d\.\d{3}e", line)]
     steps = [int(r.split()[0]) for r in rows]
     assert len(steps) == 5 and steps[0] == 1 and steps[-1] == 20 and steps == sorted(steps), steps
-    code, out, _ = run(capsys, "bptt", "flow", "--length", "20", "--batch", "8", "--rows", "20", "--no-plot",
-                       "--truncate", "5")
+    code, out, _ = run(
+        capsys,
+        "bptt",
+        "flow",
+        "--length",
+        "20",
+        "--batch",
+        "8",
+        "--rows",
+        "20",
+        "--no-plot",
+        "--truncate",
+        "5",
+    )
     assert code == 0 and "truncated BPTT every 5 steps" in out
     norms = [float(line.split()[1]) for line in out.splitlines() if re.match(r"\s+\d+\s+\d\.\d{3}e", line)]
     assert len(norms) == 20 and all(v == 0 for v in norms[:15]) and all(v > 0 for v in norms[15:]), norms
     pytest.importorskip("matplotlib")
     code, out, _ = run(capsys, "bptt", "flow", "--length", "12", "--init", "identity", "--batch", "4")
-    assert code == 0 and (in_tmp / "runs" / "bptt-flow" / "adding-T12-identity.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        code == 0
+        and (in_tmp / "runs" / "bptt-flow" / "adding-T12-identity.png").read_bytes()[:4] == b"\x89PNG"
+    )
 
 
 def test_experiment_then_flow_of_its_checkpoint(capsys, in_tmp):
-    code, out, err = run(capsys, "bptt", "experiment", "--lengths", "4,6", "--init", "identity",
-                         "--budget-seconds", "30", "--max-steps", "10", "--hidden", "4", "--out", "exp")
+    code, out, err = run(
+        capsys,
+        "bptt",
+        "experiment",
+        "--lengths",
+        "4,6",
+        "--init",
+        "identity",
+        "--budget-seconds",
+        "30",
+        "--max-steps",
+        "10",
+        "--hidden",
+        "4",
+        "--out",
+        "exp",
+    )
     assert code == 0
     assert "| 4 | identity | 10 |" in out and "| 6 | identity | 10 |" in out and "wall time" in out
     assert "training T=6, init=identity" in err and "load average" in err
     assert (in_tmp / "exp" / "checkpoints" / "adding-T6-identity.npz").exists()
-    code, out, _ = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--length", "6", "--init", "identity",
-                       "--no-plot", "--batch", "4")
+    code, out, _ = run(
+        capsys,
+        "bptt",
+        "flow",
+        "--checkpoint",
+        "exp",
+        "--length",
+        "6",
+        "--init",
+        "identity",
+        "--no-plot",
+        "--batch",
+        "4",
+    )
     assert code == 0 and "trained model exp/checkpoints/adding-T6-identity.npz" in out and "10 steps" in out
 
 
@@ -102,17 +170,23 @@ def test_bad_input_gets_one_line(capsys, in_tmp):
     with pytest.raises(SystemExit) as exit_info:
         main(["bptt", "experiment", "--init", "uniform,xavier"])
     assert exit_info.value.code == 2
-    assert "invalid comma-separated list of uniform, orthogonal, identity value: 'uniform,xavier'" in capsys.readouterr().err
+    assert (
+        "invalid comma-separated list of uniform, orthogonal, identity value: 'uniform,xavier'"
+        in capsys.readouterr().err
+    )
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["experiment", "--forget-bias", "nan"], "invalid finite number, 'none' or 'chrono' value: 'nan'"),
-    (["experiment", "--forget-bias", "inf"], "invalid finite number, 'none' or 'chrono' value: 'inf'"),
-    (["experiment", "--forget-bias=-inf"], "value: '-inf'"),
-    (["experiment", "--cells", "lstm,lstm"], "argument --cells: lstm given twice"),
-    (["experiment", "--init", "uniform,uniform"], "argument --init: uniform given twice"),
-    (["experiment", "--lengths", "5,5"], "argument --lengths: 5 given twice"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["experiment", "--forget-bias", "nan"], "invalid finite number, 'none' or 'chrono' value: 'nan'"),
+        (["experiment", "--forget-bias", "inf"], "invalid finite number, 'none' or 'chrono' value: 'inf'"),
+        (["experiment", "--forget-bias=-inf"], "value: '-inf'"),
+        (["experiment", "--cells", "lstm,lstm"], "argument --cells: lstm given twice"),
+        (["experiment", "--init", "uniform,uniform"], "argument --init: uniform given twice"),
+        (["experiment", "--lengths", "5,5"], "argument --lengths: 5 given twice"),
+    ],
+)
 def test_non_finite_forget_bias_and_repeated_list_values_are_refused_at_parse_time(capsys, argv, needle):
     with pytest.raises(SystemExit) as exit_info:
         main(["bptt", *argv])
@@ -121,7 +195,9 @@ def test_non_finite_forget_bias_and_repeated_list_values_are_refused_at_parse_ti
 
 
 def test_options_that_would_change_nothing_are_refused(capsys, in_tmp):
-    code, _, err = run(capsys, "bptt", "experiment", "--cells", "lstm", "--init", "orthogonal", "--lengths", "4")
+    code, _, err = run(
+        capsys, "bptt", "experiment", "--cells", "lstm", "--init", "orthogonal", "--lengths", "4"
+    )
     assert_one_error_line(code, err, "--init", "no rnn")
     assert not (in_tmp / "runs").exists()
     code, _, err = run(capsys, "bptt", "flow", "--checkpoint", "somewhere.npz", "--hidden", "7")
@@ -131,11 +207,36 @@ def test_options_that_would_change_nothing_are_refused(capsys, in_tmp):
 
 
 def test_flow_finds_a_gated_cells_checkpoint_in_an_experiment_directory(capsys, in_tmp):
-    code, _, err = run(capsys, "bptt", "experiment", "--cells", "lstm", "--lengths", "4", "--max-steps", "2",
-                       "--hidden", "3", "--out", "exp")
+    code, _, err = run(
+        capsys,
+        "bptt",
+        "experiment",
+        "--cells",
+        "lstm",
+        "--lengths",
+        "4",
+        "--max-steps",
+        "2",
+        "--hidden",
+        "3",
+        "--out",
+        "exp",
+    )
     assert code == 0, err
     assert (in_tmp / "exp" / "checkpoints" / "adding-T4-lstm.npz").exists()
-    code, out, err = run(capsys, "bptt", "flow", "--checkpoint", "exp", "--length", "4", "--cell", "lstm",
-                         "--no-plot", "--batch", "2")
+    code, out, err = run(
+        capsys,
+        "bptt",
+        "flow",
+        "--checkpoint",
+        "exp",
+        "--length",
+        "4",
+        "--cell",
+        "lstm",
+        "--no-plot",
+        "--batch",
+        "2",
+    )
     assert code == 0, err
     assert "trained model exp/checkpoints/adding-T4-lstm.npz" in out

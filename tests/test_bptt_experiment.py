@@ -7,11 +7,19 @@ import pickle
 import numpy as np
 import pytest
 
-from tinygrad_rnn import serialization, nn
+from tinygrad_rnn import nn, serialization
 from tinygrad_rnn.bptt import experiment
-from tinygrad_rnn.bptt.experiment import parallel, training
-from tinygrad_rnn.bptt.experiment import (LEARNED_MSE, AddingRNN, ExperimentConfig, load_adding_model,
-                                          results_table, run_experiment, train_adding)
+from tinygrad_rnn.bptt.experiment import (
+    LEARNED_MSE,
+    AddingRNN,
+    ExperimentConfig,
+    load_adding_model,
+    parallel,
+    results_table,
+    run_experiment,
+    train_adding,
+    training,
+)
 from tinygrad_rnn.bptt.flow import gradient_flow, gradient_ratio
 from tinygrad_rnn.data.adding import ADDING_BASELINE_MSE, adding_problem
 from tinygrad_rnn.tensor import Tensor
@@ -23,7 +31,9 @@ def test_a_short_adding_problem_is_learned_and_an_untrained_model_is_not():
     config = ExperimentConfig(max_steps=300, lr=1e-2, **SMALL)
     result, _ = train_adding(4, "uniform", config)
     assert result.steps == 300
-    assert result.test_mse < LEARNED_MSE and result.learned, f"T = 4 should be learned, test MSE {result.test_mse}"
+    assert result.test_mse < LEARNED_MSE and result.learned, (
+        f"T = 4 should be learned, test MSE {result.test_mse}"
+    )
     untrained, _ = train_adding(4, "uniform", ExperimentConfig(max_steps=0, **SMALL))
     assert untrained.steps == 0 and not untrained.learned
     assert untrained.test_mse > ADDING_BASELINE_MSE, untrained.test_mse
@@ -43,6 +53,7 @@ def test_ratio_at_init_is_measured_on_the_untrained_model():
 
 def test_the_time_budget_stops_training(monkeypatch):
     """A clock that advances 0.1 s per reading: the budget is checked against it, not the wall."""
+
     class Clock:
         now = 0.0
 
@@ -65,7 +76,12 @@ def test_the_time_budget_stops_training(monkeypatch):
 def test_run_experiment_writes_table_json_figure_and_checkpoints(tmp_path):
     config = ExperimentConfig(max_steps=15, **SMALL)
     results = run_experiment([4, 6], ["uniform", "identity"], config, out_dir=tmp_path, log=None)
-    assert [(r.length, r.init) for r in results] == [(4, "uniform"), (6, "uniform"), (4, "identity"), (6, "identity")]
+    assert [(r.length, r.init) for r in results] == [
+        (4, "uniform"),
+        (6, "uniform"),
+        (4, "identity"),
+        (6, "identity"),
+    ]
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["config"]["max_steps"] == 15 and len(data["results"]) == 4
     assert [len(r["flow_init"]) for r in data["results"]] == [4, 6, 4, 6]
@@ -104,6 +120,7 @@ def test_bad_lengths_inits_and_foreign_checkpoints(tmp_path):
 
 # ---- the cure: gated cells, evaluations, solved at step N ---------------------------------------
 
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gated_cells_learn_a_short_adding_problem_and_report_when(cell):
     config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=300, lr=1e-2, eval_every=50)
@@ -118,8 +135,9 @@ def test_gated_cells_learn_a_short_adding_problem_and_report_when(cell):
 
 
 def test_stop_when_solved_ends_the_run_at_the_first_solved_evaluation():
-    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=400, lr=1e-2, eval_every=50,
-                              stop_when_solved=True)
+    config = ExperimentConfig(
+        **{**SMALL, "budget_seconds": None}, max_steps=400, lr=1e-2, eval_every=50, stop_when_solved=True
+    )
     result, _ = train_adding(4, config=config, cell="gru")
     assert result.solved_step is not None and result.steps == result.solved_step < 400
     assert result.test_mse < LEARNED_MSE
@@ -139,6 +157,7 @@ def test_hidden_flow_is_the_gradient_of_the_loss_wrt_each_h_t():
         # finite differences of L in the direction of each h_t, by re-running the step loop by hand
         layer, c0 = model.rnn, model.rnn.cells[0]
         for t in (0, 3, 5):
+
             def loss_with(delta):
                 state = c0.initial_state(5)
                 xw = c0.project_input(Tensor(x))
@@ -149,10 +168,12 @@ def test_hidden_flow_is_the_gradient_of_the_loss_wrt_each_h_t():
                         state = (h, state[1]) if cell == "lstm" else h
                 h_T = c0.hidden(state)
                 return ((model.head(h_T) - Tensor(y)) ** 2).mean().item()
+
             eps, grad = 1e-6, np.zeros((5, 4))
             for i in range(5):
                 for j in range(4):
-                    d = np.zeros((5, 4)); d[i, j] = eps
+                    d = np.zeros((5, 4))
+                    d[i, j] = eps
                     grad[i, j] = (loss_with(d) - loss_with(-d)) / (2 * eps)
             want = np.linalg.norm(grad, axis=1).mean()
             assert flow[t] == pytest.approx(want, rel=1e-6), (cell, t, flow[t], want)
@@ -160,12 +181,24 @@ def test_hidden_flow_is_the_gradient_of_the_loss_wrt_each_h_t():
 
 
 def test_float32_training_measures_flows_in_float64_and_checkpoints_reload(tmp_path):
-    config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=10, eval_every=5, dtype="float32")
-    results = run_experiment([5], ["uniform"], config, out_dir=tmp_path, log=None, cells=["rnn", "lstm", "gru"])
-    assert [(r.cell, r.model) for r in results] == [("rnn", "rnn (uniform)"), ("lstm", "lstm (forget bias 1)"),
-                                                    ("gru", "gru")]
+    config = ExperimentConfig(
+        **{**SMALL, "budget_seconds": None}, max_steps=10, eval_every=5, dtype="float32"
+    )
+    results = run_experiment(
+        [5], ["uniform"], config, out_dir=tmp_path, log=None, cells=["rnn", "lstm", "gru"]
+    )
+    assert [(r.cell, r.model) for r in results] == [
+        ("rnn", "rnn (uniform)"),
+        ("lstm", "lstm (forget bias 1)"),
+        ("gru", "gru"),
+    ]
     table = (tmp_path / "results.md").read_text()
-    assert "| lstm (forget bias 1) | 5 | 10 |" in table and "CPU time" in table and "not solved" in table and "Load average" in table
+    assert (
+        "| lstm (forget bias 1) | 5 | 10 |" in table
+        and "CPU time" in table
+        and "not solved" in table
+        and "Load average" in table
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["config"]["dtype"] == "float32" and data["results"][2]["evaluations"][0][0] == 5
     for r in results:
@@ -194,8 +227,10 @@ def test_chrono_init_of_the_lstm_in_the_experiment(tmp_path):
     np.testing.assert_array_equal(b[:4], -b[4:8])
     with pytest.raises(ValueError, match="needs the sequence length"):
         AddingRNN(4, cell="lstm", forget_bias="chrono")
-    assert AddingRNN(4, cell="gru", forget_bias="chrono").describe() == "gru"   # only the LSTM has b_f
-    with pytest.raises(ValueError, match="forget_bias must be a finite number, None or 'chrono', got 'chron'"):
+    assert AddingRNN(4, cell="gru", forget_bias="chrono").describe() == "gru"  # only the LSTM has b_f
+    with pytest.raises(
+        ValueError, match="forget_bias must be a finite number, None or 'chrono', got 'chron'"
+    ):
         ExperimentConfig(max_steps=1, forget_bias="chron")
     # each run gets chrono biases for its own T; the checkpoint loads back with them
     config = ExperimentConfig(**{**SMALL, "budget_seconds": None}, max_steps=2, forget_bias="chrono")
@@ -220,16 +255,40 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
     from tinygrad_rnn.cli import main
 
     monkeypatch.chdir(tmp_path)
-    code = main(["bptt", "experiment", "--cells", "gru,rnn", "--lengths", "4", "--steps", "6", "--eval-every", "3",
-                 "--hidden", "5", "--forget-bias", "none", "--threads", "1"])
+    code = main(
+        [
+            "bptt",
+            "experiment",
+            "--cells",
+            "gru,rnn",
+            "--lengths",
+            "4",
+            "--steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--hidden",
+            "5",
+            "--forget-bias",
+            "none",
+            "--threads",
+            "1",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "| gru | 4 | 6 |" in out and "| rnn (uniform) | 4 | 6 |" in out, out
     assert "BLAS threads: 1" in err and "training T=4, cell=gru for 6 steps" in err
     data = json.loads((tmp_path / "runs" / "bptt-cure" / "results.json").read_text())
     config = data["config"]
-    assert (config["hidden_size"], config["max_steps"], config["budget_seconds"], config["dtype"],
-            config["eval_every"], config["forget_bias"]) == (5, 6, None, "float32", 3, None)
+    assert (
+        config["hidden_size"],
+        config["max_steps"],
+        config["budget_seconds"],
+        config["dtype"],
+        config["eval_every"],
+        config["forget_bias"],
+    ) == (5, 6, None, "float32", 3, None)
     assert [e[0] for e in data["results"][0]["evaluations"]] == [3, 6]
     with pytest.raises(SystemExit):
         main(["bptt", "experiment", "--cells", "lstm,tanh"])
@@ -241,29 +300,58 @@ def test_the_command_line_switches_to_the_cure_setup_with_cells(tmp_path, monkey
 
 # ---- --jobs: several runs at once, in worker processes ------------------------------------------
 
-TINY = dict(hidden_size=4, batch_size=16, test_size=100, probe_size=8, budget_seconds=None, max_steps=200,
-            lr=1e-2, eval_every=50)
+TINY = dict(
+    hidden_size=4,
+    batch_size=16,
+    test_size=100,
+    probe_size=8,
+    budget_seconds=None,
+    max_steps=200,
+    lr=1e-2,
+    eval_every=50,
+)
 
 
 def test_two_jobs_give_the_same_results_in_the_same_order_as_one(tmp_path):
     config = ExperimentConfig(**TINY)
-    serial = run_experiment((3, 4), ["uniform"], config, out_dir=tmp_path / "serial", log=None, cells=["rnn", "gru"])
+    serial = run_experiment(
+        (3, 4), ["uniform"], config, out_dir=tmp_path / "serial", log=None, cells=["rnn", "gru"]
+    )
     lines = []
-    parallel = run_experiment((3, 4), ["uniform"], config, out_dir=tmp_path / "jobs2", log=lines.append,
-                              cells=["rnn", "gru"], jobs=2)
+    parallel = run_experiment(
+        (3, 4),
+        ["uniform"],
+        config,
+        out_dir=tmp_path / "jobs2",
+        log=lines.append,
+        cells=["rnn", "gru"],
+        jobs=2,
+    )
     plan = [("rnn", 3), ("rnn", 4), ("gru", 3), ("gru", 4)]
     assert [(r.cell, r.length) for r in parallel] == [(r.cell, r.length) for r in serial] == plan
     assert any(r.solved_step for r in serial), "the comparison should include a solved step"
     for a, b in zip(serial, parallel):
-        same = ("steps", "train_mse", "test_mse", "learned", "ratio_init", "ratio_trained", "flow_init",
-                "flow_trained", "solved_step", "evaluations", "model")
+        same = (
+            "steps",
+            "train_mse",
+            "test_mse",
+            "learned",
+            "ratio_init",
+            "ratio_trained",
+            "flow_init",
+            "flow_trained",
+            "solved_step",
+            "evaluations",
+            "model",
+        )
         assert {k: getattr(a, k) for k in same} == {k: getattr(b, k) for k in same}, (a.cell, a.length)
         assert pickle.loads(pickle.dumps(a)) == a, "a RunResult must pickle: it is what a worker sends back"
 
     # the parent wrote results.json in plan order; each worker saved its own checkpoint
     data = json.loads((tmp_path / "jobs2" / "results.json").read_text())
-    assert [(r["cell"], r["length"], r["test_mse"]) for r in data["results"]] == \
-        [(r.cell, r.length, r.test_mse) for r in serial]
+    assert [(r["cell"], r["length"], r["test_mse"]) for r in data["results"]] == [
+        (r.cell, r.length, r.test_mse) for r in serial
+    ]
     model, meta = load_adding_model(parallel[3].checkpoint)
     assert (meta["cell"], meta["length"]) == ("gru", 4) and "jobs2" in parallel[3].checkpoint
     x, y = adding_problem(100, 4, seed=10_000_000 + 4)
@@ -274,7 +362,9 @@ def test_two_jobs_give_the_same_results_in_the_same_order_as_one(tmp_path):
         name = f"T={length}, " + ("init=uniform" if cell == "rnn" else "cell=gru")
         started = lines.index(f"training {name} for 200 steps")
         model_name = "rnn (uniform)" if cell == "rnn" else "gru"
-        evaluated = [i for i, line in enumerate(lines) if line.startswith(f"  T={length:<4} {model_name:<12} step")]
+        evaluated = [
+            i for i, line in enumerate(lines) if line.startswith(f"  T={length:<4} {model_name:<12} step")
+        ]
         summary = [i for i, line in enumerate(lines) if line.startswith(f"  → {name}: 200 steps in")]
         assert len(evaluated) == 4 and len(summary) == 1, lines
         assert started < min(evaluated) and max(evaluated) < summary[0], lines
@@ -289,21 +379,44 @@ def test_jobs_is_checked_and_never_more_processes_than_runs(monkeypatch):
     monkeypatch.setattr(parallel, "_train_in_processes", lambda runs, n, *rest: workers.append(n) or [])
     run_experiment([4, 5], ["uniform"], config, log=None, jobs=8)
     assert workers == [2]
-    assert len(run_experiment([4], ["uniform"], config, log=None, jobs=8)) == 1 and workers == [2], \
+    assert len(run_experiment([4], ["uniform"], config, log=None, jobs=8)) == 1 and workers == [2], (
         "one run is trained here, in this process"
+    )
 
 
-def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_written(tmp_path, monkeypatch, capsys):
+def test_a_failing_worker_is_named_its_error_raised_and_the_finished_runs_written(
+    tmp_path, monkeypatch, capsys
+):
     from tinygrad_rnn.cli import main
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "out" / "checkpoints" / "adding-T3-gru.npz").mkdir(parents=True)   # its checkpoint cannot be saved
-    code = main(["bptt", "experiment", "--cells", "rnn,gru", "--lengths", "3,4", "--steps", "2", "--hidden", "4",
-                 "--out", "out", "--jobs", "2"])
+    (tmp_path / "out" / "checkpoints" / "adding-T3-gru.npz").mkdir(
+        parents=True
+    )  # its checkpoint cannot be saved
+    code = main(
+        [
+            "bptt",
+            "experiment",
+            "--cells",
+            "rnn,gru",
+            "--lengths",
+            "3,4",
+            "--steps",
+            "2",
+            "--hidden",
+            "4",
+            "--out",
+            "out",
+            "--jobs",
+            "2",
+        ]
+    )
     _, err = capsys.readouterr()
     assert code == 2, err
     assert "4 runs × 2 steps, 2 at a time in 2 processes" in err and "per process" in err
-    assert "  ✗ T=3, cell=gru failed: IsADirectoryError" in err and "\nerror: " in err and "Traceback" not in err
+    assert (
+        "  ✗ T=3, cell=gru failed: IsADirectoryError" in err and "\nerror: " in err and "Traceback" not in err
+    )
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [(r["cell"], r["length"]) for r in data["results"]] == [("rnn", 3), ("rnn", 4), ("gru", 4)]
     left = [p.name for p in (tmp_path / "out").rglob("*") if "tmp" in p.name]
@@ -335,11 +448,22 @@ def test_the_one_mse_is_the_mean_of_squares_and_refuses_shapes_that_would_broadc
         mse(Tensor(p), Tensor(t[:, 0]))
 
 
-@pytest.mark.parametrize("cell, init, forget_bias", [("rnn", "uniform", 1.0), ("rnn", "identity", 1.0),
-                                                     ("rnn", "orthogonal", 1.0), ("lstm", "uniform", 1.0),
-                                                     ("lstm", "uniform", None), ("lstm", "uniform", 2.5),
-                                                     ("lstm", "uniform", "chrono"), ("gru", "uniform", 1.0)])
-def test_the_model_from_the_shared_builder_has_the_weights_of_the_layer_and_head_written_out(cell, init, forget_bias):
+@pytest.mark.parametrize(
+    "cell, init, forget_bias",
+    [
+        ("rnn", "uniform", 1.0),
+        ("rnn", "identity", 1.0),
+        ("rnn", "orthogonal", 1.0),
+        ("lstm", "uniform", 1.0),
+        ("lstm", "uniform", None),
+        ("lstm", "uniform", 2.5),
+        ("lstm", "uniform", "chrono"),
+        ("gru", "uniform", 1.0),
+    ],
+)
+def test_the_model_from_the_shared_builder_has_the_weights_of_the_layer_and_head_written_out(
+    cell, init, forget_bias
+):
     """AddingRNN takes its layer from nn.recurrent_layer: the same weights, drawn in the same order
     (layer, chrono biases, head), as the layer class and Linear built by hand, so every seed's run —
     and `bptt flow`'s fresh model — is the one it was before the builder was shared."""
@@ -350,12 +474,16 @@ def test_the_model_from_the_shared_builder_has_the_weights_of_the_layer_and_head
     elif cell == "gru":
         layer = nn.GRU(2, 5, rng=rng, dtype=np.float64)
     else:
-        layer = nn.LSTM(2, 5, forget_bias=None if forget_bias == "chrono" else forget_bias, rng=rng, dtype=np.float64)
+        layer = nn.LSTM(
+            2, 5, forget_bias=None if forget_bias == "chrono" else forget_bias, rng=rng, dtype=np.float64
+        )
         if forget_bias == "chrono":
             nn.chrono_init_(layer, 12, rng=rng)
     head = nn.Linear(5, 1, rng=rng, dtype=np.float64)
-    want = {**{"rnn." + k: v for k, v in layer.state_dict().items()},
-            **{"head." + k: v for k, v in head.state_dict().items()}}
+    want = {
+        **{"rnn." + k: v for k, v in layer.state_dict().items()},
+        **{"head." + k: v for k, v in head.state_dict().items()},
+    }
     got = model.state_dict()
     assert list(got) == list(want)
     for name in want:

@@ -24,7 +24,9 @@ def _label(node):
 
 def _nodes(graph):
     """Every node declared in the graph or one of its subgraphs: name -> label."""
-    out = {n.get_name(): _label(n) for n in graph.get_nodes() if n.get_name() not in ("node", "graph", "edge")}
+    out = {
+        n.get_name(): _label(n) for n in graph.get_nodes() if n.get_name() not in ("node", "graph", "edge")
+    }
     for sub in graph.get_subgraphs():
         out.update(_nodes(sub))
     return out
@@ -35,7 +37,9 @@ def test_unrolled_cell_graph_names_parameters_and_boxes_each_step(steps):
     g = _parse(unrolled_graph(steps))
     labels = _nodes(g)
     names = {label.split("\\n")[0] for label in labels.values()}
-    for want in ["cell.W", "cell.V", "cell.b", "head.W", "head.b", "h_0"] + [f"x_{t}" for t in range(1, steps + 1)]:
+    for want in ["cell.W", "cell.V", "cell.b", "head.W", "head.b", "h_0"] + [
+        f"x_{t}" for t in range(1, steps + 1)
+    ]:
         assert want in names, f"{want} missing from the graph's nodes {sorted(names)}"
     assert "cell.V\\n(3, 3)" in labels.values()
     clusters = {sub.get_name(): sub for sub in g.get_subgraphs()}
@@ -63,14 +67,16 @@ def test_graph_of_nn_rnn_uses_module_names_and_matches_the_tape():
         loss.backward()
     op_nodes = [n for n in labels if n.startswith("op")]
     # addmm (X W + b), reshape, unbind; per step addmm + tanh; the stack of h_last; sum
-    assert len(op_nodes) == len(backward_trace.backward) == 3 + 2 * 3 + 2, "one box per op that backward visits"
+    assert len(op_nodes) == len(backward_trace.backward) == 3 + 2 * 3 + 2, (
+        "one box per op that backward visits"
+    )
     assert {sub.get_name() for sub in g.get_subgraphs()} == {"cluster_t1", "cluster_t2", "cluster_t3"}
 
 
 def test_to_dot_of_a_leaf_and_quoting():
     t = tg.Tensor([1.0, 2.0], requires_grad=True)
     t.name = 'say "hi"'
-    g = _parse(to_dot(t, title="a \"quoted\" title"))
+    g = _parse(to_dot(t, title='a "quoted" title'))
     assert any('say \\"hi\\"' in label for label in _nodes(g).values())
 
 

@@ -18,6 +18,7 @@ def _model(seed=0):
 
 def _engine_tracer():
     from tinygrad_rnn import tensor as engine
+
     return engine._tracer
 
 
@@ -68,9 +69,9 @@ def test_table_lists_every_record_with_steps_and_shapes():
         head(h_last[0]).sum().backward()
     text = tr.table()
     lines = text.splitlines()
-    assert len(lines) == len(tr.records) + 3       # header, rule, legend
+    assert len(lines) == len(tr.records) + 3  # header, rule, legend
     assert "rnn.cells.0.V" in text and "rnn.cells.0.W" in text
-    assert f"({B},{H}), ({H},{H}) → ({B},{H})" in text    # h_{t-1} @ V forward
+    assert f"({B},{H}), ({H},{H}) → ({B},{H})" in text  # h_{t-1} @ V forward
     forward_only = tr.table("forward")
     assert "backward" not in forward_only.splitlines()[2]
     assert len(forward_only.splitlines()) == len(tr.forward) + 3

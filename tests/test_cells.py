@@ -4,13 +4,13 @@ input, gradients against finite differences, and chrono initialisation of the LS
 
 import numpy as np
 import pytest
+from checks import host_state, parts
 from devices import device_params
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.tensor import InPlaceModificationError, ShapeError
-from checks import host_state, parts
 
 F64 = "float64"
 CELLS = list(nn.CELLS)
@@ -49,20 +49,36 @@ def gru_step(x, h, W, V, b, b_hn):
 
 # ---- parameters and initialisation ------------------------------------------------------------------------
 
+
 def test_parameter_names_shapes_and_uniform_init():
     tg.manual_seed(0)
     rnn, lstm, gru = nn.RNNCell(3, 16), nn.LSTMCell(3, 16), nn.GRUCell(3, 16)
-    assert [(n, p.shape) for n, p in rnn.named_parameters()] == [("W", (3, 16)), ("V", (16, 16)), ("b", (16,))]
-    assert [(n, p.shape) for n, p in lstm.named_parameters()] == [("W", (3, 64)), ("V", (16, 64)), ("b", (64,))]
+    assert [(n, p.shape) for n, p in rnn.named_parameters()] == [
+        ("W", (3, 16)),
+        ("V", (16, 16)),
+        ("b", (16,)),
+    ]
+    assert [(n, p.shape) for n, p in lstm.named_parameters()] == [
+        ("W", (3, 64)),
+        ("V", (16, 64)),
+        ("b", (64,)),
+    ]
     assert [(n, p.shape) for n, p in gru.named_parameters()] == [
-        ("W", (3, 48)), ("V", (16, 48)), ("b", (48,)), ("b_hn", (16,))]
+        ("W", (3, 48)),
+        ("V", (16, 48)),
+        ("b", (48,)),
+        ("b_hn", (16,)),
+    ]
     k = 1 / np.sqrt(16)
     b = lstm.b.numpy()
     np.testing.assert_array_equal(b[16:32], 1.0, err_msg="the forget gate's bias starts at 1")
-    for name, values in [*[("rnn " + n, p.numpy()) for n, p in rnn.named_parameters()],
-                         ("lstm W", lstm.W.numpy()), ("lstm V", lstm.V.numpy()),
-                         ("lstm b_i,g,o", np.delete(b, range(16, 32))),
-                         *[("gru " + n, p.numpy()) for n, p in gru.named_parameters()]]:
+    for name, values in [
+        *[("rnn " + n, p.numpy()) for n, p in rnn.named_parameters()],
+        ("lstm W", lstm.W.numpy()),
+        ("lstm V", lstm.V.numpy()),
+        ("lstm b_i,g,o", np.delete(b, range(16, 32))),
+        *[("gru " + n, p.numpy()) for n, p in gru.named_parameters()],
+    ]:
         assert np.abs(values).max() <= k, f"{name} outside U(-1/sqrt(H), 1/sqrt(H))"
         assert np.abs(values).max() > 0.5 * k, f"{name} does not use the range U(-1/sqrt(H), 1/sqrt(H))"
     assert all(p.dtype == np.float32 for cell in (rnn, lstm, gru) for p in cell.parameters())
@@ -90,11 +106,12 @@ def test_lstm_cell_forget_bias():
 
 # ---- each step is its equations --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", device_params())
 def test_cells_compute_their_equations(device):
     rng = np.random.default_rng(1)
     x, h, c = rng.normal(size=(2, 3)), rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
-    T = lambda a: tg.Tensor(a, device=device)   # noqa: E731
+    T = lambda a: tg.Tensor(a, device=device)  # noqa: E731
     rnn = nn.RNNCell(3, 4, dtype=F64, device=device)
     W, V, b = (p.numpy() for p in rnn.parameters())
     np.testing.assert_allclose(rnn(T(x), T(h)).numpy(), rnn_step(x, h, W, V, b), rtol=1e-14)
@@ -113,6 +130,7 @@ def test_cells_compute_their_equations(device):
 
 # ---- the cell protocol ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_cells_follow_the_protocol(cell):
     """state_names says what a state is made of; the zero state, hidden(), and
@@ -130,7 +148,9 @@ def test_cells_follow_the_protocol(cell):
         np.testing.assert_array_equal(u, v)
     assert len(parts(a)) == len(c.state_names) and c.hidden(a) is parts(a)[0]
     xs = np.random.default_rng(2).normal(size=(5, 2, 3))
-    np.testing.assert_allclose(c.project_input(tg.Tensor(xs)).numpy(), xs @ c.W.numpy() + c.b.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(
+        c.project_input(tg.Tensor(xs)).numpy(), xs @ c.W.numpy() + c.b.numpy(), rtol=1e-14
+    )
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -167,26 +187,32 @@ def test_cell_gradcheck(cell):
 
 # ---- chrono initialisation -------------------------------------------------------------------------------
 
+
 def test_chrono_init_sets_forget_and_input_biases_of_every_cell():
     lstm = nn.LSTM(3, 8, num_layers=2, bidirectional=True, rng=np.random.default_rng(0))
     before = [(c.W.numpy().copy(), c.V.numpy().copy(), c.b.numpy().copy()) for c in lstm.cells]
     assert nn.chrono_init_(lstm, 50, rng=np.random.default_rng(1)) is lstm
     for cell, (W, V, b_old) in zip(lstm.cells, before):
         b, H = cell.b.numpy(), 8
-        b_i, b_f = b[:H], b[H:2 * H]
+        b_i, b_f = b[:H], b[H : 2 * H]
         assert b.dtype == np.float32 and cell.forget_bias == "chrono"
         # b_f = log u, u ~ U(1, T_max − 1): f = σ(b_f) between 1/2 and (T_max − 1)/T_max
         assert np.all(b_f >= 0) and np.all(b_f <= np.log(49) + 1e-6) and len(np.unique(b_f)) == H, b_f
         np.testing.assert_array_equal(b_i, -b_f)
-        np.testing.assert_array_equal(b[2 * H:], b_old[2 * H:], err_msg="the g and o biases are left as they were")
+        np.testing.assert_array_equal(
+            b[2 * H :], b_old[2 * H :], err_msg="the g and o biases are left as they were"
+        )
         np.testing.assert_array_equal(cell.W.numpy(), W)
         np.testing.assert_array_equal(cell.V.numpy(), V)
     # the same rng, the same biases; one LSTMCell works too
-    again = nn.chrono_init_(nn.LSTM(3, 8, num_layers=2, bidirectional=True, rng=np.random.default_rng(0)), 50,
-                            rng=np.random.default_rng(1))
+    again = nn.chrono_init_(
+        nn.LSTM(3, 8, num_layers=2, bidirectional=True, rng=np.random.default_rng(0)),
+        50,
+        rng=np.random.default_rng(1),
+    )
     np.testing.assert_array_equal(again.cells[3].b.numpy(), lstm.cells[3].b.numpy())
     cell = nn.chrono_init_(nn.LSTMCell(2, 4, dtype=np.float64), 2, rng=np.random.default_rng(0))
-    np.testing.assert_array_equal(cell.b.numpy()[4:8], 0.0)     # T_max = 2: u = 1, f = σ(0) = 1/2
+    np.testing.assert_array_equal(cell.b.numpy()[4:8], 0.0)  # T_max = 2: u = 1, f = σ(0) = 1/2
     assert cell.b.dtype == np.float64 and "forget_bias='chrono'" in repr(cell)
     with pytest.raises(TypeError, match="needs an LSTM or an LSTMCell, got GRU"):
         nn.chrono_init_(nn.GRU(2, 4), 10)
@@ -217,4 +243,4 @@ def test_chrono_init_makes_the_cell_state_a_slow_leaky_average():
     state = (tg.Tensor(np.zeros((1, 6))), tg.Tensor(np.ones((1, 6))))
     h, c = cell(tg.Tensor(np.zeros((1, 1))), state)
     np.testing.assert_allclose(c.numpy()[0], f * 1.0 + (1 - f) * g, rtol=1e-12)
-    assert np.all(1 / (1 - f) >= 2 - 1e-9) and np.all(1 / (1 - f) <= 100 + 1e-9)   # time constants 2 … T_max
+    assert np.all(1 / (1 - f) >= 2 - 1e-9) and np.all(1 / (1 - f) <= 100 + 1e-9)  # time constants 2 … T_max

@@ -7,8 +7,8 @@ float64), for every cell, with lengths, both directions, several layers and trun
 
 import numpy as np
 import pytest
-
 from op_registry import recording_ops
+
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.backend import manual_seed
@@ -24,9 +24,10 @@ def _leaf(shape, seed):
 
 # ---- tg.checkpoint --------------------------------------------------------------------------------
 
+
 def test_checkpoint_gives_the_values_and_gradients_of_fn():
     x, W = _leaf((3, 4), 0), _leaf((4, 4), 1)
-    fn = lambda a: ((a @ W).tanh() @ W).sigmoid()          # W read through the closure
+    fn = lambda a: ((a @ W).tanh() @ W).sigmoid()  # W read through the closure
     u = RNG(2).standard_normal((3, 4))
     plain = fn(x)
     (plain * u).sum().backward()
@@ -44,19 +45,24 @@ def test_the_forward_records_nothing_inside_fn():
     recorded = []
 
     class Recorder:
-        def on_step(self, t): pass
-        def on_backward(self, *args): pass
+        def on_step(self, t):
+            pass
+
+        def on_backward(self, *args):
+            pass
+
         def on_forward(self, op, inputs, out, requires_grad):
             if requires_grad:
                 recorded.append(op.name)
 
     from tinygrad_rnn import tensor
+
     tensor._tracer = Recorder()
     try:
         h, c = tg.checkpoint(lambda a: ((a @ W).tanh(), (a @ W).exp()), x)
     finally:
         tensor._tracer = None
-    assert recorded == ["checkpoint"]                       # tanh, exp, matmul ran unrecorded
+    assert recorded == ["checkpoint"]  # tanh, exp, matmul ran unrecorded
     assert h._op is c._op and h._op.name == "checkpoint"
 
 
@@ -93,7 +99,7 @@ def test_dropout_from_the_host_generator_replays_identically():
 
 
 def test_randomness_that_cannot_be_replayed_is_refused():
-    drop = nn.Dropout(0.5, rng=RNG(3))                      # a generator of its own
+    drop = nn.Dropout(0.5, rng=RNG(3))  # a generator of its own
     y = tg.checkpoint(lambda a: drop(a), _leaf((8, 8), 0))
     with pytest.raises(RuntimeError, match="fn gave other values for output 0.*Dropout"):
         y.sum().backward()
@@ -117,6 +123,7 @@ def test_tg_checkpoint_is_gradient_checkpointing_and_model_files_are_serializati
     ``tinygrad_rnn.serialization`` (as ``torch.serialization``), so the two names never collide."""
     import tinygrad_rnn
     from tinygrad_rnn import forward, serialization
+
     assert tinygrad_rnn.checkpoint is forward.checkpoint
     assert callable(serialization.save) and callable(serialization.load)
 
@@ -148,7 +155,9 @@ def _run(cell, checkpoint, config):
     for k, part in enumerate(as_parts(last)):
         loss = loss + (part * RNG(3 + k).standard_normal(part.shape)).sum()
     loss.backward()
-    grads = [x.grad] + [p.grad for p in layer.parameters()] + ([t.grad for t in as_parts(h0)] if with_h0 else [])
+    grads = (
+        [x.grad] + [p.grad for p in layer.parameters()] + ([t.grad for t in as_parts(h0)] if with_h0 else [])
+    )
     return [out.numpy()] + [p.numpy() for p in as_parts(last)] + grads
 
 
@@ -158,8 +167,13 @@ def _run(cell, checkpoint, config):
 def test_checkpointed_gradients_equal_plain_bptt(cell, config, k):
     plain, checkpointed = _run(cell, None, config), _run(cell, k, config)
     for i, (a, b) in enumerate(zip(plain, checkpointed)):
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12,
-                                   err_msg=f"{cell}, checkpoint={k}: array {i} (outputs, last state, grads)")
+        np.testing.assert_allclose(
+            b,
+            a,
+            rtol=0,
+            atol=1e-12,
+            err_msg=f"{cell}, checkpoint={k}: array {i} (outputs, last state, grads)",
+        )
 
 
 def test_only_the_segments_are_recorded():
@@ -169,7 +183,7 @@ def test_only_the_segments_are_recorded():
     with recording_ops() as seen:
         layer(x)
     assert "Checkpoint" in seen
-    op = layer(x)[0]._op                                   # the outputs: the two segments joined
+    op = layer(x)[0]._op  # the outputs: the two segments joined
     assert op.name == "concatenate"
 
 

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="figures need matplotlib (the plot extra)")
 
-from tinygrad_rnn import plotting                                       # noqa: E402
-from tinygrad_rnn.plotting.attention import find_cjk_font, plot_attention   # noqa: E402
-from tinygrad_rnn.plotting.prefixes import plot_prefixes                 # noqa: E402
+from tinygrad_rnn import plotting  # noqa: E402
+from tinygrad_rnn.plotting.attention import find_cjk_font, plot_attention  # noqa: E402
+from tinygrad_rnn.plotting.prefixes import plot_prefixes  # noqa: E402
 
 LABELS = ["这", "家", "餐厅", "很", "难吃", "，", "服务", "也", "差", "。"]
 
@@ -28,9 +28,11 @@ class _NoMissingGlyphs(warnings.catch_warnings):
 
 def test_the_plot_extra_ships_a_chinese_font():
     path = plotting.bundled_cjk_font_path()
-    assert path is not None, ("mplfonts (part of the plot extra) is not installed: "
-                              f"{plotting.PLOT_INSTALL_HINT}")
+    assert path is not None, (
+        f"mplfonts (part of the plot extra) is not installed: {plotting.PLOT_INSTALL_HINT}"
+    )
     from matplotlib import ft2font
+
     font = ft2font.FT2Font(path)
     missing = [ch for ch in "".join(LABELS) if not font.get_char_index(ord(ch))]
     assert not missing, f"{path} has no glyph for {missing}"
@@ -41,7 +43,7 @@ def test_a_figure_with_chinese_labels_draws_every_glyph(tmp_path):
     assert plotting.register_cjk_font() == plotting.CJK_FONT_FAMILY
     with _NoMissingGlyphs():
         fig, ax = plt.subplots(figsize=(3, 2))
-        ax.set_title("银行 行走 −0.5")                         # Chinese, Latin and a minus sign
+        ax.set_title("银行 行走 −0.5")  # Chinese, Latin and a minus sign
         ax.set_xticks(range(len(LABELS)), LABELS)
         ax.set_ylabel("P(负面)")
         fig.savefig(tmp_path / "plain.png", dpi=40)
@@ -51,14 +53,19 @@ def test_a_figure_with_chinese_labels_draws_every_glyph(tmp_path):
 def test_the_package_figures_have_no_font_note(tmp_path):
     with _NoMissingGlyphs():
         assert plot_prefixes(LABELS, {"LSTM": [0.5] * len(LABELS)}, tmp_path / "prefixes.png") is None
-        assert plot_attention([[1.0, 0.0], [0.3, 0.7]], ["银", "行"], ["yin", "hang"],
-                              tmp_path / "attention.png") is None
-    assert find_cjk_font() is not None                       # what notebook 04 labels its axes with
+        assert (
+            plot_attention(
+                [[1.0, 0.0], [0.3, 0.7]], ["银", "行"], ["yin", "hang"], tmp_path / "attention.png"
+            )
+            is None
+        )
+    assert find_cjk_font() is not None  # what notebook 04 labels its axes with
 
 
 def test_without_the_font_nothing_is_registered(monkeypatch):
     monkeypatch.setattr(plotting, "_add_bundled_font", lambda: None)
     import matplotlib
+
     before = list(matplotlib.rcParams["font.family"])
     assert plotting.register_cjk_font() is None
     assert list(matplotlib.rcParams["font.family"]) == before
@@ -66,6 +73,7 @@ def test_without_the_font_nothing_is_registered(monkeypatch):
 
 def test_a_reset_of_the_settings_is_repaired():
     import matplotlib
+
     plotting.require_matplotlib()
     with matplotlib.rc_context({"font.family": ["sans-serif"]}):
         assert plotting.register_cjk_font() == plotting.CJK_FONT_FAMILY
@@ -90,7 +98,9 @@ def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(fig, "savefig", crash)
     with pytest.raises(OSError, match="disk full"):
         save_figure(fig, path)
-    assert path.read_bytes() == b"the old figure" and sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]
+    assert path.read_bytes() == b"the old figure" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "figure.png"
+    ]
     monkeypatch.undo()
     save_figure(fig, path)
     plt.close(fig)
@@ -101,7 +111,10 @@ def test_no_plotting_module_calls_savefig_on_a_path_itself():
     import pathlib
 
     folder = pathlib.Path(plotting.__file__).parent
-    direct = [f"{p.name}:{i}" for p in folder.glob("*.py")
-              for i, line in enumerate(p.read_text().splitlines(), 1)
-              if "fig.savefig(" in line and p.name != "__init__.py"]
+    direct = [
+        f"{p.name}:{i}"
+        for p in folder.glob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "fig.savefig(" in line and p.name != "__init__.py"
+    ]
     assert not direct, f"write figures through plotting.save_figure (atomic): {direct}"

@@ -30,7 +30,10 @@ def test_every_argument_has_a_help_line_and_shows_its_default():
     missing, no_default = [], []
     for name, parser in parsers():
         for action in parser._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.dest == "help":
+            if (
+                isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+                or action.dest == "help"
+            ):
                 continue
             label = f"{name} {'/'.join(action.option_strings) or action.metavar or action.dest}"
             if not (action.help and action.help.strip()):
@@ -43,7 +46,11 @@ def test_every_argument_has_a_help_line_and_shows_its_default():
 
 
 def test_every_subcommand_has_a_description():
-    bare = [name for name, parser in parsers() if name != "tinygrad-rnn" and not (parser.description or "").strip()]
+    bare = [
+        name
+        for name, parser in parsers()
+        if name != "tinygrad-rnn" and not (parser.description or "").strip()
+    ]
     assert not bare, f"subcommands without a description: {bare}"
 
 
@@ -61,7 +68,7 @@ def test_train_help_shows_the_tasks_defaults_and_wall_time(capsys, task):
         d = DEFAULTS[data]
         line = f"tinygrad-rnn train {task} --data {data}"
         assert line in out, out
-        block = out[out.index(line):]
+        block = out[out.index(line) :]
         defaults = block.splitlines()[1]
         for key in ("epochs", "embed", "hidden", "lr", "min_freq"):
             value = f"{d[key]:g}" if isinstance(d[key], float) else str(d[key])
@@ -79,7 +86,7 @@ def test_train_help_differs_per_task_and_lists_every_data_set_without_one(capsys
     everything = train_help(capsys)
     assert all(f"tinygrad-rnn train {t} --data {d}" in everything for t in TASKS for d in TASKS[t].datasets)
     # The option lines themselves carry each data set's default.
-    flat = re.sub(r"-\s+", "-", " ".join(everything.split()))       # argparse wraps lines at hyphens
+    flat = re.sub(r"-\s+", "-", " ".join(everything.split()))  # argparse wraps lines at hyphens
     assert "reviews 10, peoples-daily 8, numerals 20, pinyin 20" in flat
     assert "reviews 0.001, peoples-daily 0.003, numerals 0.001, pinyin 0.001" in flat
 
@@ -89,8 +96,26 @@ def clean_env():
 
 
 def tiny_numerals_run(tmp_path, *extra):
-    argv = [sys.executable, "-m", "tinygrad_rnn", "train", "seq2seq", "--data", "numerals", "--limit", "60",
-            "--epochs", "1", "--embed", "4", "--hidden", "4", "--out", str(tmp_path / "run"), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "tinygrad_rnn",
+        "train",
+        "seq2seq",
+        "--data",
+        "numerals",
+        "--limit",
+        "60",
+        "--epochs",
+        "1",
+        "--embed",
+        "4",
+        "--hidden",
+        "4",
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=clean_env())
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -118,16 +143,28 @@ def test_top_level_help_names_every_cell():
     assert "vanilla RNNs" not in text and "LSTM" in text and "GRU" in text
 
 
-@pytest.mark.parametrize("argv, shown, hidden", [
-    (["classify"], ["--pooling", "--max-len", "--bidirectional"],
-     ["--feed-context", "--attention", "--direction", "--dropout"]),
-    (["tag"], ["--bidirectional", "--cell"], ["--pooling", "--max-len", "--feed-context", "--attention",
-                                                "--direction", "--dropout"]),
-    (["seq2seq"], ["--feed-context", "--attention", "--direction", "--dropout", "--bidirectional"],
-     ["--pooling", "--max-len"]),
-    (["seq2seq", "--data", "pinyin"], ["--attention"], ["--direction", "--pooling"]),
-    ([], ["--pooling", "--max-len", "--feed-context", "--attention", "--direction", "--dropout"], []),
-])
+@pytest.mark.parametrize(
+    "argv, shown, hidden",
+    [
+        (
+            ["classify"],
+            ["--pooling", "--max-len", "--bidirectional"],
+            ["--feed-context", "--attention", "--direction", "--dropout"],
+        ),
+        (
+            ["tag"],
+            ["--bidirectional", "--cell"],
+            ["--pooling", "--max-len", "--feed-context", "--attention", "--direction", "--dropout"],
+        ),
+        (
+            ["seq2seq"],
+            ["--feed-context", "--attention", "--direction", "--dropout", "--bidirectional"],
+            ["--pooling", "--max-len"],
+        ),
+        (["seq2seq", "--data", "pinyin"], ["--attention"], ["--direction", "--pooling"]),
+        ([], ["--pooling", "--max-len", "--feed-context", "--attention", "--direction", "--dropout"], []),
+    ],
+)
 def test_train_help_lists_only_the_options_the_task_takes(capsys, argv, shown, hidden):
     out = train_help(capsys, *argv)
     options = set(re.findall(r"^\s+(--[a-z-]+)", out.split("\n\n", 2)[-1], flags=re.M))
@@ -136,8 +173,11 @@ def test_train_help_lists_only_the_options_the_task_takes(capsys, argv, shown, h
 
 
 def test_bidirectional_help_says_it_applies_to_every_task_without_attention():
-    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
-                  if a.dest == "bidirectional")
+    action = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        if a.dest == "bidirectional"
+    )
     assert "with --attention" not in action.help and "seq2seq" in action.help and "classify" in action.help
 
 
@@ -146,6 +186,7 @@ def test_the_registry_is_what_the_cli_and_the_training_loop_use():
     training loop picks the best epoch by."""
     from tinygrad_rnn.data import Vocab
     from tinygrad_rnn.tasks import DATASETS, TASK_OPTIONS
+
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     assert set(TASK_OPTIONS) <= {a.dest for a in train._actions}
     vocab = Vocab(["a", "b"])

@@ -21,7 +21,6 @@ import subprocess
 import sys
 
 import pytest
-
 from markdown_code import markdown_code
 
 pytest.importorskip("torch", reason="the cross-check scripts need PyTorch (not a dependency)")
@@ -34,25 +33,46 @@ UNKNOWN = "--no-such-option"
 METAVARS = {"S": "0", "SEED": "0", "N": "2", "T": "5", "B": "1", "STEPS": "3", "P": "0.2"}
 # What a spelling the docs use must still mean, and what must still be refused.
 MEANS = {
-    "torch_same_init.py": [(["400"], {"steps": 400}), ([], {"steps": 300}), (["ten"], None), (["1", "2"], None)],
-    "torch_reviews.py": [(["mean", "0", "--cell", "lstm"], {"pooling": "mean", "seed": 0, "cell": "lstm"}),
-                         (["--cell", "gru", "last", "3"], {"pooling": "last", "seed": 3, "cell": "gru"}),
-                         (["last", "0"], {"pooling": "last", "seed": 0, "cell": "rnn"}),
-                         (["mean", "-1"], None), (["max", "0"], None), (["mean"], None),
-                         (["mean", "0", "--cell", "tanh"], None)],
-    "torch_numerals.py": [([], {"single_bias": False, "feed": False, "seed": 0, "epochs": 20, "cell": "rnn"}),
-                          (["--single-bias", "--feed", "--seed", "1", "--epochs", "2", "--cell", "gru"],
-                           {"single_bias": True, "feed": True, "seed": 1, "epochs": 2, "cell": "gru"}),
-                          (["--cell", "tanh"], None), (["--seed"], None)],
-    "torch_adding.py": [(["--cell", "lstm", "--length", "50", "--forget-bias", "none"],
-                         {"cell": "lstm", "length": 50, "forget_bias": "none", "init": "ours", "steps": 3000}),
-                        (["--cell", "lstm", "--length", "50", "--forget-bias", "-0.5"], {"forget_bias": "-0.5"}),
-                        (["--cell", "lstm", "--length", "50", "--forget-bias", "chrono"], {"forget_bias": "chrono"}),
-                        (["--cell", "lstm", "--length", "50", "--forget-bias", "big"], None),
-                        (["--length", "50"], None)],
-    "torch_attention.py": [(["pinyin"], {"data": "pinyin", "dropout": 0.0, "cell": "rnn", "uni": False}),
-                           (["pinyin", "--dropout", "0.3"], {"dropout": 0.3}),
-                           (["pinyin", "--dropout", "1"], None), (["pinyin", "--dropout", "-0.1"], None)],
+    "torch_same_init.py": [
+        (["400"], {"steps": 400}),
+        ([], {"steps": 300}),
+        (["ten"], None),
+        (["1", "2"], None),
+    ],
+    "torch_reviews.py": [
+        (["mean", "0", "--cell", "lstm"], {"pooling": "mean", "seed": 0, "cell": "lstm"}),
+        (["--cell", "gru", "last", "3"], {"pooling": "last", "seed": 3, "cell": "gru"}),
+        (["last", "0"], {"pooling": "last", "seed": 0, "cell": "rnn"}),
+        (["mean", "-1"], None),
+        (["max", "0"], None),
+        (["mean"], None),
+        (["mean", "0", "--cell", "tanh"], None),
+    ],
+    "torch_numerals.py": [
+        ([], {"single_bias": False, "feed": False, "seed": 0, "epochs": 20, "cell": "rnn"}),
+        (
+            ["--single-bias", "--feed", "--seed", "1", "--epochs", "2", "--cell", "gru"],
+            {"single_bias": True, "feed": True, "seed": 1, "epochs": 2, "cell": "gru"},
+        ),
+        (["--cell", "tanh"], None),
+        (["--seed"], None),
+    ],
+    "torch_adding.py": [
+        (
+            ["--cell", "lstm", "--length", "50", "--forget-bias", "none"],
+            {"cell": "lstm", "length": 50, "forget_bias": "none", "init": "ours", "steps": 3000},
+        ),
+        (["--cell", "lstm", "--length", "50", "--forget-bias", "-0.5"], {"forget_bias": "-0.5"}),
+        (["--cell", "lstm", "--length", "50", "--forget-bias", "chrono"], {"forget_bias": "chrono"}),
+        (["--cell", "lstm", "--length", "50", "--forget-bias", "big"], None),
+        (["--length", "50"], None),
+    ],
+    "torch_attention.py": [
+        (["pinyin"], {"data": "pinyin", "dropout": 0.0, "cell": "rnn", "uni": False}),
+        (["pinyin", "--dropout", "0.3"], {"dropout": 0.3}),
+        (["pinyin", "--dropout", "1"], None),
+        (["pinyin", "--dropout", "-0.1"], None),
+    ],
 }
 
 # Stops the script right after its parser ran: prints, for each argument list, the parsed values
@@ -91,8 +111,9 @@ def script_path(name):
 
 def run(*args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
 
 
 def code_pieces(path):
@@ -105,8 +126,11 @@ def code_pieces(path):
         return [(number, code) for number, code, _ in markdown_code(text)]
     joined = []
     for number, line in enumerate(text.splitlines(), 1):
-        if joined and joined[-1][0] + joined[-1][2] == number and (
-                joined[-1][1].endswith("\\") or line.strip().startswith("[")):
+        if (
+            joined
+            and joined[-1][0] + joined[-1][2] == number
+            and (joined[-1][1].endswith("\\") or line.strip().startswith("["))
+        ):
             first, before, count = joined[-1]
             joined[-1] = (first, before.rstrip("\\") + " " + line.strip(), count + 1)
         else:
@@ -138,8 +162,8 @@ def documented_commands():
         for number, text in code_pieces(path):
             for match in re.finditer(r"docs/crosscheck/(\w+\.py)", text):
                 # up to the end of a code span, a comment, a string in code or a "(needs: ...)" remark
-                usage = re.split(r"`|#|\"|'|\s\(", text[match.end():])[0].strip()
-                if usage:                 # without arguments it names the file, not a command
+                usage = re.split(r"`|#|\"|'|\s\(", text[match.end() :])[0].strip()
+                if usage:  # without arguments it names the file, not a command
                     found.append((f"{os.path.relpath(path, ROOT)}:{number}", match.group(1), usage))
     return found
 
@@ -149,8 +173,11 @@ COMMANDS = documented_commands()
 
 def usage_of(name):
     """The usage text in the script's own docstring."""
-    return next(usage for where, script, usage in COMMANDS
-                if script == name and where.startswith(f"docs/crosscheck/{name}:"))
+    return next(
+        usage
+        for where, script, usage in COMMANDS
+        if script == name and where.startswith(f"docs/crosscheck/{name}:")
+    )
 
 
 def minimal_command(name):
@@ -173,9 +200,16 @@ def probe(name):
 def test_the_docs_show_commands():
     """The collector finds what it must check (so the tests below cannot pass empty)."""
     scripts_in_results = {script for where, script, _ in COMMANDS if where.startswith("docs/results.md")}
-    assert {"torch_same_init.py", "torch_numerals.py", "torch_reviews.py", "torch_attention.py"} <= scripts_in_results
-    assert ["400"] in [argv for _, s, usage in COMMANDS if s == "torch_same_init.py" for argv in argument_lists(usage)]
-    for name in SCRIPTS:             # each script shows its own usage, wrapped lines included
+    assert {
+        "torch_same_init.py",
+        "torch_numerals.py",
+        "torch_reviews.py",
+        "torch_attention.py",
+    } <= scripts_in_results
+    assert ["400"] in [
+        argv for _, s, usage in COMMANDS if s == "torch_same_init.py" for argv in argument_lists(usage)
+    ]
+    for name in SCRIPTS:  # each script shows its own usage, wrapped lines included
         assert usage_of(name)
     assert argument_lists(usage_of("torch_numerals.py"))[0][-2:] == ["--cell", "rnn"]
     assert minimal_command("torch_adding.py") == ["--cell", "rnn", "--length", "5"]
@@ -203,9 +237,13 @@ def test_an_unknown_option_exits_2_before_training(name):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_documented_commands_parse(name):
     results = probe(name)
-    refused = [f"{where}: {name} {' '.join(argv)}: {results[tuple(argv)]['error']}"
-               for where, script, usage in COMMANDS if script == name
-               for argv in argument_lists(usage) if "error" in results[tuple(argv)]]
+    refused = [
+        f"{where}: {name} {' '.join(argv)}: {results[tuple(argv)]['error']}"
+        for where, script, usage in COMMANDS
+        if script == name
+        for argv in argument_lists(usage)
+        if "error" in results[tuple(argv)]
+    ]
     assert not refused, "\n".join(refused)
 
 

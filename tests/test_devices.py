@@ -6,26 +6,27 @@ with the reason. Parity: float64, relative error ≤ 1e-9 (relative to the array
 for entries near zero, where a relative error means nothing).
 """
 
+import devices
 import numpy as np
 import pytest
+import strict_backend
+from devices import device_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import devices
-import strict_backend
-import tinygrad_rnn as tg
-from devices import device_params
 from op_registry import OPS, forward_backward
-from tinygrad_rnn.testing import examples
+
+import tinygrad_rnn as tg
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.backend import GPU_INSTALL_HINT
+from tinygrad_rnn.testing import examples
 
 PARITY_RTOL = 1e-9
 
 
 def assert_parity(actual: np.ndarray, cpu: np.ndarray, what: str):
-    assert actual.shape == cpu.shape and actual.dtype == cpu.dtype, \
+    assert actual.shape == cpu.shape and actual.dtype == cpu.dtype, (
         f"{what}: {actual.shape} {actual.dtype} on device vs {cpu.shape} {cpu.dtype} on cpu"
+    )
     if cpu.dtype.kind != "f":
         np.testing.assert_array_equal(actual, cpu, err_msg=what)
         return
@@ -46,13 +47,18 @@ def test_op_matches_cpu_forward_and_gradients(spec, device, data):
         assert d.device == device
         assert_parity(d.numpy(), c.numpy(), f"{spec.name} output {k}")
     for i, (d, c) in enumerate(zip(dev_in, cpu_in)):
-        assert (d.grad is None) == (c.grad is None), f"{spec.name}: input {i} has a gradient on one device only"
+        assert (d.grad is None) == (c.grad is None), (
+            f"{spec.name}: input {i} has a gradient on one device only"
+        )
         if c.grad is not None:
             assert isinstance(d.grad, get_backend(device).array_type)
-            assert_parity(d.backend.to_host(d.grad), c.backend.to_host(c.grad), f"{spec.name} grad of input {i}")
+            assert_parity(
+                d.backend.to_host(d.grad), c.backend.to_host(c.grad), f"{spec.name} grad of input {i}"
+            )
 
 
 # ---- the strict device really is strict (else the parity above would prove little) --------------
+
 
 @pytest.fixture
 def strict_array():
@@ -70,20 +76,27 @@ def test_strict_arrays_refuse_implicit_conversion(strict_array, convert):
         convert(strict_array)
 
 
-@pytest.mark.parametrize("mix", [
-    lambda a: a + np.ones((2, 2)),
-    lambda a: np.ones((2, 2)) * a,
-    lambda a: a[np.array([0, 1])],
-    lambda a: a.__setitem__(0, np.zeros(2)),
-    lambda a: get_backend("strict").xp.stack([a, np.ones((2, 2))]),
-], ids=["array_right", "array_left", "host_index", "host_assign", "xp_function"])
+@pytest.mark.parametrize(
+    "mix",
+    [
+        lambda a: a + np.ones((2, 2)),
+        lambda a: np.ones((2, 2)) * a,
+        lambda a: a[np.array([0, 1])],
+        lambda a: a.__setitem__(0, np.zeros(2)),
+        lambda a: get_backend("strict").xp.stack([a, np.ones((2, 2))]),
+    ],
+    ids=["array_right", "array_left", "host_index", "host_assign", "xp_function"],
+)
 def test_strict_arrays_refuse_to_mix_with_host_arrays(strict_array, mix):
     with pytest.raises(TypeError, match="host numpy.ndarray"):
         mix(strict_array)
 
 
-@pytest.mark.parametrize("fn", [np.exp, np.sum, np.transpose, lambda a: np.stack([a, a])],
-                         ids=["ufunc", "reduction", "function", "stack"])
+@pytest.mark.parametrize(
+    "fn",
+    [np.exp, np.sum, np.transpose, lambda a: np.stack([a, a])],
+    ids=["ufunc", "reduction", "function", "stack"],
+)
 def test_strict_arrays_refuse_numpy_functions(strict_array, fn):
     with pytest.raises(TypeError, match="backend.xp"):
         fn(strict_array)
@@ -107,10 +120,11 @@ def test_strict_scatter_add_sums_repeated_indices():
 
 # ---- the strict device behaves like CuPy where it matters ---------------------------
 
+
 def test_strict_wraps_out_of_range_integer_array_indices_like_cupy():
     xp = get_backend("strict").xp
     a = xp.asarray(np.arange(4.0))
-    np.testing.assert_array_equal(xp.asnumpy(a[xp.asarray([5, -6])]), [1.0, 2.0])   # NumPy would raise
+    np.testing.assert_array_equal(xp.asnumpy(a[xp.asarray([5, -6])]), [1.0, 2.0])  # NumPy would raise
     table = xp.asarray(np.arange(6.0).reshape(3, 2))
     np.testing.assert_array_equal(xp.asnumpy(table[xp.asarray([0, 1]), xp.asarray([3, 2])]), [1.0, 2.0])
     a[xp.asarray([4])] = 9.0
@@ -118,7 +132,7 @@ def test_strict_wraps_out_of_range_integer_array_indices_like_cupy():
     xp.add.at(a, xp.asarray([7, 7]), 1.0)
     np.testing.assert_array_equal(xp.asnumpy(a), [9.0, 1.0, 2.0, 5.0])
     with pytest.raises(IndexError):
-        a[7]     # a scalar index is checked, as on CuPy
+        a[7]  # a scalar index is checked, as on CuPy
 
 
 def test_strict_offers_only_functions_cupy_has():
@@ -131,8 +145,9 @@ def test_strict_offers_only_functions_cupy_has():
     assert xp.add.at is not None and xp.stack is not None
 
 
-@pytest.mark.parametrize("dtype, ok", [("float32", True), ("float64", True), ("int32", True),
-                                       ("int64", False), ("bool", False)])
+@pytest.mark.parametrize(
+    "dtype, ok", [("float32", True), ("float64", True), ("int32", True), ("int64", False), ("bool", False)]
+)
 def test_strict_scatter_add_accepts_cupys_dtypes_only(dtype, ok):
     backend = get_backend("strict")
     target = backend.xp.zeros(3, dtype=dtype)
@@ -149,19 +164,23 @@ def test_losses_and_last_state_pick_the_right_elements_on_the_strict_device():
     """cross_entropy and last_state index by construction; on a wrapping device a wrong index
     would give a wrong number, so their values are held against the CPU."""
     from tinygrad_rnn.nn import functional as F
+
     rng = np.random.default_rng(0)
     logits, targets = rng.normal(size=(4, 3, 5)), np.array([[0, 4, -100], [1, 2, 3], [4, 4, 0], [-100, 1, 2]])
     outputs, lengths = rng.normal(size=(4, 3, 2)), np.array([3, 1, 2, 3])
     for reduction in ("mean", "none"):
         want = F.cross_entropy(tg.Tensor(logits), targets, reduction=reduction).numpy()
-        got = F.cross_entropy(tg.Tensor(logits, device="strict"), tg.Tensor(targets, device="strict"),
-                              reduction=reduction).numpy()
+        got = F.cross_entropy(
+            tg.Tensor(logits, device="strict"), tg.Tensor(targets, device="strict"), reduction=reduction
+        ).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-14)
-    np.testing.assert_array_equal(F.last_state(tg.Tensor(outputs, device="strict"), lengths).numpy(),
-                                  outputs[np.arange(4), lengths - 1])
+    np.testing.assert_array_equal(
+        F.last_state(tg.Tensor(outputs, device="strict"), lengths).numpy(), outputs[np.arange(4), lengths - 1]
+    )
 
 
 # ---- which devices run: TINYGRAD_RNN_TEST_DEVICE (make test-gpu) ---------------------------------
+
 
 def _names(params):
     return [p.values[0] for p in params]

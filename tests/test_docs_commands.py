@@ -15,16 +15,21 @@ import re
 import shlex
 
 import pytest
-
 from markdown_code import markdown_code
+
 from tinygrad_rnn.cli import CLIError, build_parser
 from tinygrad_rnn.cli.tasks import make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 # How a command to our CLI starts, as typed: the script on PATH, the one in .venv, the module.
-PROGRAMS = (("tinygrad-rnn",), (".venv/bin/tinygrad-rnn",), ("python", "-m", "tinygrad_rnn"),
-            ("python3", "-m", "tinygrad_rnn"), (".venv/bin/python", "-m", "tinygrad_rnn"))
+PROGRAMS = (
+    ("tinygrad-rnn",),
+    (".venv/bin/tinygrad-rnn",),
+    ("python", "-m", "tinygrad_rnn"),
+    ("python3", "-m", "tinygrad_rnn"),
+    (".venv/bin/python", "-m", "tinygrad_rnn"),
+)
 STARTS = tuple(" ".join(p) + " " for p in PROGRAMS)
 
 
@@ -47,10 +52,10 @@ def commands_in_makefile(path):
     found = []
     for number, line in enumerate(text.splitlines(), 1):
         command = line.strip()
-        if command.startswith("@echo"):                           # a command printed for the user
-            command = " ".join(shlex.split(command[len("@echo"):])).strip()
-        command = re.sub(r"^(\w+=\S+\s+)+", "", command)         # VAR=value prefixes
-        for _ in range(5):                                        # $(PY) is $(VENV)/bin/python, …
+        if command.startswith("@echo"):  # a command printed for the user
+            command = " ".join(shlex.split(command[len("@echo") :])).strip()
+        command = re.sub(r"^(\w+=\S+\s+)+", "", command)  # VAR=value prefixes
+        for _ in range(5):  # $(PY) is $(VENV)/bin/python, …
             command = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), command)
         if command.startswith(STARTS):
             found.append((number, command, "block"))
@@ -71,8 +76,8 @@ def check_command(command, name_only_ok=False):
     ``name_only_ok``: a prose mention such as `tinygrad-rnn train` may leave out required arguments."""
     argv = shlex.split(command, comments=True)
     for program in PROGRAMS:
-        if tuple(argv[:len(program)]) == program:
-            argv = argv[len(program):]
+        if tuple(argv[: len(program)]) == program:
+            argv = argv[len(program) :]
             break
     else:
         raise AssertionError(f"not a tinygrad-rnn command: {command}")
@@ -81,13 +86,13 @@ def check_command(command, name_only_ok=False):
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             args = build_parser().parse_args(argv)
     except SystemExit as e:
-        if e.code == 0:               # --help
+        if e.code == 0:  # --help
             return None
         if name_only_ok and "the following arguments are required" in err.getvalue():
             return None
         raise AssertionError(f"the CLI refuses {command!r}: {err.getvalue().strip()}") from None
     if args.command == "train":
-        make_config(args)             # checks the task and data set names and value ranges
+        make_config(args)  # checks the task and data set names and value ranges
     return args
 
 
@@ -102,7 +107,9 @@ def test_the_docs_show_commands():
     assert any(c.startswith("tinygrad-rnn train classify") for c in readme), readme
     assert any(c.startswith("tinygrad-rnn bptt experiment") for c in readme), readme
     makefile = [c for where, _, c, _ in CASES if where == "Makefile"]
-    assert any("train classify" in c for c in makefile) and any("evaluate runs/make-run" in c for c in makefile)
+    assert any("train classify" in c for c in makefile) and any(
+        "evaluate runs/make-run" in c for c in makefile
+    )
 
 
 @pytest.mark.parametrize("where, line, command, kind", CASES, ids=[f"{w}:{n}" for w, n, _, _ in CASES])
@@ -110,26 +117,30 @@ def test_command_parses(where, line, command, kind):
     check_command(command, name_only_ok=kind == "inline")
 
 
-@pytest.mark.parametrize("command", [
-    "tinygrad-rnn train classify --data reviews --bogus-flag",       # no such option
-    "tinygrad-rnn train classify --data peoples-daily",              # data set of another task
-    "tinygrad-rnn bptt flow --length ten",                           # not a number
-    "tinygrad-rnn bptt wobble",                                      # no such tool
-    "python -m tinygrad_rnn evaluate",                               # DIR missing
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "tinygrad-rnn train classify --data reviews --bogus-flag",  # no such option
+        "tinygrad-rnn train classify --data peoples-daily",  # data set of another task
+        "tinygrad-rnn bptt flow --length ten",  # not a number
+        "tinygrad-rnn bptt wobble",  # no such tool
+        "python -m tinygrad_rnn evaluate",  # DIR missing
+    ],
+)
 def test_a_wrong_command_is_caught(command):
     with pytest.raises((AssertionError, CLIError)):
         check_command(command)
 
 
 # --- every documented predict/evaluate reads a directory a documented train writes ---------------
-PLACEHOLDER = re.compile(r"^[A-Z_]+$")          # `predict DIR TEXT` in prose names no directory
+PLACEHOLDER = re.compile(r"^[A-Z_]+$")  # `predict DIR TEXT` in prose names no directory
 
 
 def train_directories(cases):
     """{run directory: command} for every documented ``train``: its --out, or the default name the
     CLI itself computes (:func:`tinygrad_rnn.runs.default_run_directory`); nothing is trained."""
     from tinygrad_rnn.runs import default_run_directory
+
     made = {}
     for _, _, command, kind in cases:
         args = check_command(command, name_only_ok=kind == "inline")
@@ -151,8 +162,10 @@ def read_directories(cases):
 def test_every_documented_predict_or_evaluate_reads_a_directory_a_documented_train_writes():
     made = train_directories(CASES)
     reads = read_directories(CASES)
-    assert len(reads) >= 5 and "runs/classify-reviews" in made, (reads, made)   # the collector works
-    shipped = {d for _, _, d in reads if os.path.isfile(os.path.join(ROOT, d, "config.json"))}   # models/reviews/*
+    assert len(reads) >= 5 and "runs/classify-reviews" in made, (reads, made)  # the collector works
+    shipped = {
+        d for _, _, d in reads if os.path.isfile(os.path.join(ROOT, d, "config.json"))
+    }  # models/reviews/*
     missing = [f"{where}:{line} reads {d}" for where, line, d in reads if d not in made and d not in shipped]
     assert not missing, f"no documented train command writes these: {missing}; written: {sorted(made)}"
 
@@ -161,6 +174,7 @@ def test_documented_train_commands_write_distinct_directories():
     """Two documented runs of different settings in one directory would replace each other (now:
     the second would be refused). The same run named twice (a prose mention) is fine."""
     from tinygrad_rnn.runs import default_run_directory
+
     seen = {}
     for where, line, command, kind in CASES:
         args = check_command(command, name_only_ok=kind == "inline")
@@ -173,8 +187,10 @@ def test_documented_train_commands_write_distinct_directories():
 
 
 def test_the_check_catches_a_directory_no_command_writes():
-    cases = [("x.md", 1, "tinygrad-rnn train seq2seq --data numerals --feed-context", "block"),
-             ("x.md", 2, "tinygrad-rnn predict runs/seq2seq-numerals 三百", "block")]
+    cases = [
+        ("x.md", 1, "tinygrad-rnn train seq2seq --data numerals --feed-context", "block"),
+        ("x.md", 2, "tinygrad-rnn predict runs/seq2seq-numerals 三百", "block"),
+    ]
     made = train_directories(cases)
     assert made == {"runs/seq2seq-numerals-feed-context": cases[0][2]}
     assert [d for _, _, d in read_directories(cases) if d not in made] == ["runs/seq2seq-numerals"]

@@ -31,11 +31,14 @@ def _grads(build, leaves, textbook: bool):
 def _assert_same(build, leaves):
     fast, slow = _grads(build, leaves, False), _grads(build, leaves, True)
     for k, (a, b) in enumerate(zip(fast, slow)):
-        assert a.dtype == b.dtype and a.shape == b.shape, \
+        assert a.dtype == b.dtype and a.shape == b.shape, (
             f"leaf {k}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+        )
         diff = np.flatnonzero(a != b)
-        assert diff.size == 0, (f"leaf {k}: gathered gradient differs from the textbook one at flat index "
-                                f"{diff[0]}: {a.flat[diff[0]]!r} vs {b.flat[diff[0]]!r}")
+        assert diff.size == 0, (
+            f"leaf {k}: gathered gradient differs from the textbook one at flat index "
+            f"{diff[0]}: {a.flat[diff[0]]!r} vs {b.flat[diff[0]]!r}"
+        )
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
@@ -50,9 +53,9 @@ def test_unbind_gathered_equals_its_backward(axis, dtype):
         loss = pieces[0].sum() * 0.0
         for t, p in enumerate(pieces):
             if t == 1:
-                continue                                   # an unused slice: its gradient is 0
+                continue  # an unused slice: its gradient is 0
             loss = loss + (p * p).sum() * w[t]
-        return loss + pieces[-1].tanh().sum()              # the last slice is used twice: summed
+        return loss + pieces[-1].tanh().sum()  # the last slice is used twice: summed
 
     _assert_same(build, [x, w])
     assert not _grads(build, [x, w], False)[0].take(1, axis=axis).any()
@@ -86,29 +89,30 @@ def test_a_retained_piece_and_a_tracer_see_the_op_backward(monkeypatch):
     pieces = x.unbind(1)
     pieces[2].retain_grad()
     (pieces[0].sum() + 2 * pieces[2].sum()).backward()
-    assert calls == [1]                                     # retained: the op's own backward ran
+    assert calls == [1]  # retained: the op's own backward ran
     np.testing.assert_array_equal(pieces[2].grad, [2.0, 2.0])
     np.testing.assert_array_equal(x.grad, [[1, 0, 2], [1, 0, 2]])
 
     from tinygrad_rnn import bptt
+
     x.grad = None
     with bptt.trace() as tape:
         x.unbind(1)[1].sum().backward()
-    assert calls == [1, 1]                                  # a trace sees every op's backward
+    assert calls == [1, 1]  # a trace sees every op's backward
     assert any(r.op == "unbind" for r in tape.backward)
     x.grad = None
     x.unbind(1)[1].sum().backward()
-    assert calls == [1, 1]                                  # by default: gathered, no call
+    assert calls == [1, 1]  # by default: gathered, no call
 
 
 def _peak_of_backward(textbook: bool) -> int:
-    B, T, H = 8, 64, 256                                    # x: 1 MiB of float64
+    B, T, H = 8, 64, 256  # x: 1 MiB of float64
     rng = np.random.default_rng(0)
     x = tg.Tensor(rng.standard_normal((B, T, H)), requires_grad=True)
     c = [tg.Tensor(rng.standard_normal((B, H))) for _ in range(T)]
     loss = None
     for t, p in enumerate(x.unbind(1)):
-        term = (p * c[t]).sum()                              # ∂/∂p = c_t: a fresh (B, H) array each
+        term = (p * c[t]).sum()  # ∂/∂p = c_t: a fresh (B, H) array each
         loss = term if loss is None else loss + term
     tracemalloc.start()
     try:
@@ -129,5 +133,6 @@ def test_gathering_holds_one_input_sized_array_less_at_the_peak():
     fast, slow = _peak_of_backward(False), _peak_of_backward(True)
     # textbook: T slices' gradients kept until the last arrives, then stacked (≈ 2 × size + grad
     # copy); gathered: each copied into the buffer as it arrives (≈ 1 × size + grad copy)
-    assert fast < slow - size // 2, \
+    assert fast < slow - size // 2, (
         f"peak of the backward: gathered {fast} B, textbook {slow} B (x: {size} B)"
+    )

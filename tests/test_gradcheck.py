@@ -14,6 +14,7 @@ MODES = ["direction", "full"]
 
 class HalfSquare(Op):
     """y = a², with a planted bug: backward says 1·a instead of 2·a."""
+
     name = "half_square"
 
     def forward(self, a):
@@ -30,6 +31,7 @@ class MeanOfUpstream(Op):
     The backward returns 2·mean(g) everywhere instead of 2·g: identical when g is all ones
     (the upstream of ``sum(y)``), wrong for any other upstream.
     """
+
     name = "mean_of_upstream"
 
     def forward(self, a):
@@ -41,6 +43,7 @@ class MeanOfUpstream(Op):
 
 class Jittery(Op):
     """y = 3a whose backward drifts by 1e-3 on every call: two passes disagree."""
+
     name = "jittery"
     calls = 0
 
@@ -68,6 +71,7 @@ def numbers(message):
 
 # ---- a planted wrong backward ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_planted_wrong_backward_is_caught_and_reported(device, mode):
     x = leaf(X, device)
@@ -77,12 +81,12 @@ def test_a_planted_wrong_backward_is_caught_and_reported(device, mode):
     assert "input 0 of shape (2, 3)" in message
     assert "abs error" in message and "rel error" in message
     if mode == "full":
-        assert "element (0, 0)" in message           # the first element, in order
+        assert "element (0, 0)" in message  # the first element, in order
     else:
         assert "random direction" in message and "seed 0" in message
     numeric, analytic = numbers(message)
-    assert numeric == pytest.approx(2 * analytic, rel=1e-5)   # the true gradient is twice the planted one
-    np.testing.assert_array_equal(x.numpy(), X)                # inputs restored after the failure
+    assert numeric == pytest.approx(2 * analytic, rel=1e-5)  # the true gradient is twice the planted one
+    np.testing.assert_array_equal(x.numpy(), X)  # inputs restored after the failure
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -95,11 +99,15 @@ def test_the_report_names_the_wrong_input_among_several(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_a_correct_gradient_passes_and_leaves_the_inputs_alone(device, mode):
     x, w = leaf(X, device), leaf([[0.5], [-1.0], [2.0]], device)
-    assert gradcheck(lambda x, w: (x @ w).tanh() * x.sum(axis=1, keepdims=True), [x, w], mode=mode, seed=1) is True
+    assert (
+        gradcheck(lambda x, w: (x @ w).tanh() * x.sum(axis=1, keepdims=True), [x, w], mode=mode, seed=1)
+        is True
+    )
     np.testing.assert_array_equal(x.numpy(), X)
 
 
 # ---- random upstream gradients, never all ones -----------------------------------------------
+
 
 def _passes_with_all_ones_upstream(fn, x_values, eps=1e-6):
     """What a checker using ∂sum(y)/∂x would see: autograd and differences agree for this bug."""
@@ -117,12 +125,13 @@ def _passes_with_all_ones_upstream(fn, x_values, eps=1e-6):
 @pytest.mark.parametrize("mode", MODES)
 def test_a_bug_invisible_to_all_ones_upstream_is_caught(device, mode):
     fn = MeanOfUpstream.apply
-    assert _passes_with_all_ones_upstream(fn, X)     # the bug hides from an all-ones upstream ...
-    with pytest.raises(GradcheckError):              # ... not from gradcheck's random one
+    assert _passes_with_all_ones_upstream(fn, X)  # the bug hides from an all-ones upstream ...
+    with pytest.raises(GradcheckError):  # ... not from gradcheck's random one
         gradcheck(fn, [leaf(X, device)], mode=mode, seed=0)
 
 
 # ---- float32 ---------------------------------------------------------------------------------
+
 
 def test_float32_inputs_are_refused_by_default():
     with pytest.raises(TypeError, match="float64.*allow_float32=True"):
@@ -131,16 +140,19 @@ def test_float32_inputs_are_refused_by_default():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_float32_with_allow_float32_uses_looser_tolerances(mode):
-    assert gradcheck(lambda a: a.tanh() * a, [leaf(X, dtype="float32")], mode=mode, seed=0, allow_float32=True)
+    assert gradcheck(
+        lambda a: a.tanh() * a, [leaf(X, dtype="float32")], mode=mode, seed=0, allow_float32=True
+    )
     with pytest.raises(GradcheckError):
         gradcheck(HalfSquare.apply, [leaf(X, dtype="float32")], mode=mode, seed=0, allow_float32=True)
 
 
 # ---- fn must be a pure function of its inputs ------------------------------------------------
 
+
 def test_a_function_that_changes_its_input_is_caught(device):
     def sneaky(a):
-        a.data = a.data + 1.0          # e.g. an in-place update hidden in a forward pass
+        a.data = a.data + 1.0  # e.g. an in-place update hidden in a forward pass
         return a * 2
 
     with pytest.raises(GradcheckError, match="changed its input 0"):
@@ -162,6 +174,7 @@ def test_a_nan_gradient_is_a_mismatch():
 
 
 # ---- arguments -------------------------------------------------------------------------------
+
 
 def test_nothing_to_check_is_an_error():
     with pytest.raises(ValueError, match="requires_grad"):
@@ -190,7 +203,7 @@ def test_inputs_are_restored_when_fn_fails_on_a_shifted_input(mode):
 
     def fn(t):
         calls.append(1)
-        if len(calls) > 3:                      # the forward and both backward passes work …
+        if len(calls) > 3:  # the forward and both backward passes work …
             raise RuntimeError("fails on a shifted input")  # … the finite differences do not
         return t * t
 
@@ -201,8 +214,10 @@ def test_inputs_are_restored_when_fn_fails_on_a_shifted_input(mode):
 
 # ---- large outputs: differences per element, rounding counted -------------------------------
 
+
 class OffByOnePercent(Op):
     """y = a + c for a large constant c, with a planted bug: backward says 1.01 instead of 1."""
+
     name = "off_by_one_percent"
 
     def forward(self, a, c=1e8):
@@ -232,7 +247,7 @@ def test_outputs_too_large_for_the_eps_given_are_inconclusive_not_wrong(mode):
 
     with pytest.raises(GradcheckInconclusive, match=r"inconclusive at eps 1e-06: .*Try eps=") as info:
         gradcheck(lambda a: a + 1e8, [leaf(X)], mode=mode, seed=0, eps=1e-6)
-    assert not isinstance(info.value, AssertionError)          # so never a GradcheckError
+    assert not isinstance(info.value, AssertionError)  # so never a GradcheckError
     with pytest.raises(GradcheckInconclusive, match=r"inconclusive at eps 0\.001"):  # largest eps tried
         gradcheck(lambda a: a + 1e13, [leaf(X)], mode=mode, seed=0)
 
@@ -242,7 +257,7 @@ def test_a_wrong_gradient_with_large_outputs_is_still_caught(mode):
     with pytest.raises(GradcheckError) as info:
         gradcheck(OffByOnePercent.apply, [leaf(X)], mode=mode, seed=0)
     numeric, analytic = numbers(str(info.value))
-    assert analytic / numeric == pytest.approx(1.01, abs=1e-3)    # the planted 1 %, measured through 1e8
+    assert analytic / numeric == pytest.approx(1.01, abs=1e-3)  # the planted 1 %, measured through 1e8
 
 
 def test_a_large_input_is_shifted_by_the_step_it_actually_takes():
@@ -251,6 +266,7 @@ def test_a_large_input_is_shifted_by_the_step_it_actually_takes():
 
 
 # ---- the same tensor passed twice ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_the_same_tensor_twice_is_checked_once_with_both_uses(mode):

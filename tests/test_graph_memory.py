@@ -16,7 +16,7 @@ from tinygrad_rnn.bptt.graph import to_dot
 
 def test_an_intermediate_nobody_needs_is_freed_while_the_graph_lives():
     x = tg.Tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True, dtype="float64")
-    mid = x * 2.0                         # Exp saves its output, not its input: mid is not needed
+    mid = x * 2.0  # Exp saves its output, not its input: mid is not needed
     alive = weakref.ref(mid.data)
     y = mid.exp()
     del mid
@@ -28,12 +28,12 @@ def test_an_intermediate_nobody_needs_is_freed_while_the_graph_lives():
 
 def test_a_saved_intermediate_stays_and_backward_twice_accumulates():
     x = tg.Tensor([0.3, -0.7], requires_grad=True, dtype="float64")
-    h = (x * 3.0).tanh()                  # Tanh saves its output h; the next Mul saves h too
+    h = (x * 3.0).tanh()  # Tanh saves its output h; the next Mul saves h too
     loss = (h * h).sum()
     del h
     gc.collect()
     loss.backward()
-    loss.backward()                       # the graph is intact after a first backward
+    loss.backward()  # the graph is intact after a first backward
     t = np.tanh(3 * x.numpy())
     np.testing.assert_allclose(x.grad, 2 * (2 * t * (1 - t * t) * 3), rtol=1e-12)
 

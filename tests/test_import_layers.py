@@ -17,15 +17,15 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Bottom to top. A key is a module or a subpackage (all its modules), relative to tinygrad_rnn.
 LAYERS = [
-    ("base", ["extras", "files", "backend", "threads"]),   # NumPy/CuPy, extras, atomic files, BLAS threads
+    ("base", ["extras", "files", "backend", "threads"]),  # NumPy/CuPy, extras, atomic files, BLAS threads
     # The engine: Tensor and the backward walk (tensor.py) with the ops and their backward
     # formulas (ops.py). One layer: ops build on Tensor, and Tensor's methods call the ops.
     ("engine", ["tensor", "ops", "forward"]),
-    ("nn", ["nn", "gradcheck"]),                       # modules, cells, the unroller; gradient checks
+    ("nn", ["nn", "gradcheck"]),  # modules, cells, the unroller; gradient checks
     ("library", ["data", "models", "optim", "plotting", "baselines"]),
     ("training", ["serialization", "train", "tasks", "runs"]),  # fit loop, model files, task registry, runs
-    ("tools", ["bptt", "testing"]),                    # BPTT inspection tools, the gradient-check kit
-    ("cli", ["cli", "__main__"]),                      # the command line
+    ("tools", ["bptt", "testing"]),  # BPTT inspection tools, the gradient-check kit
+    ("cli", ["cli", "__main__"]),  # the command line
 ]
 
 
@@ -47,7 +47,11 @@ def modules():
             if name.endswith(".py"):
                 rel = os.path.relpath(os.path.join(root, name), PACKAGE)[:-3].replace(os.sep, ".")
                 is_package = rel.endswith("__init__")
-                rel = rel[: -len(".__init__")] if rel.endswith(".__init__") else ("" if rel == "__init__" else rel)
+                rel = (
+                    rel[: -len(".__init__")]
+                    if rel.endswith(".__init__")
+                    else ("" if rel == "__init__" else rel)
+                )
                 yield rel, os.path.join(root, name), is_package
 
 
@@ -60,18 +64,20 @@ def imported_modules(module: str, path: str, is_package: bool):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("tinygrad_rnn."):
-                    yield alias.name[len("tinygrad_rnn."):], node.lineno
+                    yield alias.name[len("tinygrad_rnn.") :], node.lineno
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0:
                 if node.module and node.module.startswith("tinygrad_rnn."):
-                    base = node.module[len("tinygrad_rnn."):].split(".")
+                    base = node.module[len("tinygrad_rnn.") :].split(".")
                 elif node.module == "tinygrad_rnn":
                     base = []
                 else:
                     continue
             else:
-                base = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
-            if node.module is None or not base:       # ``from . import x``: x is a module
+                base = package[: len(package) - (node.level - 1)] + (
+                    node.module.split(".") if node.module else []
+                )
+            if node.module is None or not base:  # ``from . import x``: x is a module
                 for alias in node.names:
                     yield ".".join(base + [alias.name]), node.lineno
             else:
@@ -94,22 +100,27 @@ def test_no_module_imports_a_layer_above_its_own():
     violations = []
     for module, path, is_package in modules():
         if not module:
-            continue                     # tinygrad_rnn/__init__.py: the public facade re-exports the engine
+            continue  # tinygrad_rnn/__init__.py: the public facade re-exports the engine
         own = layer_of(module)
         for target, line in imported_modules(module, path, is_package):
             other = _safe_layer(target)
             if other is not None and other > own:
-                violations.append(f"{os.path.relpath(path, PACKAGE)}:{line} ({LAYERS[own][0]}) imports "
-                                  f"{target} ({LAYERS[other][0]})")
+                violations.append(
+                    f"{os.path.relpath(path, PACKAGE)}:{line} ({LAYERS[own][0]}) imports "
+                    f"{target} ({LAYERS[other][0]})"
+                )
     assert not violations, "imports from a higher layer:\n" + "\n".join(violations)
 
 
-@pytest.mark.parametrize("source, module, is_package, expected", [
-    ("from ..runs import load_run", "cli.tasks", False, {"runs"}),
-    ("from . import bptt, tasks", "cli", True, {"cli.bptt", "cli.tasks"}),
-    ("from .. import tensor as _engine", "bptt.tracing", False, {"tensor"}),
-    ("import tinygrad_rnn.cli.main", "train", False, {"cli.main"}),
-])
+@pytest.mark.parametrize(
+    "source, module, is_package, expected",
+    [
+        ("from ..runs import load_run", "cli.tasks", False, {"runs"}),
+        ("from . import bptt, tasks", "cli", True, {"cli.bptt", "cli.tasks"}),
+        ("from .. import tensor as _engine", "bptt.tracing", False, {"tensor"}),
+        ("import tinygrad_rnn.cli.main", "train", False, {"cli.main"}),
+    ],
+)
 def test_the_import_reader_resolves_relative_imports(tmp_path, source, module, is_package, expected):
     path = tmp_path / "m.py"
     path.write_text(source + "\n")
@@ -119,7 +130,7 @@ def test_the_import_reader_resolves_relative_imports(tmp_path, source, module, i
 def test_a_violation_is_caught(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from ..cli import main\n")
-    (target, _), = imported_modules("models.classifier", str(path), False)
+    ((target, _),) = imported_modules("models.classifier", str(path), False)
     assert layer_of(target) > layer_of("models.classifier")
 
 
@@ -149,7 +160,7 @@ def architecture_layers(text: str) -> list:
     first = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
     layers = []
-    for row in rows[2:]:                     # after the header and the |---| line
+    for row in rows[2:]:  # after the header and the |---| line
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
         layers.append((cells[0], [_doc_key(m) for m in re.findall(r"`([^`]+)`", cells[1])]))
     return layers
@@ -158,17 +169,21 @@ def architecture_layers(text: str) -> list:
 def test_the_architecture_doc_lists_the_same_layers_and_modules():
     with open(ARCHITECTURE, encoding="utf-8") as f:
         documented = architecture_layers(f.read())
-    assert [name for name, _ in documented] == [name for name, _ in LAYERS], \
+    assert [name for name, _ in documented] == [name for name, _ in LAYERS], (
         "docs/architecture.md's layer table names other layers, or another order, than LAYERS here"
+    )
     for (name, doc_keys), (_, keys) in zip(documented, LAYERS):
         assert sorted(doc_keys) == sorted(keys), (
-            f"layer {name}: docs/architecture.md lists {sorted(doc_keys)}, this test {sorted(keys)}")
+            f"layer {name}: docs/architecture.md lists {sorted(doc_keys)}, this test {sorted(keys)}"
+        )
 
 
 def test_the_layer_table_reader_sees_a_changed_row():
-    text = ("## The layers\n\n| layer | modules | what |\n|---|---|---|\n"
-            "| base | `backend.py`, `nn/` | x |\n| engine | `tensor.py` | y |\n\n"
-            "| no | `b.py` |\n## Next\n| no | `a.py` |\n")
+    text = (
+        "## The layers\n\n| layer | modules | what |\n|---|---|---|\n"
+        "| base | `backend.py`, `nn/` | x |\n| engine | `tensor.py` | y |\n\n"
+        "| no | `b.py` |\n## Next\n| no | `a.py` |\n"
+    )
     assert architecture_layers(text) == [("base", ["backend", "nn"]), ("engine", ["tensor"])]
 
 
@@ -179,8 +194,7 @@ DOC_PATH = re.compile(r"^(?:tinygrad_rnn/)?((?:[\w.-]+/)*[\w.-]+(?:\.py|/))(?::[
 
 def documented_paths(text: str) -> list:
     """(line number, path) of every code span or code line of ``text`` that names a .py file or a folder."""
-    return [(number, m.group(1)) for number, code, _ in markdown_code(text)
-            if (m := DOC_PATH.match(code))]
+    return [(number, m.group(1)) for number, code, _ in markdown_code(text) if (m := DOC_PATH.match(code))]
 
 
 def _exists(path: str) -> bool:
@@ -189,8 +203,11 @@ def _exists(path: str) -> bool:
     if os.path.exists(os.path.join(PACKAGE, path)):
         return True
     top = path.split("/")[0]
-    return (top != "tinygrad_rnn" and os.path.isdir(os.path.join(ROOT, top))
-            and os.path.exists(os.path.join(ROOT, path)))
+    return (
+        top != "tinygrad_rnn"
+        and os.path.isdir(os.path.join(ROOT, top))
+        and os.path.exists(os.path.join(ROOT, path))
+    )
 
 
 def test_every_module_path_the_architecture_doc_names_exists():

@@ -19,9 +19,15 @@ def _graph(device="cpu"):
     return a, w, (a * w).sum()
 
 
-@pytest.mark.parametrize("make_optimizer", [lambda ps: optim.SGD(ps, lr=1.0),
-                                            lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-                                            lambda ps: optim.Adam(ps, lr=0.1)], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda ps: optim.SGD(ps, lr=1.0),
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+        lambda ps: optim.Adam(ps, lr=0.1),
+    ],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_an_optimizer_step_before_backward_is_refused(device, make_optimizer):
     a, w, loss = _graph(device)
     w.grad = w.xp.ones_like(w.data)
@@ -31,11 +37,15 @@ def test_an_optimizer_step_before_backward_is_refused(device, make_optimizer):
     assert a.grad is None, "a.grad would hold the new w"
 
 
-@pytest.mark.parametrize("change", [
-    lambda m: m.load_state_dict({k: v + 1 for k, v in m.state_dict().items()}),
-    lambda m: setattr(m.W, "data", m.W.numpy() * 2),
-    lambda m: m.double(),
-], ids=["load_state_dict", "data_assignment", "to_dtype"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m.load_state_dict({k: v + 1 for k, v in m.state_dict().items()}),
+        lambda m: setattr(m.W, "data", m.W.numpy() * 2),
+        lambda m: m.double(),
+    ],
+    ids=["load_state_dict", "data_assignment", "to_dtype"],
+)
 def test_loading_or_assigning_weights_before_backward_is_refused(change):
     layer = nn.Linear(3, 2)
     loss = layer(tg.randn(4, 3)).sum()
@@ -48,7 +58,9 @@ def test_the_message_names_a_named_tensor():
     w = tg.Tensor([1.0, 2.0], requires_grad=True, name="V")
     loss = (w.tanh() * 3).sum()
     w.data = np.zeros(2)
-    with pytest.raises(InPlaceModificationError, match=r"backward through tanh: its input 0 \(a tensor 'V'\)"):
+    with pytest.raises(
+        InPlaceModificationError, match=r"backward through tanh: its input 0 \(a tensor 'V'\)"
+    ):
         loss.backward()
 
 
@@ -79,6 +91,7 @@ def test_optimizers_refuse_tensors_made_by_an_op():
 
 def test_loading_a_checkpoint_before_backward_is_refused(tmp_path):
     from tinygrad_rnn import serialization
+
     layer = nn.Linear(3, 2)
     serialization.save(tmp_path / "w.npz", layer)
     loss = layer(tg.randn(4, 3)).sum()
@@ -88,6 +101,7 @@ def test_loading_a_checkpoint_before_backward_is_refused(tmp_path):
 
 
 # ---- aliases: tensors that share one array share one version counter ---------------------------
+
 
 def _frozen_graph(make_alias):
     """x @ alias(W), then an SGD step on W: the values the matmul saved are no longer W's."""
@@ -105,13 +119,17 @@ def _no_grad_transpose(W):
         return W.T.T
 
 
-@pytest.mark.parametrize("make_alias", [
-    lambda W: W.detach(),
-    lambda W: W.detach().detach(),
-    lambda W: W.detach().T.T,            # a view of an alias (its op records nothing)
-    _no_grad_transpose,                  # a view made off the graph
-    lambda W: W.T.T,                     # views on the graph: caught at the matmul itself
-], ids=["detach", "detach_twice", "view_of_detach", "no_grad_view", "recorded_view"])
+@pytest.mark.parametrize(
+    "make_alias",
+    [
+        lambda W: W.detach(),
+        lambda W: W.detach().detach(),
+        lambda W: W.detach().T.T,  # a view of an alias (its op records nothing)
+        _no_grad_transpose,  # a view made off the graph
+        lambda W: W.T.T,  # views on the graph: caught at the matmul itself
+    ],
+    ids=["detach", "detach_twice", "view_of_detach", "no_grad_view", "recorded_view"],
+)
 def test_a_step_through_an_alias_of_the_array_is_refused(make_alias):
     x, loss = _frozen_graph(make_alias)
     with pytest.raises(InPlaceModificationError, match=r"backward through matmul: its input 1"):
@@ -126,9 +144,16 @@ def test_tensor_of_a_tensor_is_a_copy_so_its_graph_stays_right():
     np.testing.assert_array_equal(x.grad, np.tile(np.arange(6.0).reshape(3, 2).sum(axis=1), (4, 1)))
 
 
-@pytest.mark.parametrize("make", [lambda W: tg.Tensor(W), lambda W: nn.Parameter(W),
-                                  lambda W: tg.Tensor(W.data), lambda W: nn.Parameter(W.data)],
-                         ids=["Tensor(t)", "Parameter(t)", "Tensor(array)", "Parameter(array)"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda W: tg.Tensor(W),
+        lambda W: nn.Parameter(W),
+        lambda W: tg.Tensor(W.data),
+        lambda W: nn.Parameter(W.data),
+    ],
+    ids=["Tensor(t)", "Parameter(t)", "Tensor(array)", "Parameter(array)"],
+)
 def test_tensor_and_parameter_copy_their_data(make):
     W = nn.Parameter(np.ones((2, 2)))
     copy = make(W)
@@ -156,7 +181,7 @@ def test_an_alias_sees_the_step_and_counts_with_its_source():
     alias = W.detach()
     W.grad = np.ones(3)
     optim.SGD([W], lr=1.0).step()
-    np.testing.assert_array_equal(alias.numpy(), [-1.0, -1.0, -1.0])   # shares the array (PyTorch's detach)
+    np.testing.assert_array_equal(alias.numpy(), [-1.0, -1.0, -1.0])  # shares the array (PyTorch's detach)
     assert alias._version == W._version == 1
 
 
@@ -171,11 +196,15 @@ def test_an_optimizer_over_a_detached_alias_is_seen_by_the_source_graph():
         loss.backward()
 
 
-@pytest.mark.parametrize("replace", [
-    lambda m: setattr(m.W, "data", m.W.numpy() * 2),
-    lambda m: m.load_state_dict({k: v + 1 for k, v in m.state_dict().items()}),
-    lambda m: m.float(),
-], ids=["data_assignment", "load_state_dict", "to_dtype"])
+@pytest.mark.parametrize(
+    "replace",
+    [
+        lambda m: setattr(m.W, "data", m.W.numpy() * 2),
+        lambda m: m.load_state_dict({k: v + 1 for k, v in m.state_dict().items()}),
+        lambda m: m.float(),
+    ],
+    ids=["data_assignment", "load_state_dict", "to_dtype"],
+)
 def test_replacing_the_array_leaves_earlier_aliases_and_their_graphs_alone(replace):
     """The alias keeps the old array, whose values did not change: its graph stays valid, and
     later steps on the layer write into the new array only."""
@@ -194,6 +223,7 @@ def test_replacing_the_array_leaves_earlier_aliases_and_their_graphs_alone(repla
 
 def test_loading_a_checkpoint_leaves_earlier_aliases_alone(tmp_path):
     from tinygrad_rnn import serialization
+
     layer = nn.Linear(3, 2, dtype=np.float64)
     serialization.save(tmp_path / "w.npz", layer)
     old = layer.W.numpy()
@@ -203,7 +233,7 @@ def test_loading_a_checkpoint_leaves_earlier_aliases_alone(tmp_path):
     serialization.load(tmp_path / "w.npz", layer)
     layer.W.grad = np.ones((3, 2))
     optim.SGD([layer.W], lr=1.0).step()
-    loss.backward()                     # the alias still holds the values of its forward pass
+    loss.backward()  # the alias still holds the values of its forward pass
     np.testing.assert_array_equal(x.grad, np.tile(old.sum(axis=1), (4, 1)))
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from op_registry import OPS, as_tuple
-from tinygrad_rnn.testing import examples
+
 import tinygrad_rnn as tg
+from tinygrad_rnn.testing import examples
 
 DIFFERENTIABLE = [spec for spec in OPS if spec.differentiable]
 by_op = pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=lambda s: s.name)
@@ -34,8 +34,9 @@ def _jvp(spec, case, directions, *, batched, record=False):
             args[i] = x
         return spec.fn(*args, **case.params)
 
-    outs, tangents = tg.jvp(fn, tuple(tensors[i] for i in moving), tuple(directions),
-                            batched=batched, record=record)
+    outs, tangents = tg.jvp(
+        fn, tuple(tensors[i] for i in moving), tuple(directions), batched=batched, record=record
+    )
     return tensors, moving, as_tuple(outs), as_tuple(tangents)
 
 
@@ -63,7 +64,7 @@ def test_tangent_matches_finite_differences(spec, data):
     if "direction" in spec.grad_modes:
         rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
         directions = [_directions(case, rng)]
-    else:   # one basis direction at a time (a random one would cross max's tie)
+    else:  # one basis direction at a time (a random one would cross max's tie)
         shapes = [a.shape for i, a in enumerate(case.arrays) if case.differentiable(i)]
         directions = []
         for j, shape in enumerate(shapes):
@@ -80,7 +81,8 @@ def test_tangent_matches_finite_differences(spec, data):
             bad = np.abs(numeric - analytic) > kw["atol"] + kw["rtol"] * np.abs(numeric)
             assert not bad.any(), (
                 f"{spec.name}: output {k}, element {np.argwhere(bad)[0].tolist()}: finite differences "
-                f"{numeric[bad][0]!r}, tangent {analytic[bad][0]!r}")
+                f"{numeric[bad][0]!r}, tangent {analytic[bad][0]!r}"
+            )
 
 
 @by_op
@@ -100,12 +102,15 @@ def test_tangent_is_the_transpose_of_the_backward(spec, data):
     for p in range(P):
         lhs = sum(float(np.sum(u * t.numpy()[p])) for u, t in zip(us, tangents))
         scale = sum(float(np.sum(np.abs(u * t.numpy()[p]))) for u, t in zip(us, tangents))
-        grads = [tensors[i].grad if tensors[i].grad is not None else np.zeros(tensors[i].shape) for i in moving]
+        grads = [
+            tensors[i].grad if tensors[i].grad is not None else np.zeros(tensors[i].shape) for i in moving
+        ]
         rhs = sum(float(np.sum(g * vi[p])) for g, vi in zip(grads, v))
         scale = max(scale, sum(float(np.sum(np.abs(g * vi[p]))) for g, vi in zip(grads, v)), 1.0)
         assert abs(lhs - rhs) <= spec.tangent_rtol * scale, (
             f"{spec.name}: direction {p}: <u, J v> = {lhs!r} (forward), <J^T u, v> = {rhs!r} (backward), "
-            f"difference {lhs - rhs:.3e} > {spec.tangent_rtol} x {scale:.3e}")
+            f"difference {lhs - rhs:.3e} > {spec.tangent_rtol} x {scale:.3e}"
+        )
 
 
 @by_op
@@ -119,18 +124,24 @@ def test_directions_in_one_pass_equal_one_pass_each(spec, data):
     for p in range(2):
         _, _, _, alone = _jvp(spec, case, [vi[p] for vi in v], batched=False)
         for k, (t, a) in enumerate(zip(together, alone)):
-            np.testing.assert_allclose(t.numpy()[p], a.numpy(), rtol=1e-12, atol=1e-12,
-                                       err_msg=f"{spec.name}: output {k}, direction {p}")
+            np.testing.assert_allclose(
+                t.numpy()[p],
+                a.numpy(),
+                rtol=1e-12,
+                atol=1e-12,
+                err_msg=f"{spec.name}: output {k}, direction {p}",
+            )
 
 
 # ---- tg.jvp itself ------------------------------------------------------------------------------
+
 
 def test_jvp_returns_outputs_and_tangents_in_fn_form():
     x = tg.Tensor(np.array([0.5, -1.0]), requires_grad=True)
     out, t = tg.jvp(lambda a: (a * a).sum(), (x,), (np.array([1.0, 0.0]),))
     assert isinstance(out, tg.Tensor) and isinstance(t, tg.Tensor)
-    assert out.item() == 1.25 and t.item() == 1.0            # d/dε Σ (x + ε e₀)² = 2 x₀
-    assert not out.requires_grad and out.is_leaf             # forward mode records no graph
+    assert out.item() == 1.25 and t.item() == 1.0  # d/dε Σ (x + ε e₀)² = 2 x₀
+    assert not out.requires_grad and out.is_leaf  # forward mode records no graph
     outs, ts = tg.jvp(lambda a: (a.exp(), a * 0.0 + 1.0, a.sum()), (x,), (np.ones(2),))
     assert len(outs) == len(ts) == 3
     np.testing.assert_allclose(ts[0].numpy(), np.exp([0.5, -1.0]), rtol=1e-15)
@@ -154,6 +165,7 @@ def test_an_output_no_input_reaches_has_a_zero_tangent():
 
 def test_forward_mode_is_off_outside_jvp():
     from tinygrad_rnn import tensor
+
     x = tg.Tensor(np.ones(2))
     tg.jvp(lambda a: a * 3.0, (x,), (np.ones(2),))
     assert tensor._forward is None
@@ -162,12 +174,18 @@ def test_forward_mode_is_off_outside_jvp():
     assert tensor._forward is None
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda x: tg.jvp(lambda a: a, (x,), ()), "1 inputs but 0 tangents"),
-    (lambda x: tg.jvp(lambda a: a, (x,), (np.ones(3),)), r"tangent 0 has shape \(3,\), input 0 has shape \(2,\)"),
-    (lambda x: tg.jvp(lambda a: a, (x,), (np.ones(2),), batched=True), r"\(P,\) \+ its shape"),
-    (lambda x: tg.jvp(lambda a, b: a, (x, x), (np.ones(2), np.ones(2))), "appears twice"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x: tg.jvp(lambda a: a, (x,), ()), "1 inputs but 0 tangents"),
+        (
+            lambda x: tg.jvp(lambda a: a, (x,), (np.ones(3),)),
+            r"tangent 0 has shape \(3,\), input 0 has shape \(2,\)",
+        ),
+        (lambda x: tg.jvp(lambda a: a, (x,), (np.ones(2),), batched=True), r"\(P,\) \+ its shape"),
+        (lambda x: tg.jvp(lambda a, b: a, (x, x), (np.ones(2), np.ones(2))), "appears twice"),
+    ],
+)
 def test_bad_tangents_are_refused(call, match):
     with pytest.raises(ValueError, match=match):
         call(tg.Tensor(np.ones(2)))
@@ -178,6 +196,7 @@ def test_an_op_without_a_rule_says_so():
         name = "cube"
 
         def forward(self, a):
-            return a ** 3
+            return a**3
+
     with pytest.raises(NotImplementedError, match="cube has no tangent rule"):
         tg.jvp(lambda a: Cube.apply(a), (tg.Tensor(np.ones(2)),), (np.ones(2),))

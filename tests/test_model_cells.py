@@ -61,9 +61,10 @@ def loss_and_outputs(kind, model):
         tags = np.arange(IDS.size).reshape(IDS.shape) % 5
         return model.loss(IDS, LENS, tags), model(IDS, LENS)
     tgt_in, tgt_out, out_lens = decoder_io(TARGETS, None, BOS, EOS)
-    true_steps = tg.Tensor((np.arange(tgt_in.shape[1])[None, :] < out_lens[:, None])[:, :, None],
-                           device=model.out.W.device)
-    logits = tg.where(true_steps, model(IDS, LENS, tgt_in), 0.0)   # <pad>'s embedding has no gradient
+    true_steps = tg.Tensor(
+        (np.arange(tgt_in.shape[1])[None, :] < out_lens[:, None])[:, :, None], device=model.out.W.device
+    )
+    logits = tg.where(true_steps, model(IDS, LENS, tgt_in), 0.0)  # <pad>'s embedding has no gradient
     return model.loss(IDS, LENS, tgt_in, tgt_out, out_lens), logits
 
 
@@ -78,8 +79,9 @@ def test_every_model_with_every_cell_trains_and_gradchecks(variant, cell):
     model = build(kind, cell, **options)
     want = nn.CELLS[cell]
     for layer in recurrent_layers(model):
-        assert type(layer) is want.layer and all(type(c) is want.cell for c in layer.cells), \
+        assert type(layer) is want.layer and all(type(c) is want.cell for c in layer.cells), (
             f"{kind} {options} cell={cell}: got {type(layer).__name__} of {type(layer.cells[0]).__name__}"
+        )
     assert f"cell={cell!r}" in repr(model)
 
     # float64 gradient check of the outputs and the loss through every parameter
@@ -90,8 +92,11 @@ def test_every_model_with_every_cell_trains_and_gradchecks(variant, cell):
     loss, _ = loss_and_outputs(kind, model)
     optimizer.zero_grad()
     loss.backward()
-    no_grad = [n for n, p in model.named_parameters()
-               if p.grad is None or not np.isfinite(p.grad).all() or not np.abs(p.grad).max() > 0]
+    no_grad = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not np.isfinite(p.grad).all() or not np.abs(p.grad).max() > 0
+    ]
     # <pad>'s embedding row gets no gradient by design; every parameter tensor gets some.
     assert not no_grad, f"{kind} {options} cell={cell}: no gradient for {no_grad}"
     optimizer.step()
@@ -100,9 +105,15 @@ def test_every_model_with_every_cell_trains_and_gradchecks(variant, cell):
 
 
 @pytest.mark.parametrize("cell", GATED)
-@pytest.mark.parametrize("options", [dict(), dict(num_layers=2, feed_context=True),
-                                     dict(num_layers=2, attention="additive", bidirectional=True)],
-                         ids=["plain", "feed_context-2layers", "attention-bidirectional-2layers"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(num_layers=2, feed_context=True),
+        dict(num_layers=2, attention="additive", bidirectional=True),
+    ],
+    ids=["plain", "feed_context-2layers", "attention-bidirectional-2layers"],
+)
 def test_gated_decoding_scores_what_teacher_forcing_scores(cell, options):
     """Greedy and beam decoding step the decoder cells one by one on the device; their scores
     must equal the teacher-forced log-probability of the tokens they chose (a wrong state
@@ -111,8 +122,13 @@ def test_gated_decoding_scores_what_teacher_forcing_scores(cell, options):
     for beam in (1, 3):
         tokens, scores = model.generate(IDS, LENS, 5, BOS, EOS, beam_size=beam, return_scores=True)
         again = model.score(IDS, LENS, tokens, BOS, EOS, max_len=5)
-        np.testing.assert_allclose(scores, again, rtol=1e-10, atol=1e-12,
-                                   err_msg=f"cell={cell} {options} beam={beam}: decoding vs teacher forcing")
+        np.testing.assert_allclose(
+            scores,
+            again,
+            rtol=1e-10,
+            atol=1e-12,
+            err_msg=f"cell={cell} {options} beam={beam}: decoding vs teacher forcing",
+        )
         if beam == 1:
             greedy = scores
     assert (scores >= greedy - 1e-12).all(), f"cell={cell}: the beam scored below greedy"
@@ -127,7 +143,12 @@ def test_lstm_decoder_starts_from_the_encoders_cell_state():
     _, (h_last, c_last) = model.encoder(model.src_embed(tg.Tensor(IDS)), lengths=LENS)
     np.testing.assert_array_equal(s0[1].numpy(), c_last.numpy())
     bi = build("seq2seq", "lstm", bidirectional=True, num_layers=2)
-    assert [n for n, _ in bi.named_parameters()][-4:] == ["bridge_c.0.W", "bridge_c.0.b", "bridge_c.1.W", "bridge_c.1.b"]
+    assert [n for n, _ in bi.named_parameters()][-4:] == [
+        "bridge_c.0.W",
+        "bridge_c.0.b",
+        "bridge_c.1.W",
+        "bridge_c.1.b",
+    ]
     assert build("seq2seq", "gru", bidirectional=True).bridge_c == []
 
 
@@ -149,9 +170,11 @@ def test_rnn_cell_is_the_model_it_was():
     old checkpoints keep their meaning."""
     for kind in ("classifier", "tagger", "seq2seq"):
         a, b = build(kind, "rnn", seed=7), build(kind, "rnn", seed=7)
-        default = {"classifier": SequenceClassifier(9, 3, 4, 3, dtype=F64, rng=np.random.default_rng(7)),
-                   "tagger": SequenceTagger(9, 3, 4, 5, dtype=F64, rng=np.random.default_rng(7)),
-                   "seq2seq": Seq2Seq(9, 7, 3, 4, dtype=F64, rng=np.random.default_rng(7))}[kind]
+        default = {
+            "classifier": SequenceClassifier(9, 3, 4, 3, dtype=F64, rng=np.random.default_rng(7)),
+            "tagger": SequenceTagger(9, 3, 4, 5, dtype=F64, rng=np.random.default_rng(7)),
+            "seq2seq": Seq2Seq(9, 7, 3, 4, dtype=F64, rng=np.random.default_rng(7)),
+        }[kind]
         for (n1, p1), (n2, p2) in zip(a.named_parameters(), default.named_parameters()):
             assert n1 == n2 and np.array_equal(p1.numpy(), p2.numpy()), f"{kind}: {n1} changed"
         assert type(b.rnn if kind != "seq2seq" else b.encoder) is nn.RNN
@@ -159,11 +182,20 @@ def test_rnn_cell_is_the_model_it_was():
 
 # ---- run directories and the command line ---------------------------------------------------------
 
+
 def test_config_records_the_cell_and_a_config_without_one_is_refused(tmp_path):
-    config = {"format": tasks.CONFIG_FORMAT, "version": tasks.CONFIG_VERSION, "task": "classify", "data": "reviews",
-              "bidirectional": False, "feed_context": False, "attention": None, "dropout": 0.0,
-              **{k: None for k in tasks.SETTINGS}}
-    config.update(tasks.COMMON, **tasks.DEFAULTS["reviews"], patience=None, limit=None)   # no "cell"
+    config = {
+        "format": tasks.CONFIG_FORMAT,
+        "version": tasks.CONFIG_VERSION,
+        "task": "classify",
+        "data": "reviews",
+        "bidirectional": False,
+        "feed_context": False,
+        "attention": None,
+        "dropout": 0.0,
+        **{k: None for k in tasks.SETTINGS},
+    }
+    config.update(tasks.COMMON, **tasks.DEFAULTS["reviews"], patience=None, limit=None)  # no "cell"
     with pytest.raises(runs.RunError, match=r"missing: cell"):
         runs.check_config(config, "old")
     vocab = type("V", (), {"__len__": lambda self: 9})()
@@ -197,11 +229,37 @@ def test_cli_round_trip_with_gru(tmp_path, capsys):
     assert "test (" in capsys.readouterr().out
     assert cli.main(["predict", str(d), "一百二十"]) == 0
     assert "→" in capsys.readouterr().out
-    assert cli.main(["train", "seq2seq", "--data", "numerals", "--cell", "lstm", *TINY, "--resume",
-                     "--out", str(d)]) == 2
+    assert (
+        cli.main(
+            ["train", "seq2seq", "--data", "numerals", "--cell", "lstm", *TINY, "--resume", "--out", str(d)]
+        )
+        == 2
+    )
     assert "--cell lstm cannot apply" in capsys.readouterr().err
-    assert cli.main(["train", "seq2seq", "--data", "numerals", "--cell", "gru", *TINY[:2], "--epochs", "1",
-                     "--embed", "4", "--hidden", "8", "--no-progress", "--resume", "--out", str(d)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "seq2seq",
+                "--data",
+                "numerals",
+                "--cell",
+                "gru",
+                *TINY[:2],
+                "--epochs",
+                "1",
+                "--embed",
+                "4",
+                "--hidden",
+                "8",
+                "--no-progress",
+                "--resume",
+                "--out",
+                str(d),
+            ]
+        )
+        == 0
+    )
     del config["cell"]
     (d / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
@@ -213,7 +271,7 @@ def test_a_run_records_its_cell_and_one_without_it_is_refused(tmp_path, capsys):
     d = tmp_path / "rnn"
     assert cli.main(["train", "seq2seq", "--data", "numerals", *TINY, "--out", str(d)]) == 0
     config = json.loads((d / "config.json").read_text())
-    assert config["cell"] == "rnn"                            # recorded even when not given
+    assert config["cell"] == "rnn"  # recorded even when not given
     del config["cell"]
     (d / "config.json").write_text(json.dumps(config))
     with pytest.raises(runs.RunError, match=r"missing: cell"):
@@ -225,18 +283,33 @@ def test_gated_models_on_every_device(cell, device):
     """The same weights give the same logits, gradients and decodes on every device (the strict
     device stands in for CuPy: no silent host copies, no implicit conversions)."""
     from devices import host
-    for kind, options in (("classifier", dict(pooling="last", bidirectional=True)), ("tagger", dict()),
-                          ("seq2seq", dict(num_layers=2, bidirectional=True, attention="additive"))):
+
+    for kind, options in (
+        ("classifier", dict(pooling="last", bidirectional=True)),
+        ("tagger", dict()),
+        ("seq2seq", dict(num_layers=2, bidirectional=True, attention="additive")),
+    ):
         ref, moved = build(kind, cell, seed=4, **options), build(kind, cell, seed=4, **options).to(device)
         for model in (ref, moved):
             loss, outputs = loss_and_outputs(kind, model)
             loss.backward()
-        np.testing.assert_allclose(host(loss_and_outputs(kind, moved)[1]), loss_and_outputs(kind, ref)[1].numpy(),
-                                   rtol=1e-12, atol=1e-14, err_msg=f"{kind} cell={cell} on {device}: outputs")
+        np.testing.assert_allclose(
+            host(loss_and_outputs(kind, moved)[1]),
+            loss_and_outputs(kind, ref)[1].numpy(),
+            rtol=1e-12,
+            atol=1e-14,
+            err_msg=f"{kind} cell={cell} on {device}: outputs",
+        )
         for (name, p), (_, q) in zip(ref.named_parameters(), moved.named_parameters()):
-            np.testing.assert_allclose(host(q.grad), p.grad, rtol=1e-10, atol=1e-13,
-                                       err_msg=f"{kind} cell={cell} on {device}: gradient of {name}")
+            np.testing.assert_allclose(
+                host(q.grad),
+                p.grad,
+                rtol=1e-10,
+                atol=1e-13,
+                err_msg=f"{kind} cell={cell} on {device}: gradient of {name}",
+            )
         if kind == "seq2seq":
             for beam in (1, 2):
-                assert moved.generate(IDS, LENS, 4, BOS, EOS, beam_size=beam) == \
-                    ref.generate(IDS, LENS, 4, BOS, EOS, beam_size=beam), f"cell={cell} beam={beam} on {device}"
+                assert moved.generate(IDS, LENS, 4, BOS, EOS, beam_size=beam) == ref.generate(
+                    IDS, LENS, 4, BOS, EOS, beam_size=beam
+                ), f"cell={cell} beam={beam} on {device}"

@@ -9,14 +9,13 @@ import strict_backend
 from devices import device_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tinygrad_rnn.testing import examples, lengths, token_sequences
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.backend import DeviceError
 from tinygrad_rnn.gradcheck import gradcheck
-from tinygrad_rnn.models import Seq2Seq, SequenceClassifier, SequenceTagger, decoder_io
-from tinygrad_rnn.models import decoding
+from tinygrad_rnn.models import Seq2Seq, SequenceClassifier, SequenceTagger, decoder_io, decoding
 from tinygrad_rnn.tensor import ShapeError
+from tinygrad_rnn.testing import examples, lengths, token_sequences
 
 F64 = np.float64
 BOS, EOS = 2, 3  # the Vocab specials: <pad>=0, <unk>=1, <bos>=2, <eos>=3
@@ -49,7 +48,7 @@ def padded(seqs, T=None, pad=0):
     T = T or max(len(s) for s in seqs)
     out = np.full((len(seqs), T), pad, dtype=np.int64)
     for b, s in enumerate(seqs):
-        out[b, :len(s)] = s
+        out[b, : len(s)] = s
     return out, np.array([len(s) for s in seqs], dtype=np.int64)
 
 
@@ -59,25 +58,30 @@ def pad_more(ids, extra, pad=0):
 
 
 def grads(model):
-    return {n: (np.zeros(p.shape) if p.grad is None else p.backend.to_host(p.grad))
-            for n, p in model.named_parameters()}
+    return {
+        n: (np.zeros(p.shape) if p.grad is None else p.backend.to_host(p.grad))
+        for n, p in model.named_parameters()
+    }
 
 
 def assert_same_grads(a, b, what):
     for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-9, atol=1e-12, err_msg=f"{what}: gradient of {name}")
+        np.testing.assert_allclose(
+            a[name], b[name], rtol=1e-9, atol=1e-12, err_msg=f"{what}: gradient of {name}"
+        )
 
 
 # ---- contracts --------------------------------------------------------------------------------------
+
 
 def test_shapes_and_input_kinds():
     ids, lens = padded([[4, 5, 6], [7], [8, 1]])
     for model, shape in ((classifier(), (3, 3)), (tagger(), (3, 3, 5))):
         ref = model(ids, lens).numpy()
         assert ref.shape == shape
-        for kind in (ids.tolist(), tg.Tensor(ids)):   # lists and Tensors work like NumPy arrays
+        for kind in (ids.tolist(), tg.Tensor(ids)):  # lists and Tensors work like NumPy arrays
             np.testing.assert_array_equal(model(kind, tg.Tensor(lens)).numpy(), ref)
-        full = model(ids[:, :1], None).numpy()           # lengths=None: every sequence is full length
+        full = model(ids[:, :1], None).numpy()  # lengths=None: every sequence is full length
         np.testing.assert_array_equal(full, model(ids[:, :1], [1, 1, 1]).numpy())
     s2s = seq2seq()
     tgt_in, _, _ = decoder_io([[4], [5, 6], []], None, BOS, EOS)
@@ -93,7 +97,7 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(TypeError, match="integer token ids"):
         model(np.ones((2, 3)), [3, 3])
     with pytest.raises(ValueError, match=r"lengths\[1\] = 0"):
-        model(np.ones((2, 3), dtype=np.int64), [3, 0])     # a class for an empty sequence is undefined
+        model(np.ones((2, 3), dtype=np.int64), [3, 0])  # a class for an empty sequence is undefined
     with pytest.raises(DeviceError, match="'strict'.*'cpu'"):
         model(tg.Tensor(np.ones((2, 3), dtype=np.int64), device="strict"), [3, 3])
     s2s = seq2seq()
@@ -106,7 +110,10 @@ def test_bad_inputs_get_clear_errors():
 
 
 def test_models_are_built_from_nn_modules_and_seeded():
-    a, b = classifier(seed=5, num_layers=2, bidirectional=True), classifier(seed=5, num_layers=2, bidirectional=True)
+    a, b = (
+        classifier(seed=5, num_layers=2, bidirectional=True),
+        classifier(seed=5, num_layers=2, bidirectional=True),
+    )
     names = [n for n, _ in a.named_parameters()]
     assert names[0] == "embed.weight" and names[-2:] == ["head.W", "head.b"]
     assert a.head.W.shape == (8, 3), "bidirectional: the head reads both directions (2 · hidden)"
@@ -115,28 +122,40 @@ def test_models_are_built_from_nn_modules_and_seeded():
     s2s = seq2seq(feed_context=True, num_layers=2)
     assert s2s.decoder.cells[0].W.shape == (3 + 4, 4), "feed_context: decoder input is [e(y) ; c]"
     assert seq2seq().decoder.cells[0].W.shape == (3, 4)
-    assert SequenceTagger(9, 3, 4, 5).head.W.dtype == np.float32   # float32 by default
+    assert SequenceTagger(9, 3, 4, 5).head.W.dtype == np.float32  # float32 by default
 
 
 # ---- gradient checks (float64, tiny, random lengths with padding) -----------------------------------
 
+
 @settings(max_examples=examples(20))
-@given(data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
-       pooling=st.sampled_from(["last", "mean"]), layers=st.integers(1, 2), bidirectional=st.booleans(),
-       seed=st.integers(0, 2 ** 16))
+@given(
+    data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
+    pooling=st.sampled_from(["last", "mean"]),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_classifier_gradcheck(data, pooling, layers, bidirectional, seed):
     model = classifier(seed, pooling=pooling, num_layers=layers, bidirectional=bidirectional)
     assert gradcheck(lambda *_: model(data.values, data.lengths), model.parameters(), seed=seed)
 
 
 @settings(max_examples=examples(20))
-@given(data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
-       layers=st.integers(1, 2), bidirectional=st.booleans(), seed=st.integers(0, 2 ** 16))
+@given(
+    data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_tagger_gradcheck(data, layers, bidirectional, seed):
     model = tagger(seed, num_layers=layers, bidirectional=bidirectional)
     tags = rng_of(seed).integers(0, 5, data.values.shape)
-    assert gradcheck(lambda *_: (model(data.values, data.lengths), model.loss(data.values, data.lengths, tags)),
-                     model.parameters(), seed=seed)
+    assert gradcheck(
+        lambda *_: (model(data.values, data.lengths), model.loss(data.values, data.lengths, tags)),
+        model.parameters(),
+        seed=seed,
+    )
 
 
 @st.composite
@@ -152,7 +171,9 @@ def seq2seq_batches(draw, tgt_vocab=7):
 
 
 @settings(max_examples=examples(20))
-@given(batch=seq2seq_batches(), layers=st.integers(1, 2), feed_context=st.booleans(), seed=st.integers(0, 2 ** 16))
+@given(
+    batch=seq2seq_batches(), layers=st.integers(1, 2), feed_context=st.booleans(), seed=st.integers(0, 2**16)
+)
 def test_seq2seq_gradcheck(batch, layers, feed_context, seed):
     src, src_lens, tgt_in, tgt_out, out_lens = batch
     model = seq2seq(seed, num_layers=layers, feed_context=feed_context)
@@ -169,9 +190,15 @@ def test_seq2seq_gradcheck(batch, layers, feed_context, seed):
 
 # ---- padding does not matter -----------------------------------------------------------------------
 
+
 @settings(max_examples=examples(15))
-@given(data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
-       extra=st.integers(1, 4), layers=st.integers(1, 2), bidirectional=st.booleans(), seed=st.integers(0, 999))
+@given(
+    data=token_sequences(9, batch_size=st.integers(1, 3), max_len=st.integers(1, 5)),
+    extra=st.integers(1, 4),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    seed=st.integers(0, 999),
+)
 def test_classifier_and_tagger_do_not_depend_on_padding(data, extra, layers, bidirectional, seed):
     ids, lens = data.values, data.lengths
     labels = rng_of(seed).integers(0, 3, len(lens))
@@ -182,38 +209,63 @@ def test_classifier_and_tagger_do_not_depend_on_padding(data, extra, layers, bid
             model = classifier(seed, pooling=pooling, num_layers=layers, bidirectional=bidirectional)
             model.loss(x, lens, labels).backward()
             results.append((model(x, lens).numpy(), grads(model)))
-        np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-14,
-                                   err_msg=f"{pooling} pooling: logits changed with {extra} more padded steps")
-        assert_same_grads(results[0][1], results[1][1], f"classifier, {pooling} pooling, {extra} more padded steps")
+        np.testing.assert_allclose(
+            results[0][0],
+            results[1][0],
+            rtol=1e-12,
+            atol=1e-14,
+            err_msg=f"{pooling} pooling: logits changed with {extra} more padded steps",
+        )
+        assert_same_grads(
+            results[0][1], results[1][1], f"classifier, {pooling} pooling, {extra} more padded steps"
+        )
     results = []
     for x, y in ((ids, tags), (pad_more(ids, extra), pad_more(tags, extra, pad=4))):
         model = tagger(seed, num_layers=layers, bidirectional=bidirectional)
         model.loss(x, lens, y).backward()
-        results.append((model(x, lens).numpy()[:, :ids.shape[1]], grads(model)))
+        results.append((model(x, lens).numpy()[:, : ids.shape[1]], grads(model)))
     mask = data.mask
-    np.testing.assert_allclose(results[0][0][mask], results[1][0][mask], rtol=1e-12, atol=1e-14,
-                               err_msg=f"tagger: logits of true tokens changed with {extra} more padded steps")
+    np.testing.assert_allclose(
+        results[0][0][mask],
+        results[1][0][mask],
+        rtol=1e-12,
+        atol=1e-14,
+        err_msg=f"tagger: logits of true tokens changed with {extra} more padded steps",
+    )
     assert_same_grads(results[0][1], results[1][1], f"tagger, {extra} more padded steps")
 
 
 @settings(max_examples=examples(15))
-@given(batch=seq2seq_batches(), extra_src=st.integers(0, 3), extra_tgt=st.integers(0, 3),
-       feed_context=st.booleans(), seed=st.integers(0, 999))
+@given(
+    batch=seq2seq_batches(),
+    extra_src=st.integers(0, 3),
+    extra_tgt=st.integers(0, 3),
+    feed_context=st.booleans(),
+    seed=st.integers(0, 999),
+)
 def test_seq2seq_does_not_depend_on_padding(batch, extra_src, extra_tgt, feed_context, seed):
     src, src_lens, tgt_in, tgt_out, out_lens = batch
     results = []
-    for s, ti, to in ((src, tgt_in, tgt_out),
-                      (pad_more(src, extra_src), pad_more(tgt_in, extra_tgt), pad_more(tgt_out, extra_tgt, pad=5))):
+    for s, ti, to in (
+        (src, tgt_in, tgt_out),
+        (pad_more(src, extra_src), pad_more(tgt_in, extra_tgt), pad_more(tgt_out, extra_tgt, pad=5)),
+    ):
         model = seq2seq(seed, num_layers=2, feed_context=feed_context)
         model.loss(s, src_lens, ti, to, out_lens).backward()
-        results.append((model(s, src_lens, ti).numpy()[:, :tgt_in.shape[1]], grads(model)))
+        results.append((model(s, src_lens, ti).numpy()[:, : tgt_in.shape[1]], grads(model)))
     true_steps = np.arange(tgt_in.shape[1])[None, :] < out_lens[:, None]
-    np.testing.assert_allclose(results[0][0][true_steps], results[1][0][true_steps], rtol=1e-12, atol=1e-14,
-                               err_msg=f"seq2seq logits changed with {extra_src}/{extra_tgt} more padded steps")
+    np.testing.assert_allclose(
+        results[0][0][true_steps],
+        results[1][0][true_steps],
+        rtol=1e-12,
+        atol=1e-14,
+        err_msg=f"seq2seq logits changed with {extra_src}/{extra_tgt} more padded steps",
+    )
     assert_same_grads(results[0][1], results[1][1], f"seq2seq, {extra_src}/{extra_tgt} more padded steps")
 
 
 # ---- the math of each model against a hand computation ----------------------------------------------
+
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_pooling_last_and_mean_against_each_sequence_run_alone(bidirectional):
@@ -225,16 +277,21 @@ def test_pooling_last_and_mean_against_each_sequence_run_alone(bidirectional):
         got = model(ids, lens).numpy()
         for i, n in enumerate(lens):
             # The sequence alone, unpadded: no masking involved at all.
-            out, _ = model.rnn(model.embed(ids[i:i + 1, :n]))
-            h = out.numpy()[0]                                              # (n, D·H)
+            out, _ = model.rnn(model.embed(ids[i : i + 1, :n]))
+            h = out.numpy()[0]  # (n, D·H)
             if pooling == "mean":
                 s = h.mean(axis=0)
             elif bidirectional:
-                s = np.concatenate([h[n - 1, :H], h[0, H:]])                # [→h_n ; ←h_1]
+                s = np.concatenate([h[n - 1, :H], h[0, H:]])  # [→h_n ; ←h_1]
             else:
                 s = h[n - 1]
-            np.testing.assert_allclose(got[i], s @ W + b, rtol=1e-12, atol=1e-14,
-                                       err_msg=f"{pooling} pooling, bidirectional={bidirectional}, sequence {i}")
+            np.testing.assert_allclose(
+                got[i],
+                s @ W + b,
+                rtol=1e-12,
+                atol=1e-14,
+                err_msg=f"{pooling} pooling, bidirectional={bidirectional}, sequence {i}",
+            )
 
 
 def test_tagger_loss_ignores_padding_whatever_the_pad_tag():
@@ -246,7 +303,7 @@ def test_tagger_loss_ignores_padding_whatever_the_pad_tag():
     picked = [logp[0, 0, 1], logp[0, 1, 2], logp[0, 2, 3], logp[1, 0, 4]]
     assert model.loss(ids, lens, tags).item() == pytest.approx(-np.mean(picked), rel=1e-12)
     other = tags.copy()
-    other[1, 1:] = [3, 1]                                                   # different ids at padding
+    other[1, 1:] = [3, 1]  # different ids at padding
     assert model.loss(ids, lens, other).item() == model.loss(ids, lens, tags).item()
     per_token = model.loss(ids, lens, tags, reduction="none").numpy()
     np.testing.assert_allclose(per_token[1, 1:], 0.0)
@@ -263,19 +320,22 @@ def test_decoder_io_and_seq2seq_loss():
     logits = model(src, src_lens, tgt_in).numpy()
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     per_seq = [sum(logp[b, t, tgt_out[b, t]] for t in range(out_lens[b])) for b in range(3)]
-    np.testing.assert_allclose(model.sequence_log_prob(src, src_lens, tgt_in, tgt_out, out_lens).numpy(), per_seq,
-                               rtol=1e-12)
-    assert model.loss(src, src_lens, tgt_in, tgt_out, out_lens).item() == pytest.approx(-sum(per_seq) / 6, rel=1e-12)
+    np.testing.assert_allclose(
+        model.sequence_log_prob(src, src_lens, tgt_in, tgt_out, out_lens).numpy(), per_seq, rtol=1e-12
+    )
+    assert model.loss(src, src_lens, tgt_in, tgt_out, out_lens).item() == pytest.approx(
+        -sum(per_seq) / 6, rel=1e-12
+    )
 
 
 def test_encoder_final_state_initialises_the_decoder():
     src, src_lens = padded([[4, 5, 6], [7]])
     for feed_context in (False, True):
         model = seq2seq(2, num_layers=2, feed_context=feed_context)
-        _, h_enc = model.encoder(model.src_embed(src[1:, :1]))             # sequence 1 alone, unpadded
-        h = h_enc.numpy()[:, 0]                                            # (layers, H)
+        _, h_enc = model.encoder(model.src_embed(src[1:, :1]))  # sequence 1 alone, unpadded
+        h = h_enc.numpy()[:, 0]  # (layers, H)
         y = model.tgt_embed.weight.numpy()[BOS]
-        x = np.concatenate([y, h[-1]]) if feed_context else y              # [e(<bos>) ; c]
+        x = np.concatenate([y, h[-1]]) if feed_context else y  # [e(<bos>) ; c]
         for layer, cell in enumerate(model.decoder.cells):
             x = np.tanh(x @ cell.W.numpy() + h[layer] @ cell.V.numpy() + cell.b.numpy())
         expect = x @ model.out.W.numpy() + model.out.b.numpy()
@@ -285,6 +345,7 @@ def test_encoder_final_state_initialises_the_decoder():
 
 # ---- decoding ----------------------------------------------------------------------------------------
 
+
 def reference_greedy(model, src, src_lens, max_len):
     """Greedy decoding the slow way: the teacher-forcing forward over the whole prefix, each step."""
     prefix = np.full((src.shape[0], 1), BOS)
@@ -292,7 +353,7 @@ def reference_greedy(model, src, src_lens, max_len):
         nxt = model(src, src_lens, prefix).numpy()[:, -1].argmax(axis=-1)
         prefix = np.concatenate([prefix, nxt[:, None]], axis=1)
     rows = [row[1:].tolist() for row in prefix]
-    return [row[:row.index(EOS)] if EOS in row else row for row in rows]
+    return [row[: row.index(EOS)] if EOS in row else row for row in rows]
 
 
 def decoding_model(seed, eos_bias, **kw):
@@ -305,37 +366,57 @@ def decoding_model(seed, eos_bias, **kw):
 
 
 @settings(max_examples=examples(20))
-@given(src=token_sequences(9, batch_size=st.integers(1, 4), max_len=st.integers(1, 4)),
-       max_len=st.integers(1, 6), layers=st.integers(1, 2), feed_context=st.booleans(),
-       eos_bias=st.floats(0.0, 2.0), seed=st.integers(0, 999))
+@given(
+    src=token_sequences(9, batch_size=st.integers(1, 4), max_len=st.integers(1, 4)),
+    max_len=st.integers(1, 6),
+    layers=st.integers(1, 2),
+    feed_context=st.booleans(),
+    eos_bias=st.floats(0.0, 2.0),
+    seed=st.integers(0, 999),
+)
 def test_greedy_equals_step_by_step_teacher_forcing(src, max_len, layers, feed_context, eos_bias, seed):
     model = decoding_model(seed, eos_bias, num_layers=layers, feed_context=feed_context)
     got, scores = model.generate(src.values, src.lengths, max_len, BOS, EOS, return_scores=True)
     assert got == reference_greedy(model, src.values, src.lengths, max_len)
     assert all(len(g) <= max_len and EOS not in g for g in got)
-    np.testing.assert_allclose(scores, model.score(src.values, src.lengths, got, BOS, EOS, max_len=max_len),
-                               rtol=1e-10, err_msg="greedy scores must be the model's log-probabilities")
+    np.testing.assert_allclose(
+        scores,
+        model.score(src.values, src.lengths, got, BOS, EOS, max_len=max_len),
+        rtol=1e-10,
+        err_msg="greedy scores must be the model's log-probabilities",
+    )
     # The beam code with one hypothesis is greedy decoding too (same tokens up to <eos>, same scores).
     with tg.no_grad():
         h, c = model.encode(src.values, src.lengths)
         tokens, beam_scores = decoding.beam_search(model, h, c, max_len, BOS, EOS, 1)
-    beam = [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
+    beam = [row[: row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
     assert beam == got
     np.testing.assert_allclose(beam_scores, scores, rtol=1e-12)
 
 
 @settings(max_examples=examples(20))
-@given(src=token_sequences(9, batch_size=st.integers(1, 4), max_len=st.integers(1, 4)),
-       max_len=st.integers(1, 6), beam=st.integers(2, 4), feed_context=st.booleans(),
-       eos_bias=st.floats(0.0, 2.0), seed=st.integers(0, 999))
+@given(
+    src=token_sequences(9, batch_size=st.integers(1, 4), max_len=st.integers(1, 4)),
+    max_len=st.integers(1, 6),
+    beam=st.integers(2, 4),
+    feed_context=st.booleans(),
+    eos_bias=st.floats(0.0, 2.0),
+    seed=st.integers(0, 999),
+)
 def test_beam_never_scores_lower_than_greedy(src, max_len, beam, feed_context, eos_bias, seed):
     model = decoding_model(seed, eos_bias, feed_context=feed_context)
     greedy, greedy_scores = model.generate(src.values, src.lengths, max_len, BOS, EOS, return_scores=True)
     assert model.generate(src.values, src.lengths, max_len, BOS, EOS, beam_size=1) == greedy
-    found, scores = model.generate(src.values, src.lengths, max_len, BOS, EOS, beam_size=beam, return_scores=True)
+    found, scores = model.generate(
+        src.values, src.lengths, max_len, BOS, EOS, beam_size=beam, return_scores=True
+    )
     assert all(len(f) <= max_len and EOS not in f for f in found)
-    np.testing.assert_allclose(scores, model.score(src.values, src.lengths, found, BOS, EOS, max_len=max_len),
-                               rtol=1e-10, err_msg="beam scores must be the model's log-probabilities")
+    np.testing.assert_allclose(
+        scores,
+        model.score(src.values, src.lengths, found, BOS, EOS, max_len=max_len),
+        rtol=1e-10,
+        err_msg="beam scores must be the model's log-probabilities",
+    )
     assert np.all(scores >= greedy_scores - 1e-12), f"beam {scores} below greedy {greedy_scores}"
 
 
@@ -354,19 +435,21 @@ def test_beam_scores_are_the_log_probabilities_of_its_tokens_over_many_models():
     mismatches = []
     for seed in range(250):
         model = seq2seq(seed, tgt_vocab_size=5, embed_dim=2, hidden_size=3, feed_context=bool(seed % 2))
-        model.out.W.data = model.out.W.numpy() * 8.0                   # sharp: the next token is clear
+        model.out.W.data = model.out.W.numpy() * 8.0  # sharp: the next token is clear
         bias = np.zeros(5)
-        bias[EOS] = rng.uniform(-1.0, 1.0)                              # <eos> competes with the best word
+        bias[EOS] = rng.uniform(-1.0, 1.0)  # <eos> competes with the best word
         model.out.b.data = bias
         max_len, K = int(rng.integers(3, 7)), int(rng.integers(2, 5))
         with tg.no_grad():
             h, c = model.encode(src, src_lens)
             tokens, scores = decoding.beam_search(model, h, c, max_len, BOS, EOS, K)
-        found = [row[:row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
+        found = [row[: row.index(EOS)] if EOS in row else row for row in tokens.tolist()]
         want = model.score(src, src_lens, found, BOS, EOS, max_len=max_len)
         if not np.allclose(scores, want, rtol=1e-10, atol=0):
             mismatches.append((seed, max_len, K, found, scores.tolist(), want.tolist()))
-    assert not mismatches, f"{len(mismatches)} models whose beam scores are not score(tokens): {mismatches[:3]}"
+    assert not mismatches, (
+        f"{len(mismatches)} models whose beam scores are not score(tokens): {mismatches[:3]}"
+    )
 
 
 def test_plain_beam_search_can_lose_to_greedy_so_generate_keeps_the_better():
@@ -377,7 +460,9 @@ def test_plain_beam_search_can_lose_to_greedy_so_generate_keeps_the_better():
         h, c = model.encode(src, src_lens)
         _, beam_scores = decoding.beam_search(model, h, c, 5, BOS, EOS, 2)
         _, greedy_scores = decoding.greedy(model, h, c, 5, BOS, EOS)
-    assert beam_scores[1] < greedy_scores[1] - 1e-3, "this seed is a known case of beam search losing to greedy"
+    assert beam_scores[1] < greedy_scores[1] - 1e-3, (
+        "this seed is a known case of beam search losing to greedy"
+    )
     _, scores = model.generate(src, src_lens, 5, BOS, EOS, beam_size=2, return_scores=True)
     np.testing.assert_array_equal(scores, np.maximum(beam_scores, greedy_scores))
 
@@ -391,13 +476,19 @@ def test_a_wide_enough_beam_is_exhaustive_search():
     candidates = [list(c) for n in range(max_len + 1) for c in itertools.product(words, repeat=n)]
     for b in range(len(src)):
         n = len(candidates)
-        all_scores = model.score(np.repeat(src[b:b + 1], n, 0), np.repeat(src_lens[b:b + 1], n), candidates,
-                                 BOS, EOS, max_len=max_len)
+        all_scores = model.score(
+            np.repeat(src[b : b + 1], n, 0),
+            np.repeat(src_lens[b : b + 1], n),
+            candidates,
+            BOS,
+            EOS,
+            max_len=max_len,
+        )
         with tg.no_grad():
-            h, c = model.encode(src[b:b + 1], src_lens[b:b + 1])
+            h, c = model.encode(src[b : b + 1], src_lens[b : b + 1])
             tokens, score = decoding.beam_search(model, h, c, max_len, BOS, EOS, V ** (max_len - 1))
         row = tokens.tolist()[0]
-        assert (row[:row.index(EOS)] if EOS in row else row) == candidates[int(np.argmax(all_scores))]
+        assert (row[: row.index(EOS)] if EOS in row else row) == candidates[int(np.argmax(all_scores))]
         assert score[0] == pytest.approx(all_scores.max(), rel=1e-12)
 
 
@@ -419,10 +510,10 @@ def test_generation_stops_at_eos_and_respects_max_len():
     model.decoder.cells[0].V.data = np.array([[0.0]])
     model.decoder.cells[0].b.data = np.array([0.0])
     out = np.zeros((1, 7))
-    out[0, 5], out[0, EOS] = 10.0, -10.0                                  # s > 0 → 5, s < 0 → <eos>
+    out[0, 5], out[0, EOS] = 10.0, -10.0  # s > 0 → 5, s < 0 → <eos>
     model.out.W.data, model.out.b.data = out, np.zeros(7)
     assert model.generate(src, src_lens, 6, BOS, EOS) == [[5], [5]]
-    assert model.generate(src, src_lens, 1, BOS, EOS) == [[5], [5]]       # unfinished after 1 token
+    assert model.generate(src, src_lens, 1, BOS, EOS) == [[5], [5]]  # unfinished after 1 token
 
 
 # ---- dropout ---------------------------------------------------------------------------------------
@@ -447,7 +538,11 @@ def test_dropout_zero_is_the_model_without_it(decoder):
     loss and gradients, and no random number drawn — in training mode too. A model with p > 0
     draws the same weights as well (dropout draws nothing when it is built)."""
     batch = small_batch()
-    plain, zero, drop = seq2seq(3, **decoder), seq2seq(3, dropout=0.0, **decoder), seq2seq(3, dropout=0.5, **decoder)
+    plain, zero, drop = (
+        seq2seq(3, **decoder),
+        seq2seq(3, dropout=0.0, **decoder),
+        seq2seq(3, dropout=0.5, **decoder),
+    )
     for model in (zero, drop):
         assert list(model.state_dict()) == list(plain.state_dict())
         for name, value in plain.state_dict().items():
@@ -468,9 +563,9 @@ def test_dropout_zero_is_the_model_without_it(decoder):
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_dropout_acts_in_training_mode_only_and_never_in_decoding(decoder):
     batch = small_batch()
-    plain, model = seq2seq(3, **decoder), seq2seq(3, dropout=0.5, **decoder)     # the same weights
+    plain, model = seq2seq(3, **decoder), seq2seq(3, dropout=0.5, **decoder)  # the same weights
     without = plain.loss(*batch).item()
-    first, second = model.loss(*batch).item(), model.loss(*batch).item()        # training mode: the default
+    first, second = model.loss(*batch).item(), model.loss(*batch).item()  # training mode: the default
     assert len({without, first, second}) == 3, "training mode: a fresh mask at every call"
     model.eval()
     assert model.loss(*batch).item() == model.loss(*batch).item() == without, "eval mode: the identity"
@@ -483,8 +578,10 @@ def test_dropout_acts_in_training_mode_only_and_never_in_decoding(decoder):
         got, got_scores = model.generate(src, src_lens, 5, BOS, EOS, beam_size=beam, return_scores=True)
         assert got == tokens
         np.testing.assert_array_equal(got_scores, scores)
-        np.testing.assert_array_equal(model.score(src, src_lens, tokens, BOS, EOS, max_len=5),
-                                      plain.score(src, src_lens, tokens, BOS, EOS, max_len=5))
+        np.testing.assert_array_equal(
+            model.score(src, src_lens, tokens, BOS, EOS, max_len=5),
+            plain.score(src, src_lens, tokens, BOS, EOS, max_len=5),
+        )
     assert model.training and model.dropout.training and not model.encoder.training
 
 
@@ -499,8 +596,12 @@ def test_dropout_drops_the_embedded_tokens_and_the_output_layers_input(decoder, 
 
 
 @settings(max_examples=examples(15), deadline=None)
-@given(batch=seq2seq_batches(), decoder=st.sampled_from(DECODERS), layers=st.integers(1, 2),
-       seed=st.integers(0, 2 ** 16))
+@given(
+    batch=seq2seq_batches(),
+    decoder=st.sampled_from(DECODERS),
+    layers=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
 def test_seq2seq_gradcheck_with_dropout(batch, decoder, layers, seed):
     """Training mode with a fixed mask: the generator is reseeded before every forward pass, so
     each of gradcheck's passes drops the same elements and the model is one smooth function."""
@@ -509,7 +610,7 @@ def test_seq2seq_gradcheck_with_dropout(batch, decoder, layers, seed):
     true_steps = tg.Tensor((np.arange(tgt_in.shape[1])[None, :] < out_lens[:, None])[:, :, None])
 
     def fn(*_):
-        model.dropout.rng = rng_of(seed)                       # the same masks in every pass
+        model.dropout.rng = rng_of(seed)  # the same masks in every pass
         logits = tg.where(true_steps, model(src, src_lens, tgt_in), 0.0)
         model.dropout.rng = rng_of(seed)
         return logits, model.loss(src, src_lens, tgt_in, tgt_out, out_lens)
@@ -522,6 +623,7 @@ def test_dropout_masks_come_from_the_seeded_host_generator():
     """Built without rng=, the masks are drawn from the host generator (tg.manual_seed): a seed
     gives the same masks, and restoring its state — what fit(resume=True) does — repeats them."""
     from tinygrad_rnn.backend import host_rng
+
     batch = small_batch()
     runs = []
     for _ in range(2):
@@ -558,15 +660,24 @@ def test_dropout_out_of_range_is_refused():
 
 # ---- devices -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", device_params())
 def test_models_on_each_device_like_on_cpu(device):
     ids, lens = padded([[4, 5, 6], [7], [8, 1]])
     tgt_in, tgt_out, out_lens = decoder_io([[4], [5, 6], []], None, BOS, EOS)
     cases = [
-        (lambda d: classifier(7, pooling="last", bidirectional=True, num_layers=2).to(d),
-         lambda m: m.loss(ids, tg.Tensor(lens, device=m.device), [0, 2, 1])),
-        (lambda d: tagger(7, bidirectional=True).to(d), lambda m: m.loss(ids, lens, np.ones((3, 3), dtype=np.int64))),
-        (lambda d: seq2seq(7, feed_context=True).to(d), lambda m: m.loss(ids, lens, tgt_in, tgt_out, out_lens)),
+        (
+            lambda d: classifier(7, pooling="last", bidirectional=True, num_layers=2).to(d),
+            lambda m: m.loss(ids, tg.Tensor(lens, device=m.device), [0, 2, 1]),
+        ),
+        (
+            lambda d: tagger(7, bidirectional=True).to(d),
+            lambda m: m.loss(ids, lens, np.ones((3, 3), dtype=np.int64)),
+        ),
+        (
+            lambda d: seq2seq(7, feed_context=True).to(d),
+            lambda m: m.loss(ids, lens, tgt_in, tgt_out, out_lens),
+        ),
     ]
     for make, loss_of in cases:
         results = []
@@ -591,6 +702,7 @@ def count_device_reads(monkeypatch):
         def wrapped(*args, **kwargs):
             counts[kind] += 1
             return fn(*args, **kwargs)
+
         return wrapped
 
     def counting_getattr(self, name):
@@ -619,6 +731,8 @@ def test_generate_on_the_strict_device_reads_back_once(monkeypatch):
                 strict.generate(src, src_lens, max_len, BOS, EOS, beam_size=beam)
             reads[max_len] = dict(counts)
         assert reads[2] == reads[9], f"beam {beam}: device reads grow with the number of steps: {reads}"
-        assert reads[9]["copies"] == 1, f"beam {beam}: want one device→host copy of the tokens, got {reads[9]}"
+        assert reads[9]["copies"] == 1, (
+            f"beam {beam}: want one device→host copy of the tokens, got {reads[9]}"
+        )
         # The only scalar read is the source embedding's id range check, once per call.
         assert reads[9]["scalar reads"] <= 1, reads[9]

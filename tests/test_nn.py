@@ -5,13 +5,13 @@ import pytest
 from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tinygrad_rnn.testing import examples, floats, id_arrays, lengths
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.gradcheck import gradcheck
 from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.tensor import ShapeError
+from tinygrad_rnn.testing import examples, floats, id_arrays, lengths
 
 F64 = "float64"
 
@@ -41,14 +41,32 @@ class Model(nn.Module):
 
 # ---- Module ---------------------------------------------------------------------------------------
 
+
 def test_named_parameters_are_found_automatically_with_stable_dotted_names():
     model = Model()
     names = [n for n, _ in model.named_parameters()]
-    assert names == ["embed.weight", "blocks.0.proj.W", "blocks.0.proj.b", "blocks.0.shared",
-                     "blocks.1.proj.W", "blocks.1.proj.b", "pair.0.W", "pair.1.W", "pair.1.b"]
+    assert names == [
+        "embed.weight",
+        "blocks.0.proj.W",
+        "blocks.0.proj.b",
+        "blocks.0.shared",
+        "blocks.1.proj.W",
+        "blocks.1.proj.b",
+        "pair.0.W",
+        "pair.1.W",
+        "pair.1.b",
+    ]
     assert len(model.parameters()) == 9, "a shared Parameter is listed once"
-    assert [n for n, _ in model.named_modules()] == ["", "embed", "blocks.0", "blocks.0.proj", "blocks.1",
-                                                     "blocks.1.proj", "pair.0", "pair.1"]
+    assert [n for n, _ in model.named_modules()] == [
+        "",
+        "embed",
+        "blocks.0",
+        "blocks.0.proj",
+        "blocks.1",
+        "blocks.1.proj",
+        "pair.0",
+        "pair.1",
+    ]
     assert names == [n for n, _ in Model().named_parameters()], "names must not depend on the instance"
 
 
@@ -75,7 +93,7 @@ def test_dropout_follows_train_and_eval(device):
     assert set(np.unique(values)) == {0.0, 4 / 3}
     assert abs((values == 0).mean() - 0.25) < 0.02
     y.sum().backward()
-    np.testing.assert_array_equal(host(x.grad), values)          # ∂y/∂x is the scaled mask
+    np.testing.assert_array_equal(host(x.grad), values)  # ∂y/∂x is the scaled mask
     assert drop.eval()(x) is x
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         nn.Dropout(1.0)
@@ -138,9 +156,15 @@ def test_load_state_dict_lists_every_problem_and_leaves_the_model_untouched():
 
 # ---- Linear -----------------------------------------------------------------------------------------
 
+
 @settings(max_examples=examples(15))
-@given(batch_shape=st.sampled_from([(), (3,), (2, 4)]), n_in=st.integers(1, 5), n_out=st.integers(1, 5),
-       bias=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    batch_shape=st.sampled_from([(), (3,), (2, 4)]),
+    n_in=st.integers(1, 5),
+    n_out=st.integers(1, 5),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_linear_is_x_W_plus_b_and_passes_gradcheck(batch_shape, n_in, n_out, bias, seed):
     rng = np.random.default_rng(seed)
     layer = nn.Linear(n_in, n_out, bias=bias, dtype=F64, rng=rng)
@@ -152,11 +176,14 @@ def test_linear_is_x_W_plus_b_and_passes_gradcheck(batch_shape, n_in, n_out, bia
 
 
 def test_linear_shape_error_names_both_shapes():
-    with pytest.raises(ShapeError, match=r"Linear\(3, 2\): input of shape \(4, 5\) .* \(W has shape \(3, 2\)\)"):
+    with pytest.raises(
+        ShapeError, match=r"Linear\(3, 2\): input of shape \(4, 5\) .* \(W has shape \(3, 2\)\)"
+    ):
         nn.Linear(3, 2)(tg.randn(4, 5))
 
 
 # ---- Embedding ---------------------------------------------------------------------------------------
+
 
 @settings(max_examples=examples(15))
 @given(data=st.data(), num=st.integers(1, 6), dim=st.integers(1, 4), seed=st.integers(0, 2**16))
@@ -202,6 +229,7 @@ def test_embedding_out_of_range_id_names_id_and_size(device, bad):
 
 # ---- functional ---------------------------------------------------------------------------------------
 
+
 def reference_cross_entropy(logits, targets, ignore_index, reduction):
     logits = logits.reshape(-1, logits.shape[-1])
     flat = targets.reshape(-1)
@@ -215,10 +243,17 @@ def reference_cross_entropy(logits, targets, ignore_index, reduction):
 
 
 @settings(max_examples=examples(20))
-@given(data=st.data(), shape=st.sampled_from([(3,), (1,), (2, 4), (3, 1)]), classes=st.integers(1, 5),
-       reduction=st.sampled_from(["mean", "sum", "none"]), ignore_index=st.sampled_from([-100, 0]),
-       seed=st.integers(0, 2**16))
-def test_cross_entropy_values_and_gradcheck_with_ignore_index(data, shape, classes, reduction, ignore_index, seed):
+@given(
+    data=st.data(),
+    shape=st.sampled_from([(3,), (1,), (2, 4), (3, 1)]),
+    classes=st.integers(1, 5),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    ignore_index=st.sampled_from([-100, 0]),
+    seed=st.integers(0, 2**16),
+)
+def test_cross_entropy_values_and_gradcheck_with_ignore_index(
+    data, shape, classes, reduction, ignore_index, seed
+):
     targets = data.draw(id_arrays(classes, shape=shape, repeated=False))
     if ignore_index == -100 and targets.size > 1:
         targets.reshape(-1)[-1] = -100  # some position ignored
@@ -269,7 +304,7 @@ def test_cross_entropy_errors_and_all_ignored():
         F.cross_entropy(logits, np.array([[0, 1, 4], [0, 0, 0]]))
     with pytest.raises(IndexError, match=r"target -1 is out of range"):  # negative, not ignore_index
         F.cross_entropy(logits, np.array([[0, 1, -1], [0, 0, 0]]))
-    with pytest.raises(IndexError, match=r"target 4 is out of range"):   # beside an ignored one
+    with pytest.raises(IndexError, match=r"target 4 is out of range"):  # beside an ignored one
         F.cross_entropy(logits, np.array([[0, -100, 4], [0, 0, 0]]))
     with pytest.raises(ShapeError, match=r"targets of shape \(2,\) do not fit logits of shape \(2, 3, 4\)"):
         F.cross_entropy(logits, np.array([0, 1]))
@@ -278,17 +313,21 @@ def test_cross_entropy_errors_and_all_ignored():
     with pytest.raises(ValueError, match="reduction"):
         F.cross_entropy(logits, np.zeros((2, 3), dtype=int), reduction="avg")
     with np.errstate(invalid="ignore"):
-        assert np.isnan(F.cross_entropy(logits, np.full((2, 3), -100)).item()), "all ignored: nan, as in PyTorch"
+        assert np.isnan(F.cross_entropy(logits, np.full((2, 3), -100)).item()), (
+            "all ignored: nan, as in PyTorch"
+        )
 
 
 @settings(max_examples=examples(10))
-@given(data=st.data(), B=st.integers(1, 4), T=st.integers(1, 5), H=st.integers(1, 3), seed=st.integers(0, 2**16))
+@given(
+    data=st.data(), B=st.integers(1, 4), T=st.integers(1, 5), H=st.integers(1, 3), seed=st.integers(0, 2**16)
+)
 def test_masked_mean_and_last_state(data, B, T, H, seed):
     lens = data.draw(lengths(B, T))
     x = tg.Tensor(np.random.default_rng(seed).normal(size=(B, T, H)), requires_grad=True)
     mask = F.sequence_mask(lens, T).numpy()
     np.testing.assert_array_equal(mask, np.arange(T)[None, :] < lens[:, None])
-    want_mean = np.stack([x.numpy()[b, :lens[b]].mean(axis=0) for b in range(B)])
+    want_mean = np.stack([x.numpy()[b, : lens[b]].mean(axis=0) for b in range(B)])
     np.testing.assert_allclose(F.masked_mean(x, lens).numpy(), want_mean, rtol=1e-13)
     want_last = np.stack([x.numpy()[b, lens[b] - 1] for b in range(B)])
     np.testing.assert_array_equal(F.last_state(x, lens).numpy(), want_last)

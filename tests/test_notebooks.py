@@ -13,7 +13,6 @@ import importlib.util
 import pathlib
 
 import pytest
-
 from devices import requested_devices, unavailable_reason
 
 INSTALL = "pip install -e '.[nbexec]' (make test installs it)"
@@ -35,7 +34,9 @@ def _devices():
     params = [pytest.param("cpu", id="cpu")]
     if "cuda" in requested_devices():
         reason = unavailable_reason("cuda")
-        marks = [pytest.mark.gpu] + ([pytest.mark.skip(reason=f"cuda unavailable: {reason}")] if reason else [])
+        marks = [pytest.mark.gpu] + (
+            [pytest.mark.skip(reason=f"cuda unavailable: {reason}")] if reason else []
+        )
         params.append(pytest.param("cuda", id="cuda", marks=marks))
     return params
 
@@ -47,10 +48,10 @@ def test_the_notebooks_are_there():
 @pytest.mark.parametrize("device", _devices())
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(source, device, monkeypatch):
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")   # the kernel inherits it: one BLAS thread, as make run
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the kernel inherits it: one BLAS thread, as make run
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     replace = {} if device == "cpu" else {DEVICE_LINE: f'DEVICE = "{device}"'}
-    nb = build.execute(source, replace=replace)        # raises CellExecutionError: the cell and its error
+    nb = build.execute(source, replace=replace)  # raises CellExecutionError: the cell and its error
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
 
@@ -69,11 +70,13 @@ def test_the_committed_ipynb_is_its_source_without_outputs(source):
     assert ipynb.is_file(), f"{ipynb.name} is missing: {fix}"
     committed = nbformat.read(str(ipynb), as_version=4)
     expected = build.stripped(source)
-    assert [(c.cell_type, c.source) for c in committed.cells] == \
-           [(c.cell_type, c.source) for c in expected.cells], f"{ipynb.name} is not its source {source.name}: {fix}"
+    assert [(c.cell_type, c.source) for c in committed.cells] == [
+        (c.cell_type, c.source) for c in expected.cells
+    ], f"{ipynb.name} is not its source {source.name}: {fix}"
     code = [c for c in committed.cells if c.cell_type == "code"]
-    assert not [c.id for c in code if c.outputs or c.execution_count is not None], \
+    assert not [c.id for c in code if c.outputs or c.execution_count is not None], (
         f"{ipynb.name} holds outputs, which go stale unnoticed: {fix}"
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -88,16 +91,19 @@ def test_make_notebooks_writes_executed_copies_outside_the_sources(tmp_path, mon
     before = source.with_suffix(".ipynb").read_bytes()
     ran = []
 
-    def fake_execute(path, **kwargs):                   # the kernel is the other tests' business
+    def fake_execute(path, **kwargs):  # the kernel is the other tests' business
         ran.append(path)
         nb = build.stripped(path)
         nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
         return nb
+
     monkeypatch.setattr(build, "execute", fake_execute)
     monkeypatch.setattr(build, "EXECUTED", tmp_path / "runs" / "notebooks")
     assert build.main([source.name[:2]]) == 0
     assert ran == [source]
-    executed = nbformat.read(str(tmp_path / "runs" / "notebooks" / source.with_suffix(".ipynb").name), as_version=4)
+    executed = nbformat.read(
+        str(tmp_path / "runs" / "notebooks" / source.with_suffix(".ipynb").name), as_version=4
+    )
     assert executed.cells[1].outputs[0].text == "ran\n"
     assert source.with_suffix(".ipynb").read_bytes() == before
 

@@ -5,23 +5,91 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygrad_rnn.data.numerals import (MAX_NUMBER, load_numerals, numeral_pairs, numeral_splits,
-                                        parse_chinese, sample_numbers, to_chinese)
+from tinygrad_rnn.data.numerals import (
+    MAX_NUMBER,
+    load_numerals,
+    numeral_pairs,
+    numeral_splits,
+    parse_chinese,
+    sample_numbers,
+    to_chinese,
+)
 
 # Checked by hand against the rules of the issue (and ordinary usage).
 HAND_CHECKED = {
-    0: "零", 7: "七", 10: "十", 15: "十五", 20: "二十", 22: "二十二", 100: "一百", 105: "一百零五",
-    110: "一百一十", 200: "二百", 1000: "一千", 1001: "一千零一", 1010: "一千零一十",
-    1100: "一千一百", 2002: "二千零二", 10_000: "一万", 10_010: "一万零一十", 11_000: "一万一千",
-    20_000: "二万", 100_000: "十万", 120_003: "十二万零三", 150_000: "十五万",
-    1_001_000: "一百万一千", 1_000_100: "一百万零一百", 10_000_001: "一千万零一",
-    10_100_000: "一千零一十万", 10_001_000: "一千万一千", 20_000_002: "二千万零二",
+    0: "零",
+    7: "七",
+    10: "十",
+    15: "十五",
+    20: "二十",
+    22: "二十二",
+    100: "一百",
+    105: "一百零五",
+    110: "一百一十",
+    200: "二百",
+    1000: "一千",
+    1001: "一千零一",
+    1010: "一千零一十",
+    1100: "一千一百",
+    2002: "二千零二",
+    10_000: "一万",
+    10_010: "一万零一十",
+    11_000: "一万一千",
+    20_000: "二万",
+    100_000: "十万",
+    120_003: "十二万零三",
+    150_000: "十五万",
+    1_001_000: "一百万一千",
+    1_000_100: "一百万零一百",
+    10_000_001: "一千万零一",
+    10_100_000: "一千零一十万",
+    10_001_000: "一千万一千",
+    20_000_002: "二千万零二",
     99_999_999: "九千九百九十九万九千九百九十九",
 }
-TRICKY = [0, 1, 9, 10, 11, 15, 19, 20, 99, 100, 101, 105, 110, 111, 999, 1000, 1001, 1010, 1011,
-          1100, 9999, 10_000, 10_001, 10_010, 10_100, 10_101, 11_000, 20_000, 99_999, 100_000,
-          100_001, 101_000, 110_000, 120_003, 1_000_000, 1_001_000, 1_000_999, 10_000_000,
-          10_000_001, 10_010_000, 99_999_999]
+TRICKY = [
+    0,
+    1,
+    9,
+    10,
+    11,
+    15,
+    19,
+    20,
+    99,
+    100,
+    101,
+    105,
+    110,
+    111,
+    999,
+    1000,
+    1001,
+    1010,
+    1011,
+    1100,
+    9999,
+    10_000,
+    10_001,
+    10_010,
+    10_100,
+    10_101,
+    11_000,
+    20_000,
+    99_999,
+    100_000,
+    100_001,
+    101_000,
+    110_000,
+    120_003,
+    1_000_000,
+    1_001_000,
+    1_000_999,
+    10_000_000,
+    10_000_001,
+    10_010_000,
+    99_999_999,
+]
 
 
 @pytest.mark.parametrize("n,expected", sorted(HAND_CHECKED.items()))
@@ -56,9 +124,28 @@ def test_parser_accepts_only_the_standard_form(s):
     assert to_chinese(n) == s, f"parser accepted non-standard {s!r} as {n}"
 
 
-@pytest.mark.parametrize("bad", ["", "两", "一十五", "一百一", "三万五", "十万一百", "一千一十",
-                                 "一百零一十", "零零", "一零", "十万零", "万", "一万万", "四千零万",
-                                 "百", "一二", "5"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "两",
+        "一十五",
+        "一百一",
+        "三万五",
+        "十万一百",
+        "一千一十",
+        "一百零一十",
+        "零零",
+        "一零",
+        "十万零",
+        "万",
+        "一万万",
+        "四千零万",
+        "百",
+        "一二",
+        "5",
+    ],
+)
 def test_parser_rejects_malformed(bad):
     with pytest.raises(ValueError):
         parse_chinese(bad)
@@ -94,7 +181,7 @@ def test_splits_disjoint_seeded_and_length_uniform():
 
 
 def test_sample_numbers_exhausts_small_ranges():
-    numbers = sample_numbers(100, seed=0, max_digits=2)     # all of 0..99
+    numbers = sample_numbers(100, seed=0, max_digits=2)  # all of 0..99
     assert sorted(numbers) == list(range(100))
     with pytest.raises(ValueError, match="distinct"):
         sample_numbers(101, max_digits=2)
@@ -114,6 +201,7 @@ def test_pairs_both_directions():
 
 def test_generate_on_an_empty_batch_gives_empty_results_in_every_mode():
     from tinygrad_rnn.models import Seq2Seq
+
     src, lengths = np.zeros((0, 3), dtype=np.int64), np.zeros((0,), dtype=np.int64)
     for attention in (None, "additive"):
         model = Seq2Seq(6, 7, 4, 5, attention=attention, rng=np.random.default_rng(0))
@@ -129,6 +217,7 @@ def test_generate_on_an_empty_batch_gives_empty_results_in_every_mode():
 def test_the_beam_is_bounded():
     from tinygrad_rnn.models import Seq2Seq
     from tinygrad_rnn.models.seq2seq import MAX_BEAM_SIZE
+
     model = Seq2Seq(6, 7, 4, 5, rng=np.random.default_rng(0))
     src, lengths = np.array([[4, 5]]), np.array([2])
     with pytest.raises(ValueError, match=f"beam_size must be at most {MAX_BEAM_SIZE}, got 100000"):

@@ -9,7 +9,9 @@ import numpy as np
 
 import tinygrad_rnn as tg
 
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "online_rtrl.py")
+EXAMPLE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "online_rtrl.py"
+)
 
 
 def _example():
@@ -29,7 +31,9 @@ def test_online_gradients_with_frozen_weights_sum_to_bptt():
     ((head(outputs) - tg.Tensor(y.reshape(1, -1, 1))) ** 2).sum().backward()
     for (name, p), g in zip(rnn.cells[0].named_parameters(), online):
         err = np.abs(g - p.grad).max()
-        assert err <= 1e-10 * max(1.0, np.abs(p.grad).max()), f"{name}: online RTRL and BPTT differ by {err:.2e}"
+        assert err <= 1e-10 * max(1.0, np.abs(p.grad).max()), (
+            f"{name}: online RTRL and BPTT differ by {err:.2e}"
+        )
 
 
 def test_echo_stream_is_the_input_delayed():
@@ -39,8 +43,9 @@ def test_echo_stream_is_the_input_delayed():
 
 def test_the_script_runs_and_draws(tmp_path):
     out = tmp_path / "online.png"
-    proc = subprocess.run([sys.executable, EXAMPLE, "--quick", "--out", str(out)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, EXAMPLE, "--quick", "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("RTRL online:") and lines[1].startswith("BPTT, windows of 3")

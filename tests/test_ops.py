@@ -8,15 +8,15 @@
 
 import numpy as np
 import pytest
+from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from devices import device_params, host
 from op_registry import ERRORS, OPS, as_tuple, forward_backward, recording_ops
-from tinygrad_rnn.testing import examples
+
 import tinygrad_rnn as tg
 from tinygrad_rnn import get_backend
 from tinygrad_rnn.gradcheck import gradcheck
+from tinygrad_rnn.testing import examples
 
 DIFFERENTIABLE = [spec for spec in OPS if spec.differentiable]
 GRAPHLESS = [spec for spec in OPS if not spec.differentiable]
@@ -47,8 +47,11 @@ def test_forward_matches_numpy(spec, device, data):
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-12, atol=1e-12, err_msg=f"output {k}")
 
 
-@pytest.mark.parametrize("spec, mode", [(spec, mode) for spec in DIFFERENTIABLE for mode in spec.grad_modes],
-                         ids=lambda x: x.name if hasattr(x, "name") else x)
+@pytest.mark.parametrize(
+    "spec, mode",
+    [(spec, mode) for spec in DIFFERENTIABLE for mode in spec.grad_modes],
+    ids=lambda x: x.name if hasattr(x, "name") else x,
+)
 @by_device
 @settings(max_examples=examples(12))
 @given(data=st.data())
@@ -57,8 +60,9 @@ def test_gradcheck(spec, device, mode, data):
     inputs = case.tensors(device)
     assert any(t.requires_grad for t in inputs), "a differentiable op's case needs a float input"
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    assert gradcheck(lambda *ts: spec.fn(*ts, **case.params), inputs, mode=mode, seed=seed,
-                     **spec.grad_kwargs)
+    assert gradcheck(
+        lambda *ts: spec.fn(*ts, **case.params), inputs, mode=mode, seed=seed, **spec.grad_kwargs
+    )
 
 
 @by_differentiable_op
@@ -102,6 +106,7 @@ def test_bad_inputs_are_refused_on_every_device(spec, device):
 
 # ---- numerical stability at extreme inputs (beyond the registry's bounded values) ------------------
 
+
 def test_log_softmax_is_stable_for_logits_of_1e4(device):
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
     x = tg.Tensor(logits, device=device, requires_grad=True)
@@ -111,8 +116,9 @@ def test_log_softmax_is_stable_for_logits_of_1e4(device):
     y.backward(g)
     softmax = np.array([[1.0, 0.0, 0.0], [1 / 3] * 3])
     np.testing.assert_allclose(x.numpy(), logits)
-    np.testing.assert_allclose(get_backend(device).to_host(x.grad), g - softmax * g.sum(axis=-1, keepdims=True),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        get_backend(device).to_host(x.grad), g - softmax * g.sum(axis=-1, keepdims=True), atol=1e-12
+    )
 
 
 def test_sigmoid_saturates_without_overflow(device):
@@ -124,11 +130,15 @@ def test_sigmoid_saturates_without_overflow(device):
     np.testing.assert_array_equal(get_backend(device).to_host(x.grad), [0.0, 0.25, 0.0])
 
 
-@pytest.mark.parametrize("make_index", [
-    lambda ids: ids,                                  # a host NumPy array
-    lambda ids: ids.tolist(),                         # a list
-    lambda ids: (slice(None), ids),                   # inside a tuple
-], ids=["numpy", "list", "tuple"])
+@pytest.mark.parametrize(
+    "make_index",
+    [
+        lambda ids: ids,  # a host NumPy array
+        lambda ids: ids.tolist(),  # a list
+        lambda ids: (slice(None), ids),  # inside a tuple
+    ],
+    ids=["numpy", "list", "tuple"],
+)
 def test_getitem_moves_host_index_arrays_to_the_device(device, make_index):
     x = tg.Tensor(np.arange(12.0).reshape(3, 4), device=device, requires_grad=True)
     ids = np.array([2, 0, 2])
@@ -172,9 +182,11 @@ def test_float32_stays_float32_forward_and_backward(spec, device, data):
 
 # ---- sigmoid and relu over the whole float64 range -----------------------------------
 
+
 def _exact_sigmoid(x: float):
     """σ(x) and σ'(x) = σ(x) σ(−x) in 50-digit decimal arithmetic, rounded once to float64."""
     from decimal import Decimal, localcontext
+
     with localcontext() as ctx:
         ctx.prec = 50
         e = Decimal(-x).exp()
@@ -183,7 +195,9 @@ def _exact_sigmoid(x: float):
 
 
 def test_sigmoid_is_exact_to_rounding_over_the_whole_range(device):
-    points = np.concatenate([np.linspace(-700, 700, 2801), [-40.0, -37.0, -30.0, -1e-8, 0.0, 1e-8, 37.0, 40.0]])
+    points = np.concatenate(
+        [np.linspace(-700, 700, 2801), [-40.0, -37.0, -30.0, -1e-8, 0.0, 1e-8, 37.0, 40.0]]
+    )
     x = tg.Tensor(points, device=device, requires_grad=True)
     y = x.sigmoid()
     y.sum().backward()
@@ -195,8 +209,9 @@ def test_sigmoid_is_exact_to_rounding_over_the_whole_range(device):
 def test_sigmoid_in_float32_is_exact_to_rounding_over_the_whole_range(device):
     """float32 keeps its own rounding: σ to a few float32 ulps, down into the subnormals (σ(−100)
     ≈ 3.7e−44 is not 0), and 0 and 1 exactly where float32 has nothing closer."""
-    points = np.concatenate([np.linspace(-700, 700, 2801), [-103.0, -100.0, -87.0, -17.0, -1e-4, 0.0,
-                                                              1e-4, 17.0, 87.0]]).astype(np.float32)
+    points = np.concatenate(
+        [np.linspace(-700, 700, 2801), [-103.0, -100.0, -87.0, -17.0, -1e-4, 0.0, 1e-4, 17.0, 87.0]]
+    ).astype(np.float32)
     x = tg.Tensor(points, device=device, requires_grad=True)
     y = x.sigmoid()
     y.sum().backward()
@@ -221,7 +236,7 @@ def test_log_of_sigmoid_far_left_is_finite_with_gradient_one(device):
     x = tg.Tensor([-40.0], device=device, dtype="float64", requires_grad=True)
     y = x.sigmoid().log()
     y.backward(np.ones(1))
-    np.testing.assert_allclose(y.numpy(), [-40.0], rtol=1e-15)   # PyTorch: −40, gradient 1
+    np.testing.assert_allclose(y.numpy(), [-40.0], rtol=1e-15)  # PyTorch: −40, gradient 1
     np.testing.assert_allclose(host(x.grad), [1.0], rtol=1e-15)
 
 

@@ -9,10 +9,10 @@ import strict_backend
 from devices import device_params, host
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tinygrad_rnn.testing import examples
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
+from tinygrad_rnn.testing import examples
 
 
 def make_params(seed=0, device="cpu", dtype="float64"):
@@ -35,9 +35,14 @@ def run(optimizer, params, grads):
 
 # ---- the update rules --------------------------------------------------------------------------------
 
+
 @settings(max_examples=examples(10))
-@given(lr=st.floats(1e-3, 0.5), momentum=st.sampled_from([0.0, 0.9]), wd=st.sampled_from([0.0, 0.1]),
-       seed=st.integers(0, 100))
+@given(
+    lr=st.floats(1e-3, 0.5),
+    momentum=st.sampled_from([0.0, 0.9]),
+    wd=st.sampled_from([0.0, 0.1]),
+    seed=st.integers(0, 100),
+)
 def test_sgd_matches_hand_computation(lr, momentum, wd, seed):
     params = make_params(seed)
     want = [p.numpy() for p in params]
@@ -54,8 +59,13 @@ def test_sgd_matches_hand_computation(lr, momentum, wd, seed):
 
 
 @settings(max_examples=examples(10))
-@given(lr=st.floats(1e-4, 0.1), b1=st.sampled_from([0.0, 0.9]), b2=st.sampled_from([0.9, 0.999]),
-       wd=st.sampled_from([0.0, 0.01]), seed=st.integers(0, 100))
+@given(
+    lr=st.floats(1e-4, 0.1),
+    b1=st.sampled_from([0.0, 0.9]),
+    b2=st.sampled_from([0.9, 0.999]),
+    wd=st.sampled_from([0.0, 0.01]),
+    seed=st.integers(0, 100),
+)
 def test_adam_matches_hand_computation(lr, b1, b2, wd, seed):
     params = make_params(seed)
     want = [p.numpy() for p in params]
@@ -67,7 +77,7 @@ def test_adam_matches_hand_computation(lr, b1, b2, wd, seed):
             g = g + wd * want[i]
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
-            m_hat, v_hat = m[i] / (1 - b1 ** t), v[i] / (1 - b2 ** t)
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
             want[i] = want[i] - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
     got = run(optim.Adam(params, lr=lr, betas=(b1, b2), weight_decay=wd), params, grads)
     for g, w in zip(got, want):
@@ -80,11 +90,15 @@ def test_matches_pytorch_when_installed(kind):
     params = make_params(3)
     tparams = [torch.tensor(p.numpy(), requires_grad=True) for p in params]
     if kind == "sgd":
-        ours, theirs = optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01), \
-            torch.optim.SGD(tparams, lr=0.1, momentum=0.9, weight_decay=0.01)
+        ours, theirs = (
+            optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01),
+            torch.optim.SGD(tparams, lr=0.1, momentum=0.9, weight_decay=0.01),
+        )
     else:
-        ours, theirs = optim.Adam(params, lr=0.01, betas=(0.8, 0.99), weight_decay=0.01), \
-            torch.optim.Adam(tparams, lr=0.01, betas=(0.8, 0.99), weight_decay=0.01)
+        ours, theirs = (
+            optim.Adam(params, lr=0.01, betas=(0.8, 0.99), weight_decay=0.01),
+            torch.optim.Adam(tparams, lr=0.01, betas=(0.8, 0.99), weight_decay=0.01),
+        )
     grads = grad_sequence(6, seed=3)
     got = run(ours, params, grads)
     for step_grads in grads:
@@ -122,6 +136,7 @@ def test_optimizer_keeps_working_after_model_to_device():
 
 # ---- clipping ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", device_params())
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])
 def test_clip_grad_norm(device, max_norm):
@@ -130,7 +145,7 @@ def test_clip_grad_norm(device, max_norm):
     for p, g in zip(params, grads):
         p.grad = p.backend.asarray(g.copy())
     total = optim.clip_grad_norm_(params, max_norm)
-    want = np.sqrt(sum((g ** 2).sum() for g in grads))
+    want = np.sqrt(sum((g**2).sum() for g in grads))
     assert isinstance(total, tg.Tensor) and total.shape == () and total.device == device
     np.testing.assert_allclose(float(total), want, rtol=1e-13)
     scale = min(1.0, max_norm / (want + 1e-6))
@@ -154,7 +169,7 @@ def test_with_clipping_the_non_finite_gradient_is_blamed_on_its_own_parameter(de
     second.grad = second.backend.asarray(bad)
     total = optim.clip_grad_norm_([first, second], 1.0)
     assert not np.isfinite(float(total))
-    np.testing.assert_array_equal(host(first.grad), np.ones((3, 2)))   # left alone, not scaled by nan
+    np.testing.assert_array_equal(host(first.grad), np.ones((3, 2)))  # left alone, not scaled by nan
     opt = optim.SGD([("first", first), ("second", second)], lr=0.1)
     with pytest.raises(optim.NonFiniteGradientError, match="gradient of second ") as info:
         opt.step()
@@ -174,6 +189,7 @@ class CountHostReads:
         def counted(*args, **kwargs):
             self.count += 1
             return original(*args, **kwargs)
+
         return counted
 
 
@@ -193,6 +209,7 @@ def test_clip_reads_nothing_and_step_reads_the_device_once_not_once_per_paramete
 
 # ---- non-finite gradients --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", device_params())
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_step_on_non_finite_gradient_is_refused_and_changes_nothing(device, bad):
@@ -203,7 +220,9 @@ def test_step_on_non_finite_gradient_is_refused_and_changes_nothing(device, bad)
     grad_b = np.ones(2)
     grad_b[1] = bad
     model.b.grad = model.b.backend.asarray(grad_b)
-    with pytest.raises(optim.NonFiniteGradientError, match=r"gradient of b \(shape \(2,\)\) contains inf or nan"):
+    with pytest.raises(
+        optim.NonFiniteGradientError, match=r"gradient of b \(shape \(2,\)\) contains inf or nan"
+    ):
         opt.step()
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=f"{k} changed by a refused step")
@@ -221,12 +240,12 @@ def test_step_on_non_finite_gradient_is_refused_and_changes_nothing(device, bad)
 def test_finite_check_is_exact_when_sums_overflow_or_cancel(device):
     """The check sums all gradients first: huge finite values whose sum overflows to inf must
     still be accepted, and +inf in one gradient with −inf in another (sum nan) refused."""
-    model = nn.Linear(2, 2, device=device)                    # float32
+    model = nn.Linear(2, 2, device=device)  # float32
     opt = optim.SGD(model.named_parameters(), lr=1e-40)
     model.W.grad = model.W.backend.asarray(np.full((2, 2), 3e38, dtype=np.float32))
     model.b.grad = model.b.backend.asarray(np.full(2, 3e38, dtype=np.float32))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                        # no overflow warning leaks out
+        warnings.simplefilter("error")  # no overflow warning leaks out
         assert opt.step() is True
     model.W.grad = model.W.backend.asarray(np.array([[np.inf, 0], [0, 0]], dtype=np.float32))
     model.b.grad = model.b.backend.asarray(np.array([-np.inf, 0], dtype=np.float32))
@@ -237,6 +256,7 @@ def test_finite_check_is_exact_when_sums_overflow_or_cancel(device):
 
 
 # ---- state dicts -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_state_dict_round_trip_continues_exactly(kind):
@@ -271,7 +291,10 @@ def test_load_state_dict_mismatch_is_refused_and_changes_nothing():
 
     other = optim.Adam([nn.Parameter(np.zeros((2, 2))), nn.Parameter(np.zeros(2))], lr=0.5)
     run(other, other.params, [[np.ones((2, 2)), np.ones(2)]])
-    with pytest.raises(optim.OptimizerStateError, match=r"parameter 0: state 'exp_avg' of shape \(2, 2\), parameter has \(3, 2\)"):
+    with pytest.raises(
+        optim.OptimizerStateError,
+        match=r"parameter 0: state 'exp_avg' of shape \(2, 2\), parameter has \(3, 2\)",
+    ):
         opt.load_state_dict(other.state_dict())
     with pytest.raises(optim.OptimizerStateError, match="it is for 'SGD', this is Adam"):
         opt.load_state_dict(optim.SGD(params, lr=1.0).state_dict())

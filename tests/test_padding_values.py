@@ -20,8 +20,9 @@ B, T, E, H = 3, 5, 3, 4
 
 
 def _layer(kind, layers, bidirectional):
-    return getattr(nn, kind)(E, H, num_layers=layers, bidirectional=bidirectional,
-                             rng=np.random.default_rng(7), dtype=F64)
+    return getattr(nn, kind)(
+        E, H, num_layers=layers, bidirectional=bidirectional, rng=np.random.default_rng(7), dtype=F64
+    )
 
 
 def _run(layer, x, h0, u, lengths):
@@ -54,7 +55,7 @@ def test_padding_values_reach_no_gradient(kind, bidirectional, padding):
     padded = x.copy()
     for b, n in enumerate(LENGTHS):
         padded[b, n:] = padding
-    with np.errstate(all="ignore"):   # the old code computed with the padding; keep its failure readable
+    with np.errstate(all="ignore"):  # the old code computed with the padding; keep its failure readable
         out, last, grads, dx, dh0 = _run(layer, padded, h0, u, LENGTHS)
     for name, g in grads.items():
         assert np.isfinite(g).all(), f"{kind}: d{name} holds nan or inf from the padding"
@@ -63,7 +64,7 @@ def test_padding_values_reach_no_gradient(kind, bidirectional, padding):
     # The same sequences one by one, without padding: the batch's gradients are their sum.
     total = {name: np.zeros_like(g) for name, g in grads.items()}
     for b, n in enumerate(LENGTHS):
-        o, l, g, gx, gh = _run(layer, x[b:b + 1, :n], [a[:, b:b + 1] for a in h0], u[b:b + 1, :n], None)
+        o, l, g, gx, gh = _run(layer, x[b : b + 1, :n], [a[:, b : b + 1] for a in h0], u[b : b + 1, :n], None)
         np.testing.assert_allclose(out[b, :n], o[0], rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(out[b, n:], 0.0)
         for got, want in zip(last, l):
@@ -71,7 +72,9 @@ def test_padding_values_reach_no_gradient(kind, bidirectional, padding):
         np.testing.assert_allclose(dx[b, :n], gx[0], rtol=1e-12, atol=1e-12, err_msg=f"dx, sequence {b}")
         np.testing.assert_array_equal(dx[b, n:], 0.0)
         for got, want in zip(dh0, gh):
-            np.testing.assert_allclose(got[:, b], want[:, 0], rtol=1e-12, atol=1e-12, err_msg=f"dh0, sequence {b}")
+            np.testing.assert_allclose(
+                got[:, b], want[:, 0], rtol=1e-12, atol=1e-12, err_msg=f"dh0, sequence {b}"
+            )
         for name in total:
             total[name] += g[name]
     for name, g in grads.items():
@@ -97,13 +100,22 @@ class _RegressionTask:
 def test_fit_trains_on_nan_padding_without_a_non_finite_gradient_stop(kind):
     """Before, such a batch stopped fit() advising a lower learning rate: wrong advice."""
     from tinygrad_rnn.train import fit
+
     rng = np.random.default_rng(1)
     layer = _layer(kind, 1, False)
     x = rng.standard_normal((B, T, E))
     for b, n in enumerate(LENGTHS):
         x[b, n:] = np.nan
     batch = SimpleNamespace(inputs=x, lengths=LENGTHS, targets=rng.standard_normal((1, B, H)))
-    result = fit(layer, _RegressionTask(), optim.SGD(layer.parameters(), lr=0.1), [batch], [batch],
-                 epochs=2, progress=False, log=lambda *a: None)
+    result = fit(
+        layer,
+        _RegressionTask(),
+        optim.SGD(layer.parameters(), lr=0.1),
+        [batch],
+        [batch],
+        epochs=2,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert len(result.history) == 2
     assert all(np.isfinite(p.numpy()).all() for p in layer.parameters())

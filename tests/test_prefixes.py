@@ -18,8 +18,18 @@ VOCAB, T = 11, 9
 
 
 def classifier(cell, pooling, num_layers=1, bidirectional=False, seed=0):
-    return SequenceClassifier(VOCAB, 5, 6, 3, pooling=pooling, num_layers=num_layers, bidirectional=bidirectional,
-                              cell=cell, rng=np.random.default_rng(seed), dtype="float64")
+    return SequenceClassifier(
+        VOCAB,
+        5,
+        6,
+        3,
+        pooling=pooling,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        cell=cell,
+        rng=np.random.default_rng(seed),
+        dtype="float64",
+    )
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["one-way", "bidirectional"])
@@ -33,9 +43,14 @@ def test_one_pass_equals_predict_on_every_prefix(cell, pooling, num_layers, bidi
     assert got.shape == (T, 3) and got.dtype == np.float64
     for t in range(1, T + 1):
         _, expected = model.predict(ids[None, :t])
-        np.testing.assert_allclose(got[t - 1], expected[0], rtol=1e-12, atol=1e-14,
-                                   err_msg=f"{cell}, pooling={pooling}, layers={num_layers}, "
-                                           f"bidirectional={bidirectional}: prefix of length {t}")
+        np.testing.assert_allclose(
+            got[t - 1],
+            expected[0],
+            rtol=1e-12,
+            atol=1e-14,
+            err_msg=f"{cell}, pooling={pooling}, layers={num_layers}, "
+            f"bidirectional={bidirectional}: prefix of length {t}",
+        )
 
 
 def test_the_probabilities_do_not_depend_on_the_text_after_the_prefix():
@@ -57,11 +72,14 @@ def test_no_graph_is_built_and_a_list_works():
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("ids, error, match", [
-    ([], ValueError, "non-empty 1-D"),
-    ([[1, 2], [3, 4]], ValueError, r"shape \(2, 2\)"),
-    ([1.0, 2.0], TypeError, "integer token ids"),
-])
+@pytest.mark.parametrize(
+    "ids, error, match",
+    [
+        ([], ValueError, "non-empty 1-D"),
+        ([[1, 2], [3, 4]], ValueError, r"shape \(2, 2\)"),
+        ([1.0, 2.0], TypeError, "integer token ids"),
+    ],
+)
 def test_bad_ids_are_refused(ids, error, match):
     with pytest.raises(error, match=match):
         prefix_probabilities(classifier("rnn", "mean"), ids)
@@ -79,16 +97,19 @@ def test_render_shows_every_token_with_a_bar_as_wide_as_it():
     lines = text.splitlines()
     assert lines[0].startswith(f"P(negative) after each of the {len(tokens)} tokens")
     pairs = list(zip(lines[1::2], lines[2::2]))
-    assert len(pairs) == 3                                           # 11 tokens, 4 per line
+    assert len(pairs) == 3  # 11 tokens, 4 per line
     assert "".join(t.split(maxsplit=1)[1] for t, _ in pairs) == "".join(tokens)
-    assert [t.split()[0] for t, _ in pairs] == ["1", "5", "9"]       # position of each line's first token
+    assert [t.split()[0] for t, _ in pairs] == ["1", "5", "9"]  # position of each line's first token
     first_bars = pairs[0][1].split()[0]
     # P = 0, .1, .2, .3 → levels ⌊8P⌋ = 0, 0, 1, 2; 服务太慢 take two columns each
     assert first_bars == BLOCKS[0] * 2 + BLOCKS[0] * 2 + BLOCKS[1] * 2 + BLOCKS[2] * 2
     assert pairs[2][1].split()[-1] == "1.00" and pairs[0][1].split()[-1] == f"{probs[3, 0]:.2f}"
-    for text_line, bar_line in pairs:                                # CJK: two columns; "5", "0": one
+    for text_line, bar_line in pairs:  # CJK: two columns; "5", "0": one
         chunk = text_line.split(maxsplit=1)[1]
-        assert len(bar_line.split()[0]) == sum(2 if ord(ch) > 0x2E7F else 1 for ch in chunk), (text_line, bar_line)
+        assert len(bar_line.split()[0]) == sum(2 if ord(ch) > 0x2E7F else 1 for ch in chunk), (
+            text_line,
+            bar_line,
+        )
     with pytest.raises(ValueError, match="do not fit"):
         render_prefixes(tokens[:-1], probs, 0, "negative")
 
@@ -106,6 +127,7 @@ def test_plot_writes_a_png(tmp_path):
 
 
 # ---- the command line ------------------------------------------------------------------------------
+
 
 def cli_run(capsys, *argv):
     code = cli.main([str(a) for a in argv])
@@ -126,13 +148,34 @@ def classify_run(tmp_path_factory):
     if not HAVE_DATA:
         pytest.skip("needs the 'data' extra (pip install -e '.[data]')")
     d = tmp_path_factory.mktemp("prefixes") / "classify"
-    assert cli.main(["train", "classify", "--limit", "300", "--epochs", "1", "--embed", "8", "--hidden", "8",
-                     "--cell", "gru", "--no-progress", "--out", str(d)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "classify",
+                "--limit",
+                "300",
+                "--epochs",
+                "1",
+                "--embed",
+                "8",
+                "--hidden",
+                "8",
+                "--cell",
+                "gru",
+                "--no-progress",
+                "--out",
+                str(d),
+            ]
+        )
+        == 0
+    )
     return d
 
 
 def test_predict_prefixes_prints_every_prefix(classify_run, capsys, tmp_path):
     from tinygrad_rnn.runs import load_run
+
     text = "菜很好吃，但是服务太差了"
     code, out, err = cli_run(capsys, "predict", classify_run, text, "--prefixes")
     assert code == 0, err
@@ -164,6 +207,7 @@ def test_predict_prefixes_without_matplotlib_still_prints(classify_run, capsys, 
 
     def no_matplotlib(*args, **kwargs):
         raise ImportError("plots need matplotlib, which is not installed: pip install -e '.[plot]'")
+
     monkeypatch.setattr(prefixes, "plot_prefixes", no_matplotlib)
     code, out, err = cli_run(capsys, "predict", classify_run, "很好", "--prefixes", tmp_path / "p.png")
     assert code == 0, err
@@ -172,14 +216,39 @@ def test_predict_prefixes_without_matplotlib_still_prints(classify_run, capsys, 
 
 
 def test_predict_prefixes_refusals(classify_run, capsys, tmp_path):
-    one_error(capsys, ["predict", classify_run, "很好", "不好", "--prefixes", tmp_path / "p.png"], "one TEXT, not 2")
+    one_error(
+        capsys, ["predict", classify_run, "很好", "不好", "--prefixes", tmp_path / "p.png"], "one TEXT, not 2"
+    )
     one_error(capsys, ["predict", classify_run, "很好", "--prefixes", "很好吃"], "ending in .png")
-    one_error(capsys, ["predict", classify_run, "很好", "--prefixes", tmp_path / "no" / "p.png"], "no such directory")
+    one_error(
+        capsys,
+        ["predict", classify_run, "很好", "--prefixes", tmp_path / "no" / "p.png"],
+        "no such directory",
+    )
     assert not list(tmp_path.iterdir())
 
 
 def test_predict_prefixes_refused_for_other_tasks(capsys, tmp_path):
     d = tmp_path / "numerals"
-    assert cli_run(capsys, "train", "seq2seq", "--data", "numerals", "--limit", "30", "--epochs", "1", "--embed", "4",
-                   "--hidden", "4", "--no-progress", "--out", d)[0] == 0
+    assert (
+        cli_run(
+            capsys,
+            "train",
+            "seq2seq",
+            "--data",
+            "numerals",
+            "--limit",
+            "30",
+            "--epochs",
+            "1",
+            "--embed",
+            "4",
+            "--hidden",
+            "4",
+            "--no-progress",
+            "--out",
+            d,
+        )[0]
+        == 0
+    )
     one_error(capsys, ["predict", d, "一千", "--prefixes"], "--prefixes", "seq2seq run, not classify")

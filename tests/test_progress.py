@@ -43,21 +43,35 @@ def test_a_short_epoch_prints_no_progress_line():
 
 def test_fit_prints_progress_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
     """pytest's captured stderr is not a terminal, as in ``tinygrad-rnn train … > log 2>&1``."""
-    monkeypatch.setattr(train, "PROGRESS_EVERY_SECONDS", 0.0)     # a line after every batch
+    monkeypatch.setattr(train, "PROGRESS_EVERY_SECONDS", 0.0)  # a line after every batch
     rng = np.random.default_rng(0)
     inputs = [list(rng.integers(1, 20, size=rng.integers(2, 9))) for _ in range(40)]
     labels = [int(len(x) > 5) for x in inputs]
     batches = BatchIterator(inputs, labels, batch_size=8, shuffle=True, seed=0)
     tg.manual_seed(0)
     model = SequenceClassifier(20, 4, 4, num_classes=2)
-    train.fit(model, train.ClassificationTask(), Adam(model.parameters()), batches,
-              BatchIterator(inputs, labels, batch_size=8), epochs=2, progress=True)
+    train.fit(
+        model,
+        train.ClassificationTask(),
+        Adam(model.parameters()),
+        batches,
+        BatchIterator(inputs, labels, batch_size=8),
+        epochs=2,
+        progress=True,
+    )
     out = capsys.readouterr().out.splitlines()
     progress = [line for line in out if "examples (" in line]
-    assert len(progress) == 2 * 5, out                                 # 5 batches per epoch
+    assert len(progress) == 2 * 5, out  # 5 batches per epoch
     assert progress[0].startswith("epoch 1/2  8/40 examples (20 %)  loss "), progress[0]
     assert progress[-1].startswith("epoch 2/2  40/40 examples (100 %)"), progress[-1]
     # --no-progress: nothing but the epoch lines.
-    train.fit(model, train.ClassificationTask(), Adam(model.parameters()), batches,
-              BatchIterator(inputs, labels, batch_size=8), epochs=1, progress=False)
+    train.fit(
+        model,
+        train.ClassificationTask(),
+        Adam(model.parameters()),
+        batches,
+        BatchIterator(inputs, labels, batch_size=8),
+        epochs=1,
+        progress=False,
+    )
     assert not [line for line in capsys.readouterr().out.splitlines() if "examples (" in line]

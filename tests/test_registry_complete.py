@@ -3,8 +3,9 @@
 import importlib
 import pkgutil
 
-import tinygrad_rnn
 from op_registry import ERRORS, OPS
+
+import tinygrad_rnn
 from tinygrad_rnn.tensor import Op
 
 
@@ -38,6 +39,7 @@ def test_every_op_of_the_package_has_a_spec():
 def test_a_new_op_without_a_spec_is_reported():
     class Cube(Op):  # planted: a new op nobody registered
         name = "cube"
+
     assert missing_specs({Cube}, OPS) == ["Cube"]
 
 
@@ -62,8 +64,9 @@ def test_an_op_without_a_tangent_rule_is_reported():
 
         def forward(self, a):
             self.a = a
-            return a ** 3
+            return a**3
 
         def backward(self, g):
-            return 3 * g * self.a ** 2
+            return 3 * g * self.a**2
+
     assert missing_tangent_rules({Cube}) == ["Cube"]

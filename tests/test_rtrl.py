@@ -26,7 +26,9 @@ def _bptt(cell, x, d, h0=None):
 
 
 def _cell(kind, E=3, H=4):
-    return {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](E, H, rng=RNG(0), dtype="float64")
+    return {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](
+        E, H, rng=RNG(0), dtype="float64"
+    )
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])

@@ -9,9 +9,9 @@ import pytest
 from devices import device_params
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import serialization, nn, optim
-from tinygrad_rnn.serialization import CheckpointError
+from tinygrad_rnn import nn, optim, serialization
 from tinygrad_rnn.files import atomic_write
+from tinygrad_rnn.serialization import CheckpointError
 
 
 def make(seed=0, device="cpu", hidden=4, layers=2):
@@ -24,8 +24,9 @@ def train_steps(model, opt, steps=2, seed=1):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         opt.zero_grad()
-        out, _ = model(tg.Tensor(rng.normal(size=(2, 5, 3)).astype(np.float32), device=model.device),
-                       lengths=[5, 3])
+        out, _ = model(
+            tg.Tensor(rng.normal(size=(2, 5, 3)).astype(np.float32), device=model.device), lengths=[5, 3]
+        )
         (out * out).mean().backward()
         opt.step()
 
@@ -33,8 +34,11 @@ def train_steps(model, opt, steps=2, seed=1):
 def snapshot(model, opt):
     """Everything a load could change, as host copies."""
     sd = opt.state_dict()
-    return model.state_dict(), json.dumps(sd["hyperparameters"]), {
-        (i, k): np.array(v) for i, s in sd["state"].items() for k, v in s.items()}
+    return (
+        model.state_dict(),
+        json.dumps(sd["hyperparameters"]),
+        {(i, k): np.array(v) for i, s in sd["state"].items() for k, v in s.items()},
+    )
 
 
 def assert_same(a, b):
@@ -83,7 +87,9 @@ def test_loads_onto_the_device_the_model_is_on(saved, device):
     target, target_opt = make(seed=5, device=device)
     serialization.load(path, target, target_opt)
     assert all(p.device == device for p in target.parameters())
-    assert all(s["exp_avg"].__class__ is p.data.__class__ for p, s in zip(target.parameters(), target_opt.state))
+    assert all(
+        s["exp_avg"].__class__ is p.data.__class__ for p, s in zip(target.parameters(), target_opt.state)
+    )
     assert_same(snapshot(target, target_opt), snapshot(model, opt))
     train_steps(target, target_opt)  # the loaded state works on that device
 
@@ -102,6 +108,7 @@ def test_model_only_checkpoint(tmp_path):
 
 
 # ---- atomic writes -----------------------------------------------------------------------------
+
 
 def test_crash_during_write_keeps_the_old_checkpoint(saved, monkeypatch):
     path, model, opt = saved
@@ -138,6 +145,7 @@ def test_save_renames_a_finished_file_in_the_same_directory(saved, monkeypatch):
 
 def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
     from tinygrad_rnn.data import Vocab
+
     path = tmp_path / "vocab.json"
     Vocab(["a", "b"]).save(path)
     old = path.read_text(encoding="utf-8")
@@ -151,7 +159,7 @@ def test_atomic_write_is_all_or_nothing(tmp_path, monkeypatch):
         f.write('{"format": ')
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr("json.dump", crash)                # the vocabulary's own save is atomic too
+    monkeypatch.setattr("json.dump", crash)  # the vocabulary's own save is atomic too
     with pytest.raises(KeyboardInterrupt):
         Vocab(["a", "b", "c"]).save(path)
     monkeypatch.undo()
@@ -167,6 +175,7 @@ def test_meta_must_be_json(tmp_path):
 
 # ---- damaged or mismatched files: a clear error, nothing changed ------------------------------------
 
+
 def assert_refused(path, match):
     model, opt = make(seed=7)
     train_steps(model, opt, steps=1, seed=8)
@@ -181,7 +190,7 @@ def test_truncated_file_is_refused(saved, tmp_path, keep):
     path = saved[0]
     data = path.read_bytes()
     cut = tmp_path / "cut.npz"
-    cut.write_bytes(data[:int(len(data) * keep)])
+    cut.write_bytes(data[: int(len(data) * keep)])
     assert_refused(cut, "cannot read the checkpoint")
 
 
@@ -225,7 +234,7 @@ def test_not_a_checkpoint(tmp_path):
 def test_a_malformed_optimizer_entry_is_refused(saved, tmp_path):
     with np.load(saved[0], allow_pickle=False) as z:
         arrays = {name: z[name] for name in z.files}
-    arrays["optimizer/0"] = np.zeros(2)                   # no "<index>/<state name>"
+    arrays["optimizer/0"] = np.zeros(2)  # no "<index>/<state name>"
     odd = tmp_path / "odd.npz"
     np.savez(odd, **arrays)
     assert_refused(odd, "malformed optimizer entry 'optimizer/0'")
@@ -257,12 +266,15 @@ def test_importing_never_touches_the_umask_and_files_get_the_usual_permissions(t
     threads); the OS applies it to the temporary file itself."""
     import subprocess
     import sys
-    code = ("import os\n"
-            "def refuse(*a): raise AssertionError('os.umask called')\n"
-            "os.umask = refuse\n"
-            "import tinygrad_rnn.serialization, tinygrad_rnn.files, tinygrad_rnn.train, tinygrad_rnn.cli\n"
-            "from tinygrad_rnn.files import atomic_write\n"
-            f"with atomic_write({str(tmp_path / 'f.txt')!r}, 'w') as f: f.write('x')\n")
+
+    code = (
+        "import os\n"
+        "def refuse(*a): raise AssertionError('os.umask called')\n"
+        "os.umask = refuse\n"
+        "import tinygrad_rnn.serialization, tinygrad_rnn.files, tinygrad_rnn.train, tinygrad_rnn.cli\n"
+        "from tinygrad_rnn.files import atomic_write\n"
+        f"with atomic_write({str(tmp_path / 'f.txt')!r}, 'w') as f: f.write('x')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     umask = os.umask(0o022)
@@ -277,6 +289,7 @@ def test_importing_never_touches_the_umask_and_files_get_the_usual_permissions(t
 def test_a_pickle_or_text_file_is_not_a_checkpoint_and_no_unsafe_advice(tmp_path, content):
     """NumPy's own error suggests allow_pickle=True, i.e. running the file's code: never shown."""
     import pickle
+
     path = tmp_path / "best.npz"
     if content == "text":
         path.write_text("model weights, honest\n")

@@ -50,7 +50,7 @@ def test_every_shipped_model_is_there_with_its_command_and_is_small():
         assert set(options) == {"--cell", "--pooling", "--out"}, words
         assert (config["cell"], config["pooling"]) == (options["--cell"], options["--pooling"])
         metrics = json.loads((MODELS / name / "metrics.json").read_text(encoding="utf-8"))
-        assert metrics["command"] == command_line(config)          # the other settings are the defaults
+        assert metrics["command"] == command_line(config)  # the other settings are the defaults
         assert metrics["epochs_run"] == 10 and config["limit"] is None and config["max_len"] == 100
     assert total < 6e6, f"{total / 1e6:.1f} MB"
 
@@ -61,14 +61,19 @@ def test_a_shipped_model_scores_exactly_its_recorded_test_accuracy(name):
     from tinygrad_rnn.runs import load_splits, make_batches
     from tinygrad_rnn.tasks import TASKS
     from tinygrad_rnn.train import evaluate
+
     config, model, vocab, _ = load_run(MODELS / name, "cpu")
     _, _, test = load_splits(config)
     recorded = json.loads((MODELS / name / "metrics.json").read_text(encoding="utf-8"))["test"]
-    scores = evaluate(model, TASKS["classify"].trainer(config, None), make_batches(config, test, vocab, None, shuffle=False))
+    scores = evaluate(
+        model, TASKS["classify"].trainer(config, None), make_batches(config, test, vocab, None, shuffle=False)
+    )
     assert len(test) == 1735
-    assert round(scores["accuracy"] * len(test)) == round(recorded["accuracy"] * len(test))   # the same reviews right
+    assert round(scores["accuracy"] * len(test)) == round(
+        recorded["accuracy"] * len(test)
+    )  # the same reviews right
     assert scores["accuracy"] == recorded["accuracy"]
-    assert scores["loss"] == pytest.approx(recorded["loss"], rel=1e-5)     # float32 sums in another order
+    assert scores["loss"] == pytest.approx(recorded["loss"], rel=1e-5)  # float32 sums in another order
 
 
 def test_predict_reads_a_review_past_max_len(capsys):
@@ -84,8 +89,8 @@ def test_predict_reads_a_review_past_max_len(capsys):
     _, model, vocab, _ = load_run(directory, "cpu")
     probs = prefix_probabilities(model, vocab.encode(list(CHAPTER_REVIEW)))
     p_negative = float(p) if label == "negative" else 1 - float(p)
-    assert p_negative == pytest.approx(probs[-1, 0], abs=6e-4)            # printed to three decimals
-    assert abs(probs[-1, 0] - probs[99, 0]) > 0.1                         # the cut would have said otherwise
+    assert p_negative == pytest.approx(probs[-1, 0], abs=6e-4)  # printed to three decimals
+    assert abs(probs[-1, 0] - probs[99, 0]) > 0.1  # the cut would have said otherwise
 
 
 def test_predict_says_nothing_about_a_short_review(capsys):
@@ -95,13 +100,19 @@ def test_predict_says_nothing_about_a_short_review(capsys):
 
 
 def test_the_chapters_review_is_one_text_everywhere():
-    assert len(CHAPTER_REVIEW) == 114 and CHAPTER_REVIEW.startswith("我觉得这家餐馆") and CHAPTER_REVIEW.endswith("。")
-    assert clause_ends(CHAPTER_REVIEW)[3] == CHAPTER_REVIEW.index("但是")      # four clauses of praise
+    assert (
+        len(CHAPTER_REVIEW) == 114
+        and CHAPTER_REVIEW.startswith("我觉得这家餐馆")
+        and CHAPTER_REVIEW.endswith("。")
+    )
+    assert clause_ends(CHAPTER_REVIEW)[3] == CHAPTER_REVIEW.index("但是")  # four clauses of praise
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^REVIEW_LONG\s*:=\s*(\S+)$", makefile, flags=re.M).group(1) == CHAPTER_REVIEW
 
 
-@pytest.mark.parametrize("text, ends", [("好，不好。", [2, 5]), ("好，不好", [2, 4]), ("好", [1]), ("好！", [2])])
+@pytest.mark.parametrize(
+    "text, ends", [("好，不好。", [2, 5]), ("好，不好", [2, 4]), ("好", [1]), ("好！", [2])]
+)
 def test_clause_ends(text, ends):
     assert clause_ends(text) == ends
     assert np.all(np.diff(ends) > 0)
@@ -109,10 +120,11 @@ def test_clause_ends(text, ends):
 
 # ---- the numbers docs/results.md gives for the chapter's review ------------------------------------
 
+
 def results_section() -> str:
     text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     start = text.index("## The chapter's review")
-    return text[start:text.index("\n## ", start + 1)]
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def loaded(name):
@@ -135,7 +147,9 @@ def test_the_clause_table_of_results_md_is_what_the_models_give():
                 assert int(t) == len(CHAPTER_REVIEW) - turn
                 got = alone[-1]
             else:
-                assert int(t) in ends + [100] and (int(t) == 100 or CHAPTER_REVIEW[:int(t)].endswith(what.strip()))
+                assert int(t) in ends + [100] and (
+                    int(t) == 100 or CHAPTER_REVIEW[: int(t)].endswith(what.strip())
+                )
                 got = whole[int(t) - 1]
             assert abs(got - documented) <= 0.0005 + 1e-6, (name, t, got, documented)
 
@@ -146,27 +160,39 @@ def test_the_data_behind_results_md_review_claims():
     ones take half a minute on long reviews: python docs/review_prefixes.py prints all four)."""
     import importlib
     import sys
+
     sys.path.insert(0, str(ROOT / "docs"))
     try:
         script = importlib.import_module("review_prefixes")
     finally:
         sys.path.remove(str(ROOT / "docs"))
     section = results_section()
-    but, but_share, praise, praise_share = map(int, re.search(
-        r"of the (\d+) training reviews with 但是 (\d+) % are negative, of the (\d+) that say 不错 \(\"good\"\) "
-        r"before their first 但是 only (\d+) %", re.sub(r"\s+", " ", section)).groups())
+    but, but_share, praise, praise_share = map(
+        int,
+        re.search(
+            r"of the (\d+) training reviews with 但是 (\d+) % are negative, of the (\d+) that say 不错 \(\"good\"\) "
+            r"before their first 但是 only (\d+) %",
+            re.sub(r"\s+", " ", section),
+        ).groups(),
+    )
     config = load_config(MODELS / "rnn-last")
     from tinygrad_rnn.runs import load_splits
+
     train, _, _ = load_splits(config)
     with_but = [y for x, y in train if "但是" in "".join(x)]
     with_praise = [y for x, y in train if "但是" in "".join(x) and "不错" in "".join(x).split("但是")[0]]
     assert (len(with_but), len(with_praise)) == (but, praise)
-    assert round(100 * with_but.count(0) / but) == but_share and round(100 * with_praise.count(0) / praise) == praise_share
+    assert (
+        round(100 * with_but.count(0) / but) == but_share
+        and round(100 * with_praise.count(0) / praise) == praise_share
+    )
 
     reviews = script.long_test_reviews(config["max_len"])
     assert re.search(rf"test reviews longer than 100 characters \({len(reviews)}\)", section)
     for label, name in (("vanilla, last state", "rnn-last"), ("vanilla, mean of states", "rnn-mean")):
-        first, whole = re.search(rf"^\| {label} \| ([\d.]+) % \| ([\d.]+) % \|$", section, flags=re.M).groups()
+        first, whole = re.search(
+            rf"^\| {label} \| ([\d.]+) % \| ([\d.]+) % \|$", section, flags=re.M
+        ).groups()
         model, vocab = loaded(name)
         assert f"{100 * script.accuracy(model, vocab, reviews, 100):.1f}" == first
         assert f"{100 * script.accuracy(model, vocab, reviews, None):.1f}" == whole

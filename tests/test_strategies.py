@@ -81,7 +81,14 @@ def test_float_sequences_are_zero_past_each_length(seq):
 
 def test_examples_scale_with_the_profile(monkeypatch):
     """Concrete counts: as asked under ci (25 examples), 8× under a 200-example profile, never 0."""
-    for profile_examples, asked, given_back in [(25, 10, 10), (25, 0, 1), (200, 10, 80), (200, 1, 8), (5, 2, 1)]:
-        monkeypatch.setattr(S, "settings", types.SimpleNamespace(
-            default=types.SimpleNamespace(max_examples=profile_examples)))
+    for profile_examples, asked, given_back in [
+        (25, 10, 10),
+        (25, 0, 1),
+        (200, 10, 80),
+        (200, 1, 8),
+        (5, 2, 1),
+    ]:
+        monkeypatch.setattr(
+            S, "settings", types.SimpleNamespace(default=types.SimpleNamespace(max_examples=profile_examples))
+        )
         assert S.examples(asked) == given_back, (profile_examples, asked)

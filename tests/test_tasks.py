@@ -5,11 +5,22 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn import models
-from tinygrad_rnn.data import DATASETS as DATA_SET_NAMES, Vocab
-from tinygrad_rnn.tasks import DATASETS, DEFAULTS, TASK_OPTIONS, TASKS, check_config, RunError
+from tinygrad_rnn.data import DATASETS as DATA_SET_NAMES
+from tinygrad_rnn.data import Vocab
+from tinygrad_rnn.tasks import DATASETS, DEFAULTS, TASK_OPTIONS, TASKS, RunError, check_config
 
-SIZES = dict(embed=4, hidden=6, layers=1, bidirectional=False, feed_context=False, attention=None, cell="rnn",
-             dropout=0.0, pooling="mean", decode_max_len=5)
+SIZES = dict(
+    embed=4,
+    hidden=6,
+    layers=1,
+    bidirectional=False,
+    feed_context=False,
+    attention=None,
+    cell="rnn",
+    dropout=0.0,
+    pooling="mean",
+    decode_max_len=5,
+)
 
 
 def test_every_data_set_belongs_to_exactly_one_task():
@@ -17,14 +28,25 @@ def test_every_data_set_belongs_to_exactly_one_task():
     assert sorted(owners) == sorted(DATA_SET_NAMES) == sorted(DATASETS) == sorted(DEFAULTS)
 
 
-@pytest.mark.parametrize("setting, task, data, takes", [
-    ("pooling", "classify", None, True), ("pooling", "tag", None, False), ("pooling", "seq2seq", None, False),
-    ("max_len", "classify", "reviews", True), ("max_len", "tag", None, False),
-    ("direction", "seq2seq", "numerals", True), ("direction", "seq2seq", "pinyin", False),
-    ("direction", "seq2seq", None, True), ("direction", "classify", None, False),
-    ("attention", "seq2seq", None, True), ("attention", "classify", None, False),
-    ("dropout", "tag", None, False), ("epochs", "tag", None, True), ("bidirectional", "classify", None, True),
-])
+@pytest.mark.parametrize(
+    "setting, task, data, takes",
+    [
+        ("pooling", "classify", None, True),
+        ("pooling", "tag", None, False),
+        ("pooling", "seq2seq", None, False),
+        ("max_len", "classify", "reviews", True),
+        ("max_len", "tag", None, False),
+        ("direction", "seq2seq", "numerals", True),
+        ("direction", "seq2seq", "pinyin", False),
+        ("direction", "seq2seq", None, True),
+        ("direction", "classify", None, False),
+        ("attention", "seq2seq", None, True),
+        ("attention", "classify", None, False),
+        ("dropout", "tag", None, False),
+        ("epochs", "tag", None, True),
+        ("bidirectional", "classify", None, True),
+    ],
+)
 def test_which_task_takes_which_option(setting, task, data, takes):
     assert TASKS[task].takes(setting, data) is takes
 
@@ -62,15 +84,18 @@ def test_targets_and_models_per_task():
 
 def test_predictions_are_printed_per_task():
     probs = np.array([[0.2, 0.8]])
-    assert TASKS["classify"].format_predictions({}, ["好"], [["好"]], (np.array([1]), probs), None) == \
-        ["positive  0.800  好"]
+    assert TASKS["classify"].format_predictions({}, ["好"], [["好"]], (np.array([1]), probs), None) == [
+        "positive  0.800  好"
+    ]
     tags = Vocab(["n", "v"])
-    assert TASKS["tag"].format_predictions({}, ["我 爱"], [["我", "爱"]], [[tags.token_to_id("n"),
-                                                                           tags.token_to_id("v")]], tags) == \
-        ["我/n  爱/v"]
+    assert TASKS["tag"].format_predictions(
+        {}, ["我 爱"], [["我", "爱"]], [[tags.token_to_id("n"), tags.token_to_id("v")]], tags
+    ) == ["我/n  爱/v"]
     pinyin = Vocab(["zhōng", "guó"])
     out = [[pinyin.token_to_id("zhōng"), pinyin.token_to_id("guó")]]
-    assert TASKS["seq2seq"].format_predictions({"data": "pinyin"}, ["中国"], [], out, pinyin) == ["中国  →  zhōng guó"]
+    assert TASKS["seq2seq"].format_predictions({"data": "pinyin"}, ["中国"], [], out, pinyin) == [
+        "中国  →  zhōng guó"
+    ]
 
 
 def test_a_config_of_the_wrong_data_set_or_missing_a_task_setting_is_refused():

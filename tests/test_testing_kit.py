@@ -17,11 +17,12 @@ FEW = 8  # examples per check: enough to meet a planted bug, cheap enough for CI
 
 class Softplus(tg.Op):
     """softplus(a) = log(1 + eᵃ); d/da = σ(a) = 1 / (1 + e⁻ᵃ)."""
+
     name = "softplus"
 
     def forward(self, a):
         self.a = a
-        xp = self.xp                                  # log(1 + eᵃ), never overflowing
+        xp = self.xp  # log(1 + eᵃ), never overflowing
         return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
 
     def backward(self, g):
@@ -85,8 +86,13 @@ def test_two_inputs_with_one_value_function_each():
 
 
 def test_params_go_to_the_op_and_to_the_reference():
-    check_op(Sum, (2, 3, 4), params={"axis": 1, "keepdims": True},
-             reference=lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims), max_examples=FEW)
+    check_op(
+        Sum,
+        (2, 3, 4),
+        params={"axis": 1, "keepdims": True},
+        reference=lambda a, axis, keepdims: a.sum(axis=axis, keepdims=keepdims),
+        max_examples=FEW,
+    )
 
 
 def test_a_whole_function_with_fixed_shapes_and_two_outputs():
@@ -112,17 +118,24 @@ def test_integer_inputs_are_constants():
     check_op(lambda w, ids: w[ids], inputs=table, reference=lambda w, ids: w[ids], max_examples=FEW)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: check_op(Tanh(), max_examples=1), TypeError, "Op class"),
-    (lambda: check_op(42), TypeError, "Op subclass or a function"),
-    (lambda: check_op(Tanh, modes=("both",)), ValueError, "modes"),
-    (lambda: check_op(Tanh, avoid=(0,), values=floats), ValueError, "avoid= or values="),
-    (lambda: check_op(Tanh, inputs=floats((2,)), shapes=(2,)), ValueError, "inputs="),
-    (lambda: check_op(Div, [(2,), (2,)], values=[floats], max_examples=1), ValueError, "1 functions for 2"),
-    (lambda: check_op(Tanh, [(2, -1)]), ValueError, "non-negative"),
-    (lambda: check_op(Tanh, "ab"), ValueError, "shapes must be"),
-    (lambda: check_op(lambda a: a.argmax(), max_examples=1), AssertionError, "no output requires grad"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: check_op(Tanh(), max_examples=1), TypeError, "Op class"),
+        (lambda: check_op(42), TypeError, "Op subclass or a function"),
+        (lambda: check_op(Tanh, modes=("both",)), ValueError, "modes"),
+        (lambda: check_op(Tanh, avoid=(0,), values=floats), ValueError, "avoid= or values="),
+        (lambda: check_op(Tanh, inputs=floats((2,)), shapes=(2,)), ValueError, "inputs="),
+        (
+            lambda: check_op(Div, [(2,), (2,)], values=[floats], max_examples=1),
+            ValueError,
+            "1 functions for 2",
+        ),
+        (lambda: check_op(Tanh, [(2, -1)]), ValueError, "non-negative"),
+        (lambda: check_op(Tanh, "ab"), ValueError, "shapes must be"),
+        (lambda: check_op(lambda a: a.argmax(), max_examples=1), AssertionError, "no output requires grad"),
+    ],
+)
 def test_misuse_gets_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
         call()
@@ -133,15 +146,18 @@ def test_the_strategies_are_one_module_reexported():
 
 
 def test_without_hypothesis_the_import_error_names_the_install():
-    code = ("import sys; sys.modules['hypothesis'] = None\n"
-            "try:\n    import tinygrad_rnn.testing\n"
-            "except ImportError as e:\n    print(e)\n"
-            "import tinygrad_rnn, tinygrad_rnn.nn\nprint('core ok')")
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "try:\n    import tinygrad_rnn.testing\n"
+        "except ImportError as e:\n    print(e)\n"
+        "import tinygrad_rnn, tinygrad_rnn.nn\nprint('core ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install -e '.[testing]'" in out and "core ok" in out
 
 
 # ---- a failure replays identically, and the user catches a GradcheckError ----------------------
+
 
 def _tanh_with_one_wrong_element(factor, at):
     """tanh, whose gradient is ``factor`` times the right one at element ``at`` only."""
@@ -168,6 +184,7 @@ def test_a_gradient_wrong_in_one_element_fails_as_a_gradcheck_error_not_as_flaky
 def test_several_distinct_failures_raise_the_first_gradcheck_error_and_count_them():
     class TwoBugs(Tanh):
         """A wrong gradient for inputs of more than one element; a crash for a 0-d input."""
+
         name = "two_bugs"
 
         def forward(self, a):
@@ -180,14 +197,18 @@ def test_several_distinct_failures_raise_the_first_gradcheck_error_and_count_the
 
     with pytest.raises(GradcheckError) as info:
         check_op(TwoBugs, max_examples=25)
-    assert any("Hypothesis found 2 distinct failures; this is the first GradcheckError" in note
-               for note in getattr(info.value, "__notes__", []))
+    assert any(
+        "Hypothesis found 2 distinct failures; this is the first GradcheckError" in note
+        for note in getattr(info.value, "__notes__", [])
+    )
 
 
 # ---- the gradient a backward returns, before the engine casts it -------------------------------
 
+
 class DoubleIn32(tg.Op):
     """y = 2a, with a backward that computes in float32 (the engine would cast it back silently)."""
+
     name = "double_in_32"
 
     def forward(self, a):
@@ -198,8 +219,11 @@ class DoubleIn32(tg.Op):
 
 
 def test_a_backward_that_returns_another_dtype_is_caught(device):
-    with pytest.raises(AssertionError, match=r"backward of double_in_32 returns the gradient of input 0 "
-                                             r"with shape .* and dtype float32; want .* dtype float64"):
+    with pytest.raises(
+        AssertionError,
+        match=r"backward of double_in_32 returns the gradient of input 0 "
+        r"with shape .* and dtype float32; want .* dtype float64",
+    ):
         check_op(DoubleIn32, device=device, max_examples=FEW)
 
 
@@ -209,6 +233,7 @@ def test_inside_a_function_every_op_is_audited():
 
 
 # ---- what only the full mode sees ------------------------------------------------------------
+
 
 def test_an_error_in_one_element_of_a_large_input_needs_the_full_mode():
     # 0.25 % off in one of 900 elements: diluted below rtol in the one random direction, so the

@@ -22,10 +22,13 @@ def clean_env(**extra):
 
 def blas_threads_after(call, **env):
     """The BLAS thread counts a fresh interpreter reports after ``call`` (Python source)."""
-    code = ("from tinygrad_rnn.threads import set_blas_threads, blas_threads\n"
-            f"print(repr({call}))\nprint(blas_threads())")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=clean_env(**env))
+    code = (
+        "from tinygrad_rnn.threads import set_blas_threads, blas_threads\n"
+        f"print(repr({call}))\nprint(blas_threads())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=clean_env(**env)
+    )
     assert proc.returncode == 0, proc.stderr
     line, counts = proc.stdout.strip().splitlines()
     return line, eval(counts)
@@ -38,13 +41,14 @@ def test_choice_default_override_and_environment():
     assert choose_threads(3, environ={"OPENBLAS_NUM_THREADS": "2"}) == (3, "--threads")
     n, reason = choose_threads(None, environ={"OMP_NUM_THREADS": "2"})
     assert n is None and reason == "$OMP_NUM_THREADS"
-    assert choose_threads(None, environ={"OPENBLAS_NUM_THREADS": ""})[0] == 1    # empty = not set
+    assert choose_threads(None, environ={"OPENBLAS_NUM_THREADS": ""})[0] == 1  # empty = not set
     with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
         choose_threads(0, environ={})
 
 
 def _has_blas():
     import numpy  # noqa: F401  (loads its BLAS so threadpoolctl can see it)
+
     return any(i.get("user_api") == "blas" for i in threadpoolctl.threadpool_info())
 
 
@@ -63,10 +67,14 @@ def test_set_blas_threads_limits_the_loaded_blas():
 
 @pytest.mark.skipif(not _has_blas(), reason="threadpoolctl finds no BLAS library under NumPy here")
 def test_examples_choose_their_threads():
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "examples", "bptt_time_scaling.py")
+    script = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "bptt_time_scaling.py"
+    )
     args = [sys.executable, script, "--lengths", "3,6", "--repeats", "1", "--batch", "2", "--hidden", "4"]
-    for extra, expected in (([], "BLAS threads: 1 (default"), (["--threads", "2"], "BLAS threads: 2 (--threads)")):
+    for extra, expected in (
+        ([], "BLAS threads: 1 (default"),
+        (["--threads", "2"], "BLAS threads: 2 (--threads)"),
+    ):
         proc = subprocess.run(args + extra, capture_output=True, text=True, timeout=60, env=clean_env())
         assert proc.returncode == 0, proc.stderr
         assert expected in proc.stdout.splitlines()[0], proc.stdout
@@ -96,8 +104,13 @@ print(tuned, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 
 
 def faults_per_step(mode, **env):
-    proc = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=60,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     tuned, faults = proc.stdout.split()
     return tuned, float(faults)
@@ -122,5 +135,6 @@ def test_tune_malloc_leaves_a_threshold_the_user_set():
 
 def test_tune_malloc_is_a_no_op_without_glibc(monkeypatch):
     from tinygrad_rnn import threads
+
     monkeypatch.setattr(threads.sys, "platform", "darwin")
     assert threads.tune_malloc() is False

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import serialization, nn
+from tinygrad_rnn import nn, serialization
 from tinygrad_rnn.data import Batch, BatchIterator
 from tinygrad_rnn.models import SequenceClassifier, SequenceTagger, padded_loss
 from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.optim import SGD, Adam
-from tinygrad_rnn.train import (ClassificationTask, NonFiniteLossError, Seq2SeqTask, TaggingTask,
-                                evaluate, fit)
 from tinygrad_rnn.plotting.training import plot_history
+from tinygrad_rnn.train import ClassificationTask, NonFiniteLossError, Seq2SeqTask, TaggingTask, evaluate, fit
 
 try:
     import matplotlib  # noqa: F401
+
     HAVE_MPL = True
 except ImportError:
     HAVE_MPL = False
@@ -50,8 +50,18 @@ def toy_data(n, seed):
     return seqs, [int(5 in s) for s in seqs]
 
 
-def run(seed=0, epochs=3, tmp=None, resume=False, task=None, patience=None, lr=0.05, log=None,
-        progress=False, **kw):
+def run(
+    seed=0,
+    epochs=3,
+    tmp=None,
+    resume=False,
+    task=None,
+    patience=None,
+    lr=0.05,
+    log=None,
+    progress=False,
+    **kw,
+):
     tg.manual_seed(seed)
     model = TinyClassifier()
     opt = Adam(model.parameters(), lr=lr)
@@ -59,9 +69,20 @@ def run(seed=0, epochs=3, tmp=None, resume=False, task=None, patience=None, lr=0
     dx, dy = toy_data(48, 1)
     train = BatchIterator(x, y, batch_size=16, seed=seed)
     dev = BatchIterator(dx, dy, batch_size=32, shuffle=False)
-    result = fit(model, task or ClassificationTask(), opt, train, dev, epochs=epochs,
-                 checkpoint_dir=tmp, resume=resume, patience=patience, progress=progress,
-                 log=log or (lambda *a: None), **kw)
+    result = fit(
+        model,
+        task or ClassificationTask(),
+        opt,
+        train,
+        dev,
+        epochs=epochs,
+        checkpoint_dir=tmp,
+        resume=resume,
+        patience=patience,
+        progress=progress,
+        log=log or (lambda *a: None),
+        **kw,
+    )
     return model, result
 
 
@@ -96,14 +117,16 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
 
 def _strip(result):
     """The history without timings (which differ from run to run)."""
-    return [{k: v for k, v in h.items() if k not in ("train_seconds", "examples_per_second")}
-            for h in result.history]
+    return [
+        {k: v for k, v in h.items() if k not in ("train_seconds", "examples_per_second")}
+        for h in result.history
+    ]
 
 
 def test_resume_continues_exactly(tmp_path):
     straight, r_straight = run(epochs=3, tmp=tmp_path / "a")
-    run(epochs=2, tmp=tmp_path / "b")                      # stops after epoch 2 ...
-    lines = []     # a fresh model (its random weights are replaced by the checkpoint's)
+    run(epochs=2, tmp=tmp_path / "b")  # stops after epoch 2 ...
+    lines = []  # a fresh model (its random weights are replaced by the checkpoint's)
     resumed, r_resumed = run(epochs=3, tmp=tmp_path / "b", resume=True, log=lines.append)
     assert any("resumed" in line and "after epoch 2" in line for line in lines), lines
     assert _strip(r_resumed) == _strip(r_straight), "resuming must give the uninterrupted run's numbers"
@@ -115,7 +138,7 @@ def test_resume_restores_the_rng_state(tmp_path):
     run(epochs=1, tmp=tmp_path)
     expected = serialization.load(tmp_path / "last.npz", TinyClassifier())["fit"]["rng_state"]
     tg.manual_seed(555)
-    run(epochs=1, tmp=tmp_path, resume=True, seed=555)      # nothing left to do: only the restore
+    run(epochs=1, tmp=tmp_path, resume=True, seed=555)  # nothing left to do: only the restore
     assert tg.backend.host_rng().bit_generator.state == expected
 
 
@@ -145,8 +168,9 @@ class ScriptedTask(ClassificationTask):
 
 def test_early_stopping_after_patience_epochs():
     lines = []
-    _, result = run(epochs=10, task=ScriptedTask([0.5, 0.6, 0.55, 0.58, 0.9, 0.9]), patience=2,
-                    log=lines.append)
+    _, result = run(
+        epochs=10, task=ScriptedTask([0.5, 0.6, 0.55, 0.58, 0.9, 0.9]), patience=2, log=lines.append
+    )
     assert [h["dev_accuracy"] for h in result.history] == [0.5, 0.6, 0.55, 0.58]
     assert result.stopped_early and result.best_epoch == 2 and result.best_score == 0.6
     assert any("early stop" in line for line in lines)
@@ -177,8 +201,17 @@ def test_gradient_clipping_bounds_the_step():
     before = np.concatenate([p.ravel() for p in model.state_dict().values()])
     x, y = toy_data(16, 0)
     batches = BatchIterator(x, y, batch_size=16)
-    fit(model, ClassificationTask(), SGD(model.parameters(), lr=1.0), batches, batches, epochs=1,
-        clip=1e-3, progress=False, log=lambda *a: None)
+    fit(
+        model,
+        ClassificationTask(),
+        SGD(model.parameters(), lr=1.0),
+        batches,
+        batches,
+        epochs=1,
+        clip=1e-3,
+        progress=False,
+        log=lambda *a: None,
+    )
     after = np.concatenate([p.ravel() for p in model.state_dict().values()])
     assert 0 < np.linalg.norm(after - before) <= 1e-3 * (1 + 1e-5)
 
@@ -205,7 +238,7 @@ def test_plot_is_written_every_epoch(tmp_path):
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib → ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
     with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         plot_history([], "x.png", "accuracy")
     with pytest.raises(ImportError, match="plot"):
@@ -238,12 +271,12 @@ class FixedLogits(nn.Module):
 def test_tagging_accuracy_ignores_padding():
     # Two sentences of 3 and 1 tokens; the prediction is the argmax over 3 tags (ids 1..2 real).
     logits = np.full((2, 3, 3), -5.0)
-    logits[0, 0, 1] = logits[0, 1, 2] = logits[0, 2, 1] = 5      # predicts 1 2 1
-    logits[1, 0, 2] = logits[1, 1, 1] = logits[1, 2, 1] = 5      # predicts 2 (then padding)
+    logits[0, 0, 1] = logits[0, 1, 2] = logits[0, 2, 1] = 5  # predicts 1 2 1
+    logits[1, 0, 2] = logits[1, 1, 1] = logits[1, 2, 1] = 5  # predicts 2 (then padding)
     targets = np.array([[1, 1, 1], [2, 0, 0]])
     batch = Batch(np.ones((2, 3), int), np.array([3, 1]), targets, np.array([3, 1]), np.arange(2))
     scores = evaluate(FixedLogits(logits), TaggingTask(), [batch])
-    assert scores["accuracy"] == 3 / 4                            # right: 1 _ 1 | 2
+    assert scores["accuracy"] == 3 / 4  # right: 1 _ 1 | 2
     assert TaggingTask().predict(FixedLogits(logits), batch) == [[1, 2, 1], [2]]
 
 
@@ -294,26 +327,30 @@ def test_seq2seq_scores_exact_match_and_token_accuracy():
     model = FixedDecoder(logits, outputs=[[4, 9, 6, 8], [7]])
     scores = evaluate(model, Seq2SeqTask(max_len=7), [batch])
     assert scores["exact_match"] == 1 / 2
-    assert scores["token_accuracy"] == 3 / 4                      # 4 _ 6 | 7
-    assert scores["loss"] == pytest.approx(np.log(8), rel=1e-9)   # uniform over 8 tokens
+    assert scores["token_accuracy"] == 3 / 4  # 4 _ 6 | 7
+    assert scores["loss"] == pytest.approx(np.log(8), rel=1e-9)  # uniform over 8 tokens
 
 
 # --- the tasks delegate to the models and mask by length ---------------------------------------
 def test_tasks_use_the_models_own_loss_and_mask_by_length_not_by_pad_id():
     """What a padded target position holds never matters: the models mask by lengths."""
     from tinygrad_rnn.models import Seq2Seq
+
     tg.manual_seed(0)
     tagger = SequenceTagger(10, 4, 5, 6, dtype="float64")
     inputs, lengths = np.array([[4, 5, 6], [7, 8, 0]]), np.array([3, 2])
-    for pad in (0, 5):                                      # 5 is a real tag id
+    for pad in (0, 5):  # 5 is a real tag id
         tags = np.array([[1, 2, 3], [4, 1, pad]])
         batch = Batch(inputs, lengths, tags, lengths, np.arange(2))
         assert TaggingTask().loss(tagger, batch).item() == tagger.loss(inputs, lengths, tags).item()
-        assert evaluate(tagger, TaggingTask(), [batch]) == evaluate(tagger, TaggingTask(), [batch._replace(
-            targets=np.where(np.arange(3) < lengths[:, None], tags, 0))])
+        assert evaluate(tagger, TaggingTask(), [batch]) == evaluate(
+            tagger,
+            TaggingTask(),
+            [batch._replace(targets=np.where(np.arange(3) < lengths[:, None], tags, 0))],
+        )
 
     s2s = Seq2Seq(10, 9, 4, 5, dtype="float64")
-    targets = np.array([[2, 4, 5, 3], [2, 6, 3, 0]])          # <bos> y <eos> <pad>
+    targets = np.array([[2, 4, 5, 3], [2, 6, 3, 0]])  # <bos> y <eos> <pad>
     batch = Batch(inputs, lengths, targets, np.array([4, 3]), np.arange(2))
     expected = s2s.loss(inputs, lengths, targets[:, :-1], targets[:, 1:], np.array([3, 2])).item()
     assert Seq2SeqTask(max_len=5).loss(s2s, batch).item() == expected
@@ -325,15 +362,26 @@ def test_tasks_use_the_models_own_loss_and_mask_by_length_not_by_pad_id():
 def test_plotting_keeps_a_backend_someone_else_chose():
     """A notebook's inline figures keep showing after a library plot: the file-only backend is
     chosen only when no backend was chosen before (here: pyplot already imported with 'svg')."""
-    script = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
-              "from tinygrad_rnn.plotting import require_matplotlib; require_matplotlib()\n"
-              "print(matplotlib.get_backend())")
+    script = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
+        "from tinygrad_rnn.plotting import require_matplotlib; require_matplotlib()\n"
+        "print(matplotlib.get_backend())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "svg"
-    fresh = subprocess.run([sys.executable, "-c", "import matplotlib\nfrom tinygrad_rnn.plotting import "
-                            "require_matplotlib; require_matplotlib(); print(matplotlib.get_backend())"],
-                           capture_output=True, text=True, env=env, check=True)
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import matplotlib\nfrom tinygrad_rnn.plotting import "
+            "require_matplotlib; require_matplotlib(); print(matplotlib.get_backend())",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert fresh.stdout.strip().lower() == "agg"
 
 
@@ -341,6 +389,7 @@ def test_evaluate_restores_every_modules_mode():
     """A model in train mode with one submodule in eval mode on purpose (a frozen part) comes back
     exactly so, not with every submodule switched to the top level's mode."""
     from tinygrad_rnn.models import Seq2Seq
+
     model = Seq2Seq(6, 7, 4, 5, dropout=0.5)
     model.train()
     model.encoder.eval()
@@ -353,6 +402,6 @@ def test_evaluate_restores_every_modules_mode():
             return {}
 
     tg.train.evaluate(model, Spy(), [])
-    assert seen == [[False] * len(seen[0])]                       # all in eval mode while scoring
+    assert seen == [[False] * len(seen[0])]  # all in eval mode while scoring
     after = [(name, m.training) for name, m in model.named_modules()]
     assert after == before and not model.encoder.training and model.training

@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 
-
 # Not install_hint("gpu"): the package is not on PyPI, so the extra installs from the clone.
 GPU_INSTALL_HINT = "pip install -e '.[gpu]' (from the clone's root, in its .venv; the package is not on PyPI)"
 
@@ -82,8 +81,7 @@ def _make_cuda() -> Backend:
         import cupy
     except ImportError as e:
         raise DeviceError(
-            f"device 'cuda' needs CuPy, which is not installed ({e}). "
-            f"Install it with: {GPU_INSTALL_HINT}"
+            f"device 'cuda' needs CuPy, which is not installed ({e}). Install it with: {GPU_INSTALL_HINT}"
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()

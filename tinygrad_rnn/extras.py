@@ -20,5 +20,6 @@ def install_hint(extra: str) -> str:
 
 def missing_extra(what: str, extra: str) -> MissingExtraError:
     """The error to raise when ``what`` (e.g. "plots need matplotlib") is missing from ``extra``."""
-    return MissingExtraError(f"{what}, which is not installed; it comes with the {extra!r} extra: "
-                             f"{install_hint(extra)}")
+    return MissingExtraError(
+        f"{what}, which is not installed; it comes with the {extra!r} extra: {install_hint(extra)}"
+    )

@@ -26,8 +26,8 @@ from . import tensor as _engine
 from .backend import host_rng
 from .tensor import Op, Tensor, _new, _record, no_grad
 
-
 # ---- forward mode --------------------------------------------------------------------------------
+
 
 class _ForwardMode:
     """The tangents of the tensors of one :func:`jvp` call, each (P,) + the tensor's shape.
@@ -42,7 +42,7 @@ class _ForwardMode:
         """Called by ``Op.apply`` after every op: the outputs' tangents from the inputs' (op.jvp)."""
         tangents = [self.tangents.get(t) for t in inputs]
         if all(t is None for t in tangents):
-            return                                    # no input moves: the outputs do not either
+            return  # no input moves: the outputs do not either
         out_tangents = op.jvp(*tangents)
         outputs = result if isinstance(result, tuple) else (result,)
         if not isinstance(out_tangents, tuple):
@@ -51,7 +51,7 @@ class _ForwardMode:
         for out, t in zip(outputs, out_tangents):
             if t is None or out.dtype.kind != "f":
                 continue
-            if tuple(t.shape) != (P,) + out.shape:     # e.g. a + b where only b (smaller) moves
+            if tuple(t.shape) != (P,) + out.shape:  # e.g. a + b where only b (smaller) moves
                 t = out.xp.broadcast_to(t, (P,) + out.shape)
             if t.dtype != out.dtype:
                 t = t.astype(out.dtype)
@@ -78,21 +78,27 @@ def jvp(fn, inputs, tangents, *, batched: bool = False, record: bool = False):
     """
     inputs, tangents = _as_tuple(inputs), _as_tuple(tangents)
     if len(inputs) != len(tangents):
-        raise ValueError(f"jvp: {len(inputs)} inputs but {len(tangents)} tangents; give one tangent per input")
+        raise ValueError(
+            f"jvp: {len(inputs)} inputs but {len(tangents)} tangents; give one tangent per input"
+        )
     if len({id(t) for t in inputs}) != len(inputs):
         raise ValueError("jvp: an input tensor appears twice; its tangent would be ambiguous")
     mode, P = _ForwardMode(), None
     for i, (x, v) in enumerate(zip(inputs, tangents)):
         if not isinstance(x, Tensor) or x.dtype.kind != "f":
-            raise TypeError(f"jvp: input {i} must be a floating-point Tensor, got "
-                            f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
+            raise TypeError(
+                f"jvp: input {i} must be a floating-point Tensor, got "
+                f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}"
+            )
         array = v._data if isinstance(v, Tensor) else v
         array = x.backend.asarray(array, dtype=x.dtype)
         want = x.shape if not batched else (array.shape[0],) + x.shape if array.ndim else None
         if tuple(array.shape) != want:
             form = "(P,) + its shape" if batched else "its shape"
-            raise ValueError(f"jvp: tangent {i} has shape {tuple(array.shape)}, input {i} has shape "
-                             f"{x.shape}; a tangent must have {form}")
+            raise ValueError(
+                f"jvp: tangent {i} has shape {tuple(array.shape)}, input {i} has shape "
+                f"{x.shape}; a tangent must have {form}"
+            )
         if batched:
             if P is not None and array.shape[0] != P:
                 raise ValueError(f"jvp: tangent {i} has {array.shape[0]} directions, tangent 0 has {P}")
@@ -120,6 +126,7 @@ def jvp(fn, inputs, tangents, *, batched: bool = False, record: bool = False):
 
 
 # ---- checkpointing -------------------------------------------------------------------------------
+
 
 class _Captured:
     """Stands in for forward mode while a checkpointed fn runs: notes every tensor that needs a
@@ -166,8 +173,13 @@ def _fingerprint(xp, a):
 
 def _same(xp, f, g) -> bool:
     (shape, dtype, summary), (shape2, dtype2, summary2) = f, g
-    return shape == shape2 and dtype == dtype2 and bool(xp.array_equal(
-        summary, summary2, **({"equal_nan": True} if summary.dtype.kind == "f" else {})))
+    return (
+        shape == shape2
+        and dtype == dtype2
+        and bool(
+            xp.array_equal(summary, summary2, **({"equal_nan": True} if summary.dtype.kind == "f" else {}))
+        )
+    )
 
 
 class Checkpoint(Op):
@@ -188,6 +200,7 @@ class Checkpoint(Op):
 
     Tangent: fn run again in forward mode with the inputs' tangents (the tangent of fn).
     """
+
     name = "checkpoint"
 
     def forward(self, *arrays, fn, n_explicit, captured):
@@ -195,8 +208,9 @@ class Checkpoint(Op):
 
     def _rerun(self, record: bool):
         """fn on fresh leaves holding the saved input values (→ (leaves, outputs))."""
-        leaves = [_new(a, self.backend, record and self.needs_grad(i), None, 0)
-                  for i, a in enumerate(self.arrays)]
+        leaves = [
+            _new(a, self.backend, record and self.needs_grad(i), None, 0) for i, a in enumerate(self.arrays)
+        ]
         with _replaying(self.rng_state), _grad_mode(record):
             outs = _as_tuple(self.fn(*leaves))
         for k, (o, saved) in enumerate(zip(outs, self.fingerprints)):
@@ -205,20 +219,21 @@ class Checkpoint(Op):
                     f"checkpoint: run again, fn gave other values for output {k}: fn must compute the "
                     "same thing twice. Randomness from tinygrad_rnn's host_rng() (e.g. nn.Dropout() "
                     "without rng=) is replayed; a generator of its own (Dropout(rng=...)) is not. "
-                    "Draw the randomness outside fn and pass it in, or do not checkpoint fn.")
+                    "Draw the randomness outside fn and pass it in, or do not checkpoint fn."
+                )
         return leaves, outs
 
     def backward(self, grads):
         captured = self.captured
         saved = [(t._op, t.grad) for t in captured]
         try:
-            for t in captured:        # stand in as leaves for the rerun: their gradients land in .grad
+            for t in captured:  # stand in as leaves for the rerun: their gradients land in .grad
                 t._op, t.grad = None, None
             leaves, outs = self._rerun(record=True)
             total = None
             for o, g in zip(outs, grads):
                 if g is not None and o.requires_grad:
-                    term = (o * g).sum()          # ∂/∂o of Σ ⟨g, o⟩ is g, exactly
+                    term = (o * g).sum()  # ∂/∂o of Σ ⟨g, o⟩ is g, exactly
                     total = term if total is None else total + term
             if total is not None:
                 total.backward()
@@ -279,8 +294,9 @@ def checkpoint(fn, *inputs):
     op.multi_output, op.n_outputs = True, len(outputs)
     if requires_grad:
         _record(op, every)
-    result = tuple(_new(o._data, backend, requires_grad, op if requires_grad else None, i)
-                   for i, o in enumerate(outputs))
+    result = tuple(
+        _new(o._data, backend, requires_grad, op if requires_grad else None, i) for i, o in enumerate(outputs)
+    )
     if _engine._tracer is not None:
         _engine._tracer.on_forward(op, every, tuple(o._data for o in outputs), requires_grad)
     if _engine._forward is not None:

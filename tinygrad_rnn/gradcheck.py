@@ -86,8 +86,9 @@ def _analytic(fn, inputs, upstream):
     for out, u in zip(outs, upstream):
         if out.requires_grad:
             out.backward(Tensor(u, device=out.device, dtype=out.dtype))
-    return [np.zeros(t.shape) if t.grad is None else t.backend.to_host(t.grad).astype(np.float64)
-            for t in inputs]
+    return [
+        np.zeros(t.shape) if t.grad is None else t.backend.to_host(t.grad).astype(np.float64) for t in inputs
+    ]
 
 
 def _machine_eps(dtype) -> float:
@@ -114,7 +115,7 @@ class _Measure:
             for i, array in shifted.items():
                 self.inputs[i].data = array
             return _host_outputs(self.fn, self.inputs)
-        finally:                                   # even if fn fails: the inputs are left as they were
+        finally:  # even if fn fails: the inputs are left as they were
             for i, data in bases.items():
                 self.inputs[i].data = data
 
@@ -130,12 +131,14 @@ class _Measure:
         out_plus, out_minus = self.outputs(plus), self.outputs(minus)
         numeric, quick = 0.0, 0.0
         for p, m, u, total_u in zip(out_plus, out_minus, self.upstream, self.sum_abs_upstream):
-            diff = p.astype(np.float64, copy=False) - m        # exact for two nearby floats
+            diff = p.astype(np.float64, copy=False) - m  # exact for two nearby floats
             numeric += float(np.sum(u * diff))
-            if p.size:                                         # an upper bound over all elements, cheaply
-                quick += total_u * _machine_eps(p.dtype) * (float(np.max(np.abs(p))) + float(np.max(np.abs(m))))
+            if p.size:  # an upper bound over all elements, cheaply
+                quick += (
+                    total_u * _machine_eps(p.dtype) * (float(np.max(np.abs(p))) + float(np.max(np.abs(m))))
+                )
         numeric /= step
-        if not quick / step > self.negligible(numeric):        # the common case: far below the tolerance
+        if not quick / step > self.negligible(numeric):  # the common case: far below the tolerance
             return numeric, quick / step
         moved_bound, still_bound, still = 0.0, 0.0, []
         for p, m, a in zip(out_plus, out_minus, self.abs_upstream):
@@ -148,22 +151,28 @@ class _Measure:
             still.append((each, ~moved))
         if still_bound / step > self.negligible(numeric):
             # Could matter: count only the unmoved elements that a larger shift does move.
-            with np.errstate(all="ignore"):   # a far shift may leave fn's domain: NaN counts as moved
+            with np.errstate(all="ignore"):  # a far shift may leave fn's domain: NaN counts as moved
                 far = self.outputs(probe())
-            still_bound = sum(float(np.sum(each, where=unmoved & (f != b)))
-                              for f, b, (each, unmoved) in zip(far, self.base, still))
+            still_bound = sum(
+                float(np.sum(each, where=unmoved & (f != b)))
+                for f, b, (each, unmoved) in zip(far, self.base, still)
+            )
         return numeric, (moved_bound + still_bound) / step
 
 
 def _describe(i, t, aliases=()):
     label = f"input {i}" + (f" ({t.name})" if getattr(t, "name", None) else "")
-    also = f", also passed as input{'s' if len(aliases) > 1 else ''} {', '.join(map(str, aliases))}" \
-        if aliases else ""
+    also = (
+        f", also passed as input{'s' if len(aliases) > 1 else ''} {', '.join(map(str, aliases))}"
+        if aliases
+        else ""
+    )
     return f"{label} of shape {t.shape}{also}"
 
 
-def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", seed=None,
-              allow_float32=False) -> bool:
+def gradcheck(
+    fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", seed=None, allow_float32=False
+) -> bool:
     """Return True if autograd matches finite differences, else raise :class:`GradcheckError`.
 
     ``fn(*inputs)`` returns a tensor (or a tuple of tensors). Only inputs with
@@ -180,22 +189,24 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
     if mode not in ("direction", "full"):
         raise ValueError(f"mode must be 'direction' or 'full', got {mode!r}")
     inputs = list(inputs)
-    checked: list[int] = []                  # positions of the tensors to check
-    aliases: dict[int, list[int]] = {}       # first position -> later positions of the same tensor
+    checked: list[int] = []  # positions of the tensors to check
+    aliases: dict[int, list[int]] = {}  # first position -> later positions of the same tensor
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad:
             first = next((j for j in checked if inputs[j] is t), None)
             if first is None:
                 checked.append(i)
-            else:                    # the same tensor again: one perturbation moves all its uses
+            else:  # the same tensor again: one perturbation moves all its uses
                 aliases.setdefault(first, []).append(i)
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True, nothing to check")
     is32 = any(inputs[i].dtype != np.float64 for i in checked)
     if is32 and not allow_float32:
         bad = ", ".join(f"input {i}: {inputs[i].dtype}" for i in checked if inputs[i].dtype != np.float64)
-        raise TypeError(f"gradcheck needs float64 inputs ({bad}); finite differences in float32 are "
-                        "too coarse. Pass allow_float32=True to check anyway with looser tolerances.")
+        raise TypeError(
+            f"gradcheck needs float64 inputs ({bad}); finite differences in float32 are "
+            "too coarse. Pass allow_float32=True to check anyway with looser tolerances."
+        )
     defaults = FLOAT32_DEFAULTS if is32 else FLOAT64_DEFAULTS
     adaptive = eps is None
     eps = defaults["eps"] if eps is None else eps
@@ -214,7 +225,8 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
             worst = np.unravel_index(np.argmax(np.abs(grads[i] - again[i])), grads[i].shape)
             raise GradcheckError(
                 f"two backward passes disagree on {_describe(i, inputs[i])} at element {worst}: "
-                f"{grads[i][worst]!r} then {again[i][worst]!r}")
+                f"{grads[i][worst]!r} then {again[i][worst]!r}"
+            )
     after = [t.numpy() for t in inputs if isinstance(t, Tensor)]
     for k, (b, a) in enumerate(zip(before, after)):
         if not np.array_equal(b, a, equal_nan=True):
@@ -231,12 +243,13 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
             err = abs(numeric - analytic)
             tol = atol + rtol * abs(numeric)
             rounding = f", rounding bound {bound:.3g}" if bound > 1e-3 * tol else ""
-            if not err <= tol + bound:                 # also NaN
+            if not err <= tol + bound:  # also NaN
                 rel = err / max(abs(numeric), 1e-300)
                 raise GradcheckError(
                     f"gradient mismatch at {where}: numeric {numeric:.10g}, analytic {analytic:.10g}, "
                     f"abs error {err:.3g} (atol {atol:g}), rel error {rel:.3g} (rtol {rtol:g}), "
-                    f"eps {step_eps:g}{rounding}")
+                    f"eps {step_eps:g}{rounding}"
+                )
             if bound <= tol:
                 return
             # Right within the rounding, but the rounding is larger than the tolerance itself:
@@ -251,7 +264,8 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
                 f"rtol {rtol:g}·|numeric|); numeric {numeric:.10g} and analytic {analytic:.10g} agree "
                 f"within that, but so would a gradient off by as much. Try eps={wanted:.2g} or larger, "
                 "outputs of smaller magnitude (subtract a large constant inside fn, or scale it), "
-                "or float64 if fn computes in float32.")
+                "or float64 if fn computes in float32."
+            )
 
     if mode == "direction":
         directions = {}
@@ -266,13 +280,21 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
             def at(step_eps):
                 plus = {i: (hosts[i] + step_eps * d).astype(inputs[i].dtype) for i, d in chosen.items()}
                 minus = {i: (hosts[i] - step_eps * d).astype(inputs[i].dtype) for i, d in chosen.items()}
-                numeric, bound = measure.derivative(plus, minus, 2 * step_eps, lambda: {
-                    i: (hosts[i] + PROBE * d / np.max(np.abs(d))).astype(inputs[i].dtype)
-                    for i, d in chosen.items()})
+                numeric, bound = measure.derivative(
+                    plus,
+                    minus,
+                    2 * step_eps,
+                    lambda: {
+                        i: (hosts[i] + PROBE * d / np.max(np.abs(d))).astype(inputs[i].dtype)
+                        for i, d in chosen.items()
+                    },
+                )
                 # the step actually taken, as stored (x + εd is rounded for a large x)
-                analytic = sum(float(np.sum(grads[i] * (plus[i].astype(np.float64) - minus[i])))
-                               for i in chosen) / (2 * step_eps)
+                analytic = sum(
+                    float(np.sum(grads[i] * (plus[i].astype(np.float64) - minus[i]))) for i in chosen
+                ) / (2 * step_eps)
                 return numeric, analytic, bound
+
             return at
 
         try:
@@ -280,26 +302,31 @@ def gradcheck(fn, inputs, *, eps=None, atol=None, rtol=None, mode="direction", s
         except GradcheckError:
             for i in checked:  # find which input is wrong, to name it in the report
                 try:
-                    verify(f"a random direction over {_describe(i, inputs[i], aliases.get(i))} "
-                           f"(seed {seed})", along({i: directions[i]}))
+                    verify(
+                        f"a random direction over {_describe(i, inputs[i], aliases.get(i))} (seed {seed})",
+                        along({i: directions[i]}),
+                    )
                 except GradcheckInconclusive:
-                    continue   # this input alone cannot decide; the error over all of them stands
+                    continue  # this input alone cannot decide; the error over all of them stands
             raise
     else:
         for i in checked:
             t, host, dtype = inputs[i], hosts[i], inputs[i].dtype
             for idx in np.ndindex(*t.shape):
+
                 def at(step_eps, idx=idx):
                     plus, minus = host.astype(dtype), host.astype(dtype)
                     plus[idx] = host[idx] + step_eps
                     minus[idx] = host[idx] - step_eps
-                    step = float(plus[idx]) - float(minus[idx])   # the step actually taken
+                    step = float(plus[idx]) - float(minus[idx])  # the step actually taken
 
                     def probe():
                         far = host.astype(dtype)
                         far[idx] = host[idx] + PROBE * max(1.0, abs(host[idx]))
                         return {i: far}
+
                     numeric, bound = measure.derivative({i: plus}, {i: minus}, step, probe)
                     return numeric, float(grads[i][idx]), bound
+
                 verify(f"{_describe(i, t, aliases.get(i))}, element {idx}", at)
     return True

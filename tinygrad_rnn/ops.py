@@ -45,7 +45,8 @@ def unbroadcast(grad, shape):
         return grad
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1
+    )
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad.reshape(shape)
@@ -75,11 +76,13 @@ def _shift(axes) -> tuple:
 
 # ---- elementwise arithmetic (broadcasting) -------------------------------------------------------
 
+
 class Add(Op):
     """a + b; ∂L/∂a = g, ∂L/∂b = g (each summed down to its input's shape).
 
     Tangent: ṫ = ȧ + ḃ.
     """
+
     __slots__ = ("shapes",)
     name = "add"
     broadcasts = True
@@ -90,8 +93,10 @@ class Add(Op):
 
     def backward(self, g):
         sa, sb = self.shapes
-        return (unbroadcast(g, sa) if self.needs_grad(0) else None,
-                unbroadcast(g, sb) if self.needs_grad(1) else None)
+        return (
+            unbroadcast(g, sa) if self.needs_grad(0) else None,
+            unbroadcast(g, sb) if self.needs_grad(1) else None,
+        )
 
     def jvp(self, ta, tb):
         n = max(len(self.shapes[0]), len(self.shapes[1]))
@@ -100,6 +105,7 @@ class Add(Op):
 
 class Sub(Op):
     """a − b; ∂L/∂a = g, ∂L/∂b = −g. Tangent: ṫ = ȧ − ḃ."""
+
     __slots__ = ("shapes",)
     name = "sub"
     broadcasts = True
@@ -110,8 +116,10 @@ class Sub(Op):
 
     def backward(self, g):
         sa, sb = self.shapes
-        return (unbroadcast(g, sa) if self.needs_grad(0) else None,
-                unbroadcast(-g, sb) if self.needs_grad(1) else None)
+        return (
+            unbroadcast(g, sa) if self.needs_grad(0) else None,
+            unbroadcast(-g, sb) if self.needs_grad(1) else None,
+        )
 
     def jvp(self, ta, tb):
         n = max(len(self.shapes[0]), len(self.shapes[1]))
@@ -120,6 +128,7 @@ class Sub(Op):
 
 class Mul(Op):
     """a ⊙ b; ∂L/∂a = g ⊙ b, ∂L/∂b = g ⊙ a. Tangent: ṫ = ȧ ⊙ b + a ⊙ ḃ."""
+
     __slots__ = ("a", "b")
     name = "mul"
     broadcasts = True
@@ -130,8 +139,10 @@ class Mul(Op):
 
     def backward(self, g):
         a, b = self.a, self.b
-        return (unbroadcast(g * b, a.shape) if self.needs_grad(0) else None,
-                unbroadcast(g * a, b.shape) if self.needs_grad(1) else None)
+        return (
+            unbroadcast(g * b, a.shape) if self.needs_grad(0) else None,
+            unbroadcast(g * a, b.shape) if self.needs_grad(1) else None,
+        )
 
     def jvp(self, ta, tb):
         a, b = self.a, self.b
@@ -141,6 +152,7 @@ class Mul(Op):
 
 class Div(Op):
     """a / b; ∂L/∂a = g / b, ∂L/∂b = −g ⊙ a / b². Tangent: ṫ = ȧ / b − a ⊙ ḃ / b²."""
+
     __slots__ = ("a", "b")
     name = "div"
     broadcasts = True
@@ -151,18 +163,22 @@ class Div(Op):
 
     def backward(self, g):
         a, b = self.a, self.b
-        return (unbroadcast(g / b, a.shape) if self.needs_grad(0) else None,
-                unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad(1) else None)
+        return (
+            unbroadcast(g / b, a.shape) if self.needs_grad(0) else None,
+            unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad(1) else None,
+        )
 
     def jvp(self, ta, tb):
         a, b = self.a, self.b
         n = max(a.ndim, b.ndim)
-        return _sum(None if ta is None else _lead(ta, n) / b,
-                    None if tb is None else -_lead(tb, n) * a / (b * b))
+        return _sum(
+            None if ta is None else _lead(ta, n) / b, None if tb is None else -_lead(tb, n) * a / (b * b)
+        )
 
 
 class Neg(Op):
     """−a; ∂L/∂a = −g. Tangent: ṫ = −ȧ."""
+
     __slots__ = ()
     name = "neg"
 
@@ -181,12 +197,13 @@ class Pow(Op):
 
     Tangent: ṫ = p · a^(p−1) ⊙ ȧ (0 for p = 0).
     """
+
     __slots__ = ("a", "p")
     name = "pow"
 
     def forward(self, a, exponent):
         self.a, self.p = a, exponent
-        return a ** exponent
+        return a**exponent
 
     def backward(self, g):
         if self.p == 0:  # a ** 0 = 1 is constant; p · a^(p−1) would be 0 · inf = nan at a = 0
@@ -204,6 +221,7 @@ class Cast(Op):
 
     Tangent: ȧ cast to the output's dtype (none for an integer output).
     """
+
     __slots__ = ("dtype_in", "dtype_out")
     name = "cast"
 
@@ -220,6 +238,7 @@ class Cast(Op):
 
 # ---- matrix product ------------------------------------------------------------------------------
 
+
 class MatMul(Op):
     """``a @ b`` for 2-D @ 2-D and batched (…, n, k) @ (k, m) or (…, n, k) @ (…, k, m).
 
@@ -228,6 +247,7 @@ class MatMul(Op):
 
     Tangent: ṫ = ȧ b + a ḃ.
     """
+
     __slots__ = ("a", "b")
     name = "matmul"
 
@@ -245,7 +265,7 @@ class MatMul(Op):
         if self.needs_grad(0):
             ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape)
         if self.needs_grad(1):
-            if b.ndim == 2:                         # every row of a met the same b: one product
+            if b.ndim == 2:  # every row of a met the same b: one product
                 gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
             else:
                 gb = unbroadcast(xp.swapaxes(a, -1, -2) @ g, b.shape)
@@ -253,7 +273,7 @@ class MatMul(Op):
 
     def jvp(self, ta, tb):
         a, b = self.a, self.b
-        n = max(a.ndim, b.ndim)     # the directions stay in front of the batch axes
+        n = max(a.ndim, b.ndim)  # the directions stay in front of the batch axes
         return _sum(None if ta is None else _lead(ta, n) @ b, None if tb is None else a @ _lead(tb, n))
 
 
@@ -266,6 +286,7 @@ class AddMM(Op):
 
     Tangent: ṫ = ċ + ȧ b + a ḃ.
     """
+
     __slots__ = ("a", "b", "c_shape")
     name = "addmm"
 
@@ -280,9 +301,11 @@ class AddMM(Op):
         return c + a @ b
 
     def backward(self, g):
-        return (unbroadcast(g, self.c_shape) if self.needs_grad(0) else None,
-                g @ self.b.T if self.needs_grad(1) else None,
-                self.a.T @ g if self.needs_grad(2) else None)
+        return (
+            unbroadcast(g, self.c_shape) if self.needs_grad(0) else None,
+            g @ self.b.T if self.needs_grad(1) else None,
+            self.a.T @ g if self.needs_grad(2) else None,
+        )
 
     def jvp(self, tc, ta, tb):
         return _sum(_lead(tc, 2), None if ta is None else ta @ self.b, None if tb is None else self.a @ tb)
@@ -290,11 +313,13 @@ class AddMM(Op):
 
 # ---- elementwise functions -----------------------------------------------------------------------
 
+
 class Tanh(Op):
     """y = tanh(a); ∂L/∂a = g ⊙ (1 − y²), from the saved output (no second tanh).
 
     Tangent: ẏ = (1 − y²) ⊙ ȧ.
     """
+
     __slots__ = ("y",)
     name = "tanh"
 
@@ -320,6 +345,7 @@ class Sigmoid(Op):
 
     Tangent: ẏ = σ(a) σ(−a) ⊙ ȧ.
     """
+
     __slots__ = ("slope",)
     name = "sigmoid"
 
@@ -327,7 +353,7 @@ class Sigmoid(Op):
         xp = self.xp
         z = xp.exp(-xp.abs(a))
         r = 1 / (1 + z)
-        self.slope = z * r * r           # σ(a) σ(−a): one array kept for the backward, not z and r
+        self.slope = z * r * r  # σ(a) σ(−a): one array kept for the backward, not z and r
         return xp.exp(xp.minimum(a, 0)) * r
 
     def backward(self, g):
@@ -339,6 +365,7 @@ class Sigmoid(Op):
 
 class Exp(Op):
     """y = e^a; ∂L/∂a = g ⊙ y. Tangent: ẏ = y ⊙ ȧ."""
+
     __slots__ = ("y",)
     name = "exp"
 
@@ -355,6 +382,7 @@ class Exp(Op):
 
 class Log(Op):
     """y = log a; ∂L/∂a = g / a. Tangent: ẏ = ȧ / a."""
+
     __slots__ = ("a",)
     name = "log"
 
@@ -374,6 +402,7 @@ class ReLU(Op):
 
     Tangent: ȧ where a > 0, else 0.
     """
+
     __slots__ = ("mask",)
     name = "relu"
 
@@ -389,6 +418,7 @@ class ReLU(Op):
 
 
 # ---- reductions ----------------------------------------------------------------------------------
+
 
 def _axes(axis, ndim):
     """The reduced axes as a sorted tuple in [0, ndim); out-of-range or repeated axes raise."""
@@ -412,6 +442,7 @@ class Sum(Op):
 
     Tangent: Σ of ȧ over the same axes.
     """
+
     __slots__ = ("shape", "axes", "keepdims")
     name = "sum"
 
@@ -432,6 +463,7 @@ class Mean(Op):
 
     Tangent: the mean of ȧ over the same axes.
     """
+
     __slots__ = ("shape", "axes", "keepdims", "count")
     name = "mean"
 
@@ -456,6 +488,7 @@ class Max(Op):
     Tangent: Σ over the axes of ȧ ⊙ share, share = 1/m at each of the m maxima (the transpose
     of backward's rule).
     """
+
     __slots__ = ("axes", "keepdims", "mask")
     name = "max"
 
@@ -483,6 +516,7 @@ class LogSoftmax(Op):
 
     Tangent: ẏ = ȧ − Σ softmax(a) ⊙ ȧ (the sum along ``axis``).
     """
+
     __slots__ = ("axis", "y")
     name = "log_softmax"
 
@@ -502,8 +536,10 @@ class LogSoftmax(Op):
 
 # ---- shape and indexing --------------------------------------------------------------------------
 
+
 class Reshape(Op):
     """Tangent: ȧ reshaped the same way (behind the directions)."""
+
     __slots__ = ("shape", "target")
     name = "reshape"
 
@@ -513,8 +549,11 @@ class Reshape(Op):
         for n in known:
             size *= n
         free = len(shape) - len(known)
-        if free > 1 or any(n < 0 for n in known) or (
-                size != a.size if free == 0 else (size == 0 or a.size % size)):
+        if (
+            free > 1
+            or any(n < 0 for n in known)
+            or (size != a.size if free == 0 else (size == 0 or a.size % size))
+        ):
             raise ShapeError(f"cannot reshape {a.size} elements into shape {tuple(shape)}")
         self.shape, self.target = a.shape, tuple(shape)
         return a.reshape(shape)
@@ -528,6 +567,7 @@ class Reshape(Op):
 
 class Permute(Op):
     """Tangent: ȧ with the same axes permuted (behind the directions)."""
+
     __slots__ = ("axes",)
     name = "permute"
 
@@ -555,7 +595,7 @@ def _integer_arrays(index):
     axis, found = 0, []
     for item in items:
         if item is Ellipsis:
-            break   # arrays after ``...`` would need the axis counted from the end; none here
+            break  # arrays after ``...`` would need the axis counted from the end; none here
         is_array = hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0
         if is_array and item.dtype.kind in "iu":
             found.append((axis, item))
@@ -574,6 +614,7 @@ class GetItem(Op):
 
     Tangent: ȧ indexed the same way (behind the directions).
     """
+
     __slots__ = ("shape", "index", "scatter")
     name = "getitem"
 
@@ -582,7 +623,7 @@ class GetItem(Op):
         if checked:
             for axis, ids in arrays:
                 if axis >= a.ndim:
-                    break   # NumPy's own IndexError (too many indices) follows
+                    break  # NumPy's own IndexError (too many indices) follows
                 n = a.shape[axis]
                 bad = (ids < -n) | (ids >= n)
                 if bool(bad.any()):
@@ -594,15 +635,15 @@ class GetItem(Op):
     def backward(self, g):
         out = self.xp.zeros(self.shape, dtype=g.dtype)
         if self.scatter:
-            self.backend.scatter_add(out, self.index, g)   # repeated indices add up
+            self.backend.scatter_add(out, self.index, g)  # repeated indices add up
         else:
             out[self.index] = g
         return out
 
     def jvp(self, ta):
         index = self.index if isinstance(self.index, tuple) else (self.index,)
-        if any(i is Ellipsis for i in index):          # ``...`` would swallow the directions' axis
-            return ta[(slice(None),) + index]          # (no integer arrays after ``...`` here)
+        if any(i is Ellipsis for i in index):  # ``...`` would swallow the directions' axis
+            return ta[(slice(None),) + index]  # (no integer arrays after ``...`` here)
         # Directions moved last: integer arrays anywhere in ``index`` then place their axes as on a.
         moved = ta.transpose(tuple(range(1, ta.ndim)) + (0,))[index]
         return moved.transpose((moved.ndim - 1,) + tuple(range(moved.ndim - 1)))
@@ -616,6 +657,7 @@ class Gather(Op):
 
     Tangent: the rows ``ids`` of the table's tangent.
     """
+
     __slots__ = ("shape", "ids")
     name = "gather"
 
@@ -644,6 +686,7 @@ class Stack(Op):
 
     Tangent: the inputs' tangents stacked along ``axis`` (zeros for constants).
     """
+
     __slots__ = ("axis",)
     name = "stack"
 
@@ -677,6 +720,7 @@ class Concat(Op):
 
     Tangent: the inputs' tangents joined along ``axis`` (zeros for constants).
     """
+
     __slots__ = ("axis", "sizes")
     name = "concatenate"
 
@@ -685,7 +729,7 @@ class Concat(Op):
         if ndim == 0:
             raise ShapeError("cannot concatenate 0-d arrays")
         self.axis = normalize_axis(axis, ndim)
-        rest = [a.shape[:self.axis] + a.shape[self.axis + 1:] for a in arrays]
+        rest = [a.shape[: self.axis] + a.shape[self.axis + 1 :] for a in arrays]
         if any(a.ndim != ndim for a in arrays) or any(r != rest[0] for r in rest):
             raise ShapeError(f"shapes differ outside axis {axis}")
         self.sizes = [a.shape[self.axis] for a in arrays]
@@ -714,6 +758,7 @@ class Split(Op):
 
     Tangent: ȧ split the same way.
     """
+
     __slots__ = ("axis", "shape", "sizes")
     name = "split"
 
@@ -755,6 +800,7 @@ class Unbind(Op):
 
     Tangent: the slices of ȧ along ``axis``.
     """
+
     __slots__ = ("axis", "shape")
     name = "unbind"
     # The backward walk may instead copy each output's gradient into one array of a's shape as
@@ -773,7 +819,7 @@ class Unbind(Op):
     def backward(self, grads):
         xp = self.xp
         dtype = next(g for g in grads if g is not None).dtype
-        step_shape = self.shape[:self.axis] + self.shape[self.axis + 1:]
+        step_shape = self.shape[: self.axis] + self.shape[self.axis + 1 :]
         zero = None
         pieces = []
         for g in grads:
@@ -794,6 +840,7 @@ class Where(Op):
 
     Tangent: ``where(mask, ȧ, ḃ)``.
     """
+
     __slots__ = ("mask", "shapes")
     name = "where"
     broadcasts = True
@@ -804,14 +851,18 @@ class Where(Op):
 
     def backward(self, g):
         zero = self.xp.zeros((), dtype=g.dtype)
-        return (None,
-                unbroadcast(self.xp.where(self.mask, g, zero), self.shapes[0]) if self.needs_grad(1) else None,
-                unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if self.needs_grad(2) else None)
+        return (
+            None,
+            unbroadcast(self.xp.where(self.mask, g, zero), self.shapes[0]) if self.needs_grad(1) else None,
+            unbroadcast(self.xp.where(self.mask, zero, g), self.shapes[1]) if self.needs_grad(2) else None,
+        )
 
     def jvp(self, tmask, ta, tb):
         n = max(self.mask.ndim, len(self.shapes[0]), len(self.shapes[1]))
         zero = self.xp.zeros((), dtype=(ta if ta is not None else tb).dtype)
-        return self.xp.where(self.mask, zero if ta is None else _lead(ta, n), zero if tb is None else _lead(tb, n))
+        return self.xp.where(
+            self.mask, zero if ta is None else _lead(ta, n), zero if tb is None else _lead(tb, n)
+        )
 
 
 def _broadcasts_to(shape, target) -> bool:
@@ -820,6 +871,7 @@ def _broadcasts_to(shape, target) -> bool:
 
 
 # ---- functions over several tensors --------------------------------------------------------------
+
 
 def _tensors(items, like=None):
     items = list(items)

@@ -43,7 +43,7 @@ def _all_finite(arrays) -> bool:
     non-finite S may also be finite values overflowing (|S| > 3.4e38 in float32); only then is
     each array checked element by element, so the answer is always exact.
     """
-    by_device: dict[int, list] = {}           # id(array type) -> its arrays
+    by_device: dict[int, list] = {}  # id(array type) -> its arrays
     for a in arrays:
         by_device.setdefault(id(type(a)), []).append(a)
     for group in by_device.values():
@@ -61,6 +61,7 @@ def _all_finite(arrays) -> bool:
 
 def _xp_of(array):
     from .backend import backend_of_array
+
     return backend_of_array(array).xp
 
 
@@ -91,7 +92,7 @@ class Optimizer:
                 raise ValueError(f"{name} appears twice in the parameter list")
             self.names.append(name)
             self.params.append(p)
-        self.state: list[dict[str, Any]] = [{} for _ in self.params]   # per parameter, in order
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]  # per parameter, in order
         self.nonfinite = nonfinite
         self.skipped_steps = 0
 
@@ -111,7 +112,8 @@ class Optimizer:
                 f"{type(self).__name__}.step(): the gradient of {self.names[bad]} (shape "
                 f"{self.params[bad].shape}) contains inf or nan; no parameter was updated. "
                 "Lower the learning rate, clip gradients (clip_grad_norm_), or pass "
-                "nonfinite='skip' to skip such steps")
+                "nonfinite='skip' to skip such steps"
+            )
         for i, p in live:
             self._update(p, p.grad, self.state[i])
             p.bump_version()  # p changed in place: a graph recorded before this step is stale
@@ -127,10 +129,12 @@ class Optimizer:
         for i, (p, s) in enumerate(zip(self.params, self.state)):
             if s:
                 state[i] = {k: (p.backend.to_host(v) if hasattr(v, "shape") else v) for k, v in s.items()}
-        return {"type": type(self).__name__,
-                "hyperparameters": {k: getattr(self, k) for k in self.hyperparameter_names},
-                "skipped_steps": self.skipped_steps,
-                "state": state}
+        return {
+            "type": type(self).__name__,
+            "hyperparameters": {k: getattr(self, k) for k in self.hyperparameter_names},
+            "skipped_steps": self.skipped_steps,
+            "state": state,
+        }
 
     def _prepare_load(self, state_dict):
         """Check a state dict completely; return a function that applies it (cannot fail)."""
@@ -157,20 +161,25 @@ class Optimizer:
                 if expected[k] == "array":
                     v = np.asarray(v)
                     if v.shape != p.shape:
-                        problems.append(f"{self.names[i]}: state {k!r} of shape {v.shape}, parameter has {p.shape}")
+                        problems.append(
+                            f"{self.names[i]}: state {k!r} of shape {v.shape}, parameter has {p.shape}"
+                        )
                         continue
                     new_state[i][k] = p.backend.asarray(v.astype(p.dtype, copy=False))
                 else:
                     new_state[i][k] = int(v)
         if problems:
-            raise OptimizerStateError(f"optimizer state does not fit this {type(self).__name__} "
-                                      "(optimizer left unchanged):\n  " + "\n  ".join(problems))
+            raise OptimizerStateError(
+                f"optimizer state does not fit this {type(self).__name__} "
+                "(optimizer left unchanged):\n  " + "\n  ".join(problems)
+            )
 
         def apply():
             for k, v in hyper.items():
                 setattr(self, k, tuple(v) if isinstance(v, list) else v)
             self.skipped_steps = int(state_dict.get("skipped_steps", 0))
             self.state = new_state
+
         return apply
 
     def load_state_dict(self, state_dict) -> None:
@@ -189,7 +198,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nonfinite="raise"):
         if lr <= 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"need lr > 0, momentum >= 0, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
+            raise ValueError(
+                f"need lr > 0, momentum >= 0, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}"
+            )
         super().__init__(params, nonfinite)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
 
@@ -217,8 +228,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, nonfinite="raise"):
         if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"need lr > 0, eps >= 0, weight_decay >= 0, 0 <= betas < 1; "
-                             f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={betas}")
+            raise ValueError(
+                f"need lr > 0, eps >= 0, weight_decay >= 0, 0 <= betas < 1; "
+                f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={betas}"
+            )
         super().__init__(params, nonfinite)
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
 
@@ -233,12 +246,12 @@ class Adam(Optimizer):
         state["step"] += 1
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
         m *= beta1
-        m += (1 - beta1) * g                               # m = β₁ m + (1 − β₁) g
+        m += (1 - beta1) * g  # m = β₁ m + (1 − β₁) g
         v *= beta2
-        v += (1 - beta2) * (g * g)                         # v = β₂ v + (1 − β₂) g²
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
+        v += (1 - beta2) * (g * g)  # v = β₂ v + (1 − β₂) g²
+        bias1, bias2 = 1 - beta1**t, 1 - beta2**t
         denom = p.xp.sqrt(v) / math.sqrt(bias2) + self.eps  # √v̂ + ε
-        p._data -= (self.lr / bias1) * (m / denom)         # p ← p − lr · m̂ / (√v̂ + ε)
+        p._data -= (self.lr / bias1) * (m / denom)  # p ← p − lr · m̂ / (√v̂ + ε)
 
     def _state_keys(self):
         return {"step": "int", "exp_avg": "array", "exp_avg_sq": "array"}
@@ -264,14 +277,17 @@ def clip_grad_norm_(params, max_norm: float) -> Tensor:
     devices = sorted({p.device for p in with_grad})
     if len(devices) > 1:
         from .backend import DeviceError
-        raise DeviceError(f"clip_grad_norm_: parameters on different devices ({', '.join(devices)}); "
-                          "move the model to one device with .to(device)")
+
+        raise DeviceError(
+            f"clip_grad_norm_: parameters on different devices ({', '.join(devices)}); "
+            "move the model to one device with .to(device)"
+        )
     grads = [p.grad for p in with_grad]
     xp = with_grad[0].xp
     squares = xp.stack([xp.sum(xp.square(g, dtype=np.float64)) for g in grads])
     total = xp.sqrt(squares.sum())
-    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)      # ≤ 1: never scales gradients up
-    scale = xp.where(xp.isfinite(total), scale, 1.0)        # non-finite norm: leave them for step()
+    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)  # ≤ 1: never scales gradients up
+    scale = xp.where(xp.isfinite(total), scale, 1.0)  # non-finite norm: leave them for step()
     for g in grads:
         g *= scale.astype(g.dtype)
     return Tensor(total, device=with_grad[0].backend)

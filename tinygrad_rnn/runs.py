@@ -41,15 +41,50 @@ import shlex
 
 from .data import BatchIterator, Vocab, dataset_splits
 from .files import TMP_PREFIX, atomic_write, remove_stale_temporaries
-from .tasks import (COMMON, CONFIG_FORMAT, DEFAULT_CELL, DEFAULT_DROPOUT, DEFAULTS, LABELS, TASKS, RunError,
-                    check_config)
+from .tasks import (
+    COMMON,
+    CONFIG_FORMAT,
+    DEFAULT_CELL,
+    DEFAULT_DROPOUT,
+    DEFAULTS,
+    LABELS,
+    TASKS,
+    RunError,
+    check_config,
+)
 
-__all__ = ["RunError", "RunBusyError", "RUN_FILES", "LABELS", "load_config", "check_config", "is_run_directory",
-           "check_new_run_directory", "default_run_directory", "locked", "write_json", "clear_run", "run_file",
-           "command_line", "load_splits", "build_vocabs", "load_vocabs", "make_batches", "load_run"]
+__all__ = [
+    "RunError",
+    "RunBusyError",
+    "RUN_FILES",
+    "LABELS",
+    "load_config",
+    "check_config",
+    "is_run_directory",
+    "check_new_run_directory",
+    "default_run_directory",
+    "locked",
+    "write_json",
+    "clear_run",
+    "run_file",
+    "command_line",
+    "load_splits",
+    "build_vocabs",
+    "load_vocabs",
+    "make_batches",
+    "load_run",
+]
 
 LOCK_FILE = ".tinygrad_rnn.lock"
-RUN_FILES = ("config.json", "vocab.json", "target_vocab.json", "best.npz", "last.npz", "metrics.json", "plot.png")
+RUN_FILES = (
+    "config.json",
+    "vocab.json",
+    "target_vocab.json",
+    "best.npz",
+    "last.npz",
+    "metrics.json",
+    "plot.png",
+)
 
 
 class RunBusyError(RunError):
@@ -64,7 +99,9 @@ def load_config(directory) -> dict:
         raise RunError(f"{directory}: {what} (train one with 'tinygrad-rnn train')")
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):
-        raise RunError(f"{directory}: not a run directory (no config.json); train one with 'tinygrad-rnn train'")
+        raise RunError(
+            f"{directory}: not a run directory (no config.json); train one with 'tinygrad-rnn train'"
+        )
     return check_config(_read_json(path), path)
 
 
@@ -103,13 +140,17 @@ def check_new_run_directory(directory, overwrite: bool = False) -> None:
     others = [e for e in os.listdir(directory) if not _ours(e)]
     if others and not is_run_directory(directory):
         shown = ", ".join(sorted(others)[:3]) + (", …" if len(others) > 3 else "")
-        raise RunError(f"{directory} is not empty ({shown}) and is not a tinygrad-rnn run directory "
-                       "(no config.json of ours): nothing was changed; choose a new or empty --out")
+        raise RunError(
+            f"{directory} is not empty ({shown}) and is not a tinygrad-rnn run directory "
+            "(no config.json of ours): nothing was changed; choose a new or empty --out"
+        )
     old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
     if old and not overwrite:
         what = "a finished run" if "metrics.json" in old else "an unfinished run"
-        raise RunError(f"{directory} already holds {what} ({', '.join(old)}); nothing was changed: "
-                       "--resume continues it, --overwrite replaces it, or choose another --out")
+        raise RunError(
+            f"{directory} already holds {what} ({', '.join(old)}); nothing was changed: "
+            "--resume continues it, --overwrite replaces it, or choose another --out"
+        )
 
 
 def default_run_directory(config) -> str:
@@ -123,7 +164,7 @@ def default_run_directory(config) -> str:
     task = TASKS[config["task"]]
     parts = [config["task"], config["data"]]
     if task.takes("direction", config["data"]) and config["direction"] != defaults["direction"]:
-        parts.append(config["direction"].replace("_", "-"))                  # to-chinese
+        parts.append(config["direction"].replace("_", "-"))  # to-chinese
     if config["cell"] != DEFAULT_CELL:
         parts.append(config["cell"])
     if config["layers"] != 1:
@@ -135,7 +176,7 @@ def default_run_directory(config) -> str:
     if config["feed_context"]:
         parts.append("feed-context")
     if task.takes("pooling", config["data"]) and config["pooling"] != defaults["pooling"]:
-        parts.append(config["pooling"])                                      # last
+        parts.append(config["pooling"])  # last
     if config["dropout"] != DEFAULT_DROPOUT:
         parts.append(f"dropout{config['dropout']:g}")
     if config["seed"] != defaults["seed"]:
@@ -154,7 +195,7 @@ def locked(directory, log=print):
     """
     try:
         import fcntl
-    except ImportError:                              # Windows: no flock
+    except ImportError:  # Windows: no flock
         fcntl = None
     os.makedirs(directory, exist_ok=True)
     fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
@@ -166,8 +207,10 @@ def locked(directory, log=print):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise RunBusyError(f"{directory} is in use by another tinygrad-rnn process (pid {holder}); "
-                                   "wait for it to finish, or choose another --out") from None
+                raise RunBusyError(
+                    f"{directory} is in use by another tinygrad-rnn process (pid {holder}); "
+                    "wait for it to finish, or choose another --out"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         stale = remove_stale_temporaries(directory, RUN_FILES)
@@ -175,7 +218,7 @@ def locked(directory, log=print):
             log(f"note: removed {len(stale)} temporary file(s) a killed run left in {directory}")
         yield
     finally:
-        os.close(fd)                                 # releases the lock
+        os.close(fd)  # releases the lock
 
 
 def write_json(path, obj) -> None:
@@ -202,8 +245,9 @@ def run_file(directory, name: str) -> str:
     """``DIR/name``; a missing file is a clear error, not a bare "No such file"."""
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
-        raise RunError(f"{directory}: no {name} (not a complete run directory; train again with "
-                       "'tinygrad-rnn train')")
+        raise RunError(
+            f"{directory}: no {name} (not a complete run directory; train again with 'tinygrad-rnn train')"
+        )
     return path
 
 
@@ -212,8 +256,22 @@ def command_line(config) -> str:
     data set's default are left out)."""
     defaults = {**COMMON, **DEFAULTS[config["data"]]}
     words = ["tinygrad-rnn", "train", config["task"], "--data", config["data"]]
-    for key in ("epochs", "embed", "hidden", "layers", "lr", "batch_size", "clip", "patience",
-                "min_freq", "seed", "limit", "pooling", "max_len", "direction"):
+    for key in (
+        "epochs",
+        "embed",
+        "hidden",
+        "layers",
+        "lr",
+        "batch_size",
+        "clip",
+        "patience",
+        "min_freq",
+        "seed",
+        "limit",
+        "pooling",
+        "max_len",
+        "direction",
+    ):
         if config.get(key) is not None and config[key] != defaults.get(key):
             words += [f"--{key.replace('_', '-')}", str(config[key])]
     words += ["--bidirectional"] * config["bidirectional"] + ["--feed-context"] * config["feed_context"]
@@ -229,8 +287,12 @@ def command_line(config) -> str:
 # --- a run's data, vocabularies and model (what differs per task: the registry) ------------
 def load_splits(config) -> tuple[list, list, list]:
     """Train / dev / test lists of ``(input tokens, target)`` for the run's data set."""
-    return dataset_splits(config["data"], limit=config.get("limit"), max_len=config.get("max_len"),
-                          direction=config.get("direction") or "to_digits")
+    return dataset_splits(
+        config["data"],
+        limit=config.get("limit"),
+        max_len=config.get("max_len"),
+        direction=config.get("direction") or "to_digits",
+    )
 
 
 def build_vocabs(config, train):
@@ -251,13 +313,15 @@ def make_batches(config, examples, src_vocab, tgt_vocab, *, shuffle: bool, seed:
     """A length-bucketed :class:`BatchIterator` over encoded examples."""
     inputs = [src_vocab.encode(x) for x, _ in examples]
     targets = TASKS[config["task"]].encode_targets(examples, tgt_vocab)
-    return BatchIterator(inputs, targets, batch_size=config["batch_size"], shuffle=shuffle,
-                         seed=seed, bucket=True)
+    return BatchIterator(
+        inputs, targets, batch_size=config["batch_size"], shuffle=shuffle, seed=seed, bucket=True
+    )
 
 
 def load_run(directory, device):
     """(config, model with the best weights in eval mode, input vocab, target vocab or None)."""
     from . import serialization
+
     config = load_config(directory)
     src_vocab, tgt_vocab = load_vocabs(config, directory)
     model = TASKS[config["task"]].build_model(config, src_vocab, tgt_vocab, device)

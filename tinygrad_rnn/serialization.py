@@ -44,25 +44,31 @@ def save(path, model, optimizer=None, meta=None) -> None:
     header = {"format": FORMAT, "version": VERSION, "meta": meta, "optimizer": None}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        scalars: dict[str, dict[str, object]] = {}   # str(i) -> {key: non-array value}
+        scalars: dict[str, dict[str, object]] = {}  # str(i) -> {key: non-array value}
         for i, entries in sd["state"].items():
             for k, v in entries.items():
                 if isinstance(v, np.ndarray):
                     arrays[f"optimizer/{i}/{k}"] = v
                 else:
                     scalars.setdefault(str(i), {})[k] = v
-        header["optimizer"] = {"type": sd["type"], "hyperparameters": sd["hyperparameters"],
-                               "skipped_steps": sd["skipped_steps"], "scalars": scalars}
+        header["optimizer"] = {
+            "type": sd["type"],
+            "hyperparameters": sd["hyperparameters"],
+            "skipped_steps": sd["skipped_steps"],
+            "scalars": scalars,
+        }
     try:
         text = json.dumps(header)
     except TypeError as e:
-        raise TypeError(f"checkpoint meta must be JSON-serialisable (numbers, strings, lists, dicts): {e}") from None
+        raise TypeError(
+            f"checkpoint meta must be JSON-serialisable (numbers, strings, lists, dicts): {e}"
+        ) from None
     arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")     # an .npz is a zip archive (the second: an empty one)
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (the second: an empty one)
 NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -75,17 +81,22 @@ def _read(path, only=None) -> dict:
     if not head:
         raise CheckpointError(f"{path}: cannot read the checkpoint: the file is empty (truncated?)")
     if head.startswith(NPY_MAGIC):
-        raise CheckpointError(f"{path}: a single .npy array, not a checkpoint (a tinygrad_rnn checkpoint is an .npz archive)")
+        raise CheckpointError(
+            f"{path}: a single .npy array, not a checkpoint (a tinygrad_rnn checkpoint is an .npz archive)"
+        )
     if not head.startswith(ZIP_MAGIC):
         raise CheckpointError(f"{path}: not a tinygrad_rnn checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {name: z[name] for name in z.files if only is None or name in only}
     except Exception as e:  # whatever a damaged zip/npy header makes the readers raise
-        if "pickle" in str(e):                       # an object array inside: never load it
-            raise CheckpointError(f"{path}: not a tinygrad_rnn checkpoint (it holds Python objects)") from None
-        raise CheckpointError(f"{path}: cannot read the checkpoint (truncated or corrupted?): "
-                              f"{type(e).__name__}: {e}") from None
+        if "pickle" in str(e):  # an object array inside: never load it
+            raise CheckpointError(
+                f"{path}: not a tinygrad_rnn checkpoint (it holds Python objects)"
+            ) from None
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint (truncated or corrupted?): {type(e).__name__}: {e}"
+        ) from None
 
 
 def _header(path, arrays: dict) -> dict:
@@ -97,8 +108,9 @@ def _header(path, arrays: dict) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a tinygrad_rnn checkpoint (its metadata: {str(header)[:80]})")
     if header.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {header.get('version')}, "
-                              f"this code reads version {VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {header.get('version')}, this code reads version {VERSION}"
+        )
     problem = _optimizer_record_problem(header.get("optimizer"))
     if problem:
         raise CheckpointError(f"{path}: broken optimizer record: {problem} (nothing was loaded)")
@@ -164,7 +176,7 @@ def load(path, model, optimizer=None, check_meta=None):
         except (TypeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: {e} (nothing was loaded)") from None
 
-    model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    model_sd = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
     try:
         assignments, _ = model._prepare_load(model_sd, strict=True)
     except StateDictError as e:
@@ -184,8 +196,12 @@ def load(path, model, optimizer=None, check_meta=None):
                 state.setdefault(parts[1], {})[parts[2]] = v
         for i, entries in saved.get("scalars", {}).items():
             state.setdefault(i, {}).update(entries)
-        sd = {"type": saved.get("type"), "hyperparameters": saved.get("hyperparameters", {}),
-              "skipped_steps": saved.get("skipped_steps", 0), "state": state}
+        sd = {
+            "type": saved.get("type"),
+            "hyperparameters": saved.get("hyperparameters", {}),
+            "skipped_steps": saved.get("skipped_steps", 0),
+            "state": state,
+        }
         try:
             apply_optimizer = optimizer._prepare_load(sd)
         except OptimizerStateError as e:

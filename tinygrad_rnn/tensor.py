@@ -119,7 +119,7 @@ class Op:
     broadcasts = False
     # Class-level defaults, so the common case (one output, nothing retained) costs no writes.
     n_outputs, multi_output, retained = 1, False, None
-    gathers = False   # a slicing op whose output gradients the walk may gather itself (_Gathered)
+    gathers = False  # a slicing op whose output gradients the walk may gather itself (_Gathered)
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -146,13 +146,13 @@ class Op:
         try:
             out = op.forward(*arrays, **params)
         except ValueError as e:
-            _raise_shape_error(cls, arrays, e)   # a ShapeError naming the shapes, else e itself
+            _raise_shape_error(cls, arrays, e)  # a ShapeError naming the shapes, else e itself
         if requires_grad:
             _record(op, inputs)
         if _tracer is not None:
             _tracer.on_forward(op, inputs, out, requires_grad)
         result = _outputs(op, out, backend, requires_grad, inputs)
-        if _forward is not None:      # forward mode: the outputs' tangents from the inputs'
+        if _forward is not None:  # forward mode: the outputs' tangents from the inputs'
             _forward.on_apply(op, inputs, result)
         return result
 
@@ -165,10 +165,12 @@ class Op:
                     f"backward through {self.name}: its input {i} (a tensor {what}) was changed in "
                     f"place (version {version} -> {t._counter.count}, e.g. by an optimizer step or "
                     "load_state_dict) after the forward pass; the gradient would use the new values. "
-                    "Run backward() before changing the tensor, or redo the forward pass.")
+                    "Run backward() before changing the tensor, or redo the forward pass."
+                )
 
 
 # ---- recording: the steps of Op.apply ------------------------------------------------------------
+
 
 def _arrays_of(cls, inputs) -> tuple:
     """``(backend, arrays, requires_grad)`` of an op's input tensors, in one pass: all on one
@@ -179,8 +181,10 @@ def _arrays_of(cls, inputs) -> tuple:
     for t in inputs:
         if t._backend is not backend:
             names = ", ".join(f"{x.device} {tuple(x.shape)}" for x in inputs)
-            raise DeviceError(f"{cls.name}: tensors on different devices ({names}); "
-                              "move them to one device with .to(device)")
+            raise DeviceError(
+                f"{cls.name}: tensors on different devices ({names}); "
+                "move them to one device with .to(device)"
+            )
         arrays.append(t._data)
         if t.requires_grad:
             requires_grad = _grad_enabled
@@ -239,7 +243,12 @@ class _Edge:
     __slots__ = ("_op", "_index", "requires_grad", "shape", "_counter")
 
     def __init__(self, t):
-        self._op, self._index, self.requires_grad, self.shape = t._op, t._index, t.requires_grad, t._data.shape
+        self._op, self._index, self.requires_grad, self.shape = (
+            t._op,
+            t._index,
+            t.requires_grad,
+            t._data.shape,
+        )
         # The library never changes an op's output in place (optimizers take leaves only); but a
         # view of a leaf (x[:, t] of the input x) counts with that leaf, so keep its counter.
         self._counter = t._counter
@@ -269,8 +278,8 @@ def _new(array, backend, requires_grad, op, index, inputs=()):
     t._counter = _UNCHANGED
     if inputs:
         try:
-            base = array.base            # NumPy and CuPy views name the array they view
-        except AttributeError:           # an array type without views (the tests' strict device)
+            base = array.base  # NumPy and CuPy views name the array they view
+        except AttributeError:  # an array type without views (the tests' strict device)
             base = None
         if base is not None:
             for s in inputs:
@@ -306,8 +315,17 @@ class Tensor:
     which no in-place change of ``data`` (an array or another tensor) can reach.
     """
 
-    __slots__ = ("_data", "_backend", "grad", "requires_grad", "_op", "_index", "name", "_counter",
-                 "__weakref__")
+    __slots__ = (
+        "_data",
+        "_backend",
+        "grad",
+        "requires_grad",
+        "_op",
+        "_index",
+        "name",
+        "_counter",
+        "__weakref__",
+    )
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__, not elementwise objects
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None, name=None):
@@ -462,7 +480,8 @@ class Tensor:
     def __bool__(self):
         if self.size != 1:
             raise ValueError(
-                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()"
+            )
         return bool(self.item())
 
     def __float__(self):
@@ -507,20 +526,31 @@ class Tensor:
             if self.size != 1:
                 raise RuntimeError(
                     f"backward() without a gradient needs a scalar, got shape {self.shape}; "
-                    "pass t.backward(grad) with grad of the same shape")
+                    "pass t.backward(grad) with grad of the same shape"
+                )
             grad = self.xp.ones_like(self._data)
         else:
             if isinstance(grad, Tensor) and grad._backend is not self._backend:
-                raise DeviceError(f"backward: gradient on {grad.device} for a tensor on {self.device}; "
-                                  "move it with .to(device)")
+                raise DeviceError(
+                    f"backward: gradient on {grad.device} for a tensor on {self.device}; "
+                    "move it with .to(device)"
+                )
             # host data (lists, NumPy) moves to the device, like Tensor(data); another device's array does not
-            source = backend_of_array(grad) if _is_array(grad) and not isinstance(grad, (Tensor, np.ndarray)) else None
+            source = (
+                backend_of_array(grad)
+                if _is_array(grad) and not isinstance(grad, (Tensor, np.ndarray))
+                else None
+            )
             if source is not None and source is not self._backend:
-                raise DeviceError(f"backward: gradient array on {source.name} for a tensor on "
-                                  f"{self.device}; move it to {self.device} first")
+                raise DeviceError(
+                    f"backward: gradient array on {source.name} for a tensor on "
+                    f"{self.device}; move it to {self.device} first"
+                )
             grad = grad._data if isinstance(grad, Tensor) else self._backend.asarray(grad, dtype=self.dtype)
             if tuple(grad.shape) != self.shape:
-                raise ShapeError(f"backward: gradient of shape {tuple(grad.shape)} for tensor of shape {self.shape}")
+                raise ShapeError(
+                    f"backward: gradient of shape {tuple(grad.shape)} for tensor of shape {self.shape}"
+                )
         if self._op is None:
             _accumulate_leaf(self, grad)
             return
@@ -536,22 +566,49 @@ class Tensor:
             if source is not None and source is not self._backend:
                 raise DeviceError(
                     f"cannot combine a {self.device} tensor with an array on {source.name}; "
-                    "move one of them with .to(device)")
+                    "move one of them with .to(device)"
+                )
             return _new(self._backend.asarray(other), self._backend, False, None, 0)
-        return _new(self._backend.asarray(other, dtype=self.dtype if self.dtype.kind == "f" else None),
-                    self._backend, False, None, 0)
+        return _new(
+            self._backend.asarray(other, dtype=self.dtype if self.dtype.kind == "f" else None),
+            self._backend,
+            False,
+            None,
+            0,
+        )
 
-    def __add__(self, other): return ops.Add.apply(self, self._lift(other))
-    def __radd__(self, other): return ops.Add.apply(self._lift(other), self)
-    def __sub__(self, other): return ops.Sub.apply(self, self._lift(other))
-    def __rsub__(self, other): return ops.Sub.apply(self._lift(other), self)
-    def __mul__(self, other): return ops.Mul.apply(self, self._lift(other))
-    def __rmul__(self, other): return ops.Mul.apply(self._lift(other), self)
-    def __truediv__(self, other): return ops.Div.apply(self, self._lift(other))
-    def __rtruediv__(self, other): return ops.Div.apply(self._lift(other), self)
-    def __matmul__(self, other): return ops.MatMul.apply(self, self._lift(other))
-    def __rmatmul__(self, other): return ops.MatMul.apply(self._lift(other), self)
-    def __neg__(self): return ops.Neg.apply(self)
+    def __add__(self, other):
+        return ops.Add.apply(self, self._lift(other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(self._lift(other), self)
+
+    def __sub__(self, other):
+        return ops.Sub.apply(self, self._lift(other))
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(self._lift(other), self)
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, self._lift(other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(self._lift(other), self)
+
+    def __truediv__(self, other):
+        return ops.Div.apply(self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return ops.Div.apply(self._lift(other), self)
+
+    def __matmul__(self, other):
+        return ops.MatMul.apply(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return ops.MatMul.apply(self._lift(other), self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor) or _is_array(exponent):
@@ -565,12 +622,24 @@ class Tensor:
             ops.Op.apply(self, other)  # raises the device error
         return _new(fn(self._data, other._data), self._backend, False, None, 0)
 
-    def __lt__(self, other): return self._compare(other, lambda a, b: a < b)
-    def __le__(self, other): return self._compare(other, lambda a, b: a <= b)
-    def __gt__(self, other): return self._compare(other, lambda a, b: a > b)
-    def __ge__(self, other): return self._compare(other, lambda a, b: a >= b)
-    def eq(self, other): return self._compare(other, lambda a, b: a == b)
-    def ne(self, other): return self._compare(other, lambda a, b: a != b)
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    def eq(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def ne(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
     __hash__ = object.__hash__  # tensors are graph nodes: hash by identity, compare with .eq()
 
     def any(self) -> bool:
@@ -580,18 +649,38 @@ class Tensor:
         return bool(self.xp.all(self._data))
 
     # ---- elementwise and reductions ----------------------------------------------------------
-    def exp(self): return ops.Exp.apply(self)
-    def log(self): return ops.Log.apply(self)
-    def tanh(self): return ops.Tanh.apply(self)
-    def sigmoid(self): return ops.Sigmoid.apply(self)
-    def relu(self): return ops.ReLU.apply(self)
-    def sqrt(self): return self ** 0.5
-    def matmul(self, other): return self @ other
+    def exp(self):
+        return ops.Exp.apply(self)
 
-    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
-    def log_softmax(self, axis=-1): return ops.LogSoftmax.apply(self, axis=axis)
+    def log(self):
+        return ops.Log.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    def sqrt(self):
+        return self**0.5
+
+    def matmul(self, other):
+        return self @ other
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def log_softmax(self, axis=-1):
+        return ops.LogSoftmax.apply(self, axis=axis)
 
     def argmax(self, axis=None) -> Tensor:
         return _new(self.xp.argmax(self._data, axis=axis), self._backend, False, None, 0)
@@ -613,7 +702,9 @@ class Tensor:
         if axis0 is None and axis1 is None:
             axes.reverse()
         elif axis0 is None or axis1 is None:
-            raise TypeError(f"transpose takes no axes (reverse all) or two axes to swap, got {axis0}, {axis1}")
+            raise TypeError(
+                f"transpose takes no axes (reverse all) or two axes to swap, got {axis0}, {axis1}"
+            )
         else:
             i, j = ops.normalize_axis(axis0, self.ndim), ops.normalize_axis(axis1, self.ndim)
             axes[i], axes[j] = axes[j], axes[i]
@@ -648,12 +739,13 @@ def _index_arrays(index, backend):
 
 # ---- the backward pass ---------------------------------------------------------------------------
 
+
 def _accumulate_leaf(t: Tensor, grad) -> None:
     """``t.grad += grad`` for a leaf, in the leaf's dtype; the first gradient is copied, since an
     op's backward may hand on an array that is shared (``g`` itself, or a view of it)."""
     if not isinstance(grad, t._backend.array_type):
         grad = t._backend.asarray(grad)  # a 0-d NumPy scalar becomes an array
-    if grad.dtype != t._data.dtype:      # e.g. a float64 constant promoted a float32 graph
+    if grad.dtype != t._data.dtype:  # e.g. a float64 constant promoted a float32 graph
         grad = grad.astype(t._data.dtype)
     if t.grad is None:
         t.grad = grad.copy()
@@ -676,7 +768,7 @@ def _run_backward(root: Op, index: int, grad) -> None:
     while pending.heap:
         op, out_grads = pending.pop()
         if [t._counter.count for t in op.inputs] != op.versions:
-            op.check_versions()                         # raises, naming the changed input
+            op.check_versions()  # raises, naming the changed input
         for t, g in zip(op.inputs, _input_grads(op, out_grads)):
             if g is not None and t.requires_grad:
                 if t._op is None:
@@ -738,7 +830,7 @@ class _Pending:
 
 # ---- engine-owned gradient buffers (docs/performance.md) -----------------------------------------
 
-_textbook = False   # True inside textbook_backward(): every op's own backward, no shortcut
+_textbook = False  # True inside textbook_backward(): every op's own backward, no shortcut
 
 
 @contextlib.contextmanager
@@ -794,6 +886,7 @@ class _Gathered:
 
 # ---- functions that make tensors -----------------------------------------------------------------
 
+
 def _factory(make, shape, dtype, device, requires_grad):
     backend = get_backend(device or get_default_device())
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
@@ -813,13 +906,17 @@ def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
 def randn(*shape, dtype=None, device=None, requires_grad=False, rng=None) -> Tensor:
     """Standard normal values drawn on the host (seeded), then moved: identical on every device."""
     rng = rng or host_rng()
-    return _factory(lambda b, s, d: b.asarray(rng.standard_normal(s).astype(d)), shape, dtype, device, requires_grad)
+    return _factory(
+        lambda b, s, d: b.asarray(rng.standard_normal(s).astype(d)), shape, dtype, device, requires_grad
+    )
 
 
 def uniform(*shape, low=0.0, high=1.0, dtype=None, device=None, requires_grad=False, rng=None) -> Tensor:
     """U(low, high) values drawn on the host (seeded), then moved: identical on every device."""
     rng = rng or host_rng()
-    return _factory(lambda b, s, d: b.asarray(rng.uniform(low, high, s).astype(d)), shape, dtype, device, requires_grad)
+    return _factory(
+        lambda b, s, d: b.asarray(rng.uniform(low, high, s).astype(d)), shape, dtype, device, requires_grad
+    )
 
 
 from . import ops  # noqa: E402  (ops build on Tensor; Tensor's methods call ops)

@@ -31,7 +31,7 @@ DEFAULT_THREADS = 1
 # Variables through which a user may already have chosen a thread count for BLAS.
 THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
-_limiter = None   # the active threadpoolctl limit (kept so it stays in force for the whole run)
+_limiter = None  # the active threadpoolctl limit (kept so it stays in force for the whole run)
 
 
 def choose_threads(requested: int | None = None, environ=None) -> tuple[int | None, str]:
@@ -61,8 +61,10 @@ def set_blas_threads(requested: int | None = None) -> str:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return (f"BLAS threads: left as they are ({n} wanted; pip install threadpoolctl, "
-                f"a dependency of tinygrad-rnn, sets them)")
+        return (
+            f"BLAS threads: left as they are ({n} wanted; pip install threadpoolctl, "
+            f"a dependency of tinygrad-rnn, sets them)"
+        )
     _limiter = threadpool_limits(limits=n, user_api="blas")
     return f"BLAS threads: {_describe(blas_threads())} ({reason})"
 
@@ -89,10 +91,15 @@ def positive_int(text: str) -> int:
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` with its help line, for every command that trains or times something."""
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help=f"BLAS threads for NumPy (default {DEFAULT_THREADS}, or what "
-                             f"$OPENBLAS_NUM_THREADS/$OMP_NUM_THREADS say: one thread is fastest "
-                             f"for these small matrix products)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"BLAS threads for NumPy (default {DEFAULT_THREADS}, or what "
+        f"$OPENBLAS_NUM_THREADS/$OMP_NUM_THREADS say: one thread is fastest "
+        f"for these small matrix products)",
+    )
 
 
 # ---- glibc's malloc thresholds ---------------------------------------------------------------------
@@ -127,17 +134,19 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM
     where the C library is not glibc (macOS, Windows, musl) or refuses a value.
     """
     if not sys.platform.startswith("linux"):
-        return False                         # glibc is a Linux C library
+        return False  # glibc is a Linux C library
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version            # only glibc has it: musl's mallopt does nothing
+        libc.gnu_get_libc_version  # only glibc has it: musl's mallopt does nothing
         mallopt = libc.mallopt
     except (AttributeError, OSError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     ok = True
-    for env, param, value in ((MALLOC_ENV_VARS[0], M_MMAP_THRESHOLD, mmap_threshold),
-                              (MALLOC_ENV_VARS[1], M_TRIM_THRESHOLD, trim_threshold)):
+    for env, param, value in (
+        (MALLOC_ENV_VARS[0], M_MMAP_THRESHOLD, mmap_threshold),
+        (MALLOC_ENV_VARS[1], M_TRIM_THRESHOLD, trim_threshold),
+    ):
         if not os.environ.get(env, "").strip():
             ok = mallopt(param, value) == 1 and ok
     return ok

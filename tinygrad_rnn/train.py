@@ -77,7 +77,7 @@ class ClassificationTask(_LabellingTask):
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            logits = model(batch.inputs, batch.lengths)     # one forward pass for loss and accuracy
+            logits = model(batch.inputs, batch.lengths)  # one forward pass for loss and accuracy
             total_loss += model.loss_from_logits(logits, batch.targets, batch.lengths, reduction="sum").item()
             labels, _ = model.predict_from_logits(logits, batch.lengths)
             correct += int((labels == batch.targets).sum())
@@ -100,10 +100,11 @@ class TaggingTask(_LabellingTask):
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
         for batch in batches:
-            logits = model(batch.inputs, batch.lengths)     # one forward pass for loss and accuracy
+            logits = model(batch.inputs, batch.lengths)  # one forward pass for loss and accuracy
             total_loss += model.loss_from_logits(logits, batch.targets, batch.lengths, reduction="sum").item()
-            for tags, gold, length in zip(model.predict_from_logits(logits, batch.lengths),
-                                          batch.targets, batch.lengths):
+            for tags, gold, length in zip(
+                model.predict_from_logits(logits, batch.lengths), batch.targets, batch.lengths
+            ):
                 correct += sum(a == b for a, b in zip(tags, gold[:length].tolist()))
             n += int(np.sum(batch.lengths))
         return {"loss": total_loss / n, "accuracy": correct / n}
@@ -128,13 +129,25 @@ class Seq2SeqTask:
 
     def loss(self, model, batch, reduction: str = "mean") -> Tensor:
         targets = batch.targets
-        return model.loss(batch.inputs, batch.lengths, targets[:, :-1], targets[:, 1:],   # <bos> y → y <eos>
-                          np.asarray(batch.target_lengths) - 1, reduction=reduction)
+        return model.loss(
+            batch.inputs,
+            batch.lengths,
+            targets[:, :-1],
+            targets[:, 1:],  # <bos> y → y <eos>
+            np.asarray(batch.target_lengths) - 1,
+            reduction=reduction,
+        )
 
     def predict(self, model, batch) -> list[list[int]]:
         """Decoded token ids per sequence (without ``<bos>``/``<eos>``)."""
-        return model.generate(batch.inputs, batch.lengths, max_len=self.max_len, bos_id=self.bos_id,
-                              eos_id=self.eos_id, beam_size=self.beam_size)
+        return model.generate(
+            batch.inputs,
+            batch.lengths,
+            max_len=self.max_len,
+            bos_id=self.bos_id,
+            eos_id=self.eos_id,
+            beam_size=self.beam_size,
+        )
 
     def evaluate(self, model, batches) -> dict:
         total_loss = tokens = exact = correct = target_tokens = n = 0
@@ -142,25 +155,29 @@ class Seq2SeqTask:
             total_loss += self.loss(model, batch, reduction="sum").item()
             tokens += int(np.sum(batch.target_lengths)) - len(batch.target_lengths)
             for out, row, m in zip(self.predict(model, batch), batch.targets, batch.target_lengths):
-                gold = row[1:m - 1].tolist()                          # strip <bos> and <eos>
+                gold = row[1 : m - 1].tolist()  # strip <bos> and <eos>
                 exact += out == gold
                 correct += sum(a == b for a, b in zip(out, gold))
                 target_tokens += len(gold)
                 n += 1
-        return {"loss": total_loss / tokens, "exact_match": exact / n,
-                "token_accuracy": correct / max(target_tokens, 1)}
+        return {
+            "loss": total_loss / tokens,
+            "exact_match": exact / n,
+            "token_accuracy": correct / max(target_tokens, 1),
+        }
 
 
 def evaluate(model, task, batches) -> dict:
     """Score ``model`` on ``batches`` without recording a graph (eval mode, ``no_grad``); every
     module's mode is restored after, as ``Seq2Seq.generate`` restores it."""
     from .models.common import inference
+
     with inference(model):
         return task.evaluate(model, batches)
 
 
 # --- progress --------------------------------------------------------------------------------
-PROGRESS_EVERY_SECONDS = 10.0     # without a terminal: one progress line at most this often
+PROGRESS_EVERY_SECONDS = 10.0  # without a terminal: one progress line at most this often
 
 
 def _progress_bar(total, desc, enabled, log=print):
@@ -175,16 +192,21 @@ def _progress_bar(total, desc, enabled, log=print):
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            pass                      # pip install -e '.[progress]' adds the bar
+            pass  # pip install -e '.[progress]' adds the bar
         else:
             return tqdm(total=total, desc=desc, unit="ex", leave=False, dynamic_ncols=True)
     return _ProgressLines(total, desc, log)
 
 
 class _NoBar:
-    def update(self, n): pass
-    def set_postfix(self, **kw): pass
-    def close(self): pass
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
 
 
 class _ProgressLines:
@@ -205,12 +227,15 @@ class _ProgressLines:
         now = self.clock()
         if now - self.last >= self.every:
             self.last = now
-            done = f"{self.seen:,}" + (f"/{self.total:,} examples ({100 * self.seen / self.total:.0f} %)"
-                                       if self.total else " examples")
+            done = f"{self.seen:,}" + (
+                f"/{self.total:,} examples ({100 * self.seen / self.total:.0f} %)"
+                if self.total
+                else " examples"
+            )
             loss = f"  loss {self.loss}" if self.loss is not None else ""
             self.log(f"{self.desc}  {done}{loss}  {now - self.start:.0f} s")
             if self.log is print:
-                sys.stdout.flush()    # a file or pipe is block-buffered: show the line now
+                sys.stdout.flush()  # a file or pipe is block-buffered: show the line now
 
     def close(self):
         pass
@@ -220,16 +245,31 @@ class _ProgressLines:
 @dataclass
 class FitResult:
     """What :func:`fit` did: one dict per epoch in ``history``, and the best epoch on dev."""
+
     history: list = field(default_factory=list)
-    best_epoch: int | None = None        # 1-based
+    best_epoch: int | None = None  # 1-based
     best_score: float | None = None
     stopped_early: bool = False
-    checkpoint: str | None = None         # path of the best checkpoint, if one was written
+    checkpoint: str | None = None  # path of the best checkpoint, if one was written
 
 
-def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip: float | None = 1.0,
-        patience: int | None = None, checkpoint_dir=None, resume: bool = False, plot_path=None,
-        progress: bool = True, log=print, meta: dict | None = None) -> FitResult:
+def fit(
+    model,
+    task,
+    optimizer,
+    train_batches,
+    dev_batches,
+    *,
+    epochs: int,
+    clip: float | None = 1.0,
+    patience: int | None = None,
+    checkpoint_dir=None,
+    resume: bool = False,
+    plot_path=None,
+    progress: bool = True,
+    log=print,
+    meta: dict | None = None,
+) -> FitResult:
     """Train ``model`` for up to ``epochs`` epochs; return a :class:`FitResult`.
 
     * ``train_batches``: a :class:`~tinygrad_rnn.data.BatchIterator` (its ``set_epoch`` makes the
@@ -252,7 +292,7 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1 or None, got {patience}")
     if plot_path is not None:
-        require_matplotlib()                  # fail now, not after the first epoch
+        require_matplotlib()  # fail now, not after the first epoch
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
     params = model.parameters()
@@ -265,12 +305,16 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
     if resume:
         saved = serialization.load(last_path, model, optimizer, check_meta=check_fit_record)["fit"]
         start_epoch, bad_epochs = saved["epoch"], saved["bad_epochs"]
-        result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
+        result.history, result.best_epoch, result.best_score = (
+            saved["history"],
+            saved["best_epoch"],
+            saved["best_score"],
+        )
         host_rng().bit_generator.state = saved["rng_state"]
         log(f"resumed from {last_path} after epoch {start_epoch}")
         if patience is not None and bad_epochs >= patience:
             result.stopped_early = True
-            start_epoch = epochs                         # it had already stopped
+            start_epoch = epochs  # it had already stopped
     if result.best_epoch is not None and best_path is not None and os.path.exists(best_path):
         result.checkpoint = best_path
 
@@ -286,9 +330,14 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
                 loss = task.loss(model, batch)
                 value = loss.item()
                 if not math.isfinite(value):
-                    _stop(result, model, best_state, f"the loss is {value} at epoch {epoch + 1}, batch {step + 1}")
+                    _stop(
+                        result,
+                        model,
+                        best_state,
+                        f"the loss is {value} at epoch {epoch + 1}, batch {step + 1}",
+                    )
                 optimizer.zero_grad()
-                loss.backward()                          # backpropagation through time
+                loss.backward()  # backpropagation through time
                 if clip is not None:
                     clip_grad_norm_(params, clip)
                 try:
@@ -306,25 +355,37 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
         scores = evaluate(model, task, dev_batches)
         score = scores[task.metric]
         improved = result.best_score is None or score > result.best_score
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                  **{f"dev_{k}": v for k, v in scores.items()},
-                  "train_seconds": round(train_seconds, 3),
-                  "examples_per_second": round(seen / train_seconds, 1) if train_seconds > 0 else None}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            **{f"dev_{k}": v for k, v in scores.items()},
+            "train_seconds": round(train_seconds, 3),
+            "examples_per_second": round(seen / train_seconds, 1) if train_seconds > 0 else None,
+        }
         result.history.append(record)
         if improved:
             result.best_epoch, result.best_score, bad_epochs = epoch + 1, score, 0
-            best_state = model.state_dict()              # host copies: the best weights so far
+            best_state = model.state_dict()  # host copies: the best weights so far
         else:
             bad_epochs += 1
-        log(f"epoch {epoch + 1}/{epochs}  train loss {record['train_loss']:.4f}  dev loss "
+        log(
+            f"epoch {epoch + 1}/{epochs}  train loss {record['train_loss']:.4f}  dev loss "
             f"{scores['loss']:.4f}  dev {task.metric} {score:.4f}{'  (best)' if improved else ''}  "
-            f"{train_seconds:.1f} s, {record['examples_per_second'] or 0:.0f} ex/s")
+            f"{train_seconds:.1f} s, {record['examples_per_second'] or 0:.0f} ex/s"
+        )
 
         if checkpoint_dir is not None:
-            state = {"fit": {"epoch": epoch + 1, "bad_epochs": bad_epochs, "history": result.history,
-                             "best_epoch": result.best_epoch, "best_score": result.best_score,
-                             "rng_state": host_rng().bit_generator.state},
-                     **(meta or {})}
+            state = {
+                "fit": {
+                    "epoch": epoch + 1,
+                    "bad_epochs": bad_epochs,
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_score": result.best_score,
+                    "rng_state": host_rng().bit_generator.state,
+                },
+                **(meta or {}),
+            }
             if improved:
                 serialization.save(best_path, model, optimizer, meta=state)
                 result.checkpoint = best_path
@@ -332,8 +393,10 @@ def fit(model, task, optimizer, train_batches, dev_batches, *, epochs: int, clip
         if plot_path is not None:
             plot_history(result.history, plot_path, task.metric)
         if patience is not None and bad_epochs >= patience:
-            log(f"early stop: no better dev {task.metric} for {patience} epochs "
-                f"(best {result.best_score:.4f} at epoch {result.best_epoch})")
+            log(
+                f"early stop: no better dev {task.metric} for {patience} epochs "
+                f"(best {result.best_score:.4f} at epoch {result.best_epoch})"
+            )
             result.stopped_early = True
             break
 
@@ -361,14 +424,20 @@ def check_fit_record(meta) -> dict:
         problems.append(f"history = {str(history)[:40]} (want a list of per-epoch records)")
     elif _is_count(record.get("epoch")) and len(history) != record["epoch"]:
         problems.append(f"{len(history)} history records for epoch {record['epoch']}")
-    else:                                 # what metrics.json and the plot read of every epoch
-        problems += [f"history[{i}]: {p}" for i, h in enumerate(history) for p in _epoch_record_problems(h, i + 1)]
+    else:  # what metrics.json and the plot read of every epoch
+        problems += [
+            f"history[{i}]: {p}" for i, h in enumerate(history) for p in _epoch_record_problems(h, i + 1)
+        ]
     best_epoch, best_score = record.get("best_epoch"), record.get("best_score")
-    if not (_is_count(best_epoch, 1) and isinstance(best_score, (int, float)) and not isinstance(best_score, bool)
-            and math.isfinite(best_score)):
+    if not (
+        _is_count(best_epoch, 1)
+        and isinstance(best_score, (int, float))
+        and not isinstance(best_score, bool)
+        and math.isfinite(best_score)
+    ):
         problems.append(f"best_epoch = {best_epoch!r}, best_score = {best_score!r}")
     state = record.get("rng_state")
-    try:                                  # assign it to a spare generator of the same kind first
+    try:  # assign it to a spare generator of the same kind first
         type(host_rng().bit_generator)().state = state
     except (TypeError, ValueError, KeyError):
         problems.append("rng_state is not a state of this NumPy generator")
@@ -383,17 +452,28 @@ def _finite(value) -> bool:
 
 def _epoch_record_problems(h: dict, epoch: int) -> list:
     """What is wrong with one epoch's history record (as :func:`fit` writes it), "name = value"."""
-    problems = [] if h.get("epoch") == epoch and _is_count(h.get("epoch"), 1) else [f"epoch = {h.get('epoch')!r} (want {epoch})"]
+    problems = (
+        []
+        if h.get("epoch") == epoch and _is_count(h.get("epoch"), 1)
+        else [f"epoch = {h.get('epoch')!r} (want {epoch})"]
+    )
     for key in ("train_loss", "dev_loss", "train_seconds"):
         if not _finite(h.get(key)) or (key == "train_seconds" and h[key] < 0):
             problems.append(f"{key} = {h.get(key)!r} (want a finite number)")
     speed = h.get("examples_per_second")
     if speed is not None and not _finite(speed):
         problems.append(f"examples_per_second = {speed!r} (want a finite number or null)")
-    problems += [f"{k} = {v!r} (want a finite number)" for k, v in h.items()
-                 if k.startswith("dev_") and k != "dev_loss" and not _finite(v)]
-    unknown = sorted(k for k in h if k not in ("epoch", "train_loss", "train_seconds", "examples_per_second")
-                     and not k.startswith("dev_"))
+    problems += [
+        f"{k} = {v!r} (want a finite number)"
+        for k, v in h.items()
+        if k.startswith("dev_") and k != "dev_loss" and not _finite(v)
+    ]
+    unknown = sorted(
+        k
+        for k in h
+        if k not in ("epoch", "train_loss", "train_seconds", "examples_per_second")
+        and not k.startswith("dev_")
+    )
     if unknown:
         problems.append(f"unknown fields {', '.join(map(repr, unknown))}")
     return problems
@@ -425,7 +505,10 @@ def _stop(result: FitResult, model, best_state, what: str):
         kept = "no checkpoint had been written yet; the model keeps its last finite weights"
     else:
         where = f" ({result.checkpoint})" if result.checkpoint else ""
-        kept = (f"the model holds the best weights so far, from epoch {result.best_epoch}{where}; "
-                "checkpoints on disk are unchanged")
-    raise NonFiniteLossError(f"training stopped: {what}. {kept}. Try a lower learning rate or "
-                             "gradient clipping (clip).")
+        kept = (
+            f"the model holds the best weights so far, from epoch {result.best_epoch}{where}; "
+            "checkpoints on disk are unchanged"
+        )
+    raise NonFiniteLossError(
+        f"training stopped: {what}. {kept}. Try a lower learning rate or gradient clipping (clip)."
+    )

@@ -26,7 +26,23 @@ from .reference import BPTTGradients, rnn_bptt, rnn_forward
 from .rtrl import rtrl
 from .tracing import Trace, TraceRecord, trace
 
-__all__ = ["rnn_forward", "rnn_bptt", "BPTTGradients", "trace", "Trace", "TraceRecord",
-           "gradient_flow", "gradient_ratio", "plot_gradient_flow", "format_gradient_flow",
-           "step_jacobians", "state_jacobians", "jacobian_product", "backpropagate_last", "jacobian_view",
-           "to_dot", "unrolled_graph", "rtrl"]
+__all__ = [
+    "rnn_forward",
+    "rnn_bptt",
+    "BPTTGradients",
+    "trace",
+    "Trace",
+    "TraceRecord",
+    "gradient_flow",
+    "gradient_ratio",
+    "plot_gradient_flow",
+    "format_gradient_flow",
+    "step_jacobians",
+    "state_jacobians",
+    "jacobian_product",
+    "backpropagate_last",
+    "jacobian_view",
+    "to_dot",
+    "unrolled_graph",
+    "rtrl",
+]

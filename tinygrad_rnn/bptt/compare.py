@@ -44,15 +44,19 @@ from ..tensor import Tensor, no_grad
 from .rtrl import rtrl
 
 METHODS = ("bptt", "checkpoint", "rtrl", "truncated")
-EXACT_TOLERANCE = 1e-10       # float64: an exact method differs from plain BPTT by rounding only
+EXACT_TOLERANCE = 1e-10  # float64: an exact method differs from plain BPTT by rounding only
 INPUT_SIZE = 4
-R = TypeVar("R")                   # what a measured function returns
+R = TypeVar("R")  # what a measured function returns
 
 # The cost laws, as exponents of T: (memory, time of one gradient over the whole sequence, note)
 LAWS = {
     "bptt": (1.0, 1.0, "memory ∝ T (every step kept), time ∝ T"),
-    "checkpoint": (0.5, 1.0, "the recurrence's memory ∝ √T with k = √T (the outputs, the input projection and "
-                              "their gradients, a few B×T×H arrays, stay ∝ T), time ∝ T at about one extra forward"),
+    "checkpoint": (
+        0.5,
+        1.0,
+        "the recurrence's memory ∝ √T with k = √T (the outputs, the input projection and "
+        "their gradients, a few B×T×H arrays, stay ∝ T), time ∝ T at about one extra forward",
+    ),
     "rtrl": (0.0, 1.0, "memory ∝ P·B·state, independent of T; time per step ∝ H⁴ (vanilla cell)"),
     "truncated": (0.0, 1.0, "memory ∝ k, independent of T; time ∝ T; biased"),
 }
@@ -61,12 +65,13 @@ LAWS = {
 @dataclass
 class Measurement:
     """One method at one length: its gradient's error against plain BPTT and its costs."""
+
     method: str
     T: int
-    k: int | None                 # segment length (checkpoint) or truncation length (truncated)
-    error: float                  # max |g − g_bptt| / max |g_bptt| over all parameters
-    seconds: float                # one gradient over the whole sequence (best of the repeats)
-    peak_bytes: int               # tracemalloc's peak during it, above what was allocated before
+    k: int | None  # segment length (checkpoint) or truncation length (truncated)
+    error: float  # max |g − g_bptt| / max |g_bptt| over all parameters
+    seconds: float  # one gradient over the whole sequence (best of the repeats)
+    peak_bytes: int  # tracemalloc's peak during it, above what was allocated before
 
     @property
     def exact(self) -> bool:
@@ -116,9 +121,9 @@ def gradient(method: str, layer, x: np.ndarray, d: np.ndarray, k: int | None = N
         if k is None:
             raise ValueError("truncated BPTT needs k, the steps between cuts")
         state = None
-        for start in range(0, T, k):            # one chunk recorded at a time, its backward, then on
-            outputs, last = layer(Tensor(x[:, start:start + k]), h0=state)
-            (outputs * Tensor(d[:, start:start + k])).sum().backward()
+        for start in range(0, T, k):  # one chunk recorded at a time, its backward, then on
+            outputs, last = layer(Tensor(x[:, start : start + k]), h0=state)
+            (outputs * Tensor(d[:, start : start + k])).sum().backward()
             state = tuple(p.detach() for p in last) if isinstance(last, tuple) else last.detach()
         return _cell_grads(layer)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -164,16 +169,26 @@ def method_k(method: str, T: int, truncate: int) -> int | None:
     return truncate if method == "truncated" else None
 
 
-def compare(cell: str = "rnn", hidden: int = 32, lengths=(25, 50, 100, 200, 400), batch: int = 8, *,
-            truncate: int = 10, methods=METHODS, repeats: int = 1, budget: float = 0.5, seed: int = 0,
-            log=None) -> list:
+def compare(
+    cell: str = "rnn",
+    hidden: int = 32,
+    lengths=(25, 50, 100, 200, 400),
+    batch: int = 8,
+    *,
+    truncate: int = 10,
+    methods=METHODS,
+    repeats: int = 1,
+    budget: float = 0.5,
+    seed: int = 0,
+    log=None,
+) -> list:
     """Every method at every length: a list of :class:`Measurement` (float64, one process).
 
     Each gradient is computed once under tracemalloc (peak memory; tracemalloc slows Python down,
     so this run is not timed), then timed by :func:`best_time` (at least ``repeats`` runs, more
     within ``budget`` seconds; the best kept). The error is against plain BPTT on the same weights and data.
     """
-    cell_kind(cell)                                  # an unknown cell is refused before any work
+    cell_kind(cell)  # an unknown cell is refused before any work
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
@@ -212,8 +227,9 @@ def cost_slopes(rows) -> dict:
     return out
 
 
-def rtrl_hidden_exponent(hiddens=(16, 32), T: int = 20, batch: int = 8, *, cell: str = "rnn",
-                         repeats: int = 2, seed: int = 0) -> tuple[tuple, list, float]:
+def rtrl_hidden_exponent(
+    hiddens=(16, 32), T: int = 20, batch: int = 8, *, cell: str = "rnn", repeats: int = 2, seed: int = 0
+) -> tuple[tuple, list, float]:
     """``(hiddens, seconds per step at each, fitted exponent of H)`` for RTRL (law: 4 for the
     vanilla cell, once the H⁴ arithmetic outweighs Python's fixed cost per op)."""
     times = []
@@ -226,11 +242,15 @@ def rtrl_hidden_exponent(hiddens=(16, 32), T: int = 20, batch: int = 8, *, cell:
 
 def format_table(rows) -> str:
     """The measurements as a Markdown table, one row per method and length."""
-    lines = ["| method | T | k | exact | error vs BPTT | time / step | peak memory |",
-             "|---|---:|---:|:---:|---:|---:|---:|"]
+    lines = [
+        "| method | T | k | exact | error vs BPTT | time / step | peak memory |",
+        "|---|---:|---:|:---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r.method} | {r.T} | {'' if r.k is None else r.k} | {'yes' if r.exact else 'no'} | "
-                     f"{r.error:.1e} | {r.seconds_per_step * 1e3:.3f} ms | {r.peak_bytes / 2**20:.2f} MiB |")
+        lines.append(
+            f"| {r.method} | {r.T} | {'' if r.k is None else r.k} | {'yes' if r.exact else 'no'} | "
+            f"{r.error:.1e} | {r.seconds_per_step * 1e3:.3f} ms | {r.peak_bytes / 2**20:.2f} MiB |"
+        )
     return "\n".join(lines)
 
 
@@ -239,8 +259,11 @@ def format_laws(rows, hidden_exponent=None) -> str:
     slopes = cost_slopes(rows)
     bptt = {r.T: r for r in rows if r.method == "bptt"}
     longest = max(bptt) if bptt else None
-    lines = ["| method | memory slope (law) | time slope (law) | memory vs BPTT at T = "
-             f"{longest} | time vs BPTT (median) | the law |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| method | memory slope (law) | time slope (law) | memory vs BPTT at T = "
+        f"{longest} | time vs BPTT (median) | the law |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for method, fitted in slopes.items():
         mem_law, time_law, note = LAWS[method]
         ratios = [r.seconds / bptt[r.T].seconds for r in rows if r.method == method and r.T in bptt]
@@ -253,25 +276,29 @@ def format_laws(rows, hidden_exponent=None) -> str:
         if fitted is None:
             lines.append(f"| {method} | ({mem_law:g}) | ({time_law:g}) | {memory} | {ratio} | {note} |")
         else:
-            lines.append(f"| {method} | {fitted[0]:.2f} ({mem_law:g}) | {fitted[1]:.2f} ({time_law:g}) | {memory} | "
-                         f"{ratio} | {note} |")
+            lines.append(
+                f"| {method} | {fitted[0]:.2f} ({mem_law:g}) | {fitted[1]:.2f} ({time_law:g}) | {memory} | "
+                f"{ratio} | {note} |"
+            )
     return "\n".join(lines)
 
 
 # ---- truncation, quantified -----------------------------------------------------------------------
 
+
 @dataclass
 class TruncationRow:
-    state: str          # "fresh" or "trained"
+    state: str  # "fresh" or "trained"
     T: int
     k: int
-    cosine: float       # cos ∠(g_k, g) over all parameters flattened together
-    error: float        # ‖g_k − g‖ / ‖g‖
+    cosine: float  # cos ∠(g_k, g) over all parameters flattened together
+    error: float  # ‖g_k − g‖ / ‖g‖
 
 
 def _flat_grads(model) -> np.ndarray:
-    return np.concatenate([(p.grad if p.grad is not None else np.zeros(p.shape)).ravel()
-                           for p in model.parameters()])
+    return np.concatenate(
+        [(p.grad if p.grad is not None else np.zeros(p.shape)).ravel() for p in model.parameters()]
+    )
 
 
 def adding_gradient(model, x: np.ndarray, y: np.ndarray, truncate: int | None) -> np.ndarray:
@@ -287,8 +314,9 @@ def adding_gradient(model, x: np.ndarray, y: np.ndarray, truncate: int | None) -
         model.rnn.truncate = None
 
 
-def train_adding_briefly(model, length: int = 20, steps: int = 800, batch: int = 32, lr: float = 1e-2,
-                         seed: int = 0) -> float:
+def train_adding_briefly(
+    model, length: int = 20, steps: int = 800, batch: int = 32, lr: float = 1e-2, seed: int = 0
+) -> float:
     """A few Adam steps (clipped at norm 1) on the adding problem of ``length``; the test MSE after
     them (1,000 fresh sequences; 0.167 is always predicting 1)."""
     params = model.parameters()
@@ -305,9 +333,19 @@ def train_adding_briefly(model, length: int = 20, steps: int = 800, batch: int =
         return float((((model(Tensor(x)) - Tensor(y)) ** 2).mean()).item())
 
 
-def truncation_bias(cell: str = "rnn", hidden: int = 32, lengths=(25, 50, 100, 200, 400), ks=(5, 10, 20), *,
-                    batch: int = 64, train_steps: int = 800, train_length: int = 20, init: str = "uniform",
-                    seed: int = 0, log=None) -> tuple[list, float | None]:
+def truncation_bias(
+    cell: str = "rnn",
+    hidden: int = 32,
+    lengths=(25, 50, 100, 200, 400),
+    ks=(5, 10, 20),
+    *,
+    batch: int = 64,
+    train_steps: int = 800,
+    train_length: int = 20,
+    init: str = "uniform",
+    seed: int = 0,
+    log=None,
+) -> tuple[list, float | None]:
     """Cosine and relative error of the truncated gradient (truncate = k) against full BPTT on
     the adding problem's MSE, for a fresh model and (``train_steps`` > 0) the same model after
     :func:`train_adding_briefly`: the rows, and the trained model's test MSE (None if untrained).
@@ -327,19 +365,23 @@ def truncation_bias(cell: str = "rnn", hidden: int = 32, lengths=(25, 50, 100, 2
             full = adding_gradient(model, x, y, None)
             for k in ks:
                 if k >= T:
-                    continue                       # truncate ≥ T is plain BPTT
+                    continue  # truncate ≥ T is plain BPTT
                 g = adding_gradient(model, x, y, k)
                 norm = np.linalg.norm(full) * np.linalg.norm(g)
                 cosine = float(g @ full / norm) if norm > 0 else float("nan")
-                rows.append(TruncationRow(state, T, k, cosine, float(np.linalg.norm(g - full) / np.linalg.norm(full))))
+                rows.append(
+                    TruncationRow(state, T, k, cosine, float(np.linalg.norm(g - full) / np.linalg.norm(full)))
+                )
     return rows, test_mse
 
 
 def format_truncation(rows) -> str:
     """The truncation rows as a Markdown table: per model state and T, cosine / relative error per k."""
     ks = sorted({r.k for r in rows})
-    lines = ["| model | T | " + " | ".join(f"k = {k}: cos, rel. error" for k in ks) + " |",
-             "|---|---:|" + "---:|" * len(ks)]
+    lines = [
+        "| model | T | " + " | ".join(f"k = {k}: cos, rel. error" for k in ks) + " |",
+        "|---|---:|" + "---:|" * len(ks),
+    ]
     for state in dict.fromkeys(r.state for r in rows):
         for T in dict.fromkeys(r.T for r in rows if r.state == state):
             cells = []

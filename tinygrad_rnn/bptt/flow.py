@@ -35,19 +35,22 @@ from ..tensor import Tensor
 
 class StateGradients(NamedTuple):
     """One forward + backward pass of a single-layer recurrent layer, as host NumPy arrays."""
+
     loss: float
-    states: np.ndarray      # (B, T, H): h_t for t = 1..T (index t − 1)
-    grads: np.ndarray       # (B, T, H): dh_t = ∂L/∂h_t, the total gradient reaching h_t
-    valid: np.ndarray       # (B, T) bool: t is a true (not padded) step of sequence b
-    cells: np.ndarray | None = None       # LSTM: (B, T, H) cell states c_t; else None
+    states: np.ndarray  # (B, T, H): h_t for t = 1..T (index t − 1)
+    grads: np.ndarray  # (B, T, H): dh_t = ∂L/∂h_t, the total gradient reaching h_t
+    valid: np.ndarray  # (B, T) bool: t is a true (not padded) step of sequence b
+    cells: np.ndarray | None = None  # LSTM: (B, T, H) cell states c_t; else None
     cell_grads: np.ndarray | None = None  # LSTM: (B, T, H) ∂L/∂c_t (through h_t and c_{t+1}); else None
 
 
 def _check_single_layer(rnn) -> None:
     if getattr(rnn, "num_layers", None) != 1 or getattr(rnn, "directions", None) != 1:
-        raise ValueError("gradient flow needs a single-layer, one-direction nn.RNN, nn.LSTM or nn.GRU "
-                         f"(got {type(rnn).__name__} with num_layers={getattr(rnn, 'num_layers', '?')}, "
-                         f"bidirectional={getattr(rnn, 'bidirectional', '?')})")
+        raise ValueError(
+            "gradient flow needs a single-layer, one-direction nn.RNN, nn.LSTM or nn.GRU "
+            f"(got {type(rnn).__name__} with num_layers={getattr(rnn, 'num_layers', '?')}, "
+            f"bidirectional={getattr(rnn, 'bidirectional', '?')})"
+        )
 
 
 def _as_input(rnn, x) -> Tensor:
@@ -74,18 +77,20 @@ def state_gradients(rnn, x, lengths, loss_fn) -> StateGradients:
         p.grad = None  # backward() adds into an existing .grad in place: keep the caller's intact
     try:
         outputs, h_last, states = rnn(x, lengths=lengths, return_states=True)
-        parts = [as_parts(s) for s in states[0]]        # (h_t,) or (h_t, c_t) per step
+        parts = [as_parts(s) for s in states[0]]  # (h_t,) or (h_t, c_t) per step
         for state in parts:
             for part in state:
                 part.retain_grad()  # keep ∂L/∂h_t (∂L/∂c_t), which backward() would otherwise discard
         loss = loss_fn(outputs, h_last)
         if not isinstance(loss, Tensor) or loss.size != 1:
-            raise ValueError(f"loss_fn must return a scalar Tensor, got {type(loss).__name__} "
-                             f"of shape {getattr(loss, 'shape', '?')}")
+            raise ValueError(
+                f"loss_fn must return a scalar Tensor, got {type(loss).__name__} "
+                f"of shape {getattr(loss, 'shape', '?')}"
+            )
         loss.backward()
         hidden = [rnn.cells[0].hidden(s) for s in states[0]]
         hs, grads = _values_and_grads(hidden)
-        others = [part for part in zip(*parts) if part[0] is not hidden[0]]   # the LSTM's c_t
+        others = [part for part in zip(*parts) if part[0] is not hidden[0]]  # the LSTM's c_t
         cells, cell_grads = _values_and_grads(others[0]) if others else (None, None)
     finally:
         for p, g in zip(params, saved):
@@ -93,15 +98,17 @@ def state_gradients(rnn, x, lengths, loss_fn) -> StateGradients:
     B, T = hs.shape[:2]
     steps = np.full(B, T) if lengths is None else host_lengths(lengths, B, T)
     valid = np.arange(T)[None, :] < steps[:, None]
-    return StateGradients(loss=float(loss.item()), states=hs, grads=grads, valid=valid,
-                          cells=cells, cell_grads=cell_grads)
+    return StateGradients(
+        loss=float(loss.item()), states=hs, grads=grads, valid=valid, cells=cells, cell_grads=cell_grads
+    )
 
 
 def _values_and_grads(tensors) -> tuple[np.ndarray, np.ndarray]:
     """T retained (B, H) tensors → their values and gradients (0 where none arrived), (B, T, H) each."""
     values = np.stack([t.numpy() for t in tensors], axis=1)
-    grads = np.stack([np.zeros(t.shape) if t.grad is None else t.backend.to_host(t.grad)
-                      for t in tensors], axis=1)
+    grads = np.stack(
+        [np.zeros(t.shape) if t.grad is None else t.backend.to_host(t.grad) for t in tensors], axis=1
+    )
     return values, grads
 
 
@@ -110,7 +117,7 @@ def flow_from_grads(grads: np.ndarray, valid: np.ndarray | None = None) -> np.nd
 
     A step that no sequence reaches (all padding) is ``nan``.
     """
-    norms = np.linalg.norm(grads, axis=-1)                       # (B, T)
+    norms = np.linalg.norm(grads, axis=-1)  # (B, T)
     if valid is None:
         return norms.mean(axis=0)
     counts = valid.sum(axis=0)
@@ -139,6 +146,7 @@ def gradient_ratio(flow: np.ndarray) -> float:
 
 # ---- showing it (the figures are drawn by tinygrad_rnn.plotting.bptt) ------------------------------
 
+
 def format_gradient_flow(flow, *, max_rows=25, width=40, columns=None, title=None) -> str:
     """The flow as a terminal table with a log-scale bar per step.
 
@@ -159,11 +167,15 @@ def format_gradient_flow(flow, *, max_rows=25, width=40, columns=None, title=Non
     if title:
         lines.append(title)
     header = f"{'t':>5}  " + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths))
-    lines.append(header + f"  log scale {10 ** lo:.1e} … {10 ** hi:.1e}")
+    lines.append(header + f"  log scale {10**lo:.1e} … {10**hi:.1e}")
     for i in rows:
         values = [flow[i]] + [np.asarray(c, dtype=np.float64)[i] for c in columns.values()]
         cells = "  ".join(f"{v:>{w}.3e}" for v, w in zip(values, widths))
         v = flow[i]
-        bar = "" if not (np.isfinite(v) and v > 0) else "█" * max(1, round(1 + (width - 1) * (np.log10(v) - lo) / span))
+        bar = (
+            ""
+            if not (np.isfinite(v) and v > 0)
+            else "█" * max(1, round(1 + (width - 1) * (np.log10(v) - lo) / span))
+        )
         lines.append(f"{i + 1:>5}  {cells}  {bar}")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
     lines = ["digraph unrolled {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     if title:
         lines.append(f"  label={_quote(title)}; labelloc=t;")
-    ids: dict[int, str] = {}            # id(op or tensor) -> its node's name
+    ids: dict[int, str] = {}  # id(op or tensor) -> its node's name
 
     def node_id(obj, prefix):
         key = id(obj)
@@ -65,8 +65,8 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
         return "\n".join(lines) + "\n"
 
     seen, stack = {id(root)}, [root]
-    out_shapes: dict[int, tuple | None] = {id(root): output.shape}   # None: an op of several outputs
-    clusters: dict[int, list[str]] = {}                             # time step -> its ops' nodes
+    out_shapes: dict[int, tuple | None] = {id(root): output.shape}  # None: an op of several outputs
+    clusters: dict[int, list[str]] = {}  # time step -> its ops' nodes
     while stack:
         op = stack.pop()
         for t in op.inputs:
@@ -101,14 +101,24 @@ def to_dot(output: Tensor, params=None, title: str | None = None, steps=None) ->
         lines.extend("  " + node for node in clusters[step])
         lines.append("  }")
     out_id = f"out{len(ids)}"
-    lines.append(f"  {out_id} [shape=doubleoctagon, label={_quote('output' + chr(10) + _shape(output.shape))}];")
+    lines.append(
+        f"  {out_id} [shape=doubleoctagon, label={_quote('output' + chr(10) + _shape(output.shape))}];"
+    )
     lines.append(f"  {node_id(root, 'op')} -> {out_id};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, batch: int = 1,
-                   *, use_rnn: bool = False, seed: int = 0, cell: str = "rnn") -> str:
+def unrolled_graph(
+    steps: int = 3,
+    input_size: int = 2,
+    hidden_size: int = 3,
+    batch: int = 1,
+    *,
+    use_rnn: bool = False,
+    seed: int = 0,
+    cell: str = "rnn",
+) -> str:
     """DOT of a recurrent cell unrolled over ``steps`` steps, a linear head and an MSE loss.
 
     ``cell`` names the cell ("rnn", "lstm", "gru"; :data:`tinygrad_rnn.nn.CELLS`). By default it
@@ -147,7 +157,7 @@ def unrolled_graph(steps: int = 3, input_size: int = 2, hidden_size: int = 3, ba
             state = from_parts(state)
             for t, x_t in enumerate(x.unbind(axis=1), start=1):
                 x_t.name = f"x_{t}"
-                tr.on_step(t)                        # label the ops of this step
+                tr.on_step(t)  # label the ops of this step
                 state = one_cell(x_t, state)
             tr.on_step(None)
             h = one_cell.hidden(state)

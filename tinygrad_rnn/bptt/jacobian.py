@@ -60,9 +60,11 @@ def step_jacobians(states: np.ndarray, V: np.ndarray) -> np.ndarray:
     states = np.asarray(states, dtype=np.float64)
     V = np.asarray(V, dtype=np.float64)
     if states.ndim != 3 or V.shape != (states.shape[2], states.shape[2]):
-        raise ValueError(f"step_jacobians: states of shape {states.shape} (want (B, T, H)) "
-                         f"and V of shape {V.shape} (want (H, H)) do not fit")
-    return (1.0 - states ** 2)[..., :, None] * V.T            # row i scaled by 1 − h_t[i]²
+        raise ValueError(
+            f"step_jacobians: states of shape {states.shape} (want (B, T, H)) "
+            f"and V of shape {V.shape} (want (H, H)) do not fit"
+        )
+    return (1.0 - states**2)[..., :, None] * V.T  # row i scaled by 1 − h_t[i]²
 
 
 def _host(tensor) -> np.ndarray:
@@ -87,26 +89,34 @@ def _gru_jacobian(cell, xw, h, c):
     """∂h_t/∂h_{t−1} of the GRU (module docstring), (B, T, H, H)."""
     V, H = _host(cell.V), cell.hidden_size
     h_prev = _previous(h)
-    r, z, n, a = gru_gates(xw, h_prev @ V, _host(cell.b_hn))     # the forward of bptt/reference.py
-    V_r, V_z, V_n = V[:, :H].T, V[:, H:2 * H].T, V[:, 2 * H:].T
-    dn = (1 - z) * (1 - n ** 2)
-    return (_diag(z) + dn[..., None] * (r[..., None] * V_n + (a * r * (1 - r))[..., None] * V_r)
-            + ((h_prev - n) * z * (1 - z))[..., None] * V_z)
+    r, z, n, a = gru_gates(xw, h_prev @ V, _host(cell.b_hn))  # the forward of bptt/reference.py
+    V_r, V_z, V_n = V[:, :H].T, V[:, H : 2 * H].T, V[:, 2 * H :].T
+    dn = (1 - z) * (1 - n**2)
+    return (
+        _diag(z)
+        + dn[..., None] * (r[..., None] * V_n + (a * r * (1 - r))[..., None] * V_r)
+        + ((h_prev - n) * z * (1 - z))[..., None] * V_z
+    )
 
 
 def _lstm_jacobian(cell, xw, h, c):
     """The LSTM's 2H × 2H state Jacobian ∂(h_t, c_t)/∂(h_{t−1}, c_{t−1}) (module docstring)."""
     V, H = _host(cell.V), cell.hidden_size
     h_prev, c_prev = _previous(h), _previous(c)
-    i, f, g, o = lstm_gates(xw + h_prev @ V)                   # the forward of bptt/reference.py
-    V_i, V_f, V_g, V_o = (V[:, k * H:(k + 1) * H].T for k in range(4))
-    dc_dh = ((c_prev * f * (1 - f))[..., None] * V_f + (g * i * (1 - i))[..., None] * V_i
-             + (i * (1 - g ** 2))[..., None] * V_g)
+    i, f, g, o = lstm_gates(xw + h_prev @ V)  # the forward of bptt/reference.py
+    V_i, V_f, V_g, V_o = (V[:, k * H : (k + 1) * H].T for k in range(4))
+    dc_dh = (
+        (c_prev * f * (1 - f))[..., None] * V_f
+        + (g * i * (1 - i))[..., None] * V_i
+        + (i * (1 - g**2))[..., None] * V_g
+    )
     tc = np.tanh(c)
-    through_c = o * (1 - tc ** 2)                               # ∂h_t/∂c_t, elementwise
+    through_c = o * (1 - tc**2)  # ∂h_t/∂c_t, elementwise
     dh_dh = (tc * o * (1 - o))[..., None] * V_o + through_c[..., None] * dc_dh
-    return np.concatenate([np.concatenate([dh_dh, _diag(through_c * f)], axis=-1),
-                           np.concatenate([dc_dh, _diag(f)], axis=-1)], axis=-2)
+    return np.concatenate(
+        [np.concatenate([dh_dh, _diag(through_c * f)], axis=-1), np.concatenate([dc_dh, _diag(f)], axis=-1)],
+        axis=-2,
+    )
 
 
 # One NumPy step Jacobian per cell type: (cell, xw (B, T, G·H), h (B, T, H), c or None) → (B, T, S, S).
@@ -122,13 +132,17 @@ def state_jacobians(cell, x, h, c=None) -> np.ndarray:
     """
     jacobian = STEP_JACOBIANS.get(type(cell))
     if jacobian is None:
-        raise TypeError(f"no step Jacobian for {type(cell).__name__} (known: "
-                        f"{', '.join(k.__name__ for k in STEP_JACOBIANS)})")
+        raise TypeError(
+            f"no step Jacobian for {type(cell).__name__} (known: "
+            f"{', '.join(k.__name__ for k in STEP_JACOBIANS)})"
+        )
     if jacobian is _lstm_jacobian and c is None:
         raise ValueError("the LSTM's Jacobian needs its cell states c (B, T, H) too")
     x = np.asarray(x, dtype=np.float64)
-    xw = x @ _host(cell.W) + _host(cell.b)                       # x_t W + b, every gate
-    return jacobian(cell, xw, np.asarray(h, dtype=np.float64), None if c is None else np.asarray(c, np.float64))
+    xw = x @ _host(cell.W) + _host(cell.b)  # x_t W + b, every gate
+    return jacobian(
+        cell, xw, np.asarray(h, dtype=np.float64), None if c is None else np.asarray(c, np.float64)
+    )
 
 
 def jacobian_product(jacobians: np.ndarray, k: int) -> np.ndarray:
@@ -137,7 +151,7 @@ def jacobian_product(jacobians: np.ndarray, k: int) -> np.ndarray:
     if not 0 <= k <= T:
         raise ValueError(f"k must be in [0, {T}] for T = {T} steps, got {k}")
     product = np.broadcast_to(np.eye(H), (B, H, H)).copy()
-    for t in range(T - 1, T - 1 - k, -1):                     # multiply J_{t+1} on the right
+    for t in range(T - 1, T - 1 - k, -1):  # multiply J_{t+1} on the right
         product = product @ jacobians[:, t]
     return product
 
@@ -153,7 +167,7 @@ def backpropagate_last(jacobians: np.ndarray, grad_last: np.ndarray) -> np.ndarr
     g = np.asarray(grad_last, dtype=np.float64)
     for t in range(T - 1, -1, -1):
         grads[:, t] = g
-        g = np.einsum("bi,bij->bj", g, jacobians[:, t])     # g_{t−1} = g_t J_t
+        g = np.einsum("bi,bij->bj", g, jacobians[:, t])  # g_{t−1} = g_t J_t
     return grads
 
 
@@ -164,14 +178,15 @@ def spectral_norm(matrices: np.ndarray) -> np.ndarray:
 
 class JacobianView(NamedTuple):
     """Per step t = 1..T (index t − 1), batch means, next to each other."""
-    gradient: np.ndarray        # ‖∂L/∂h_t‖ measured by autograd
-    product: np.ndarray         # ‖∂s_T/∂s_t‖₂, spectral norm of the product of state Jacobians
-    step: np.ndarray            # ‖∂h_t/∂h_{t−1}‖₂, the hidden path (vanilla: ‖diag(1 − h_t²) Vᵀ‖₂)
-    bound: np.ndarray           # ‖∂L/∂h_T‖ · ‖∂s_T/∂s_t‖₂ ≥ ‖∂L/∂h_t‖ (last-state losses)
-    sigma_max_V: float          # the largest singular value of V (gated cells: of all gates' V)
-    cell_step: np.ndarray | None = None    # LSTM: ‖∂c_t/∂c_{t−1}‖₂ = ‖diag(f_t)‖₂ = max_i f_t[i]
-    cell_path: np.ndarray | None = None    # LSTM: ‖∂c_T/∂c_t‖₂ along the cell path alone,
-                                           #   ‖Π_{s>t} diag(f_s)‖₂ = max_i Π_{s>t} f_s[i]
+
+    gradient: np.ndarray  # ‖∂L/∂h_t‖ measured by autograd
+    product: np.ndarray  # ‖∂s_T/∂s_t‖₂, spectral norm of the product of state Jacobians
+    step: np.ndarray  # ‖∂h_t/∂h_{t−1}‖₂, the hidden path (vanilla: ‖diag(1 − h_t²) Vᵀ‖₂)
+    bound: np.ndarray  # ‖∂L/∂h_T‖ · ‖∂s_T/∂s_t‖₂ ≥ ‖∂L/∂h_t‖ (last-state losses)
+    sigma_max_V: float  # the largest singular value of V (gated cells: of all gates' V)
+    cell_step: np.ndarray | None = None  # LSTM: ‖∂c_t/∂c_{t−1}‖₂ = ‖diag(f_t)‖₂ = max_i f_t[i]
+    cell_path: np.ndarray | None = None  # LSTM: ‖∂c_T/∂c_t‖₂ along the cell path alone,
+    #   ‖Π_{s>t} diag(f_s)‖₂ = max_i Π_{s>t} f_s[i]
     cell_gradient: np.ndarray | None = None  # LSTM: ‖∂L/∂c_t‖ measured by autograd
 
 
@@ -195,16 +210,22 @@ def jacobian_view(rnn, x, loss_fn, max_sequences: int = 16) -> JacobianView:
     product_norms = np.zeros((B, T))
     product = np.broadcast_to(np.eye(S), (B, S, S)).copy()
     for t in range(T - 1, -1, -1):
-        product_norms[:, t] = spectral_norm(product)         # ‖∂s_T/∂s_{t+1}‖ at index t
+        product_norms[:, t] = spectral_norm(product)  # ‖∂s_T/∂s_{t+1}‖ at index t
         product = product @ J[:, t]
-    grad_T = np.linalg.norm(result.grads[:, -1], axis=-1)    # (B,)
-    view = dict(gradient=flow_from_grads(result.grads), product=product_norms.mean(axis=0),
-                step=spectral_norm(J[..., :H, :H]).mean(axis=0),
-                bound=(grad_T[:, None] * product_norms).mean(axis=0),
-                sigma_max_V=float(spectral_norm(cell.V.numpy().astype(np.float64))))
-    if result.cell_grads is not None:                        # the LSTM: diag(f_t) is J's c-c block
+    grad_T = np.linalg.norm(result.grads[:, -1], axis=-1)  # (B,)
+    view = dict(
+        gradient=flow_from_grads(result.grads),
+        product=product_norms.mean(axis=0),
+        step=spectral_norm(J[..., :H, :H]).mean(axis=0),
+        bound=(grad_T[:, None] * product_norms).mean(axis=0),
+        sigma_max_V=float(spectral_norm(cell.V.numpy().astype(np.float64))),
+    )
+    if result.cell_grads is not None:  # the LSTM: diag(f_t) is J's c-c block
         f = np.diagonal(J[..., H:, H:], axis1=-2, axis2=-1)  # (B, T, H)
         later = np.concatenate([np.cumprod(f[:, :0:-1], axis=1)[:, ::-1], np.ones((B, 1, H))], axis=1)
-        view.update(cell_step=f.max(axis=-1).mean(axis=0), cell_path=later.max(axis=-1).mean(axis=0),
-                    cell_gradient=flow_from_grads(result.cell_grads))
+        view.update(
+            cell_step=f.max(axis=-1).mean(axis=0),
+            cell_path=later.max(axis=-1).mean(axis=0),
+            cell_gradient=flow_from_grads(result.cell_grads),
+        )
     return JacobianView(**view)

@@ -55,12 +55,13 @@ import numpy as np
 
 class BPTTGradients(NamedTuple):
     """Gradients of L from :func:`rnn_bptt`; all NumPy float64 arrays."""
-    dW: np.ndarray   # (E, H)
-    dV: np.ndarray   # (H, H)
-    db: np.ndarray   # (H,)
+
+    dW: np.ndarray  # (E, H)
+    dV: np.ndarray  # (H, H)
+    db: np.ndarray  # (H,)
     dh0: np.ndarray  # (B, H)
-    dx: np.ndarray   # (B, T, E)
-    dh: np.ndarray   # (B, T, H): dh_t, the total gradient reaching state h_t
+    dx: np.ndarray  # (B, T, E)
+    dh: np.ndarray  # (B, T, H): dh_t, the total gradient reaching state h_t
 
 
 def _d_outputs(d_outputs, B: int, T: int, H: int) -> np.ndarray:
@@ -103,7 +104,7 @@ def _rnn_states(x, W, V, b, h0, m):
     """hs (T + 1, B, H) with hs[0] = h_0, and tanh(a_t) (T, B, H), padded steps carrying the state."""
     B, T, _ = x.shape
     hs = np.zeros((T + 1, B, W.shape[1]))
-    tanh_a = np.zeros((T, B, W.shape[1]))   # tanh(a_t): equals h_t at true steps
+    tanh_a = np.zeros((T, B, W.shape[1]))  # tanh(a_t): equals h_t at true steps
     if h0 is not None:
         hs[0] = h0
     for t in range(T):
@@ -137,21 +138,21 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
     d_outputs = _d_outputs(d_outputs, B, T, H)
     m = _step_masks(lengths, B, T)
 
-    hs, tanh_a = _rnn_states(x, W, V, b, h0, m)       # hs[t] is h_t for t = 0..T (hs[0] = h_0)
+    hs, tanh_a = _rnn_states(x, W, V, b, h0, m)  # hs[t] is h_t for t = 0..T (hs[0] = h_0)
 
     # backward through time: t = T, ..., 1
     dW, dV, db = np.zeros_like(W), np.zeros_like(V), np.zeros_like(b)
     dx, dh = np.zeros_like(x), np.zeros((B, T, H))
     g = np.zeros((B, H)) if d_h_last is None else np.asarray(d_h_last, dtype=np.float64).copy()
     for t in range(T - 1, -1, -1):
-        dh_t = g + m[t] * d_outputs[:, t]                 # dh_t = ∂L/∂h_t|direct + δ_{t+1} Vᵀ
+        dh_t = g + m[t] * d_outputs[:, t]  # dh_t = ∂L/∂h_t|direct + δ_{t+1} Vᵀ
         dh[:, t] = dh_t
-        delta = m[t] * dh_t * (1 - tanh_a[t] ** 2)        # δ_t = dh_t ⊙ (1 − h_t²)
-        dW += x[:, t].T @ delta                           # dW += x_tᵀ δ_t
-        dV += hs[t].T @ delta                             # dV += h_{t−1}ᵀ δ_t
-        db += delta.sum(axis=0)                           # db += Σ δ_t
-        dx[:, t] = delta @ W.T                            # dx_t = δ_t Wᵀ
-        g = delta @ V.T + (1 - m[t]) * dh_t               # carried to h_{t−1}
+        delta = m[t] * dh_t * (1 - tanh_a[t] ** 2)  # δ_t = dh_t ⊙ (1 − h_t²)
+        dW += x[:, t].T @ delta  # dW += x_tᵀ δ_t
+        dV += hs[t].T @ delta  # dV += h_{t−1}ᵀ δ_t
+        db += delta.sum(axis=0)  # db += Σ δ_t
+        dx[:, t] = delta @ W.T  # dx_t = δ_t Wᵀ
+        g = delta @ V.T + (1 - m[t]) * dh_t  # carried to h_{t−1}
     return BPTTGradients(dW=dW, dV=dV, db=db, dh0=g, dx=dx, dh=dh)
 
 
@@ -162,6 +163,7 @@ def rnn_bptt(x, W, V, b, d_outputs, h0=None, lengths=None, d_h_last=None) -> BPT
 # padding, m_t = 1 at true steps: the new state is taken where m_t = 1, the old one carried over
 # where m_t = 0, so the carried part of the gradient skips the step, exactly as for the vanilla
 # cell above. The weight gradients are again sums over time of (input)ᵀ δ_t.
+
 
 def lstm_gates(a):
     """The LSTM's gates from its pre-activations a = x_t W + h_{t−1} V + b (…, 4H), blocks i, f, g, o:
@@ -183,14 +185,15 @@ def gru_gates(xw, hv, b_hn):
 
 class LSTMGradients(NamedTuple):
     """Gradients of L from :func:`lstm_bptt`; all NumPy float64 arrays."""
-    dW: np.ndarray   # (E, 4H)
-    dV: np.ndarray   # (H, 4H)
-    db: np.ndarray   # (4H,)
+
+    dW: np.ndarray  # (E, 4H)
+    dV: np.ndarray  # (H, 4H)
+    db: np.ndarray  # (4H,)
     dh0: np.ndarray  # (B, H)
     dc0: np.ndarray  # (B, H)
-    dx: np.ndarray   # (B, T, E)
-    dh: np.ndarray   # (B, T, H): dh_t, the total gradient reaching h_t
-    dc: np.ndarray   # (B, T, H): dc_t, the total gradient reaching c_t (through h_t and later steps)
+    dx: np.ndarray  # (B, T, E)
+    dh: np.ndarray  # (B, T, H): dh_t, the total gradient reaching h_t
+    dc: np.ndarray  # (B, T, H): dc_t, the total gradient reaching c_t (through h_t and later steps)
 
 
 def _lstm_states(x, W, V, b, h0, c0, m):
@@ -198,12 +201,12 @@ def _lstm_states(x, W, V, b, h0, c0, m):
     hs, cs (T + 1, B, H) with hs[t] = h_t, hs[0] = h_0; per step the gates (i, f, g, o) and tanh(c̃_t)."""
     B, T, _ = x.shape
     H = V.shape[0]
-    hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))   # hs[t] = h_t, hs[0] = h_0
+    hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))  # hs[t] = h_t, hs[0] = h_0
     if h0 is not None:
         hs[0] = h0
     if c0 is not None:
         cs[0] = c0
-    gates, tanh_c = [], []                                      # i, f, g, o and tanh(c̃_t) per step
+    gates, tanh_c = [], []  # i, f, g, o and tanh(c̃_t) per step
     for t in range(T):
         i, f, g, o = lstm_gates(x[:, t] @ W + hs[t] @ V + b)
         c_new = f * cs[t] + i * g
@@ -254,13 +257,18 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
     for t in range(T - 1, -1, -1):
         i, f, g, o = gates[t]
         dh_t = gh + m[t] * d_outputs[:, t]
-        dh_new = m[t] * dh_t                                    # through the new state only
+        dh_new = m[t] * dh_t  # through the new state only
         dc_new = m[t] * gc + dh_new * o * (1 - tanh_c[t] ** 2)
         dh[:, t], dc[:, t] = dh_t, dc_new + (1 - m[t]) * gc
-        delta = np.concatenate([dc_new * g * i * (1 - i),       # δ^i
-                                dc_new * cs[t] * f * (1 - f),   # δ^f
-                                dc_new * i * (1 - g ** 2),      # δ^g
-                                dh_new * tanh_c[t] * o * (1 - o)], axis=1)   # δ^o
+        delta = np.concatenate(
+            [
+                dc_new * g * i * (1 - i),  # δ^i
+                dc_new * cs[t] * f * (1 - f),  # δ^f
+                dc_new * i * (1 - g**2),  # δ^g
+                dh_new * tanh_c[t] * o * (1 - o),
+            ],
+            axis=1,
+        )  # δ^o
         dW += x[:, t].T @ delta
         dV += hs[t].T @ delta
         db += delta.sum(axis=0)
@@ -272,13 +280,14 @@ def lstm_bptt(x, W, V, b, d_outputs, h0=None, c0=None, lengths=None, d_h_last=No
 
 class GRUGradients(NamedTuple):
     """Gradients of L from :func:`gru_bptt`; all NumPy float64 arrays."""
-    dW: np.ndarray    # (E, 3H)
-    dV: np.ndarray    # (H, 3H)
-    db: np.ndarray    # (3H,)
+
+    dW: np.ndarray  # (E, 3H)
+    dV: np.ndarray  # (H, 3H)
+    db: np.ndarray  # (3H,)
     db_hn: np.ndarray  # (H,)
-    dh0: np.ndarray   # (B, H)
-    dx: np.ndarray    # (B, T, E)
-    dh: np.ndarray    # (B, T, H): dh_t, the total gradient reaching h_t
+    dh0: np.ndarray  # (B, H)
+    dx: np.ndarray  # (B, T, E)
+    dh: np.ndarray  # (B, T, H): dh_t, the total gradient reaching h_t
 
 
 def _gru_states(x, W, V, b, b_hn, h0, m):
@@ -289,7 +298,7 @@ def _gru_states(x, W, V, b, b_hn, h0, m):
     hs = np.zeros((T + 1, B, H))
     if h0 is not None:
         hs[0] = h0
-    saved = []                                                  # r, z, n, hv^n + b_hn per step
+    saved = []  # r, z, n, hv^n + b_hn per step
     for t in range(T):
         r, z, n, hn = gru_gates(x[:, t] @ W + b, hs[t] @ V, b_hn)
         saved.append((r, z, n, hn))
@@ -335,9 +344,9 @@ def gru_bptt(x, W, V, b, b_hn, d_outputs, h0=None, lengths=None, d_h_last=None) 
         dh_t = gh + m[t] * d_outputs[:, t]
         dh[:, t] = dh_t
         dh_new = m[t] * dh_t
-        d_n = dh_new * (1 - z) * (1 - n ** 2)                   # δ^n
-        d_r = d_n * hn * r * (1 - r)                            # δ^r
-        d_z = dh_new * (hs[t] - n) * z * (1 - z)                # δ^z
+        d_n = dh_new * (1 - z) * (1 - n**2)  # δ^n
+        d_r = d_n * hn * r * (1 - r)  # δ^r
+        d_z = dh_new * (hs[t] - n) * z * (1 - z)  # δ^z
         delta_x = np.concatenate([d_r, d_z, d_n], axis=1)
         delta_h = np.concatenate([d_r, d_z, d_n * r], axis=1)
         dW += x[:, t].T @ delta_x

@@ -53,35 +53,37 @@ def rtrl(cell, x, d_outputs, h0=None) -> dict:
         raise ShapeError(f"rtrl: x of shape {x.shape}, want (B, T, {cell.input_size})")
     B, T, _ = x.shape
     if tuple(d.shape) != (B, T, cell.hidden_size):
-        raise ShapeError(f"rtrl: d_outputs of shape {tuple(d.shape)}, want (B, T, H) = "
-                         f"({B}, {T}, {cell.hidden_size}) for x of shape {x.shape}")
+        raise ShapeError(
+            f"rtrl: d_outputs of shape {tuple(d.shape)}, want (B, T, H) = "
+            f"({B}, {T}, {cell.hidden_size}) for x of shape {x.shape}"
+        )
 
     parts = as_parts(cell.initial_state(B) if h0 is None else h0)
     parts = tuple(p if isinstance(p, Tensor) else Tensor(p, device=backend, dtype=dtype) for p in parts)
     h = cell.hidden(from_parts(parts))
-    which_h = next(i for i, p in enumerate(parts) if p is h)     # the h among the state's parts
+    which_h = next(i for i, p in enumerate(parts) if p is h)  # the h among the state's parts
 
     # θ's tangents: direction p moves parameter entry p only (the columns of the P × P identity)
     P = sum(p.size for p in params)
     eye, offset, directions = xp.eye(P, dtype=dtype), 0, []
     for p in params:
-        directions.append(eye[:, offset:offset + p.size].reshape((P,) + p.shape))
+        directions.append(eye[:, offset : offset + p.size].reshape((P,) + p.shape))
         offset += p.size
-    influence = tuple(xp.zeros((P,) + s.shape, dtype=dtype) for s in parts)    # M_0 = 0
+    influence = tuple(xp.zeros((P,) + s.shape, dtype=dtype) for s in parts)  # M_0 = 0
     grad = xp.zeros(P, dtype=dtype)
     n = len(parts)
     for t in range(T):
         x_t = x[:, t]
 
-        def step(*state_and_params):        # the cell's own step; θ is read as cell.W, cell.V, …
+        def step(*state_and_params):  # the cell's own step; θ is read as cell.W, cell.V, …
             return cell.step(cell.project_input(x_t), from_parts(state_and_params[:n]))
 
         state, tangents = jvp(step, parts + params, influence + tuple(directions), batched=True)
         parts = as_parts(state)
-        influence = tuple(m._data for m in as_parts(tangents))              # M_t
-        grad += influence[which_h].reshape(P, -1) @ d[:, t].reshape(-1)     # ⟨d_t, M_t^h⟩
+        influence = tuple(m._data for m in as_parts(tangents))  # M_t
+        grad += influence[which_h].reshape(P, -1) @ d[:, t].reshape(-1)  # ⟨d_t, M_t^h⟩
     out, offset = {}, 0
     for name, p in zip(names, params):
-        out[name] = grad[offset:offset + p.size].reshape(p.shape)
+        out[name] = grad[offset : offset + p.size].reshape(p.shape)
         offset += p.size
     return out

@@ -29,19 +29,19 @@ from typing import NamedTuple
 from .. import tensor as _engine  # the engine module: trace() installs its hook there
 
 
-
 class TraceRecord(NamedTuple):
     """One row: an op run forward, or an op's backward."""
+
     # The field hides tuple.index, which mypy reports; the name stays, as every reader of a trace uses it.
     index: int  # type: ignore[assignment]  # position in the trace (forward and backward interleaved)
-    phase: str                  # "forward" or "backward"
-    op: str                     # the op's name (matmul, tanh, …)
-    step: int | None            # time step t = 1..T of nn.RNN's loop, None outside it
-    inputs: tuple               # forward: input shapes; backward: shapes of the gradients sent to the inputs
-    outputs: tuple              # forward: output shapes; backward: shapes of the gradients received
-    on_tape: bool               # forward: recorded for backward (some input needs a gradient)
-    grad_norm: float | None     # backward: ‖gradient arriving at the outputs‖ (all outputs together)
-    params: tuple               # backward: names of the parameters that receive a gradient here
+    phase: str  # "forward" or "backward"
+    op: str  # the op's name (matmul, tanh, …)
+    step: int | None  # time step t = 1..T of nn.RNN's loop, None outside it
+    inputs: tuple  # forward: input shapes; backward: shapes of the gradients sent to the inputs
+    outputs: tuple  # forward: output shapes; backward: shapes of the gradients received
+    on_tape: bool  # forward: recorded for backward (some input needs a gradient)
+    grad_norm: float | None  # backward: ‖gradient arriving at the outputs‖ (all outputs together)
+    params: tuple  # backward: names of the parameters that receive a gradient here
 
 
 def _shape(a) -> tuple | None:
@@ -71,7 +71,7 @@ class Trace:
 
     def __init__(self, names: dict | None = None):
         self.records: list[TraceRecord] = []
-        self._names = names or {}        # id(parameter) -> name
+        self._names = names or {}  # id(parameter) -> name
         self._step: int | None = None
         self._op_steps: dict[int, tuple[_engine.Op, int | None]] = {}  # id(op) -> (op, step), ops on the tape
 
@@ -83,21 +83,43 @@ class Trace:
         outs = out if isinstance(out, tuple) else (out,)
         if on_tape:
             self._op_steps[id(op)] = (op, self._step)  # keeps op alive, so its id stays unique
-        self.records.append(TraceRecord(len(self.records), "forward", op.name, self._step,
-                                        tuple(t.shape for t in inputs), tuple(_shape(o) for o in outs),
-                                        on_tape, None, ()))
+        self.records.append(
+            TraceRecord(
+                len(self.records),
+                "forward",
+                op.name,
+                self._step,
+                tuple(t.shape for t in inputs),
+                tuple(_shape(o) for o in outs),
+                on_tape,
+                None,
+                (),
+            )
+        )
 
     def on_backward(self, op, out_grads, in_grads) -> None:
         squares = 0.0
         for g in out_grads:
             if g is not None:
                 squares += float(op.xp.sum(op.xp.square(g)))
-        params = tuple(self._names[id(t)] for t, g in zip(op.inputs, in_grads)
-                       if g is not None and t._op is None and id(t) in self._names)
-        self.records.append(TraceRecord(len(self.records), "backward", op.name, self.step_of(op),
-                                        tuple(_shape(g) for g in in_grads),
-                                        tuple(_shape(g) for g in out_grads),
-                                        True, math.sqrt(squares), params))
+        params = tuple(
+            self._names[id(t)]
+            for t, g in zip(op.inputs, in_grads)
+            if g is not None and t._op is None and id(t) in self._names
+        )
+        self.records.append(
+            TraceRecord(
+                len(self.records),
+                "backward",
+                op.name,
+                self.step_of(op),
+                tuple(_shape(g) for g in in_grads),
+                tuple(_shape(g) for g in out_grads),
+                True,
+                math.sqrt(squares),
+                params,
+            )
+        )
 
     # ---- reading it -------------------------------------------------------------------------
     def step_of(self, op) -> int | None:
@@ -135,10 +157,14 @@ class Trace:
                 shapes = _fmt_shapes(r.outputs) + " → " + _fmt_shapes(r.inputs)
                 op, norm = r.op, f"{r.grad_norm:.3e}"
             step = "·" if r.step is None else str(r.step)
-            lines.append(f"{r.index + 1:>4}  {r.phase:<8}  {step:>3}  {op:<12}  {shapes:<34}  "
-                         f"{norm:>9}  {', '.join(r.params)}".rstrip())
-        lines.append("forward: input shapes → output shapes (* = not on the tape, no gradient needed); "
-                     "backward: gradient received → gradients sent to the inputs")
+            lines.append(
+                f"{r.index + 1:>4}  {r.phase:<8}  {step:>3}  {op:<12}  {shapes:<34}  "
+                f"{norm:>9}  {', '.join(r.params)}".rstrip()
+            )
+        lines.append(
+            "forward: input shapes → output shapes (* = not on the tape, no gradient needed); "
+            "backward: gradient received → gradients sent to the inputs"
+        )
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -22,10 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinygrad-rnn",
         description="Train recurrent networks (vanilla RNN, LSTM, GRU) built from a from-scratch autograd "
-                    "engine on three tasks, and inspect backpropagation through time.")
+        "engine on three tasks, and inspect backpropagation through time.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (tasks.add_parsers, bptt.add_parser):   # each adds its subcommands, setting ``func``
+    for add in (tasks.add_parsers, bptt.add_parser):  # each adds its subcommands, setting ``func``
         add(sub)
     return parser
 
@@ -51,12 +52,15 @@ def main(argv=None) -> int:
         # The reader went away (``… | head``): stop quietly, as Unix tools do. Output still
         # buffered for the closed pipe would fail again at exit, so stdout goes to devnull.
         _silence_stdout()
-        return 141                                   # 128 + SIGPIPE, what a shell reports for it
+        return 141  # 128 + SIGPIPE, what a shell reports for it
     except MemoryError as e:
         if debugging():
             raise
-        print(f"error: out of memory{': ' + one_line(str(e)) if str(e) else ''} "
-              "(smaller --hidden, --embed, --layers or --batch-size need less)", file=sys.stderr)
+        print(
+            f"error: out of memory{': ' + one_line(str(e)) if str(e) else ''} "
+            "(smaller --hidden, --embed, --layers or --batch-size need less)",
+            file=sys.stderr,
+        )
         return 2
     except EXPECTED_ERRORS as e:
         if debugging():
@@ -73,7 +77,7 @@ def _line_buffered_stdout() -> None:
     if reconfigure is not None:
         try:
             reconfigure(line_buffering=True)
-        except (ValueError, OSError):                # a closed or unusual stream: leave it
+        except (ValueError, OSError):  # a closed or unusual stream: leave it
             pass
 
 
@@ -93,4 +97,3 @@ def one_line(message: str) -> str:
     if len(lines) <= 1:
         return lines[0] if lines else message
     return lines[0] + " " + "; ".join(lines[1:])
-

@@ -13,22 +13,49 @@ Everything here returns NumPy arrays and plain Python lists; the trainer wraps t
 """
 
 from .adding import ADDING_BASELINE_MSE, adding_problem
-from .batching import (Batch, BatchIterator, batch_indices, deduplicate, pad_sequences,
-                       train_dev_test_split)
-from .numerals import (load_numerals, numeral_pairs, numeral_splits, parse_chinese, sample_numbers,
-                       to_chinese)
-from .sources import (DATA_INSTALL_HINT, MissingExtraError, load_peoples_daily, load_pinyin,
-                      load_reviews, package_file, review_texts)
+from .batching import Batch, BatchIterator, batch_indices, deduplicate, pad_sequences, train_dev_test_split
+from .numerals import load_numerals, numeral_pairs, numeral_splits, parse_chinese, sample_numbers, to_chinese
+from .sources import (
+    DATA_INSTALL_HINT,
+    MissingExtraError,
+    load_peoples_daily,
+    load_pinyin,
+    load_reviews,
+    package_file,
+    review_texts,
+)
 from .splits import DATASETS, dataset_splits
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab, encode_all
 
 __all__ = [
-    "Vocab", "encode_all", "PAD", "UNK", "BOS", "EOS", "SPECIALS",
-    "pad_sequences", "batch_indices", "Batch", "BatchIterator", "deduplicate",
+    "Vocab",
+    "encode_all",
+    "PAD",
+    "UNK",
+    "BOS",
+    "EOS",
+    "SPECIALS",
+    "pad_sequences",
+    "batch_indices",
+    "Batch",
+    "BatchIterator",
+    "deduplicate",
     "train_dev_test_split",
-    "MissingExtraError", "DATA_INSTALL_HINT", "package_file", "review_texts", "load_reviews",
-    "load_peoples_daily", "load_pinyin",
-    "to_chinese", "parse_chinese", "sample_numbers", "numeral_splits", "numeral_pairs",
-    "load_numerals", "DATASETS", "dataset_splits",
-    "adding_problem", "ADDING_BASELINE_MSE",
+    "MissingExtraError",
+    "DATA_INSTALL_HINT",
+    "package_file",
+    "review_texts",
+    "load_reviews",
+    "load_peoples_daily",
+    "load_pinyin",
+    "to_chinese",
+    "parse_chinese",
+    "sample_numbers",
+    "numeral_splits",
+    "numeral_pairs",
+    "load_numerals",
+    "DATASETS",
+    "dataset_splits",
+    "adding_problem",
+    "ADDING_BASELINE_MSE",
 ]

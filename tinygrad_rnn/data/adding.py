@@ -24,8 +24,7 @@ import numpy as np
 ADDING_BASELINE_MSE = 1.0 / 6.0
 
 
-def adding_problem(n: int, length: int, *, seed: int = 0,
-                   dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def adding_problem(n: int, length: int, *, seed: int = 0, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """``n`` examples of ``length`` steps: ``inputs`` ``(n, length, 2)`` and ``targets`` ``(n, 1)``.
 
     ``inputs[..., 0]`` are the values, ``inputs[..., 1]`` the markers. The targets are
@@ -39,8 +38,8 @@ def adding_problem(n: int, length: int, *, seed: int = 0,
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, size=(n, length))
     half = length // 2
-    first = rng.integers(0, half, size=n)               # one marker in the first half
-    second = rng.integers(half, length, size=n)         # one in the second half
+    first = rng.integers(0, half, size=n)  # one marker in the first half
+    second = rng.integers(half, length, size=n)  # one in the second half
     markers = np.zeros((n, length))
     rows = np.arange(n)
     markers[rows, first] = 1.0

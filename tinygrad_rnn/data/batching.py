@@ -17,8 +17,9 @@ from typing import Any, Callable, Hashable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0,
-                  max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], pad_id: int = 0, max_len: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad id lists to one array: ``ids`` int64 ``(B, T)`` with ``T = max length``, ``lengths`` int64 ``(B,)``.
 
     ``ids[b, t]`` is the t-th token of sequence b for ``t < lengths[b]`` and ``pad_id`` after.
@@ -31,7 +32,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0,
     rows = []
     for b, seq in enumerate(sequences):
         row = np.asarray(seq).reshape(-1)
-        if row.size and row.dtype.kind not in "iu":    # 1.7 must not silently become id 1
+        if row.size and row.dtype.kind not in "iu":  # 1.7 must not silently become id 1
             raise TypeError(f"sequence {b} holds {row.dtype} values; token ids must be integers")
         rows.append(row.astype(np.int64))
     if max_len is not None:
@@ -39,13 +40,19 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int = 0,
     lengths = np.array([len(row) for row in rows], dtype=np.int64)
     ids = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int64)
     for b, row in enumerate(rows):
-        ids[b, :len(row)] = row
+        ids[b, : len(row)] = row
     return ids, lengths
 
 
-def batch_indices(lengths: Sequence[int] | np.ndarray | int, batch_size: int, *, shuffle: bool = True,
-                  seed: int | np.random.SeedSequence | None = 0, bucket: bool = False,
-                  bucket_chunk: int = 50) -> list[np.ndarray]:
+def batch_indices(
+    lengths: Sequence[int] | np.ndarray | int,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int | np.random.SeedSequence | None = 0,
+    bucket: bool = False,
+    bucket_chunk: int = 50,
+) -> list[np.ndarray]:
     """Split example indices ``0..N-1`` into batches; every index appears in exactly one batch.
 
     ``lengths``: the length of every example (or just ``N`` when ``bucket`` is off).
@@ -68,16 +75,16 @@ def batch_indices(lengths: Sequence[int] | np.ndarray | int, batch_size: int, *,
     rng = np.random.default_rng(seed)
     order = rng.permutation(n) if shuffle else np.arange(n)
     if not bucket:
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
-    assert lens is not None                   # a bare count with bucket=True was refused above
+    assert lens is not None  # a bare count with bucket=True was refused above
     chunk = batch_size * bucket_chunk
     batches: list[np.ndarray] = []
     for start in range(0, n, chunk):
-        part = order[start:start + chunk]
+        part = order[start : start + chunk]
         # A stable sort keeps the shuffled order among equal lengths.
         part = part[np.argsort(lens[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
@@ -88,6 +95,7 @@ class Batch(NamedTuple):
     is then None) or ``(B, T_out)`` padded with ``target_lengths`` for sequence targets.
     ``indices`` are the examples' positions in the data set (to put predictions back in order),
     None for texts that come from no data set (``predict`` on the command line)."""
+
     inputs: np.ndarray
     lengths: np.ndarray
     targets: np.ndarray | None
@@ -107,9 +115,19 @@ class BatchIterator:
     arrays with :func:`batch_indices` instead.
     """
 
-    def __init__(self, inputs: Sequence[Sequence[int]], targets: Sequence[Any] | None = None, *,
-                 batch_size: int = 64, shuffle: bool = True, seed: int = 0, bucket: bool = False,
-                 bucket_chunk: int = 50, pad_id: int = 0, target_pad_id: int | None = None):
+    def __init__(
+        self,
+        inputs: Sequence[Sequence[int]],
+        targets: Sequence[Any] | None = None,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+        bucket: bool = False,
+        bucket_chunk: int = 50,
+        pad_id: int = 0,
+        target_pad_id: int | None = None,
+    ):
         if targets is not None and len(targets) != len(inputs):
             raise ValueError(f"inputs and targets differ in number: {len(inputs)} vs {len(targets)}")
         if len(inputs) == 0:
@@ -132,8 +150,14 @@ class BatchIterator:
         epoch = self.epoch if epoch is None else epoch
         # One generator per (seed, epoch): each epoch is reproducible on its own.
         seed = np.random.SeedSequence([self.seed, epoch]) if self.shuffle else None
-        return batch_indices(self.lengths, self.batch_size, shuffle=self.shuffle,
-                             seed=seed, bucket=self.bucket, bucket_chunk=self.bucket_chunk)
+        return batch_indices(
+            self.lengths,
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=seed,
+            bucket=self.bucket,
+            bucket_chunk=self.bucket_chunk,
+        )
 
     def __len__(self) -> int:
         return -(-len(self.inputs) // self.batch_size)
@@ -176,9 +200,13 @@ def deduplicate(items: Sequence[Any], key: Callable[[Any], Hashable] | None = No
     return out
 
 
-def train_dev_test_split(items: Sequence[Any], fractions: Sequence[float] = (0.8, 0.1, 0.1), *,
-                         seed: int = 0, key: Callable[[Any], Hashable] | None = None
-                         ) -> tuple[list[Any], list[Any], list[Any]]:
+def train_dev_test_split(
+    items: Sequence[Any],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    *,
+    seed: int = 0,
+    key: Callable[[Any], Hashable] | None = None,
+) -> tuple[list[Any], list[Any], list[Any]]:
     """Shuffle with ``seed`` and cut into train / dev / test; duplicates are removed first.
 
     Duplicates (same ``key``, by default the whole item; e.g. ``key=lambda ex: ex[0]`` for the
@@ -193,5 +221,4 @@ def train_dev_test_split(items: Sequence[Any], fractions: Sequence[float] = (0.8
     n_train = int(round(n * fractions[0]))
     n_dev = min(int(round(n * fractions[1])), n - n_train)
     pick = lambda idx: [unique[i] for i in idx]
-    return (pick(order[:n_train]), pick(order[n_train:n_train + n_dev]),
-            pick(order[n_train + n_dev:]))
+    return (pick(order[:n_train]), pick(order[n_train : n_train + n_dev]), pick(order[n_train + n_dev :]))

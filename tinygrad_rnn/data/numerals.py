@@ -36,7 +36,7 @@ def _group(n: int) -> str:
     for value, unit in _UNITS:
         d = n // value % 10
         if d == 0:
-            pending_zero = bool(out)          # only a zero *after* a non-zero digit counts
+            pending_zero = bool(out)  # only a zero *after* a non-zero digit counts
             continue
         if pending_zero:
             out.append("零")
@@ -87,8 +87,8 @@ def parse_chinese(s: str) -> int:
     if s == "零":
         return 0
     total, group, digit = 0, 0, None
-    last_unit = None            # the place value written last (None: nothing yet); 万 counts as 10⁴
-    zero = False                # a 零 since the last place value
+    last_unit = None  # the place value written last (None: nothing yet); 万 counts as 10⁴
+    zero = False  # a 零 since the last place value
     seen_wan = False
 
     def place(unit: int, where: str) -> None:
@@ -107,13 +107,13 @@ def parse_chinese(s: str) -> int:
                 raise ValueError(f"two digits in a row in {where}")
             digit = _DIGIT_VALUE[ch]
         elif ch == "零":
-            if digit is not None or zero or last_unit is None or s[i + 1:i + 2] not in _DIGIT_VALUE:
+            if digit is not None or zero or last_unit is None or s[i + 1 : i + 2] not in _DIGIT_VALUE:
                 raise ValueError(f"misplaced 零 in {where}")
             zero = True
         elif ch in _SMALL_UNIT:
             unit = _SMALL_UNIT[ch]
             if digit is None:
-                if not (ch == "十" and i == 0):      # a bare 十 only opens the numeral
+                if not (ch == "十" and i == 0):  # a bare 十 only opens the numeral
                     raise ValueError(f"unit without a digit in {where}")
                 digit = 1
             elif ch == "十" and digit == 1 and i == 1:
@@ -130,7 +130,7 @@ def parse_chinese(s: str) -> int:
             group, digit, last_unit, zero, seen_wan = 0, None, 10_000, False, True
         else:
             raise ValueError(f"unexpected character in {where}")
-    if digit is not None:                           # the ones digit has no unit character
+    if digit is not None:  # the ones digit has no unit character
         place(1, f"{s!r} at its end")
     return total + group + (digit or 0)
 
@@ -145,16 +145,16 @@ def sample_numbers(count: int, *, seed: int = 0, max_digits: int = 8) -> list[in
     """
     if not 1 <= max_digits <= 8:
         raise ValueError(f"max_digits must be in 1..8, got {max_digits}")
-    capacity = 10 ** max_digits
+    capacity = 10**max_digits
     if not 0 <= count <= capacity:
         raise ValueError(f"cannot draw {count:,} distinct numbers with at most {max_digits} digits")
     rng = np.random.default_rng(seed)
-    seen: dict[int, None] = {}          # a dict keeps the draw order
+    seen: dict[int, None] = {}  # a dict keeps the draw order
     while len(seen) < count:
         need = count - len(seen)
         digits = rng.integers(1, max_digits + 1, size=2 * need + 16)
         low = np.where(digits == 1, 0, 10 ** (digits - 1))
-        values = rng.integers(low, 10 ** digits)        # per-draw bounds, upper exclusive
+        values = rng.integers(low, 10**digits)  # per-draw bounds, upper exclusive
         for v in values.tolist():
             if v not in seen:
                 seen[v] = None
@@ -163,8 +163,9 @@ def sample_numbers(count: int, *, seed: int = 0, max_digits: int = 8) -> list[in
     return list(seen)
 
 
-def numeral_splits(n_train: int = 50_000, n_dev: int = 5_000, n_test: int = 5_000, *,
-                   seed: int = 0, max_digits: int = 8) -> tuple[list[int], list[int], list[int]]:
+def numeral_splits(
+    n_train: int = 50_000, n_dev: int = 5_000, n_test: int = 5_000, *, seed: int = 0, max_digits: int = 8
+) -> tuple[list[int], list[int], list[int]]:
     """Disjoint train / dev / test numbers (see :func:`sample_numbers`), seeded.
 
     All numbers are drawn first and then shuffled before cutting, so the few short numbers land
@@ -173,8 +174,7 @@ def numeral_splits(n_train: int = 50_000, n_dev: int = 5_000, n_test: int = 5_00
     numbers = sample_numbers(n_train + n_dev + n_test, seed=seed, max_digits=max_digits)
     order = np.random.default_rng([seed, 1]).permutation(len(numbers))
     numbers = [numbers[i] for i in order]
-    return (numbers[:n_train], numbers[n_train:n_train + n_dev],
-            numbers[n_train + n_dev:])
+    return (numbers[:n_train], numbers[n_train : n_train + n_dev], numbers[n_train + n_dev :])
 
 
 DIRECTIONS = ("to_digits", "to_chinese")
@@ -194,8 +194,13 @@ def numeral_pairs(numbers, direction: str = "to_digits") -> list[tuple[list[str]
     return pairs
 
 
-def load_numerals(direction: str = "to_digits", n_train: int = 50_000, n_dev: int = 5_000,
-                  n_test: int = 5_000, *, seed: int = 0):
+def load_numerals(
+    direction: str = "to_digits",
+    n_train: int = 50_000,
+    n_dev: int = 5_000,
+    n_test: int = 5_000,
+    *,
+    seed: int = 0,
+):
     """Train / dev / test lists of ``(source tokens, target tokens)`` for the numeral task."""
-    return tuple(numeral_pairs(part, direction)
-                 for part in numeral_splits(n_train, n_dev, n_test, seed=seed))
+    return tuple(numeral_pairs(part, direction) for part in numeral_splits(n_train, n_dev, n_test, seed=seed))

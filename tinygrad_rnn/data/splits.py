@@ -17,8 +17,9 @@ DATASETS = ("reviews", "peoples-daily", "numerals", "pinyin")
 SPLIT_SEED = 0
 
 
-def dataset_splits(name: str, *, limit: int | None = None, max_len: int | None = None,
-                   direction: str = "to_digits") -> tuple[list, list, list]:
+def dataset_splits(
+    name: str, *, limit: int | None = None, max_len: int | None = None, direction: str = "to_digits"
+) -> tuple[list, list, list]:
     """Train / dev / test lists of ``(input tokens, target)`` for the data set ``name``.
 
     ``limit``: about ``limit`` examples in all (80 % / 10 % / 10 %, at least one each);
@@ -33,8 +34,8 @@ def dataset_splits(name: str, *, limit: int | None = None, max_len: int | None =
     examples = _load_examples(name, max_len)
     # The key is the input alone: the same text never lands in two splits.
     train, dev, test = train_dev_test_split(examples, seed=SPLIT_SEED, key=lambda ex: tuple(ex[0]))
-    if sizes is not None:     # the splits are shuffled, so their starts are random samples
-        train, dev, test = train[:sizes[0]], dev[:sizes[1]], test[:sizes[2]]
+    if sizes is not None:  # the splits are shuffled, so their starts are random samples
+        train, dev, test = train[: sizes[0]], dev[: sizes[1]], test[: sizes[2]]
     return train, dev, test
 
 

@@ -51,8 +51,9 @@ class Vocab:
             self._itos.append(tok)
 
     @classmethod
-    def build(cls, sequences: Iterable[Iterable[str]], min_freq: int = 1,
-              max_size: int | None = None) -> "Vocab":
+    def build(
+        cls, sequences: Iterable[Iterable[str]], min_freq: int = 1, max_size: int | None = None
+    ) -> "Vocab":
         """Count the tokens of ``sequences`` and keep those seen at least ``min_freq`` times.
 
         Order: by frequency, highest first, then by the token (so ids are deterministic).
@@ -66,10 +67,11 @@ class Vocab:
         counts: Counter[str] = Counter()
         for seq in sequences:
             counts.update(seq)
-        for special in SPECIALS:        # a literal "<pad>" in the data is not a new token
+        for special in SPECIALS:  # a literal "<pad>" in the data is not a new token
             counts.pop(special, None)
-        kept = sorted((tok for tok, c in counts.items() if c >= min_freq),
-                      key=lambda tok: (-counts[tok], tok))
+        kept = sorted(
+            (tok for tok, c in counts.items() if c >= min_freq), key=lambda tok: (-counts[tok], tok)
+        )
         return cls(kept[:max_size] if max_size is not None else kept)
 
     # --- the table --------------------------------------------------------------------------
@@ -86,7 +88,7 @@ class Vocab:
         return isinstance(other, Vocab) and self._itos == other._itos
 
     def __repr__(self) -> str:
-        return f"Vocab(size={len(self)}, first={self._itos[len(SPECIALS):len(SPECIALS) + 5]})"
+        return f"Vocab(size={len(self)}, first={self._itos[len(SPECIALS) : len(SPECIALS) + 5]})"
 
     @property
     def itos(self) -> list[str]:
@@ -116,8 +118,7 @@ class Vocab:
             ids.append(self.eos_id)
         return ids
 
-    def decode(self, ids: Iterable[int], strip_specials: bool = True,
-               stop_at_eos: bool = False) -> list[str]:
+    def decode(self, ids: Iterable[int], strip_specials: bool = True, stop_at_eos: bool = False) -> list[str]:
         """Ids → tokens.
 
         ``strip_specials`` drops ``<pad>``, ``<bos>`` and ``<eos>`` (``<unk>`` stays: it stands
@@ -143,9 +144,9 @@ class Vocab:
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
             raise ValueError(f"not a saved tinygrad_rnn vocabulary (expected format {_FORMAT!r})")
         tokens = d.get("tokens")
-        if not isinstance(tokens, list) or tuple(tokens[:len(SPECIALS)]) != SPECIALS:
+        if not isinstance(tokens, list) or tuple(tokens[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"a saved vocabulary must start with the specials {list(SPECIALS)}")
-        return cls(tokens[len(SPECIALS):])
+        return cls(tokens[len(SPECIALS) :])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as UTF-8 JSON (Chinese stays readable: ``ensure_ascii=False``),
@@ -168,7 +169,8 @@ class Vocab:
             raise ValueError(f"{os.fspath(path)}: {e}") from None
 
 
-def encode_all(vocab: Vocab, sequences: Iterable[Sequence[str]], add_bos: bool = False,
-               add_eos: bool = False) -> list[list[int]]:
+def encode_all(
+    vocab: Vocab, sequences: Iterable[Sequence[str]], add_bos: bool = False, add_eos: bool = False
+) -> list[list[int]]:
     """:meth:`Vocab.encode` for every sequence."""
     return [vocab.encode(seq, add_bos=add_bos, add_eos=add_eos) for seq in sequences]

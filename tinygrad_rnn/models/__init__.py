@@ -15,5 +15,13 @@ from .common import IGNORE_INDEX, masked_targets, padded_loss
 from .seq2seq import Seq2Seq, decoder_io
 from .tagger import SequenceTagger
 
-__all__ = ["SequenceClassifier", "SequenceTagger", "Seq2Seq", "decoder_io", "padded_loss",
-           "masked_targets", "IGNORE_INDEX", "POOLINGS"]
+__all__ = [
+    "SequenceClassifier",
+    "SequenceTagger",
+    "Seq2Seq",
+    "decoder_io",
+    "padded_loss",
+    "masked_targets",
+    "IGNORE_INDEX",
+    "POOLINGS",
+]

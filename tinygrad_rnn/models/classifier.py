@@ -46,14 +46,40 @@ class SequenceClassifier(EmbedRNNHead):
     ``dtype`` (float32 by default; float64 for gradient checks), ``device``.
     """
 
-    def __init__(self, vocab_size, embed_dim, hidden_size, num_classes, pooling="mean", num_layers=1,
-                 bidirectional=False, padding_idx=0, *, cell="rnn", init="uniform", rng=None, dtype=None,
-                 device=None):
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim,
+        hidden_size,
+        num_classes,
+        pooling="mean",
+        num_layers=1,
+        bidirectional=False,
+        padding_idx=0,
+        *,
+        cell="rnn",
+        init="uniform",
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         self.pooling = pooling
-        super().__init__(vocab_size, embed_dim, hidden_size, num_classes, num_layers, bidirectional,
-                         padding_idx, cell=cell, init=init, rng=rng, dtype=dtype, device=device)
+        super().__init__(
+            vocab_size,
+            embed_dim,
+            hidden_size,
+            num_classes,
+            num_layers,
+            bidirectional,
+            padding_idx,
+            cell=cell,
+            init=init,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+        )
 
     @property
     def num_classes(self) -> int:

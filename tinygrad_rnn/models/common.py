@@ -19,8 +19,8 @@ import numpy as np
 from ..backend import DeviceError, host_rng
 from ..nn import Embedding, Linear, Module, recurrent_layer
 from ..nn.functional import cross_entropy, host_lengths, sequence_mask
-from ..ops import where
 from ..nn.recurrent import as_parts, from_parts
+from ..ops import where
 from ..tensor import ShapeError, Tensor, no_grad
 
 IGNORE_INDEX = -100  # the target value cross_entropy skips (PyTorch's default)
@@ -30,8 +30,10 @@ def id_tensor(ids, backend, name: str = "tokens") -> Tensor:
     """``ids`` (B, T) as an integer Tensor on ``backend``; clear errors for shape, dtype, device."""
     if isinstance(ids, Tensor):
         if ids.backend is not backend:
-            raise DeviceError(f"{name} are on device {ids.device!r} but the model is on "
-                              f"{backend.name!r}; move one of them with .to(device)")
+            raise DeviceError(
+                f"{name} are on device {ids.device!r} but the model is on "
+                f"{backend.name!r}; move one of them with .to(device)"
+            )
     else:
         ids = Tensor(ids if hasattr(ids, "shape") else np.asarray(ids), device=backend)
     if ids.ndim != 2:
@@ -68,8 +70,12 @@ def padded_loss(logits: Tensor, targets, lengths, reduction: str = "mean") -> Te
     """
     B, T = logits.shape[:2]
     lengths = lengths_array(lengths, B, T, allow_zero=True)
-    return cross_entropy(logits, masked_targets(targets, lengths, logits.backend),
-                         ignore_index=IGNORE_INDEX, reduction=reduction)
+    return cross_entropy(
+        logits,
+        masked_targets(targets, lengths, logits.backend),
+        ignore_index=IGNORE_INDEX,
+        reduction=reduction,
+    )
 
 
 class EmbedRNNHead(Module):
@@ -80,13 +86,28 @@ class EmbedRNNHead(Module):
     head; the tagger applies its head at every step.
     """
 
-    def __init__(self, vocab_size, embed_dim, hidden_size, num_outputs, num_layers, bidirectional,
-                 padding_idx, *, cell="rnn", init, rng, dtype, device):
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim,
+        hidden_size,
+        num_outputs,
+        num_layers,
+        bidirectional,
+        padding_idx,
+        *,
+        cell="rnn",
+        init,
+        rng,
+        dtype,
+        device,
+    ):
         layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
         self.cell = cell
         self.embed = Embedding(vocab_size, embed_dim, padding_idx, **layer_args)
-        self.rnn = recurrent_layer(cell, embed_dim, hidden_size, num_layers, bidirectional, init=init,
-                                   **layer_args)
+        self.rnn = recurrent_layer(
+            cell, embed_dim, hidden_size, num_layers, bidirectional, init=init, **layer_args
+        )
         self.head = Linear(hidden_size * self.rnn.directions, num_outputs, **layer_args)
 
     def run_rnn(self, tokens, lengths, *, allow_zero: bool = False):

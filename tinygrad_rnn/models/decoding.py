@@ -22,6 +22,7 @@ from ..nn.recurrent import as_parts
 from ..ops import gather_rows
 from .common import per_layer
 
+
 def top_k(xp, values, k: int):
     """The k largest entries of each row of ``values`` (B, M), best first: (indices, values).
 
@@ -40,7 +41,7 @@ def top_k(xp, values, k: int):
 
 
 def until_eos(row: list, eos_id: int) -> list:
-    return row[:row.index(eos_id)] if eos_id in row else row
+    return row[: row.index(eos_id)] if eos_id in row else row
 
 
 # The widest beam ``generate`` searches: each step scores beam_size × V candidates per sequence,
@@ -53,9 +54,12 @@ def rows_of(value, index):
     the attention memory, or None — how the beam copies a hypothesis's state and source."""
     if value is None:
         return None
-    if isinstance(value, tuple):                      # (h, c) and AttentionMemory alike
-        return type(value)(*(rows_of(v, index) for v in value)) if hasattr(value, "_fields") \
+    if isinstance(value, tuple):  # (h, c) and AttentionMemory alike
+        return (
+            type(value)(*(rows_of(v, index) for v in value))
+            if hasattr(value, "_fields")
             else tuple(rows_of(v, index) for v in value)
+        )
     # Unchecked: every beam index is built from arange and top-k, so it is in range by
     # construction, and a range check would read the device at every step.
     return gather_rows(value, index, checked=False)
@@ -64,23 +68,24 @@ def rows_of(value, index):
 def greedy(model, h, memory, max_len, bos_id, eos_id, return_attention=False):
     """Greedy decoding on the device → (tokens (B, max_len), scores (B,)) device arrays, and
     with ``return_attention`` the weights (B, max_len, S) as a third."""
-    states, h = per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
+    states, h = per_layer(h), as_parts(h)[0]  # h: (L, B, H), for sizes
     xp = h.xp
     B = h.shape[1]
     rows = xp.arange(B)
     ids = xp.full((B,), bos_id, dtype=xp.int64)
-    alive = xp.ones((B,), dtype=bool)                             # no <eos> produced yet
+    alive = xp.ones((B,), dtype=bool)  # no <eos> produced yet
     score = xp.zeros((B,), dtype=h.dtype)
     steps, weights = [], []
     for _ in range(max_len):
         logp, states, alpha = model._step(ids, states, memory)
         ids = xp.argmax(logp, axis=1)
-        score = score + xp.where(alive, logp[rows, ids], 0.0)    # tokens after <eos> do not count
+        score = score + xp.where(alive, logp[rows, ids], 0.0)  # tokens after <eos> do not count
         alive = alive & (ids != eos_id)
         steps.append(ids)
         weights.append(alpha)
     result = (xp.stack(steps, axis=1), score)
     return result + (xp.stack(weights, axis=1),) if return_attention else result
+
 
 def beam_search(model, h, memory, max_len, bos_id, eos_id, K, return_attention=False):
     """Beam search on the device → (best tokens (B, max_len), their scores (B,)) device arrays,
@@ -91,11 +96,11 @@ def beam_search(model, h, memory, max_len, bos_id, eos_id, K, return_attention=F
     the K best of the K·V candidates per source. A finished hypothesis has exactly one
     candidate: itself, at no cost (it re-emits ``<eos>``, which the host cuts off).
     """
-    layers, h = per_layer(h), as_parts(h)[0]                    # h: (L, B, H), for sizes
+    layers, h = per_layer(h), as_parts(h)[0]  # h: (L, B, H), for sizes
     backend, xp = h.backend, h.xp
     _, B, _ = h.shape
     V, N = model.tgt_vocab_size, B * K
-    expand = backend.asarray(np.repeat(np.arange(B), K))         # row b·K + k reads source b
+    expand = backend.asarray(np.repeat(np.arange(B), K))  # row b·K + k reads source b
     states = [rows_of(layer, expand) for layer in layers]
     memory = rows_of(memory, expand)
     # At the start only hypothesis 0 is live, so the K beams do not start as K copies.
@@ -110,10 +115,10 @@ def beam_search(model, h, memory, max_len, bos_id, eos_id, K, return_attention=F
         logp, states, alpha = model._step(ids, states, memory)
         logp = xp.where(finished.reshape(N, 1), only_eos, logp)
         candidates = (scores.reshape(N, 1) + logp).reshape(B, K * V)
-        best, scores = top_k(xp, candidates, K)                   # (B, K), best first
+        best, scores = top_k(xp, candidates, K)  # (B, K), best first
         parent, token = best // V, best % V
         finished = finished[rows[:, None], parent] | (token == eos_id)
-        chosen = (first_row + parent).reshape(N)                   # the rows the survivors extend
+        chosen = (first_row + parent).reshape(N)  # the rows the survivors extend
         states = [rows_of(s, chosen) for s in states]
         ids = token.reshape(N)
         history.append((token, parent, None if alpha is None else alpha.reshape(B, K, -1)))
@@ -126,7 +131,7 @@ def beam_search(model, h, memory, max_len, bos_id, eos_id, K, return_attention=F
         tokens[t] = token[rows, pick]
         pick = parent[rows, pick]
         if alpha is not None:
-            weights[t] = alpha[rows, pick]                      # what the parent read at step t
+            weights[t] = alpha[rows, pick]  # what the parent read at step t
     result = (xp.stack(tokens, axis=1), best_scores)
     return result + (xp.stack(weights, axis=1),) if return_attention else result
 
@@ -137,9 +142,10 @@ def decode(model, h, memory, max_len, bos_id, eos_id, beam_size=1, return_attent
     otherwise, per sequence, the better-scoring of the beam's best and the greedy decode."""
     xp = as_parts(h)[0].xp
     tokens, scores, *weights = greedy(model, h, memory, max_len, bos_id, eos_id, return_attention)
-    if beam_size > 1 and tokens.shape[0] > 0:                  # an empty batch: nothing to search
-        beam_tokens, beam_scores, *beam_weights = beam_search(model, h, memory, max_len, bos_id, eos_id,
-                                                              beam_size, return_attention)
+    if beam_size > 1 and tokens.shape[0] > 0:  # an empty batch: nothing to search
+        beam_tokens, beam_scores, *beam_weights = beam_search(
+            model, h, memory, max_len, bos_id, eos_id, beam_size, return_attention
+        )
         better = beam_scores > scores
         tokens = xp.where(better[:, None], beam_tokens, tokens)
         scores = xp.where(better, beam_scores, scores)
@@ -157,9 +163,16 @@ def attention_for(model, src_vocab, tgt_vocab, tokens, max_len: int, beam_size: 
     if not tokens:
         raise ValueError("nothing to translate: the source has no tokens")
     ids = np.array([src_vocab.encode(tokens)], dtype=np.int64)
-    out, weights = model.generate(ids, np.array([len(tokens)]), max_len, tgt_vocab.bos_id, tgt_vocab.eos_id,
-                                  beam_size=beam_size, return_attention=True)
+    out, weights = model.generate(
+        ids,
+        np.array([len(tokens)]),
+        max_len,
+        tgt_vocab.bos_id,
+        tgt_vocab.eos_id,
+        beam_size=beam_size,
+        return_attention=True,
+    )
     labels = [tgt_vocab.id_to_token(i) for i in out[0]]
     if len(labels) < max_len:
         labels.append("<eos>")
-    return labels, weights[0, :len(labels)]
+    return labels, weights[0, : len(labels)]

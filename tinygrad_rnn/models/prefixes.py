@@ -33,9 +33,11 @@ from ..tensor import no_grad
 
 # The chapter's section 3 example (docs/chapter.md): 114 characters, four clauses of praise, then
 # seven of complaint from 但是 ("but") on. `make run`, notebook 04 and docs/review_prefixes.py read it.
-CHAPTER_REVIEW = ("我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
-                  "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
-                  "我的孩子都被吓哭了，我下次不会带朋友来。")
+CHAPTER_REVIEW = (
+    "我觉得这家餐馆的菜品很不错，烤鸭非常正宗，包子也不错，酱牛肉很有嚼劲，但是服务员态度太恶劣了，"
+    "我们在门口等了50分钟都没有能成功进去，好不容易进去了，桌子也半天没人打扫，整个环境非常吵闹，"
+    "我的孩子都被吓哭了，我下次不会带朋友来。"
+)
 
 
 def clause_ends(text: str, marks: str = "，。！？；") -> list[int]:
@@ -54,19 +56,21 @@ def prefix_probabilities(model, ids) -> np.ndarray:
     """
     ids = np.asarray(ids)
     if ids.ndim != 1 or ids.size == 0:
-        raise ValueError(f"ids must be the token ids of one text, a non-empty 1-D sequence; got shape {ids.shape}")
+        raise ValueError(
+            f"ids must be the token ids of one text, a non-empty 1-D sequence; got shape {ids.shape}"
+        )
     if ids.dtype.kind not in "iu":
         raise TypeError(f"ids must be integer token ids, got dtype {ids.dtype}")
     T = ids.size
     with no_grad():
         if model.rnn.bidirectional:
             prefixes = np.where(np.arange(T)[None, :] <= np.arange(T)[:, None], ids[None, :], 0)
-            logits = model(prefixes, np.arange(1, T + 1))                       # (T, C)
+            logits = model(prefixes, np.arange(1, T + 1))  # (T, C)
         else:
-            outputs, _, _ = model.run_rnn(ids[None, :], None)                   # (1, T, H)
-            states = outputs.reshape(T, outputs.shape[2])                       # h_1 … h_T of the top layer
-            if model.pooling == "mean":                                         # running sums: linear in T
-                sums = list(accumulate(states.unbind(axis=0)))                  # Σ_{τ≤t} h_τ for t = 1..T
+            outputs, _, _ = model.run_rnn(ids[None, :], None)  # (1, T, H)
+            states = outputs.reshape(T, outputs.shape[2])  # h_1 … h_T of the top layer
+            if model.pooling == "mean":  # running sums: linear in T
+                sums = list(accumulate(states.unbind(axis=0)))  # Σ_{τ≤t} h_τ for t = 1..T
                 states = stack([total / t for t, total in enumerate(sums, 1)], axis=0)
-            logits = model.head(states)                                         # (T, C)
+            logits = model.head(states)  # (T, C)
         return logits.log_softmax(axis=-1).exp().numpy()

@@ -95,8 +95,10 @@ def decoder_io(targets, target_lengths, bos_id: int, eos_id: int, pad_id: int = 
     else:
         targets, target_lengths = np.asarray(targets), np.asarray(target_lengths)
         if targets.ndim != 2 or target_lengths.shape != (targets.shape[0],):
-            raise ShapeError(f"targets of shape {targets.shape} with lengths of shape "
-                             f"{target_lengths.shape}: want (B, T) and (B,)")
+            raise ShapeError(
+                f"targets of shape {targets.shape} with lengths of shape "
+                f"{target_lengths.shape}: want (B, T) and (B,)"
+            )
         sequences = [targets[b, :n].tolist() for b, n in enumerate(target_lengths)]
     B = len(sequences)
     T = max((len(s) for s in sequences), default=0) + 1
@@ -105,8 +107,8 @@ def decoder_io(targets, target_lengths, bos_id: int, eos_id: int, pad_id: int = 
     out_lengths = np.empty(B, dtype=np.int64)
     for b, seq in enumerate(sequences):
         n = len(seq)
-        tgt_in[b, :n + 1] = [bos_id] + seq
-        tgt_out[b, :n + 1] = seq + [eos_id]
+        tgt_in[b, : n + 1] = [bos_id] + seq
+        tgt_out[b, : n + 1] = seq + [eos_id]
         out_lengths[b] = n + 1
     return tgt_in, tgt_out, out_lengths
 
@@ -135,35 +137,67 @@ class Seq2Seq(Module):
     training mode (see the module docstring); its masks are drawn from ``rng``.
     """
 
-    def __init__(self, src_vocab_size, tgt_vocab_size, embed_dim, hidden_size, num_layers=1,
-                 feed_context=False, padding_idx=0, *, attention=None, bidirectional=False,
-                 cell="rnn", init="uniform", dropout=0.0, rng=None, dtype=None, device=None):
+    def __init__(
+        self,
+        src_vocab_size,
+        tgt_vocab_size,
+        embed_dim,
+        hidden_size,
+        num_layers=1,
+        feed_context=False,
+        padding_idx=0,
+        *,
+        attention=None,
+        bidirectional=False,
+        cell="rnn",
+        init="uniform",
+        dropout=0.0,
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
         if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {attention!r}")
+            raise ValueError(
+                f"attention must be one of {', '.join(map(repr, ATTENTIONS))}; got {attention!r}"
+            )
         if attention is not None and feed_context:
-            raise ValueError("attention and feed_context both give the decoder the source at every step; "
-                             "choose one (attention reads every encoder state, feed_context only the last)")
-        self.feed_context, self.attention_type, self.bidirectional = bool(feed_context), attention, bool(bidirectional)
+            raise ValueError(
+                "attention and feed_context both give the decoder the source at every step; "
+                "choose one (attention reads every encoder state, feed_context only the last)"
+            )
+        self.feed_context, self.attention_type, self.bidirectional = (
+            bool(feed_context),
+            attention,
+            bool(bidirectional),
+        )
         self.cell = cell
         layer_args = {"rng": rng or host_rng(), "dtype": dtype, "device": device}
         self.src_embed = Embedding(src_vocab_size, embed_dim, padding_idx, **layer_args)
-        self.encoder = recurrent_layer(cell, embed_dim, hidden_size, num_layers, self.bidirectional, init=init,
-                                       **layer_args)
+        self.encoder = recurrent_layer(
+            cell, embed_dim, hidden_size, num_layers, self.bidirectional, init=init, **layer_args
+        )
         self.tgt_embed = Embedding(tgt_vocab_size, embed_dim, padding_idx, **layer_args)
-        source_size = hidden_size * self.encoder.directions          # h_j: D·H wide
+        source_size = hidden_size * self.encoder.directions  # h_j: D·H wide
         context_size = source_size if self.feed_context or attention else 0
-        self.decoder = recurrent_layer(cell, embed_dim + context_size, hidden_size, num_layers, init=init,
-                                       **layer_args)
+        self.decoder = recurrent_layer(
+            cell, embed_dim + context_size, hidden_size, num_layers, init=init, **layer_args
+        )
         self.out = Linear(hidden_size + (source_size if attention else 0), tgt_vocab_size, **layer_args)
         # Drawn after the plain model's weights, so a seed gives the plain model the same weights as before.
-        self.bridge = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
-                       if self.bidirectional else [])
-        self.attention = (AdditiveAttention(hidden_size, source_size, hidden_size, **layer_args)
-                          if attention else None)
+        self.bridge = (
+            [Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
+            if self.bidirectional
+            else []
+        )
+        self.attention = (
+            AdditiveAttention(hidden_size, source_size, hidden_size, **layer_args) if attention else None
+        )
         # The LSTM's cell state, too, starts the decoder: c_0 = [c_fwd_last ; c_bwd_first] W_c + b_c.
-        self.bridge_c = ([Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
-                         if self.bidirectional and "c" in self.decoder.cells[0].state_names
-                         else [])
+        self.bridge_c = (
+            [Linear(2 * hidden_size, hidden_size, **layer_args) for _ in range(num_layers)]
+            if self.bidirectional and "c" in self.decoder.cells[0].state_names
+            else []
+        )
         # No parameters, and nothing drawn at construction: the weights a seed gives are those of
         # the model without dropout. The masks come from ``rng``, or when it is None from the
         # seeded host generator at each call — whose state fit() saves, so --resume continues them.
@@ -188,15 +222,19 @@ class Seq2Seq(Module):
         src = id_tensor(src, backend, name="src")
         B, S = src.shape
         lengths = lengths_array(src_lengths, B, S)
-        embedded = self.dropout(self.src_embed(src))                 # e(x_j), dropped in training
+        embedded = self.dropout(self.src_embed(src))  # e(x_j), dropped in training
         outputs, last = self.encoder(embedded, lengths=lengths, need_outputs=self.attention is not None)
         s0 = self._start_states(last)
         if self.attention is not None:
-            mask = None if (lengths == S).all() else Tensor(np.arange(S)[None, :] < lengths[:, None], device=backend)
+            mask = (
+                None
+                if (lengths == S).all()
+                else Tensor(np.arange(S)[None, :] < lengths[:, None], device=backend)
+            )
             return s0, AttentionMemory(self.attention.project_keys(outputs), outputs, mask)
         if not self.feed_context:
             return s0, None
-        finals = self.encoder.cells[0].hidden(last).unbind(axis=0)    # the top layer's summary
+        finals = self.encoder.cells[0].hidden(last).unbind(axis=0)  # the top layer's summary
         return s0, finals[-1] if not self.bidirectional else concatenate(finals[-2:], axis=1)
 
     def _start_states(self, last):
@@ -208,14 +246,18 @@ class Seq2Seq(Module):
             return last
 
         def bridged(part, bridges, squash):
-            finals = part.unbind(axis=0)                              # layer 0 fwd, layer 0 bwd, …
-            joined = [bridge(concatenate([finals[2 * l], finals[2 * l + 1]], axis=1))
-                      for l, bridge in enumerate(bridges)]
+            finals = part.unbind(axis=0)  # layer 0 fwd, layer 0 bwd, …
+            joined = [
+                bridge(concatenate([finals[2 * l], finals[2 * l + 1]], axis=1))
+                for l, bridge in enumerate(bridges)
+            ]
             return stack([j.tanh() if squash else j for j in joined], axis=0)
 
         parts = as_parts(last)
-        return from_parts((bridged(parts[0], self.bridge, True),)
-                          + tuple(bridged(p, self.bridge_c, False) for p in parts[1:]))
+        return from_parts(
+            (bridged(parts[0], self.bridge, True),)
+            + tuple(bridged(p, self.bridge_c, False) for p in parts[1:])
+        )
 
     def forward(self, src, src_lengths, tgt_in):
         return self._teacher_forced(src, src_lengths, tgt_in)[0]
@@ -235,7 +277,7 @@ class Seq2Seq(Module):
         sources = as_parts(h)[0].shape[1]
         if B != sources:
             raise ShapeError(f"src has {sources} sequences but tgt_in of shape {tgt_in.shape} has {B}")
-        y = self.dropout(self.tgt_embed(tgt_in))                      # e(y_{t-1}), (B, T, E)
+        y = self.dropout(self.tgt_embed(tgt_in))  # e(y_{t-1}), (B, T, E)
         if self.attention is not None:
             # Step by step: c_t depends on s_{t-1}, so the decoder's input cannot be computed ahead.
             # Causal, like the plain decoder: padding at the end of tgt_in changes no true step.
@@ -276,13 +318,26 @@ class Seq2Seq(Module):
         tgt_in, tgt_out, out_lengths = decoder_io(sequences, None, bos_id, eos_id)
         for b, seq in enumerate(sequences):
             if max_len is not None and len(seq) == max_len:
-                out_lengths[b] -= 1                                   # unfinished: no <eos> scored
+                out_lengths[b] -= 1  # unfinished: no <eos> scored
         with inference(self):
-            return self.sequence_log_prob(src, src_lengths, tgt_in, tgt_out, out_lengths).numpy().astype(np.float64)
+            return (
+                self.sequence_log_prob(src, src_lengths, tgt_in, tgt_out, out_lengths)
+                .numpy()
+                .astype(np.float64)
+            )
 
     # ---- decoding -----------------------------------------------------------------------------
-    def generate(self, src, src_lengths, max_len: int, bos_id: int, eos_id: int, beam_size: int = 1,
-                 return_scores: bool = False, return_attention: bool = False):
+    def generate(
+        self,
+        src,
+        src_lengths,
+        max_len: int,
+        bos_id: int,
+        eos_id: int,
+        beam_size: int = 1,
+        return_scores: bool = False,
+        return_attention: bool = False,
+    ):
         """Decode every source sequence: B lists of token ids, without ``<bos>`` and ``<eos>``.
 
         ``beam_size=1`` is greedy decoding (the most likely next token, fed back). A larger beam
@@ -304,18 +359,21 @@ class Seq2Seq(Module):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
         if beam_size > MAX_BEAM_SIZE:
-            raise ValueError(f"beam_size must be at most {MAX_BEAM_SIZE}, got {beam_size} (every step scores "
-                             "beam_size × vocabulary candidates; beams beyond a few dozen change nothing here)")
+            raise ValueError(
+                f"beam_size must be at most {MAX_BEAM_SIZE}, got {beam_size} (every step scores "
+                "beam_size × vocabulary candidates; beams beyond a few dozen change nothing here)"
+            )
         V = self.tgt_vocab_size
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
             if not isinstance(value, (int, np.integer)) or not 0 <= value < V:
                 raise ValueError(f"{name}={value!r} is not a token id of the target vocabulary (0..{V - 1})")
         backend = self._backend()
-        with inference(self):                                        # never drops, whatever the mode
+        with inference(self):  # never drops, whatever the mode
             h, memory = self.encode(src, src_lengths)
-            tokens, scores, *weights = decode(self, h, memory, max_len, bos_id, eos_id, beam_size,
-                                              return_attention)        # greedy or beam: models/decoding.py
-            host = backend.to_host(tokens)                            # the one device→host copy
+            tokens, scores, *weights = decode(
+                self, h, memory, max_len, bos_id, eos_id, beam_size, return_attention
+            )  # greedy or beam: models/decoding.py
+            host = backend.to_host(tokens)  # the one device→host copy
         out = [until_eos(row, eos_id) for row in host.tolist()]
         result = [out]
         if return_scores:
@@ -323,7 +381,7 @@ class Seq2Seq(Module):
         if return_attention:
             alpha = backend.to_host(weights[0]).astype(np.float64)
             for b, row in enumerate(out):
-                alpha[b, len(row) + 1:] = 0.0                         # steps after <eos> chose nothing
+                alpha[b, len(row) + 1 :] = 0.0  # steps after <eos> chose nothing
             result.append(alpha)
         return out if len(result) == 1 else tuple(result)
 
@@ -343,8 +401,8 @@ class Seq2Seq(Module):
             x = concatenate([x, memory], axis=1)
         new_states = []
         for cell, state in zip(self.decoder.cells, states):
-            state = cell(x, state)                                    # s_t = tanh(x W + s_{t-1} V + b)
-            new_states.append(state)                                  # (or the LSTM/GRU step)
+            state = cell(x, state)  # s_t = tanh(x W + s_{t-1} V + b)
+            new_states.append(state)  # (or the LSTM/GRU step)
             x = cell.hidden(state)
         return (x if context is None else concatenate([x, context], axis=1)), new_states, alpha
 
@@ -357,8 +415,9 @@ class Seq2Seq(Module):
         # The ids are valid by construction — bos_id is checked in generate, every later id is an
         # argmax over V columns or a top-k index taken modulo V — and must be: CuPy would wrap an
         # out-of-range index silently instead of raising.
-        feature, new_states, alpha = self._decoder_step(gather_rows(self.tgt_embed.weight, ids, checked=False),
-                                                        states, memory)
+        feature, new_states, alpha = self._decoder_step(
+            gather_rows(self.tgt_embed.weight, ids, checked=False), states, memory
+        )
         return self.out(feature).log_softmax(axis=-1).data, new_states, None if alpha is None else alpha.data
 
     def extra_repr(self):

@@ -28,17 +28,43 @@ class SequenceTagger(EmbedRNNHead):
     :class:`SequenceClassifier`.
     """
 
-    def __init__(self, vocab_size, embed_dim, hidden_size, num_tags, num_layers=1, bidirectional=False,
-                 padding_idx=0, *, cell="rnn", init="uniform", rng=None, dtype=None, device=None):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_tags, num_layers, bidirectional,
-                         padding_idx, cell=cell, init=init, rng=rng, dtype=dtype, device=device)
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim,
+        hidden_size,
+        num_tags,
+        num_layers=1,
+        bidirectional=False,
+        padding_idx=0,
+        *,
+        cell="rnn",
+        init="uniform",
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__(
+            vocab_size,
+            embed_dim,
+            hidden_size,
+            num_tags,
+            num_layers,
+            bidirectional,
+            padding_idx,
+            cell=cell,
+            init=init,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+        )
 
     @property
     def num_tags(self) -> int:
         return self.head.out_features
 
     def forward(self, tokens, lengths=None):
-        outputs, _, _ = self.run_rnn(tokens, lengths, allow_zero=True)   # length 0: an empty sentence
+        outputs, _, _ = self.run_rnn(tokens, lengths, allow_zero=True)  # length 0: an empty sentence
         return self.head(outputs)
 
     def loss(self, tokens, lengths, tags, reduction: str = "mean"):
@@ -65,4 +91,4 @@ class SequenceTagger(EmbedRNNHead):
         ids = logits.argmax(axis=-1).numpy()
         B, T = ids.shape
         lengths = lengths_array(lengths, B, T, allow_zero=True)
-        return [ids[b, :lengths[b]].tolist() for b in range(B)]
+        return [ids[b, : lengths[b]].tolist() for b in range(B)]

@@ -10,6 +10,25 @@ from .module import IncompatibleKeys, Module, Parameter, StateDictError
 from .recurrent import Recurrent
 from .recurrent_layers import CELLS, GRU, LSTM, RNN, cell_kind, recurrent_layer
 
-__all__ = ["Module", "Parameter", "StateDictError", "IncompatibleKeys", "Linear", "Embedding", "Dropout",
-           "RNNCell", "RNN", "LSTMCell", "LSTM", "GRUCell", "GRU", "chrono_init_", "Recurrent", "CELLS", "cell_kind",
-           "recurrent_layer", "AdditiveAttention", "functional"]
+__all__ = [
+    "Module",
+    "Parameter",
+    "StateDictError",
+    "IncompatibleKeys",
+    "Linear",
+    "Embedding",
+    "Dropout",
+    "RNNCell",
+    "RNN",
+    "LSTMCell",
+    "LSTM",
+    "GRUCell",
+    "GRU",
+    "chrono_init_",
+    "Recurrent",
+    "CELLS",
+    "cell_kind",
+    "recurrent_layer",
+    "AdditiveAttention",
+    "functional",
+]

@@ -48,41 +48,57 @@ class AdditiveAttention(Module):
     """
 
     def __init__(self, query_size, key_size, attention_size, *, rng=None, dtype=None, device=None):
-        for name, value in (("query_size", query_size), ("key_size", key_size), ("attention_size", attention_size)):
+        for name, value in (
+            ("query_size", query_size),
+            ("key_size", key_size),
+            ("attention_size", attention_size),
+        ):
             _check_size(name, value)
         self.query_size, self.key_size, self.attention_size = query_size, key_size, attention_size
         rng = rng or host_rng()
-        self.W_s = host_parameter(rng.uniform(-1, 1, (query_size, attention_size)) / math.sqrt(query_size), dtype, device)
-        self.U_h = host_parameter(rng.uniform(-1, 1, (key_size, attention_size)) / math.sqrt(key_size), dtype, device)
-        self.v = host_parameter(rng.uniform(-1, 1, (attention_size,)) / math.sqrt(attention_size), dtype, device)
+        self.W_s = host_parameter(
+            rng.uniform(-1, 1, (query_size, attention_size)) / math.sqrt(query_size), dtype, device
+        )
+        self.U_h = host_parameter(
+            rng.uniform(-1, 1, (key_size, attention_size)) / math.sqrt(key_size), dtype, device
+        )
+        self.v = host_parameter(
+            rng.uniform(-1, 1, (attention_size,)) / math.sqrt(attention_size), dtype, device
+        )
 
     def project_keys(self, values: Tensor) -> Tensor:
         """``h_j U_h`` for every source position: (B, S, key_size) → (B, S, attention_size), once per source."""
         if values.ndim != 3 or values.shape[2] != self.key_size:
-            raise ShapeError(f"AdditiveAttention: encoder states of shape {values.shape}, want "
-                             f"(B, S, {self.key_size}) to match U_h of shape {self.U_h.shape}")
+            raise ShapeError(
+                f"AdditiveAttention: encoder states of shape {values.shape}, want "
+                f"(B, S, {self.key_size}) to match U_h of shape {self.U_h.shape}"
+            )
         return values @ self.U_h
 
     def scores(self, query: Tensor, keys: Tensor, mask: Tensor | None = None) -> Tensor:
         """score_j = tanh(s W_s + h_j U_h) v, (B, S); −inf where ``mask`` is False."""
         B, S, A = keys.shape
         if query.shape != (B, self.query_size):
-            raise ShapeError(f"AdditiveAttention: query of shape {query.shape}, want ({B}, {self.query_size}) "
-                             f"for keys of shape {keys.shape}")
-        hidden = (keys + (query @ self.W_s).reshape(B, 1, A)).tanh()    # (B, S, A)
+            raise ShapeError(
+                f"AdditiveAttention: query of shape {query.shape}, want ({B}, {self.query_size}) "
+                f"for keys of shape {keys.shape}"
+            )
+        hidden = (keys + (query @ self.W_s).reshape(B, 1, A)).tanh()  # (B, S, A)
         score = (hidden @ self.v.reshape(A, 1)).reshape(B, S)
         return score if mask is None else where(mask, score, -math.inf)
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None = None):
         B, S, _ = keys.shape
         if values.shape[:2] != (B, S):
-            raise ShapeError(f"AdditiveAttention: values of shape {values.shape} do not fit keys of shape {keys.shape}")
+            raise ShapeError(
+                f"AdditiveAttention: values of shape {values.shape} do not fit keys of shape {keys.shape}"
+            )
         if mask is not None and mask.shape != (B, S):
             raise ShapeError(f"AdditiveAttention: mask of shape {mask.shape}, want ({B}, {S})")
         if mask is not None and mask is not getattr(self, "_checked_mask", None):
             self._check_rows(mask)
-        weights = self.scores(query, keys, mask).log_softmax(axis=1).exp()   # α, (B, S)
-        context = (weights.reshape(B, 1, S) @ values).reshape(B, values.shape[2])   # Σ_j α_j h_j
+        weights = self.scores(query, keys, mask).log_softmax(axis=1).exp()  # α, (B, S)
+        context = (weights.reshape(B, 1, S) @ values).reshape(B, values.shape[2])  # Σ_j α_j h_j
         return context, weights
 
     def _check_rows(self, mask: Tensor) -> None:
@@ -95,9 +111,11 @@ class AdditiveAttention(Module):
         if bool(empty.any()):
             rows = mask.backend.to_host(mask.xp.flatnonzero(empty)).tolist()
             shown = ", ".join(map(str, rows[:10])) + (f", … ({len(rows)} rows)" if len(rows) > 10 else "")
-            raise ValueError(f"AdditiveAttention: the mask of batch row(s) {shown} is all False: no source "
-                             "position to attend to (the weights would be 0 / 0 = nan); give every "
-                             "row at least one True position")
+            raise ValueError(
+                f"AdditiveAttention: the mask of batch row(s) {shown} is all False: no source "
+                "position to attend to (the weights would be 0 / 0 = nan); give every "
+                "row at least one True position"
+            )
         self._checked_mask = mask
 
     def extra_repr(self):

@@ -76,7 +76,7 @@ from ..tensor import ShapeError, Tensor, zeros
 from .layers import _check_size, host_parameter
 from .module import Module
 
-INITS = ("uniform", "orthogonal", "identity")   # the vanilla cell's choices of V
+INITS = ("uniform", "orthogonal", "identity")  # the vanilla cell's choices of V
 
 
 def as_parts(state) -> tuple:
@@ -95,8 +95,8 @@ class Cell(Module):
     of one step; the zero state. A subclass sets ``gates`` and ``state_names`` and writes ``step``.
     """
 
-    gates: ClassVar[int] = 1                          # G: column blocks in W, V and b
-    state_names: ClassVar[tuple[str, ...]] = ("h",)   # the parts of a state, in order
+    gates: ClassVar[int] = 1  # G: column blocks in W, V and b
+    state_names: ClassVar[tuple[str, ...]] = ("h",)  # the parts of a state, in order
 
     def __init__(self, input_size, hidden_size, *, rng=None, dtype=None, device=None):
         _check_size("input_size", input_size)
@@ -116,7 +116,7 @@ class Cell(Module):
 
     def project_input(self, x: Tensor) -> Tensor:
         """xw = x W + b for x (..., E) → (..., G·H): every gate's input term in one product."""
-        if x.ndim == 2:                                   # one step: (B, E) → (B, G·H)
+        if x.ndim == 2:  # one step: (B, E) → (B, G·H)
             return addmm(self.b, x, self.W)
         lead = x.shape[:-1]
         flat = x.reshape(math.prod(lead), self.input_size)
@@ -124,8 +124,12 @@ class Cell(Module):
 
     def initial_state(self, batch: int):
         """The zero state: one (batch, H) tensor of zeros per name in ``state_names``."""
-        return from_parts(tuple(zeros(batch, self.hidden_size, dtype=self.V.dtype, device=self.V.device)
-                                for _ in self.state_names))
+        return from_parts(
+            tuple(
+                zeros(batch, self.hidden_size, dtype=self.V.dtype, device=self.V.device)
+                for _ in self.state_names
+            )
+        )
 
     def hidden(self, state) -> Tensor:
         """The h of a state (its first part; a one-part state is h itself)."""
@@ -135,8 +139,10 @@ class Cell(Module):
         """One step from x_t (B, E) and the previous state (None: the zero state) → the new state."""
         name = type(self).__name__
         if x_t.ndim != 2 or x_t.shape[1] != self.input_size:
-            raise ShapeError(f"{name}: x_t of shape {x_t.shape}, want (B, {self.input_size}) "
-                             f"to match W of shape {self.W.shape}")
+            raise ShapeError(
+                f"{name}: x_t of shape {x_t.shape}, want (B, {self.input_size}) "
+                f"to match W of shape {self.W.shape}"
+            )
         B = x_t.shape[0]
         if state is None:
             return self.step(self.project_input(x_t), self.initial_state(B))
@@ -146,8 +152,10 @@ class Cell(Module):
             raise TypeError(f"{name}: state must be {want}, got {type(state).__name__}")
         for part, tensor in zip(self.state_names, as_parts(state)):
             if tensor.shape != (B, self.hidden_size):
-                raise ShapeError(f"{name}: {part}_prev of shape {tensor.shape}, want "
-                                 f"({B}, {self.hidden_size}) for a batch of {B}")
+                raise ShapeError(
+                    f"{name}: {part}_prev of shape {tensor.shape}, want "
+                    f"({B}, {self.hidden_size}) for a batch of {B}"
+                )
         return self.step(self.project_input(x_t), state)
 
     def step(self, xw_t: Tensor, state):
@@ -214,8 +222,11 @@ class LSTMCell(Cell):
     gates, state_names = 4, ("h", "c")
 
     def __init__(self, input_size, hidden_size, *, forget_bias=1.0, rng=None, dtype=None, device=None):
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real)
-                                        or not math.isfinite(forget_bias)):
+        if forget_bias is not None and (
+            isinstance(forget_bias, bool)
+            or not isinstance(forget_bias, numbers.Real)
+            or not math.isfinite(forget_bias)
+        ):
             raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         self.forget_bias = forget_bias
         super().__init__(input_size, hidden_size, rng=rng, dtype=dtype, device=device)
@@ -223,16 +234,16 @@ class LSTMCell(Cell):
     def _initial_b(self, rng, k):
         b = super()._initial_b(rng, k)
         if self.forget_bias is not None:
-            b[self.hidden_size:2 * self.hidden_size] = self.forget_bias    # the f block
+            b[self.hidden_size : 2 * self.hidden_size] = self.forget_bias  # the f block
         return b
 
     def step(self, xw_t: Tensor, state: tuple) -> tuple:
         """(h_t, c_t) from xw_t = x_t W + b (B, 4H) and (h_{t−1}, c_{t−1})."""
         h_prev, c_prev = state
-        i, f, g, o = addmm(xw_t, h_prev, self.V).split(4, axis=1)   # x_t W + b + h_{t−1} V, by gate
+        i, f, g, o = addmm(xw_t, h_prev, self.V).split(4, axis=1)  # x_t W + b + h_{t−1} V, by gate
         i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-        c = f * c_prev + i * g                                          # c_t = f ⊙ c_{t−1} + i ⊙ g
-        return o * c.tanh(), c                                          # h_t = o ⊙ tanh(c_t)
+        c = f * c_prev + i * g  # c_t = f ⊙ c_{t−1} + i ⊙ g
+        return o * c.tanh(), c  # h_t = o ⊙ tanh(c_t)
 
     def extra_repr(self):
         return super().extra_repr() + f", forget_bias={self.forget_bias!r}"
@@ -257,11 +268,11 @@ class GRUCell(Cell):
     def step(self, xw_t: Tensor, h_prev: Tensor) -> Tensor:
         """h_t from xw_t = x_t W + b (B, 3H) and h_{t−1}."""
         x_r, x_z, x_n = xw_t.split(3, axis=1)
-        h_r, h_z, h_n = (h_prev @ self.V).split(3, axis=1)               # h_{t−1} V, by gate
+        h_r, h_z, h_n = (h_prev @ self.V).split(3, axis=1)  # h_{t−1} V, by gate
         r = (x_r + h_r).sigmoid()
         z = (x_z + h_z).sigmoid()
         n = (x_n + r * (h_n + self.b_hn)).tanh()
-        return n + z * (h_prev - n)                                     # (1 − z) ⊙ n + z ⊙ h_{t−1}
+        return n + z * (h_prev - n)  # (1 − z) ⊙ n + z ⊙ h_{t−1}
 
 
 def chrono_init_(lstm, max_length: int, *, rng=None):
@@ -286,13 +297,15 @@ def chrono_init_(lstm, max_length: int, *, rng=None):
         raise TypeError(f"chrono_init_ needs an LSTM or an LSTMCell, got {type(lstm).__name__}")
     _check_size("max_length", max_length)
     if max_length < 2:
-        raise ValueError(f"max_length must be an integer ≥ 2 (the longest dependency, in steps), got {max_length!r}")
+        raise ValueError(
+            f"max_length must be an integer ≥ 2 (the longest dependency, in steps), got {max_length!r}"
+        )
     rng = rng or host_rng()
     for cell in cells:
         H = cell.hidden_size
         b = cell.b.numpy().astype(np.float64)
         b_f = np.log(rng.uniform(1.0, max_length - 1.0, H))
-        b[H:2 * H], b[:H] = b_f, -b_f
+        b[H : 2 * H], b[:H] = b_f, -b_f
         cell.b.data = b.astype(cell.b.dtype)
         cell.forget_bias = "chrono"
     return lstm

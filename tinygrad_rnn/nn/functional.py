@@ -27,20 +27,25 @@ def host_lengths(lengths, batch: int, steps: int, *, allow_zero: bool = True) ->
         lengths = lengths.numpy()
     elif hasattr(lengths, "shape") and not isinstance(lengths, np.ndarray):
         from ..backend import backend_of_array  # a device array: one copy to the host
+
         backend = backend_of_array(lengths)
-        if backend is not None:                 # another library's array: np.asarray below
+        if backend is not None:  # another library's array: np.asarray below
             lengths = backend.to_host(lengths)
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
     if lengths.shape != (batch,):
-        raise ShapeError(f"lengths of shape {lengths.shape} for a batch of {batch} sequences (want ({batch},))")
+        raise ShapeError(
+            f"lengths of shape {lengths.shape} for a batch of {batch} sequences (want ({batch},))"
+        )
     low = 0 if allow_zero else 1
     bad = np.flatnonzero((lengths < low) | (lengths > steps))
     if bad.size:
         b = int(bad[0])
-        raise ValueError(f"lengths[{b}] = {int(lengths[b])} is outside [{low}, {steps}] "
-                         f"(the sequences have {steps} time steps)")
+        raise ValueError(
+            f"lengths[{b}] = {int(lengths[b])} is outside [{low}, {steps}] "
+            f"(the sequences have {steps} time steps)"
+        )
     return lengths.astype(np.int64)
 
 
@@ -59,8 +64,9 @@ def masked_mean(x: Tensor, lengths) -> Tensor:
         raise ShapeError(f"masked_mean needs x of shape (B, T, ...), got {x.shape}")
     B, T = x.shape[:2]
     lengths = host_lengths(lengths, B, T, allow_zero=False)
-    mask = Tensor((np.arange(T)[None, :] < lengths[:, None]).reshape((B, T) + (1,) * (x.ndim - 2)),
-                  device=x.backend)
+    mask = Tensor(
+        (np.arange(T)[None, :] < lengths[:, None]).reshape((B, T) + (1,) * (x.ndim - 2)), device=x.backend
+    )
     counts = Tensor(lengths.reshape((B,) + (1,) * (x.ndim - 2)), device=x.backend, dtype=x.dtype)
     return where(mask, x, 0.0).sum(axis=1) / counts
 
@@ -87,8 +93,10 @@ def mse(prediction: Tensor, targets: Tensor) -> Tensor:
     (B, 1) would silently average B² differences instead of B.
     """
     if prediction.shape != targets.shape:
-        raise ShapeError(f"mse: prediction of shape {prediction.shape} and targets of shape "
-                         f"{targets.shape} differ (want one shape)")
+        raise ShapeError(
+            f"mse: prediction of shape {prediction.shape} and targets of shape "
+            f"{targets.shape} differ (want one shape)"
+        )
     return ((prediction - targets) ** 2).mean()
 
 
@@ -108,13 +116,17 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
     if not isinstance(targets, Tensor):
         targets = Tensor(targets, device=logits.backend)  # lists and arrays: an explicit copy here
     if targets.backend is not logits.backend:
-        raise DeviceError(f"cross_entropy: logits on {logits.device}, targets on {targets.device}; "
-                          "move them to one device with .to(device)")
+        raise DeviceError(
+            f"cross_entropy: logits on {logits.device}, targets on {targets.device}; "
+            "move them to one device with .to(device)"
+        )
     if targets.dtype.kind not in "iu":
         raise TypeError(f"targets must be integer class ids, got dtype {targets.dtype}")
     if targets.shape != logits.shape[:-1]:
-        raise ShapeError(f"cross_entropy: targets of shape {targets.shape} do not fit logits of shape "
-                         f"{logits.shape} (want targets of shape {logits.shape[:-1]})")
+        raise ShapeError(
+            f"cross_entropy: targets of shape {targets.shape} do not fit logits of shape "
+            f"{logits.shape} (want targets of shape {logits.shape[:-1]})"
+        )
     C = logits.shape[-1]
     N = math.prod(targets.shape)
     backend = logits.backend
@@ -123,8 +135,10 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100, reduction: 
     out_of_range = keep & ((flat < 0) | (flat >= C))
     if bool(out_of_range.any()):  # one device→host read, for the whole batch
         bad = int(backend.to_host(flat[out_of_range][:1])[0])
-        raise IndexError(f"target {bad} is out of range for {C} classes (valid: 0..{C - 1}, "
-                         f"or ignore_index={ignore_index})")
+        raise IndexError(
+            f"target {bad} is out of range for {C} classes (valid: 0..{C - 1}, "
+            f"or ignore_index={ignore_index})"
+        )
     # Ignored positions pick class 0 (any valid class) and are masked out below; every picked
     # index is then in range by construction (checked just above), so the pick is not re-checked.
     safe_targets = backend.xp.where(keep, flat, 0)

@@ -20,8 +20,9 @@ from .module import Module, Parameter
 
 def host_parameter(array: np.ndarray, dtype=None, device=None) -> Parameter:
     """A Parameter from a host array (float32 unless ``dtype`` says otherwise) on ``device``."""
-    return Parameter(np.asarray(array), dtype=np.dtype(dtype) if dtype is not None else DEFAULT_FLOAT,
-                     device=device)
+    return Parameter(
+        np.asarray(array), dtype=np.dtype(dtype) if dtype is not None else DEFAULT_FLOAT, device=device
+    )
 
 
 def _check_size(name, value):
@@ -46,8 +47,10 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ShapeError(f"Linear({self.in_features}, {self.out_features}): input of shape {x.shape} "
-                             f"does not end in {self.in_features} (W has shape {self.W.shape})")
+            raise ShapeError(
+                f"Linear({self.in_features}, {self.out_features}): input of shape {x.shape} "
+                f"does not end in {self.in_features} (W has shape {self.W.shape})"
+            )
         y = x @ self.W if x.ndim >= 2 else (x.reshape(1, -1) @ self.W).reshape(-1)
         return y + self.b if self.b is not None else y
 

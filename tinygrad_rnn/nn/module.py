@@ -32,7 +32,7 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=requires_grad, device=device, dtype=dtype)
 
     def __repr__(self):
-        return "Parameter" + super().__repr__()[len("Tensor"):]
+        return "Parameter" + super().__repr__()[len("Tensor") :]
 
 
 class StateDictError(ValueError):
@@ -55,6 +55,7 @@ def _move_(tensor: Tensor, backend, dtype) -> None:
 
     In place, so that an optimizer holding this very Parameter keeps working after ``model.to()``.
     """
+
     def convert(array):
         host = tensor.backend.to_host(array) if backend is not tensor.backend else array
         if dtype is not None:
@@ -151,7 +152,7 @@ class Module:
     @property
     def device(self):
         """The device of the first parameter (``None`` for a module without parameters)."""
-        first = next(self.named_parameters(), None)   # read per batch: no walk of the whole model
+        first = next(self.named_parameters(), None)  # read per batch: no walk of the whole model
         return first[1].device if first is not None else None
 
     def to(self, device=None, dtype=None) -> Module:
@@ -213,7 +214,8 @@ class Module:
         if problems:
             raise StateDictError(
                 f"state dict does not fit {type(self).__name__} (model left unchanged):\n  "
-                + "\n  ".join(problems))
+                + "\n  ".join(problems)
+            )
         return assignments, IncompatibleKeys(missing, unexpected)
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:

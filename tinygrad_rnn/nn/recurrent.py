@@ -88,10 +88,22 @@ class Recurrent(Module):
     forward — e.g. a classifier that reads h_T only). The math and the gradients are the same.
     """
 
-    cell_class: ClassVar[type[Cell]]   # set by each subclass: nn.RNN → RNNCell, nn.LSTM → LSTMCell, …
+    cell_class: ClassVar[type[Cell]]  # set by each subclass: nn.RNN → RNNCell, nn.LSTM → LSTMCell, …
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 checkpoint=None, rng=None, dtype=None, device=None, **cell_options):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bidirectional=False,
+        truncate=None,
+        *,
+        checkpoint=None,
+        rng=None,
+        dtype=None,
+        device=None,
+        **cell_options,
+    ):
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
@@ -104,12 +116,22 @@ class Recurrent(Module):
         self.bidirectional, self.truncate = bool(bidirectional), truncate
         self.directions = 2 if bidirectional else 1
         rng = rng or host_rng()
-        self.cells = [self.cell_class(input_size if layer == 0 else hidden_size * self.directions,
-                                      hidden_size, **cell_options, rng=rng, dtype=dtype, device=device)
-                      for layer in range(num_layers) for _ in range(self.directions)]
+        self.cells = [
+            self.cell_class(
+                input_size if layer == 0 else hidden_size * self.directions,
+                hidden_size,
+                **cell_options,
+                rng=rng,
+                dtype=dtype,
+                device=device,
+            )
+            for layer in range(num_layers)
+            for _ in range(self.directions)
+        ]
 
-    def forward(self, x: Tensor, h0=None, lengths=None, return_states: bool = False,
-                need_outputs: bool = True):
+    def forward(
+        self, x: Tensor, h0=None, lengths=None, return_states: bool = False, need_outputs: bool = True
+    ):
         name = type(self).__name__
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ShapeError(f"{name}: x of shape {x.shape}, want (B, T, {self.input_size})")
@@ -118,8 +140,10 @@ class Recurrent(Module):
             raise ValueError(f"{name}: x has no time steps (T = 0)")
         initial = self._initial_states(h0, x)
         if self.checkpoint is not None and return_states:
-            raise ValueError(f"{name}: return_states=True needs every state kept; checkpoint="
-                             f"{self.checkpoint} keeps one per segment (build the layer without checkpoint)")
+            raise ValueError(
+                f"{name}: return_states=True needs every state kept; checkpoint="
+                f"{self.checkpoint} keeps one per segment (build the layer without checkpoint)"
+            )
 
         mask = step_masks = None
         if lengths is not None:
@@ -140,10 +164,11 @@ class Recurrent(Module):
                 k = layer * self.directions + direction
                 reverse = direction == 1
                 cuts = self._truncation_cuts(lengths, B, T, reverse, device=x.backend)
-                if self.checkpoint is not None:         # segments recomputed in the backward
+                if self.checkpoint is not None:  # segments recomputed in the backward
                     keep = need_outputs or layer < self.num_layers - 1
-                    out, final = self._unroll_checkpointed(self.cells[k], layer_input, initial[k],
-                                                           step_masks, cuts, reverse, keep)
+                    out, final = self._unroll_checkpointed(
+                        self.cells[k], layer_input, initial[k], step_masks, cuts, reverse, keep
+                    )
                     finals.append(final)
                     if out is not None:
                         outs.append(out if mask is None else where(mask, out, 0.0))
@@ -152,13 +177,13 @@ class Recurrent(Module):
                 finals.append(as_parts(states[0 if reverse else T - 1]))
                 all_states.append(states)
                 if not need_outputs and layer == self.num_layers - 1:
-                    continue                                # nobody reads the last layer's outputs
+                    continue  # nobody reads the last layer's outputs
                 cell = self.cells[k]
-                out = stack([cell.hidden(s) for s in states], axis=1)   # (B, T, H), in time order
+                out = stack([cell.hidden(s) for s in states], axis=1)  # (B, T, H), in time order
                 if mask is not None:
-                    out = where(mask, out, 0.0)             # outputs at padded steps are 0
+                    out = where(mask, out, 0.0)  # outputs at padded steps are 0
                 outs.append(out)
-            if outs:                                        # none from a last layer nobody reads
+            if outs:  # none from a last layer nobody reads
                 layer_input = outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
         outputs = layer_input if need_outputs else None
         # h_last per state component: (num_layers × D, B, H) each, in cells order
@@ -173,13 +198,18 @@ class Recurrent(Module):
         parts, names = as_parts(h0), self.cells[0].state_names
         name = type(self).__name__
         if len(parts) != len(names):
-            want = ("a tensor h0" if len(names) == 1 else
-                    f"a tuple of {len(names)} tensors ({', '.join(n + '0' for n in names)})")
+            want = (
+                "a tensor h0"
+                if len(names) == 1
+                else f"a tuple of {len(names)} tensors ({', '.join(n + '0' for n in names)})"
+            )
             raise ShapeError(f"{name}: h0 must be {want}, got {type(h0).__name__} of {len(parts)}")
         for part in parts:
             if part.shape != (n_cells, B, H):
-                raise ShapeError(f"{name}: h0 of shape {part.shape}, want (num_layers × directions, B, H) = "
-                                 f"({n_cells}, {B}, {H}) for x of shape {x.shape}")
+                raise ShapeError(
+                    f"{name}: h0 of shape {part.shape}, want (num_layers × directions, B, H) = "
+                    f"({n_cells}, {B}, {H}) for x of shape {x.shape}"
+                )
         per_part = [part.unbind(axis=0) for part in parts]
         return [from_parts(tuple(p[k] for p in per_part)) for k in range(n_cells)]
 
@@ -207,23 +237,27 @@ class Recurrent(Module):
     def _unroll(cell, x: Tensor, state, step_masks, cuts, reverse: bool) -> list:
         """Run one cell over x (B, T, E) from ``state`` → the list of its T states in time order."""
         B, T, _ = x.shape
-        xw_steps = cell.project_input(x).unbind(axis=1)    # x_t W + b for every t: one matmul
+        xw_steps = cell.project_input(x).unbind(axis=1)  # x_t W + b for every t: one matmul
         states = [None] * T
         for t in range(T - 1, -1, -1) if reverse else range(T):
-            mark_time_step(t + 1)                           # bptt.trace(): ops below are step t + 1
+            mark_time_step(t + 1)  # bptt.trace(): ops below are step t + 1
             cut = cuts.get(t)
-            if cut is not None:                             # truncated BPTT: cut the chain here
-                state = from_parts(tuple(s.detach() if cut is True else where(cut, s.detach(), s)
-                                         for s in as_parts(state)))
+            if cut is not None:  # truncated BPTT: cut the chain here
+                state = from_parts(
+                    tuple(s.detach() if cut is True else where(cut, s.detach(), s) for s in as_parts(state))
+                )
             new = cell.step(xw_steps[t], state)
-            if step_masks is not None:                      # padded rows carry the whole state over
-                new = from_parts(tuple(where(step_masks[t], n, s)
-                                       for n, s in zip(as_parts(new), as_parts(state))))
+            if step_masks is not None:  # padded rows carry the whole state over
+                new = from_parts(
+                    tuple(where(step_masks[t], n, s) for n, s in zip(as_parts(new), as_parts(state)))
+                )
             state = states[t] = new
         mark_time_step(None)
         return states
 
-    def _unroll_checkpointed(self, cell, x: Tensor, state, step_masks, cuts, reverse: bool, keep_outputs: bool):
+    def _unroll_checkpointed(
+        self, cell, x: Tensor, state, step_masks, cuts, reverse: bool, keep_outputs: bool
+    ):
         """:meth:`_unroll` in segments of ``self.checkpoint`` steps, each one checkpointed: the
         forward keeps each segment's input slice, entering state and outputs; the backward
         reruns the segment (projection and steps) recording, and walks it back.
@@ -233,7 +267,7 @@ class Recurrent(Module):
         """
         T, k = x.shape[1], self.checkpoint
         bounds = [(a, min(a + k, T)) for a in range(0, T, k)]
-        x_segments = x.split([b - a for a, b in bounds], axis=1)   # views; one backward for all
+        x_segments = x.split([b - a for a, b in bounds], axis=1)  # views; one backward for all
         pieces, parts = [None] * len(bounds), as_parts(state)
         for j in reversed(range(len(bounds))) if reverse else range(len(bounds)):
             a, b = bounds[j]
@@ -247,7 +281,7 @@ class Recurrent(Module):
                 return hidden + final
 
             result = recompute(segment, x_segments[j], *parts)
-            parts = result[len(result) - len(parts):]
+            parts = result[len(result) - len(parts) :]
             if keep_outputs:
                 pieces[j] = result[0]
         if not keep_outputs:

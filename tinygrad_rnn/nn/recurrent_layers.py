@@ -36,10 +36,32 @@ class RNN(Recurrent):
 
     cell_class = RNNCell
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 init="uniform", checkpoint=None, rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
-                         rng=rng, dtype=dtype, device=device, init=init)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bidirectional=False,
+        truncate=None,
+        *,
+        init="uniform",
+        checkpoint=None,
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            truncate,
+            checkpoint=checkpoint,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+            init=init,
+        )
 
     def extra_repr(self):
         return super().extra_repr() + f", init={self.cells[0].init!r}"
@@ -58,10 +80,32 @@ class LSTM(Recurrent):
 
     cell_class = LSTMCell
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 forget_bias=1.0, checkpoint=None, rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
-                         rng=rng, dtype=dtype, device=device, forget_bias=forget_bias)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bidirectional=False,
+        truncate=None,
+        *,
+        forget_bias=1.0,
+        checkpoint=None,
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            truncate,
+            checkpoint=checkpoint,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+            forget_bias=forget_bias,
+        )
 
     def extra_repr(self):
         return super().extra_repr() + f", forget_bias={self.cells[0].forget_bias!r}"
@@ -78,16 +122,36 @@ class GRU(Recurrent):
 
     cell_class = GRUCell
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, truncate=None, *,
-                 checkpoint=None, rng=None, dtype=None, device=None):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
-                         rng=rng, dtype=dtype, device=device)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bidirectional=False,
+        truncate=None,
+        *,
+        checkpoint=None,
+        rng=None,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            truncate,
+            checkpoint=checkpoint,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+        )
 
 
 class CellKind(NamedTuple):
-    layer: type        # the unrolled layer (a Recurrent subclass)
-    cell: type         # its one-step cell
-    equation: str      # its step, for titles and tables
+    layer: type  # the unrolled layer (a Recurrent subclass)
+    cell: type  # its one-step cell
+    equation: str  # its step, for titles and tables
 
 
 CELLS = {
@@ -104,9 +168,21 @@ def cell_kind(cell: str) -> CellKind:
     return CELLS[cell]
 
 
-def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                    bidirectional: bool = False, truncate=None, *, init: str = "uniform",
-                    forget_bias=1.0, checkpoint=None, rng=None, dtype=None, device=None) -> Recurrent:
+def recurrent_layer(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    truncate=None,
+    *,
+    init: str = "uniform",
+    forget_bias=1.0,
+    checkpoint=None,
+    rng=None,
+    dtype=None,
+    device=None,
+) -> Recurrent:
     """The layer of ``cell`` with these sizes. ``init`` picks the vanilla cell's V (see
     ``nn.RNNCell``); the gated cells draw theirs U(−1/√H, 1/√H) and refuse another ``init``.
     ``forget_bias``: the LSTM's b_f at the start (see ``nn.LSTMCell``); the other cells have no
@@ -118,7 +194,19 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
     if kind.layer is RNN:
         options["init"] = init
     elif init != "uniform":
-        raise ValueError(f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
-                         "weights uniform (leave init at 'uniform' or use cell='rnn')")
-    return kind.layer(input_size, hidden_size, num_layers, bidirectional, truncate, checkpoint=checkpoint,
-                      rng=rng, dtype=dtype, device=device, **options)
+        raise ValueError(
+            f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
+            "weights uniform (leave init at 'uniform' or use cell='rnn')"
+        )
+    return kind.layer(
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional,
+        truncate,
+        checkpoint=checkpoint,
+        rng=rng,
+        dtype=dtype,
+        device=device,
+        **options,
+    )

@@ -83,6 +83,7 @@ def require_matplotlib():
     if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     register_cjk_font()
     return plt
 

@@ -23,17 +23,31 @@ import numpy as np
 from . import PLOT_INSTALL_HINT, register_cjk_font, require_matplotlib, save_figure
 
 # Fonts known to cover Chinese, tried first (by name) before every font is searched for a glyph.
-CJK_FONT_NAMES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
-                  "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
-                  "AR PL UMing CN", "Droid Sans Fallback", "Arial Unicode MS")
-CJK_FONT_HINT = ("no font with Chinese glyphs was found, so Chinese labels show as boxes; the plot extra "
-                 f"brings one ({PLOT_INSTALL_HINT}), or install a system font (e.g. 'apt-get install "
-                 "fonts-noto-cjk') and draw again")
-SHADES = " ░▒▓█"                     # the terminal rendering's five levels of weight
+CJK_FONT_NAMES = (
+    "Noto Sans CJK SC",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Heiti SC",
+    "AR PL UMing CN",
+    "Droid Sans Fallback",
+    "Arial Unicode MS",
+)
+CJK_FONT_HINT = (
+    "no font with Chinese glyphs was found, so Chinese labels show as boxes; the plot extra "
+    f"brings one ({PLOT_INSTALL_HINT}), or install a system font (e.g. 'apt-get install "
+    "fonts-noto-cjk') and draw again"
+)
+SHADES = " ░▒▓█"  # the terminal rendering's five levels of weight
 
 
 def _covers(path: str, text: str) -> bool:
     from matplotlib import ft2font
+
     try:
         font = ft2font.FT2Font(path)
     except (OSError, RuntimeError, ValueError):
@@ -51,10 +65,13 @@ def find_cjk_font(sample: str = "行银") -> str | None:
     registers so that figures can use it.
     """
     from matplotlib import font_manager as fm
+
     register_cjk_font()
     # "Last Resort" maps every character to a placeholder box: it covers everything and shows nothing.
-    entries = sorted((f for f in fm.fontManager.ttflist if "last resort" not in f.name.lower()),
-                     key=lambda f: f.name not in CJK_FONT_NAMES)
+    entries = sorted(
+        (f for f in fm.fontManager.ttflist if "last resort" not in f.name.lower()),
+        key=lambda f: f.name not in CJK_FONT_NAMES,
+    )
     for entry in entries:
         if _covers(entry.fname, sample):
             return entry.name
@@ -69,8 +86,10 @@ def find_cjk_font(sample: str = "行银") -> str | None:
 def _check(weights, source, output) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(output), len(source)):
-        raise ValueError(f"weights of shape {weights.shape} do not fit {len(output)} output tokens × "
-                         f"{len(source)} source tokens")
+        raise ValueError(
+            f"weights of shape {weights.shape} do not fit {len(output)} output tokens × "
+            f"{len(source)} source tokens"
+        )
     return weights
 
 
@@ -85,16 +104,19 @@ def plot_attention(weights, source, output, path, title: str | None = None) -> s
     plt = require_matplotlib()
     labels = list(source) + list(output) + [title or ""]
     needs_cjk = any(ord(ch) > 0x2E7F for label in labels for ch in label)
-    font = find_cjk_font("".join(ch for label in labels for ch in label if ord(ch) > 0x2E7F)[:20]) \
-        if needs_cjk else None
+    font = (
+        find_cjk_font("".join(ch for label in labels for ch in label if ord(ch) > 0x2E7F)[:20])
+        if needs_cjk
+        else None
+    )
     note = CJK_FONT_HINT if needs_cjk and font is None else None
     rc = {"font.family": [font, "DejaVu Sans"]} if font else {}
-    quiet = logging.getLogger("matplotlib.font_manager")     # "weight normal not found, using 500"
+    quiet = logging.getLogger("matplotlib.font_manager")  # "weight normal not found, using 500"
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            if note is not None:                                 # said once, in the note
+            if note is not None:  # said once, in the note
                 warnings.filterwarnings("ignore", message="Glyph .* missing from font")
             _draw(plt, rc, weights, source, output, path, title, note)
     finally:
@@ -104,14 +126,18 @@ def plot_attention(weights, source, output, path, title: str | None = None) -> s
 
 def _draw(plt, rc, weights, source, output, path, title, note):
     with plt.rc_context(rc):
-        fig, ax = plt.subplots(figsize=(max(3.2, 1.6 + 0.45 * len(source)), max(2.6, 1.0 + 0.4 * len(output))))
+        fig, ax = plt.subplots(
+            figsize=(max(3.2, 1.6 + 0.45 * len(source)), max(2.6, 1.0 + 0.4 * len(output)))
+        )
         image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(source)), list(source))
         ax.set_yticks(range(len(output)), list(output))
         ax.xaxis.tick_top()
         ax.set_xlabel("source j")
         ax.set_ylabel("output t")
-        ax.set_title(title if note is None else f"{title or ''}\n(no CJK font: labels may be boxes)", fontsize=9)
+        ax.set_title(
+            title if note is None else f"{title or ''}\n(no CJK font: labels may be boxes)", fontsize=9
+        )
         fig.colorbar(image, ax=ax, fraction=0.05, label=r"$\alpha_{t,j}$")
         fig.tight_layout()
         save_figure(fig, path, dpi=120)

@@ -13,8 +13,9 @@ import numpy as np
 from . import PLOT_INSTALL_HINT, require_matplotlib, save_figure  # noqa: F401  (named in the docstrings)
 
 
-def plot_gradient_flow(flows, path, *, title="Gradient flow over time", normalize=False,
-                       ylabel=None, dashed=None) -> str:
+def plot_gradient_flow(
+    flows, path, *, title="Gradient flow over time", normalize=False, ylabel=None, dashed=None
+) -> str:
     """Write a PNG of ‖∂L/∂h_t‖ against t (log-scale y) and return its path.
 
     ``flows`` is one (T,) array or a dict ``label -> (T,) array`` (one line each, lengths may
@@ -49,8 +50,14 @@ def draw_flows(ax, flows, *, normalize=False, dashed=None, x_axis="step") -> Non
             y = flow / flow[-1] if normalize else flow
             T = len(flow)
             x = np.arange(1, T + 1) if x_axis == "step" else T - np.arange(1, T + 1)
-            ax.plot(x, y, style, color=f"C{i}", label=label if style == "-" else None,
-                    linewidth=1.6 if style == "-" else 1.0)
+            ax.plot(
+                x,
+                y,
+                style,
+                color=f"C{i}",
+                label=label if style == "-" else None,
+                linewidth=1.6 if style == "-" else 1.0,
+            )
     ax.set_yscale("log")
     ax.set_xlabel("time step t" if x_axis == "step" else "steps back from the end, T − t")
     ax.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖" if normalize else "‖∂L/∂h_t‖")
@@ -68,8 +75,9 @@ def plot_experiment(results, path) -> str:
     """
     plt = require_matplotlib()
     panels = list(dict.fromkeys(_panel(r) for r in results))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), dpi=120, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.6 * len(panels), 4.0), dpi=120, sharey=True, squeeze=False
+    )
     for ax, panel in zip(axes[0], panels):
         rows = [r for r in results if _panel(r) == panel]
         trained = {f"T = {r.length}" + (" ✓" if r.learned else ""): r.flow_trained for r in rows}
@@ -90,5 +98,5 @@ def plot_experiment(results, path) -> str:
 def _panel(r) -> str:
     """The panel a run is drawn in: the init of the vanilla experiment, else the model."""
     if r.cell == "rnn" and not r.evaluations:
-        return f"V init: {r.init}"                 # the vanilla experiment: one panel per init
+        return f"V init: {r.init}"  # the vanilla experiment: one panel per init
     return r.model or r.cell

@@ -19,6 +19,7 @@ def plot_compare(rows, path, *, slopes: dict, laws: dict, title: str = "") -> st
     """
     plt = require_matplotlib()
     from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2))
     for method in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == method]
@@ -28,13 +29,17 @@ def plot_compare(rows, path, *, slopes: dict, laws: dict, title: str = "") -> st
         mem_law, time_law, _ = laws[method]
         mem_label = f"{method} (slope {fitted[0]:.2f}; law {mem_law:g})" if fitted else method
         time_label = f"{method} (slope {fitted[1]:.2f}; law {time_law:g})" if fitted else method
-        ax_mem.plot(Ts, [max(r.peak_bytes, 1) / 2**20 for r in mine], marker=marker, color=color, label=mem_label)
+        ax_mem.plot(
+            Ts, [max(r.peak_bytes, 1) / 2**20 for r in mine], marker=marker, color=color, label=mem_label
+        )
         ax_time.plot(Ts, [r.seconds for r in mine], marker=marker, color=color, label=time_label)
-    for ax, what in ((ax_mem, "peak memory of one gradient (MiB, tracemalloc)"),
-                     (ax_time, "time of one gradient over the sequence (s)")):
+    for ax, what in (
+        (ax_mem, "peak memory of one gradient (MiB, tracemalloc)"),
+        (ax_time, "time of one gradient over the sequence (s)"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(sorted({r.T for r in rows}))          # the measured lengths, as plain numbers
+        ax.set_xticks(sorted({r.T for r in rows}))  # the measured lengths, as plain numbers
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sequence length T")

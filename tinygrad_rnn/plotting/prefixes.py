@@ -16,7 +16,7 @@ import numpy as np
 from . import require_matplotlib, save_figure
 from .attention import CJK_FONT_HINT, find_cjk_font
 
-BLOCKS = "▁▂▃▄▅▆▇█"                  # the terminal rendering's eight levels, 0 … 1
+BLOCKS = "▁▂▃▄▅▆▇█"  # the terminal rendering's eight levels, 0 … 1
 
 
 def _width(text: str) -> int:
@@ -36,8 +36,10 @@ def render_prefixes(tokens, probs, shown: int, class_name: str, *, per_line: int
         raise ValueError(f"probs of shape {probs.shape} do not fit {len(tokens)} tokens and class {shown}")
     p = probs[:, shown]
     levels = np.minimum((p * len(BLOCKS)).astype(int), len(BLOCKS) - 1)
-    lines = [f"P({class_name}) after each of the {len(tokens)} tokens "
-             f"({BLOCKS[0]} 0 … {BLOCKS[-1]} 1; the number: after the line's last token)"]
+    lines = [
+        f"P({class_name}) after each of the {len(tokens)} tokens "
+        f"({BLOCKS[0]} 0 … {BLOCKS[-1]} 1; the number: after the line's last token)"
+    ]
     for start in range(0, len(tokens), per_line):
         chunk = range(start, min(start + per_line, len(tokens)))
         text = "".join(tokens[i] for i in chunk)
@@ -60,8 +62,12 @@ def draw_prefixes(ax, tokens, curves, *, ylabel: str = "P(class)") -> str | None
             raise ValueError(f"curve {label!r} has shape {curve.shape}, want ({T},): one value per token")
         ax.plot(np.arange(1, T + 1), curve, "-", marker=".", markersize=3, linewidth=1.4, label=label)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax.set(xlim=(0.5, T + 0.5), ylim=(-0.02, 1.02), ylabel=ylabel,
-           xlabel="prefix length t (the token read last under its position)")
+    ax.set(
+        xlim=(0.5, T + 0.5),
+        ylim=(-0.02, 1.02),
+        ylabel=ylabel,
+        xlabel="prefix length t (the token read last under its position)",
+    )
     ax.set_xticks(np.arange(1, T + 1))
     text = "".join(tokens)
     needs_cjk = any(ord(ch) > 0x2E7F for ch in text)
@@ -77,16 +83,18 @@ def plot_prefixes(tokens, curves, path, *, ylabel: str = "P(class)", title: str 
     """Write the figure of :func:`draw_prefixes` to ``path`` (PNG); returns its note (or None).
     Needs matplotlib (the ``plot`` extra)."""
     plt = require_matplotlib()
-    quiet = logging.getLogger("matplotlib.font_manager")      # "weight normal not found, using 500"
+    quiet = logging.getLogger("matplotlib.font_manager")  # "weight normal not found, using 500"
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.13 * len(tokens)), 3.6), dpi=120)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Glyph .* missing from font")   # said in the note
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # said in the note
             note = draw_prefixes(ax, tokens, curves, ylabel=ylabel)
             if title or note:
-                ax.set_title((title or "") + ("\n(no CJK font: labels may be boxes)" if note else ""), fontsize=9)
+                ax.set_title(
+                    (title or "") + ("\n(no CJK font: labels may be boxes)" if note else ""), fontsize=9
+                )
             fig.tight_layout()
             save_figure(fig, path)
         plt.close(fig)

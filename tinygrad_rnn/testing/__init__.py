@@ -22,17 +22,52 @@ Needs Hypothesis: ``pip install -e '.[testing]'`` from the clone. The rest of ti
 try:
     import hypothesis  # noqa: F401
 except ImportError as e:  # say which install fixes it, instead of a bare "No module named"
-    raise ImportError("tinygrad_rnn.testing needs Hypothesis, which is not installed: "
-                      "pip install -e '.[testing]' from the clone's root (or pip install hypothesis)") from e
+    raise ImportError(
+        "tinygrad_rnn.testing needs Hypothesis, which is not installed: "
+        "pip install -e '.[testing]' from the clone's root (or pip install hypothesis)"
+    ) from e
 
 from ..gradcheck import GradcheckError, GradcheckInconclusive, gradcheck
 from . import strategies
 from .check import CheckResult, check_op
-from .strategies import (GAP, Sequences, axes, broadcastable_shapes, distinct_floats, examples,
-                         float_arrays, float_sequences, floats, id_arrays, lengths, nonzero_floats,
-                         positive_floats, shapes, token_sequences)
+from .strategies import (
+    GAP,
+    Sequences,
+    axes,
+    broadcastable_shapes,
+    distinct_floats,
+    examples,
+    float_arrays,
+    float_sequences,
+    floats,
+    id_arrays,
+    lengths,
+    nonzero_floats,
+    positive_floats,
+    shapes,
+    token_sequences,
+)
 
-__all__ = ["check_op", "CheckResult", "gradcheck", "GradcheckError", "GradcheckInconclusive", "strategies",
-           "GAP", "Sequences", "axes", "broadcastable_shapes", "distinct_floats", "examples",
-           "float_arrays", "float_sequences", "floats", "id_arrays", "lengths", "nonzero_floats",
-           "positive_floats", "shapes", "token_sequences"]
+__all__ = [
+    "check_op",
+    "CheckResult",
+    "gradcheck",
+    "GradcheckError",
+    "GradcheckInconclusive",
+    "strategies",
+    "GAP",
+    "Sequences",
+    "axes",
+    "broadcastable_shapes",
+    "distinct_floats",
+    "examples",
+    "float_arrays",
+    "float_sequences",
+    "floats",
+    "id_arrays",
+    "lengths",
+    "nonzero_floats",
+    "positive_floats",
+    "shapes",
+    "token_sequences",
+]

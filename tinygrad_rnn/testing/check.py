@@ -61,8 +61,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.errors import FlakyFailure
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 
 from .. import tensor as _engine
 from ..gradcheck import GradcheckError, gradcheck
@@ -71,7 +71,7 @@ from . import strategies as S
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup as _ExceptionGroup
-else:                                  # Python 3.10: Hypothesis depends on the backport
+else:  # Python 3.10: Hypothesis depends on the backport
     from exceptiongroup import BaseExceptionGroup as _ExceptionGroup
 
 MODES = ("direction", "full")
@@ -80,6 +80,7 @@ MODES = ("direction", "full")
 @dataclass(frozen=True)
 class CheckResult:
     """What :func:`check_op` checked: its printout is one sentence."""
+
     name: str
     examples: int
     modes: tuple
@@ -88,8 +89,10 @@ class CheckResult:
 
     def __str__(self):
         what = ["forward = reference"] if self.reference else []
-        what += [f"gradients are {self.device} arrays of the inputs' shapes and dtypes",
-                 f"gradcheck ({' + '.join(self.modes)}) passed" if self.modes else "no gradcheck"]
+        what += [
+            f"gradients are {self.device} arrays of the inputs' shapes and dtypes",
+            f"gradcheck ({' + '.join(self.modes)}) passed" if self.modes else "no gradcheck",
+        ]
         return f"{self.name}: {self.examples} drawn inputs on {self.device}: {', '.join(what)}"
 
     __repr__ = __str__
@@ -97,8 +100,9 @@ class CheckResult:
 
 def _as_shape(x):
     """``x`` as a shape tuple if it is one (a sequence of non-negative ints, ``()`` included)."""
-    if isinstance(x, (tuple, list)) and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-                                            for n in x):
+    if isinstance(x, (tuple, list)) and all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in x
+    ):
         if any(n < 0 for n in x):
             raise ValueError(f"a shape has non-negative sides, got {tuple(x)}")
         return tuple(int(n) for n in x)
@@ -134,8 +138,9 @@ def _drawn_arrays(draw, shapes, values):
     """One array per drawn shape, from ``values`` (one function for all inputs, or one each)."""
     shape_tuple = draw(shapes)
     if not callable(values) and len(values) != len(shape_tuple):
-        raise ValueError(f"values gives {len(values)} functions for {len(shape_tuple)} inputs "
-                         f"(shapes {shape_tuple})")
+        raise ValueError(
+            f"values gives {len(values)} functions for {len(shape_tuple)} inputs (shapes {shape_tuple})"
+        )
     return tuple(draw((values if callable(values) else values[i])(s)) for i, s in enumerate(shape_tuple))
 
 
@@ -154,7 +159,8 @@ def _compare_forward(name, k, actual, expected, rtol, atol):
         raise AssertionError(
             f"{name}: output {k} differs from the reference at {len(bad)} of {actual.size} elements; "
             f"first at element {worst}: got {actual[worst]!r}, reference {expected[worst]!r} "
-            f"(rtol {rtol:g}, atol {atol:g})")
+            f"(rtol {rtol:g}, atol {atol:g})"
+        )
 
 
 def _seed_of(arrays) -> int:
@@ -196,17 +202,21 @@ class _BackwardAudit:
             return
         grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
         if len(grads) != len(recorded[1]):
-            self.problem = (f"{self.name}: the backward of {op.name} returned {len(grads)} gradients "
-                            f"for {len(recorded[1])} inputs")
+            self.problem = (
+                f"{self.name}: the backward of {op.name} returned {len(grads)} gradients "
+                f"for {len(recorded[1])} inputs"
+            )
             return
         for i, (g, (shape, dtype)) in enumerate(zip(grads, recorded[1])):
             if g is None or not op.inputs[i].requires_grad:
                 continue
             g_shape, g_dtype = tuple(getattr(g, "shape", ())), getattr(g, "dtype", None)
             if g_shape != shape or g_dtype != dtype:
-                self.problem = (f"{self.name}: the backward of {op.name} returns the gradient of input {i} "
-                                f"with shape {g_shape} and dtype {g_dtype}; want the input's shape {shape} "
-                                f"and dtype {dtype} (checked before the engine casts it)")
+                self.problem = (
+                    f"{self.name}: the backward of {op.name} returns the gradient of input {i} "
+                    f"with shape {g_shape} and dtype {g_dtype}; want the input's shape {shape} "
+                    f"and dtype {dtype} (checked before the engine casts it)"
+                )
                 return
 
 
@@ -226,9 +236,25 @@ def _first_failure(group):
     return first, len(leaves)
 
 
-def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None, reference=None,
-             modes=MODES, device="cpu", max_examples=None, seed=0, eps=None, atol=None, rtol=None,
-             forward_rtol=1e-7, forward_atol=1e-10) -> CheckResult:
+def check_op(
+    op,
+    shapes=None,
+    *,
+    values=None,
+    avoid=(),
+    inputs=None,
+    params=None,
+    reference=None,
+    modes=MODES,
+    device="cpu",
+    max_examples=None,
+    seed=0,
+    eps=None,
+    atol=None,
+    rtol=None,
+    forward_rtol=1e-7,
+    forward_atol=1e-10,
+) -> CheckResult:
     """Check ``op`` on drawn inputs (see the module docstring); raise on the first failure.
 
     ``op``: an :class:`~tinygrad_rnn.Op` subclass (run as ``op.apply(*tensors, **params)``) or a
@@ -297,7 +323,7 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
         if not any(t.requires_grad for t in tensors):
             raise ValueError(f"{name}: no float input to differentiate (dtypes {[a.dtype for a in arrays]})")
         rng = np.random.default_rng(seed)
-        audit = _BackwardAudit(name, _engine._tracer)   # sees the ops recorded, then their backward
+        audit = _BackwardAudit(name, _engine._tracer)  # sees the ops recorded, then their backward
         _engine._tracer = audit
         try:
             outs = _as_list(fn(*tensors))
@@ -307,15 +333,19 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
             if reference is not None:
                 expected = _as_list(reference(*arrays, **params))
                 if len(expected) != len(outs):
-                    raise AssertionError(f"{name} returned {len(outs)} outputs, the reference {len(expected)}")
+                    raise AssertionError(
+                        f"{name} returned {len(outs)} outputs, the reference {len(expected)}"
+                    )
                 for k, (out, exp) in enumerate(zip(outs, expected)):
                     _compare_forward(name, k, out.numpy(), exp, forward_rtol, forward_atol)
 
             # One backward pass: each gradient must be an array of the input's device, shape and
             # dtype, both as the op's backward returns it and as it lands in .grad.
             if not any(out.requires_grad for out in outs):
-                raise AssertionError(f"{name}: no output requires grad although its inputs do "
-                                     "(the op was not recorded on the tape)")
+                raise AssertionError(
+                    f"{name}: no output requires grad although its inputs do "
+                    "(the op was not recorded on the tape)"
+                )
             for out in outs:
                 if out.requires_grad:
                     out.backward(Tensor(rng.standard_normal(out.shape), device=device, dtype=out.dtype))
@@ -326,12 +356,13 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
         for i, t in enumerate(tensors):
             g = t.grad
             if g is None:
-                continue                  # no path to this input; gradcheck then expects a zero gradient
+                continue  # no path to this input; gradcheck then expects a zero gradient
             if not isinstance(g, t.backend.array_type) or tuple(g.shape) != t.shape or g.dtype != t.dtype:
                 raise AssertionError(
                     f"{name}: the gradient of input {i} is a {type(g).__name__} of shape "
                     f"{tuple(getattr(g, 'shape', ()))} and dtype {getattr(g, 'dtype', '?')}; want a "
-                    f"{t.backend.array_type.__name__} of shape {t.shape} and dtype {t.dtype} on {t.device}")
+                    f"{t.backend.array_type.__name__} of shape {t.shape} and dtype {t.dtype} on {t.device}"
+                )
 
         for mode in modes:
             try:
@@ -341,13 +372,16 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
 
     budget = S.examples(25) if max_examples is None else max_examples
     profile = settings.default
-    assert profile is not None                # Hypothesis loads a profile when it is imported
+    assert profile is not None  # Hypothesis loads a profile when it is imported
     # No example database on disk; no "explain" phase (line numbers of gradcheck.py say nothing
     # about the op, and finding them re-runs the failing example many times).
-    run = settings(max_examples=budget, deadline=None, database=None,
-                   phases=[p for p in profile.phases if p is not Phase.explain],
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
-        given(arrays=drawn)(check_one))
+    run = settings(
+        max_examples=budget,
+        deadline=None,
+        database=None,
+        phases=[p for p in profile.phases if p is not Phase.explain],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )(given(arrays=drawn)(check_one))
     if seed is not None:
         run = hypothesis_seed(seed)(run)
     try:
@@ -357,16 +391,21 @@ def check_op(op, shapes=None, *, values=None, avoid=(), inputs=None, params=None
         first, n = _first_failure(group)
         if first is group:
             raise
-        if isinstance(group, FlakyFailure):       # the checks are seeded from the input: fn itself varies
-            note = (f"{name}: Hypothesis could not replay this failure (it passed on a second run "
-                    "of the same input): is the op deterministic?")
+        if isinstance(group, FlakyFailure):  # the checks are seeded from the input: fn itself varies
+            note = (
+                f"{name}: Hypothesis could not replay this failure (it passed on a second run "
+                "of the same input): is the op deterministic?"
+            )
         elif n > 1:
-            note = (f"{name}: Hypothesis found {n} distinct failures; this is the first "
-                    f"{'GradcheckError' if isinstance(first, GradcheckError) else 'of them'}.")
+            note = (
+                f"{name}: Hypothesis found {n} distinct failures; this is the first "
+                f"{'GradcheckError' if isinstance(first, GradcheckError) else 'of them'}."
+            )
         else:
             note = None
         if note:
-            first.__notes__ = [*getattr(first, "__notes__", []), note]   # add_note, also on 3.10
+            first.__notes__ = [*getattr(first, "__notes__", []), note]  # add_note, also on 3.10
         raise first from None
-    return CheckResult(name=name, examples=count[0], modes=modes, reference=reference is not None,
-                       device=str(device))
+    return CheckResult(
+        name=name, examples=count[0], modes=modes, reference=reference is not None, device=str(device)
+    )

@@ -46,11 +46,12 @@ def examples(n: int) -> int:
     ``HYPOTHESIS_PROFILE=dev`` still explores more.
     """
     profile = settings.default
-    assert profile is not None                # Hypothesis loads a profile when it is imported
+    assert profile is not None  # Hypothesis loads a profile when it is imported
     return max(1, round(n * profile.max_examples / 25))
 
 
 # ---- shapes ----------------------------------------------------------------------------------------
+
 
 def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = 4):
     """Array shapes, e.g. ``()``, ``(3,)``, ``(2, 1, 4)``; sides ≥ 1 unless ``min_side=0``."""
@@ -60,7 +61,11 @@ def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: in
 def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int = 3, max_side: int = 4):
     """Tuples of ``num_shapes`` shapes that broadcast together (sizes of 1, missing leading axes)."""
     return hnp.mutually_broadcastable_shapes(
-        num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side,
+        num_shapes=num_shapes,
+        min_dims=min_dims,
+        max_dims=max_dims,
+        min_side=1,
+        max_side=max_side,
     ).map(lambda b: tuple(b.input_shapes))
 
 
@@ -81,6 +86,7 @@ def axes(draw, ndim: int, allow_none: bool = True):
 
 
 # ---- float values --------------------------------------------------------------------------------------
+
 
 def _push_away(x: np.ndarray, points, gap: float) -> np.ndarray:
     """Move every value closer than ``gap`` to one of ``points`` out to distance ``gap``."""
@@ -140,6 +146,7 @@ def float_arrays(draw, min_dims: int = 0, max_dims: int = 3, max_side: int = 4, 
 
 # ---- integers -------------------------------------------------------------------------------------------
 
+
 @st.composite
 def id_arrays(draw, num_ids: int, shape=None, repeated: bool = True, dtype=np.int64):
     """Integer ids in ``[0, num_ids)`` (token ids, embedding rows).
@@ -167,8 +174,9 @@ def lengths(draw, batch_size, max_len, include_full: bool = True):
     """
     batch_size = _value(draw, batch_size)
     max_len = _value(draw, max_len)
-    out = np.array(draw(st.lists(st.integers(1, max_len), min_size=batch_size, max_size=batch_size)),
-                   dtype=np.int64)
+    out = np.array(
+        draw(st.lists(st.integers(1, max_len), min_size=batch_size, max_size=batch_size)), dtype=np.int64
+    )
     if include_full:
         out[draw(st.integers(0, batch_size - 1))] = max_len
     return out
@@ -183,6 +191,7 @@ class Sequences(NamedTuple):
 
     Positions ``t >= lengths[b]`` hold padding (``pad_id`` for ids, 0.0 for floats).
     """
+
     values: np.ndarray
     lengths: np.ndarray
 
@@ -193,8 +202,9 @@ class Sequences(NamedTuple):
 
 
 @st.composite
-def token_sequences(draw, vocab_size: int, batch_size=st.integers(1, 4), max_len=st.integers(1, 6),
-                    pad_id: int = 0):
+def token_sequences(
+    draw, vocab_size: int, batch_size=st.integers(1, 4), max_len=st.integers(1, 6), pad_id: int = 0
+):
     """A padded batch of token ids (B, T) with lengths; real tokens avoid ``pad_id`` when possible."""
     lens = draw(lengths(batch_size, max_len))
     B, T = len(lens), int(lens.max())
@@ -205,8 +215,14 @@ def token_sequences(draw, vocab_size: int, batch_size=st.integers(1, 4), max_len
 
 
 @st.composite
-def float_sequences(draw, features=st.integers(1, 4), batch_size=st.integers(1, 4),
-                    max_len=st.integers(1, 6), low: float = -2.0, high: float = 2.0):
+def float_sequences(
+    draw,
+    features=st.integers(1, 4),
+    batch_size=st.integers(1, 4),
+    max_len=st.integers(1, 6),
+    low: float = -2.0,
+    high: float = 2.0,
+):
     """A padded batch of float64 features (B, T, E) with lengths; padding is 0.0."""
     lens = draw(lengths(batch_size, max_len))
     B, T, E = len(lens), int(lens.max()), _value(draw, features)

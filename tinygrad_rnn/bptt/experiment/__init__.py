@@ -51,8 +51,26 @@ from .training import (
     train_adding,
 )
 
-__all__ = ["AddingRNN", "ExperimentConfig", "RunResult", "train_adding", "run_experiment", "results_table",
-           "write_results", "read_results", "plot_experiment", "load_adding_model", "save_adding_model",
-           "checkpoint_name", "hidden_flow", "evaluate_mse", "LEARNED_MSE", "CHRONO", "CURE_SETUP",
-           "CURE_LENGTHS",
-           "DEFAULT_LENGTHS", "DEFAULT_BUDGET_SECONDS", "PLOT_INSTALL_HINT"]
+__all__ = [
+    "AddingRNN",
+    "ExperimentConfig",
+    "RunResult",
+    "train_adding",
+    "run_experiment",
+    "results_table",
+    "write_results",
+    "read_results",
+    "plot_experiment",
+    "load_adding_model",
+    "save_adding_model",
+    "checkpoint_name",
+    "hidden_flow",
+    "evaluate_mse",
+    "LEARNED_MSE",
+    "CHRONO",
+    "CURE_SETUP",
+    "CURE_LENGTHS",
+    "DEFAULT_LENGTHS",
+    "DEFAULT_BUDGET_SECONDS",
+    "PLOT_INSTALL_HINT",
+]

@@ -26,9 +26,17 @@ from .training import (
 )
 
 
-def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfig | None = None,
-                   out_dir=None, figure=None, log=print, cells=("rnn",), jobs: int = 1,
-                   threads: int | None = None) -> list[RunResult]:
+def run_experiment(
+    lengths=DEFAULT_LENGTHS,
+    inits=INITS,
+    config: ExperimentConfig | None = None,
+    out_dir=None,
+    figure=None,
+    log=print,
+    cells=("rnn",),
+    jobs: int = 1,
+    threads: int | None = None,
+) -> list[RunResult]:
     """Train every cell × init × length (inits for the vanilla cell only); with ``out_dir`` write
     results.json and results.md after every run, the figure (``gradient-flow.png``, or
     ``figure``) at the end, and one checkpoint per run under ``checkpoints/``.
@@ -55,7 +63,7 @@ def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfi
         os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
     plan = [(cell, init) for cell in cells for init in (inits if cell == "rnn" else inits[:1])]
     runs = [(cell, init, length) for cell, init in plan for length in lengths]
-    workers = min(jobs, len(runs))                 # never more processes than runs
+    workers = min(jobs, len(runs))  # never more processes than runs
     if workers > 1:
         results = _train_in_processes(runs, workers, threads, config, out_dir, figure, log)
     else:
@@ -64,7 +72,7 @@ def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfi
             results.append(_train_and_save(length, init, cell, config, out_dir, log))
             if log is not None:
                 log(_summary(results[-1]))
-            if out_dir is not None:                # after every run: a long experiment loses nothing
+            if out_dir is not None:  # after every run: a long experiment loses nothing
                 write_results(results, config, out_dir, figure=figure, plot=False)
     if out_dir is not None:
         write_results(results, config, out_dir, figure=figure)
@@ -74,8 +82,10 @@ def run_experiment(lengths=DEFAULT_LENGTHS, inits=INITS, config: ExperimentConfi
 def _train_and_save(length: int, init: str, cell: str, config: ExperimentConfig, out_dir, log) -> RunResult:
     """One run of the plan: say what it trains, train it, save its checkpoint under ``out_dir``."""
     if log is not None:
-        log(f"training {_run_name(cell, init, length)} for {config.limit()}"
-            + (", stopping when solved" if config.stop_when_solved else ""))
+        log(
+            f"training {_run_name(cell, init, length)} for {config.limit()}"
+            + (", stopping when solved" if config.stop_when_solved else "")
+        )
     result, model = train_adding(length, init, config, log=log, cell=cell)
     if out_dir is not None:
         result.checkpoint = os.path.join(out_dir, "checkpoints", checkpoint_name(length, init, cell))
@@ -90,15 +100,18 @@ def _run_name(cell: str, init: str, length: int) -> str:
 
 def _summary(result: RunResult, prefix: str = "") -> str:
     """The line that ends a run: its steps, time, test MSE and gradient ratios."""
-    return (f"  → {prefix}{result.steps} steps in {result.seconds:.0f} s, test MSE {result.test_mse:.4f} "
-            f"({'learned' if result.learned else 'not learned'}"
-            + (f", solved at step {result.solved_step}" if result.solved_step else "") + "), "
-            f"‖∂L/∂h_1‖/‖∂L/∂h_T‖ {result.ratio_init:.1e} at init → {result.ratio_trained:.1e}")
+    return (
+        f"  → {prefix}{result.steps} steps in {result.seconds:.0f} s, test MSE {result.test_mse:.4f} "
+        f"({'learned' if result.learned else 'not learned'}"
+        + (f", solved at step {result.solved_step}" if result.solved_step else "")
+        + "), "
+        f"‖∂L/∂h_1‖/‖∂L/∂h_T‖ {result.ratio_init:.1e} at init → {result.ratio_trained:.1e}"
+    )
 
 
 # ---- several runs at once -----------------------------------------------------------------------
 
-_worker_log_lines = None   # in a worker process: the queue its log lines go to (None: no log)
+_worker_log_lines = None  # in a worker process: the queue its log lines go to (None: no log)
 
 
 def _start_worker(threads: int | None, log_lines) -> None:
@@ -114,8 +127,9 @@ def _train_in_worker(length: int, init: str, cell: str, config: ExperimentConfig
     return _train_and_save(length, init, cell, config, out_dir, log)
 
 
-def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, out_dir, figure,
-                        log) -> list[RunResult]:
+def _train_in_processes(
+    runs, workers: int, threads, config: ExperimentConfig, out_dir, figure, log
+) -> list[RunResult]:
     """Train ``runs`` ((cell, init, length), in plan order) up to ``workers`` at a time.
 
     Why processes and not threads: a training step here is thousands of small ops, mostly Python,
@@ -137,17 +151,18 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
     waiting = sorted(range(len(runs)), key=lambda i: -runs[i][2])
     finished, failure = {}, None
     with context.Manager() as manager:
-        log_lines = manager.Queue() if log is not None else None   # a put returns once the line is there
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(threads, log_lines)) as pool:
-            in_flight: dict[Future, int] = {}       # future -> index of its run in ``runs``
+        log_lines = manager.Queue() if log is not None else None  # a put returns once the line is there
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(threads, log_lines)
+        ) as pool:
+            in_flight: dict[Future, int] = {}  # future -> index of its run in ``runs``
             while waiting or in_flight:
-                while waiting and len(in_flight) < workers:   # no more queued than can run: Ctrl-C stops all
+                while waiting and len(in_flight) < workers:  # no more queued than can run: Ctrl-C stops all
                     index = waiting.pop(0)
                     cell, init, length = runs[index]
                     in_flight[pool.submit(_train_in_worker, length, init, cell, config, out_dir)] = index
                 done, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
-                _pass_on(log_lines, log)            # before the summaries: a run's lines come first
+                _pass_on(log_lines, log)  # before the summaries: a run's lines come first
                 for future in sorted(done, key=in_flight.__getitem__):
                     index = in_flight.pop(future)
                     cell, init, length = runs[index]
@@ -156,17 +171,24 @@ def _train_in_processes(runs, workers: int, threads, config: ExperimentConfig, o
                     if error is not None:
                         if log is not None:
                             waiting_note = f"; waiting for the {len(in_flight)} run(s) still training"
-                            log(f"  ✗ {name} failed: {type(error).__name__}: {error}"
-                                + (waiting_note if in_flight else ""))
+                            log(
+                                f"  ✗ {name} failed: {type(error).__name__}: {error}"
+                                + (waiting_note if in_flight else "")
+                            )
                         failure = failure or error
                         waiting.clear()
                         continue
                     finished[index] = future.result()
                     if log is not None:
                         log(_summary(finished[index], prefix=f"{name}: "))
-                    if out_dir is not None:         # after every run: a long experiment loses nothing
-                        write_results([finished[i] for i in sorted(finished)], config, out_dir,
-                                      figure=figure, plot=False)
+                    if out_dir is not None:  # after every run: a long experiment loses nothing
+                        write_results(
+                            [finished[i] for i in sorted(finished)],
+                            config,
+                            out_dir,
+                            figure=figure,
+                            plot=False,
+                        )
     if failure is not None:
         raise failure
     return [finished[i] for i in range(len(runs))]

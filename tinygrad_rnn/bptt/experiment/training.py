@@ -30,10 +30,10 @@ from ...tensor import Tensor, no_grad
 from ..flow import gradient_flow, gradient_ratio
 
 DEFAULT_LENGTHS = (10, 25, 50, 100)
-DEFAULT_BUDGET_SECONDS = 40.0   # 12 runs ≈ 8 minutes of training on 2 cores, under the 10 asked
+DEFAULT_BUDGET_SECONDS = 40.0  # 12 runs ≈ 8 minutes of training on 2 cores, under the 10 asked
 LEARNED_MSE = 0.05
 F64 = np.float64
-CHRONO = "chrono"   # forget_bias: chrono initialisation of the LSTM (nn.chrono_init_)
+CHRONO = "chrono"  # forget_bias: chrono initialisation of the LSTM (nn.chrono_init_)
 CURE_LENGTHS = (50, 100, 200, 400)
 # The cure experiment: the set-up of the PyTorch reference table in docs/bptt.md.
 CURE_SETUP = dict(budget_seconds=None, max_steps=3000, hidden_size=64, eval_every=100, dtype="float32")
@@ -49,19 +49,36 @@ class AddingRNN(nn.Module):
     ``length`` steps. The layer is drawn from ``rng`` first, then the head.
     """
 
-    def __init__(self, hidden_size: int, init: str = "uniform", *, cell: str = "rnn", forget_bias=1.0,
-                 length: int | None = None, rng=None, dtype=F64, device=None):
-        nn.cell_kind(cell)                       # an unknown name: a clear error before anything is drawn
+    def __init__(
+        self,
+        hidden_size: int,
+        init: str = "uniform",
+        *,
+        cell: str = "rnn",
+        forget_bias=1.0,
+        length: int | None = None,
+        rng=None,
+        dtype=F64,
+        device=None,
+    ):
+        nn.cell_kind(cell)  # an unknown name: a clear error before anything is drawn
         _check_forget_bias(forget_bias)
         chrono = forget_bias == CHRONO and cell == "lstm"
         if chrono and length is None:
             raise ValueError("forget_bias='chrono' needs the sequence length (length=T)")
         self.hidden_size, self.init, self.cell, self.forget_bias = hidden_size, init, cell, forget_bias
         self.length = length
-        self.rnn = nn.recurrent_layer(cell, 2, hidden_size, init=init if cell == "rnn" else "uniform",
-                                      forget_bias=None if chrono else forget_bias, rng=rng, dtype=dtype,
-                                      device=device)
-        if chrono and length is not None:      # (checked above: chrono needs the length)
+        self.rnn = nn.recurrent_layer(
+            cell,
+            2,
+            hidden_size,
+            init=init if cell == "rnn" else "uniform",
+            forget_bias=None if chrono else forget_bias,
+            rng=rng,
+            dtype=dtype,
+            device=device,
+        )
+        if chrono and length is not None:  # (checked above: chrono needs the length)
             nn.chrono_init_(self.rnn, length, rng=rng)
         self.head = nn.Linear(hidden_size, 1, rng=rng, dtype=dtype, device=device)
 
@@ -85,16 +102,22 @@ class AddingRNN(nn.Module):
         if self.cell == "lstm":
             if self.forget_bias == CHRONO:
                 return "lstm (chrono init)"
-            return "lstm (forget bias like the others)" if self.forget_bias is None else \
-                f"lstm (forget bias {self.forget_bias:g})"
+            return (
+                "lstm (forget bias like the others)"
+                if self.forget_bias is None
+                else f"lstm (forget bias {self.forget_bias:g})"
+            )
         return "gru"
 
 
 def _check_forget_bias(forget_bias) -> None:
     if forget_bias is None or forget_bias == CHRONO:
         return
-    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(forget_bias):
+    if (
+        isinstance(forget_bias, bool)
+        or not isinstance(forget_bias, (int, float, np.floating, np.integer))
+        or not math.isfinite(forget_bias)
+    ):
         raise ValueError(f"forget_bias must be a finite number, None or 'chrono', got {forget_bias!r}")
 
 
@@ -102,20 +125,21 @@ def _check_forget_bias(forget_bias) -> None:
 class ExperimentConfig:
     """Settings shared by every run (the defaults are the vanilla experiment of ``docs/bptt.md``;
     ``ExperimentConfig(**CURE_SETUP)`` is the cure experiment's)."""
-    budget_seconds: float | None = DEFAULT_BUDGET_SECONDS   # None: no time limit
-    max_steps: int | None = None    # stop after this many steps (tests, reproducible runs)
+
+    budget_seconds: float | None = DEFAULT_BUDGET_SECONDS  # None: no time limit
+    max_steps: int | None = None  # stop after this many steps (tests, reproducible runs)
     hidden_size: int = 32
     batch_size: int = 64
     lr: float = 1e-3
-    clip: float = 1.0               # clip_grad_norm_ max norm (Pascanu et al. 2013)
+    clip: float = 1.0  # clip_grad_norm_ max norm (Pascanu et al. 2013)
     test_size: int = 1000
-    probe_size: int = 128           # test sequences the gradient flow is measured on
+    probe_size: int = 128  # test sequences the gradient flow is measured on
     seed: int = 0
-    eval_every: int | None = None   # test MSE every this many steps ("solved at step N")
+    eval_every: int | None = None  # test MSE every this many steps ("solved at step N")
     stop_when_solved: bool = False  # end a run at the first evaluation below LEARNED_MSE
     forget_bias: float | str | None = 1.0  # the LSTM's b_f at the start (None: like the other biases;
-                                           # "chrono": chrono_init_ for each run's length)
-    dtype: str = "float64"          # of the training; flows are always measured in float64
+    # "chrono": chrono_init_ for each run's length)
+    dtype: str = "float64"  # of the training; flows are always measured in float64
 
     def __post_init__(self):
         if self.budget_seconds is None and self.max_steps is None:
@@ -136,24 +160,25 @@ class ExperimentConfig:
 @dataclass
 class RunResult:
     """One length × cell (× init). ``flow_*`` are ‖∂L/∂h_t‖ for t = 1..T (batch means over the probe)."""
+
     length: int
     init: str
     steps: int
     seconds: float
-    train_mse: float                # mean over the last 100 training batches
+    train_mse: float  # mean over the last 100 training batches
     test_mse: float
     baseline_mse: float
-    learned: bool                   # test MSE < LEARNED_MSE at the end
-    ratio_init: float               # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at initialisation
-    ratio_trained: float            # the same after training
+    learned: bool  # test MSE < LEARNED_MSE at the end
+    ratio_init: float  # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at initialisation
+    ratio_trained: float  # the same after training
     flow_init: list = field(repr=False)
     flow_trained: list = field(repr=False)
     checkpoint: str | None = None
     cell: str = "rnn"
-    model: str = ""                 # AddingRNN.describe(): "rnn (uniform)", "lstm (forget bias 1)", …
+    model: str = ""  # AddingRNN.describe(): "rnn (uniform)", "lstm (forget bias 1)", …
     solved_step: int | None = None  # first evaluation with test MSE < LEARNED_MSE
-    evaluations: list = field(default_factory=list, repr=False)   # [(step, test MSE), …]
-    load_average: tuple = ()        # 1-minute load average at the start and the end of the run
+    evaluations: list = field(default_factory=list, repr=False)  # [(step, test MSE), …]
+    load_average: tuple = ()  # 1-minute load average at the start and the end of the run
     cpu_seconds: float | None = None  # CPU time of the training (one BLAS thread: the load barely moves it)
 
 
@@ -165,8 +190,15 @@ def hidden_flow(model: AddingRNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """
     if model.rnn.cells[0].V.dtype != F64:
         # a float64 copy: a vanished gradient is not flushed to 0 (gradient_flow leaves .grad as it was)
-        copy = AddingRNN(model.hidden_size, model.init, cell=model.cell, forget_bias=model.forget_bias,
-                         length=model.length, rng=np.random.default_rng(0), dtype=F64)
+        copy = AddingRNN(
+            model.hidden_size,
+            model.init,
+            cell=model.cell,
+            forget_bias=model.forget_bias,
+            length=model.length,
+            rng=np.random.default_rng(0),
+            dtype=F64,
+        )
         copy.load_state_dict(model.state_dict())
         model = copy
     return gradient_flow(model.rnn, x, None, model.loss_fn(Tensor(y, dtype=F64)))
@@ -178,13 +210,14 @@ def evaluate_mse(model: AddingRNN, x: np.ndarray, y: np.ndarray, batch: int = 50
     total = 0.0
     with no_grad():
         for i in range(0, len(x), batch):
-            err = model(Tensor(x[i:i + batch], dtype=dtype)).numpy() - y[i:i + batch]
+            err = model(Tensor(x[i : i + batch], dtype=dtype)).numpy() - y[i : i + batch]
             total += float((err.astype(F64) ** 2).sum())
     return total / len(x)
 
 
-def train_adding(length: int, init: str = "uniform", config: ExperimentConfig | None = None, log=None, *,
-                 cell: str = "rnn") -> tuple[RunResult, AddingRNN]:
+def train_adding(
+    length: int, init: str = "uniform", config: ExperimentConfig | None = None, log=None, *, cell: str = "rnn"
+) -> tuple[RunResult, AddingRNN]:
     """Train one model on the adding problem of ``length`` steps for the configured steps/budget."""
     config = config or ExperimentConfig()
     if init not in INITS:
@@ -192,11 +225,18 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig | 
     nn.cell_kind(cell)
     dtype = np.dtype(config.dtype)
     rng = np.random.default_rng(config.seed)
-    model = AddingRNN(config.hidden_size, init, cell=cell, forget_bias=config.forget_bias, length=length,
-                      rng=rng, dtype=dtype)
+    model = AddingRNN(
+        config.hidden_size,
+        init,
+        cell=cell,
+        forget_bias=config.forget_bias,
+        length=length,
+        rng=rng,
+        dtype=dtype,
+    )
     # test data from a seed no training batch uses (training seeds are ≥ 1, below)
     x_test, y_test = adding_problem(config.test_size, length, seed=10_000_000 + length)
-    probe_x, probe_y = x_test[:config.probe_size], y_test[:config.probe_size]
+    probe_x, probe_y = x_test[: config.probe_size], y_test[: config.probe_size]
     flow_init = hidden_flow(model, probe_x, probe_y)
     name = model.describe()
 
@@ -208,12 +248,14 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig | 
     next_report = start + 10.0
     while True:
         now = time.perf_counter()
-        if (config.budget_seconds is not None and now - start >= config.budget_seconds) or \
-                (config.max_steps is not None and steps >= config.max_steps):
+        if (config.budget_seconds is not None and now - start >= config.budget_seconds) or (
+            config.max_steps is not None and steps >= config.max_steps
+        ):
             break
         # a fresh batch every step: the data is unlimited, so nothing is memorised
-        x, y = adding_problem(config.batch_size, length, seed=1 + config.seed * 1_000_003 + steps,
-                              dtype=dtype)
+        x, y = adding_problem(
+            config.batch_size, length, seed=1 + config.seed * 1_000_003 + steps, dtype=dtype
+        )
         loss = mse(model(Tensor(x)), Tensor(y))
         optimizer.zero_grad()
         loss.backward()
@@ -227,29 +269,44 @@ def train_adding(length: int, init: str = "uniform", config: ExperimentConfig | 
             if solved_step is None and evaluations[-1][1] < LEARNED_MSE:
                 solved_step = steps
             if log is not None:
-                log(f"  T={length:<4} {name:<12} step {steps:>6}  {time.perf_counter() - start:7.1f} s  "
+                log(
+                    f"  T={length:<4} {name:<12} step {steps:>6}  {time.perf_counter() - start:7.1f} s  "
                     f"train MSE {np.mean(recent):.4f}  test MSE {evaluations[-1][1]:.4f}"
-                    + (f"  (solved at step {solved_step})" if solved_step else ""))
+                    + (f"  (solved at step {solved_step})" if solved_step else "")
+                )
             if config.stop_when_solved and solved_step is not None:
                 break
         elif log is not None and not config.eval_every and now >= next_report:
-            log(f"  T={length:<4} {name:<12} step {steps:>6}  {now - start:5.1f} s  "
-                f"train MSE {np.mean(recent):.4f}")
+            log(
+                f"  T={length:<4} {name:<12} step {steps:>6}  {now - start:5.1f} s  "
+                f"train MSE {np.mean(recent):.4f}"
+            )
             next_report += 10.0
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
     evaluated_at_end = evaluations and evaluations[-1][0] == steps
     test_mse = evaluations[-1][1] if evaluated_at_end else evaluate_mse(model, x_test, y_test)
     flow_trained = hidden_flow(model, probe_x, probe_y)
-    result = RunResult(length=length, init=init, steps=steps, seconds=round(seconds, 2),
-                       train_mse=float(np.mean(recent)) if recent else float("nan"),
-                       test_mse=test_mse, baseline_mse=ADDING_BASELINE_MSE, learned=test_mse < LEARNED_MSE,
-                       ratio_init=gradient_ratio(flow_init), ratio_trained=gradient_ratio(flow_trained),
-                       flow_init=flow_init.tolist(), flow_trained=flow_trained.tolist(), cell=cell,
-                       model=name,
-                       solved_step=solved_step, evaluations=evaluations,
-                       load_average=(round(load_start, 2), round(os.getloadavg()[0], 2)),
-                       cpu_seconds=round(cpu_seconds, 2))
+    result = RunResult(
+        length=length,
+        init=init,
+        steps=steps,
+        seconds=round(seconds, 2),
+        train_mse=float(np.mean(recent)) if recent else float("nan"),
+        test_mse=test_mse,
+        baseline_mse=ADDING_BASELINE_MSE,
+        learned=test_mse < LEARNED_MSE,
+        ratio_init=gradient_ratio(flow_init),
+        ratio_trained=gradient_ratio(flow_trained),
+        flow_init=flow_init.tolist(),
+        flow_trained=flow_trained.tolist(),
+        cell=cell,
+        model=name,
+        solved_step=solved_step,
+        evaluations=evaluations,
+        load_average=(round(load_start, 2), round(os.getloadavg()[0], 2)),
+        cpu_seconds=round(cpu_seconds, 2),
+    )
     return result, model
 
 
@@ -260,21 +317,39 @@ def checkpoint_name(length: int, init: str, cell: str = "rnn") -> str:
 
 def save_adding_model(path, model: AddingRNN, result: RunResult, config: ExperimentConfig) -> None:
     """``serialization.save`` of a trained model, with what :func:`load_adding_model` needs to rebuild it."""
-    serialization.save(path, model, meta={
-        "model": "AddingRNN", "task": "adding", "length": result.length, "init": result.init,
-        "cell": result.cell, "forget_bias": config.forget_bias, "dtype": config.dtype,
-        "hidden_size": config.hidden_size, "steps": result.steps, "test_mse": result.test_mse})
+    serialization.save(
+        path,
+        model,
+        meta={
+            "model": "AddingRNN",
+            "task": "adding",
+            "length": result.length,
+            "init": result.init,
+            "cell": result.cell,
+            "forget_bias": config.forget_bias,
+            "dtype": config.dtype,
+            "hidden_size": config.hidden_size,
+            "steps": result.steps,
+            "test_mse": result.test_mse,
+        },
+    )
 
 
 def load_adding_model(path) -> tuple[AddingRNN, dict]:
     """A model saved by the experiment (:func:`save_adding_model`) and its meta."""
     meta = serialization.read_meta(path) or {}
     if meta.get("model") != "AddingRNN":
-        shown = str(meta) if len(str(meta)) <= 80 else str(meta)[:80] + "…"   # one readable line
-        raise serialization.CheckpointError(f"{path}: not an adding-problem model saved by "
-                                            f"'tinygrad-rnn bptt experiment' (its meta: {shown})")
-    model = AddingRNN(int(meta["hidden_size"]), meta.get("init", "uniform"), cell=meta.get("cell", "rnn"),
-                      forget_bias=meta.get("forget_bias", 1.0), length=meta.get("length"),
-                      dtype=np.dtype(meta.get("dtype", "float64")))
+        shown = str(meta) if len(str(meta)) <= 80 else str(meta)[:80] + "…"  # one readable line
+        raise serialization.CheckpointError(
+            f"{path}: not an adding-problem model saved by 'tinygrad-rnn bptt experiment' (its meta: {shown})"
+        )
+    model = AddingRNN(
+        int(meta["hidden_size"]),
+        meta.get("init", "uniform"),
+        cell=meta.get("cell", "rnn"),
+        forget_bias=meta.get("forget_bias", 1.0),
+        length=meta.get("length"),
+        dtype=np.dtype(meta.get("dtype", "float64")),
+    )
     serialization.load(path, model)
     return model, meta
