@@ -144,7 +144,7 @@ def backend_of_array(array) -> Backend | None:
 # None until first asked for: then TINYGRAD_RNN_DEVICE, else "cpu". Not read at import time, so an
 # unusable device in the environment fails where a device is needed (one clear DeviceError), not
 # as a traceback from ``import tinygrad_rnn`` — code that names its device keeps working.
-_default_device = None
+_default_device: str | None = None
 
 
 def set_default_device(device: str) -> None:
@@ -156,7 +156,8 @@ def set_default_device(device: str) -> None:
 
 def get_default_device() -> str:
     if _default_device is None:
-        _device_from_environment()
+        _device_from_environment()  # sets it (or raises)
+    assert _default_device is not None
     return _default_device
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from typing import Any, Callable
 
 from . import tensor as _engine
 from .backend import host_rng
@@ -202,6 +203,12 @@ class Checkpoint(Op):
     """
 
     name = "checkpoint"
+    # Set by checkpoint() when it records the op: fn, its saved inputs, the host generator's
+    # state at the forward (replayed in the rerun) and each output's fingerprint.
+    fn: Callable
+    arrays: list
+    rng_state: Any
+    fingerprints: list
 
     def forward(self, *arrays, fn, n_explicit, captured):
         raise TypeError("Checkpoint is applied by tinygrad_rnn.checkpoint(fn, *inputs), not Op.apply")

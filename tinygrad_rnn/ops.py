@@ -23,10 +23,11 @@ import numpy as np
 
 from .tensor import Op, ShapeError, Tensor
 
+AxisError: type[Exception]
 try:
     AxisError = np.exceptions.AxisError
 except AttributeError:  # NumPy < 1.25
-    AxisError = np.AxisError
+    AxisError = np.AxisError  # type: ignore[attr-defined]  # (gone from NumPy 2's namespace)
 
 
 def normalize_axis(axis, ndim: int) -> int:
@@ -280,7 +281,8 @@ class MatMul(Op):
 class AddMM(Op):
     """``c + a @ b`` for 2-D ``a`` (n, k) and ``b`` (k, m); ``c`` broadcasts to (n, m) — like
     ``torch.addmm``. The same math as an ``Add`` of a ``MatMul``, as one op: one recorded op fewer,
-    and the product ``a @ b`` is not kept for a backward that does not need it. (An RNN step ``x_t W + b + h_{t-1} V`` is ``addmm(xw_t, h, V)``.)
+    and the product ``a @ b`` is not kept for a backward that does not need it. (An RNN step
+    ``x_t W + b + h_{t-1} V`` is ``addmm(xw_t, h, V)``.)
 
     Backward: ∂L/∂c = g summed down to c's shape, ∂L/∂a = g bᵀ, ∂L/∂b = aᵀ g.
 

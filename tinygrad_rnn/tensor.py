@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,10 @@ _grad_enabled = True
 _op_numbers = itertools.count()  # creation number of each recorded op (see _run_backward)
 
 # The step-by-step recorder of ``bptt.trace()`` while one runs, else None: one check per op.
-_tracer = None
+_tracer: Any = None
 # Forward-mode autodiff (``forward.jvp``) while it runs, else None: it pushes tangents through
 # every op applied (``Op.jvp``). One check per op, like ``_tracer``.
-_forward = None
+_forward: Any = None
 
 
 def mark_time_step(t: int | None) -> None:
@@ -115,10 +116,19 @@ class Op:
     """
 
     __slots__ = ("inputs", "versions", "xp", "backend", "seq", "__dict__")
+    # Set on each op by apply: the array module and backend it ran on; when recorded, its inputs
+    # (leaves, or _Edge stand-ins), their versions then, and its creation number.
+    xp: Any
+    backend: Backend
+    inputs: list
+    versions: list
+    seq: int
     name = "op"
     broadcasts = False
     # Class-level defaults, so the common case (one output, nothing retained) costs no writes.
-    n_outputs, multi_output, retained = 1, False, None
+    n_outputs: int = 1
+    multi_output: bool = False
+    retained: dict[int, Tensor] | None = None
     gathers = False  # a slicing op whose output gradients the walk may gather itself (_Gathered)
 
     def forward(self, *arrays, **params):
@@ -794,7 +804,7 @@ def _input_grads(op: Op, out_grads) -> tuple:
 
 def _keep_retained(op: Op, out_grads) -> None:
     """Store the gradient of each output of ``op`` that asked for it (``retain_grad``) in its ``.grad``."""
-    for i, t in op.retained.items():
+    for i, t in (op.retained or {}).items():
         if out_grads[i] is not None:
             g = _as_array(out_grads[i], t._backend)
             t.grad = g.copy() if t.grad is None else _as_array(t.grad + g, t._backend)
@@ -865,8 +875,10 @@ class _Gathered:
 
     __slots__ = ("op", "buffer", "filled")
 
-    def __init__(self, op: Op):
-        self.op, self.buffer, self.filled = op, None, [False] * op.n_outputs
+    def __init__(self, op: Any):  # an op with ``gathers = True``: it has ``shape`` and ``at(i)``
+        self.op = op
+        self.buffer: Any = None  # the input-sized gradient, made when the first slice arrives
+        self.filled = [False] * op.n_outputs
 
     def add(self, i: int, g) -> None:
         if self.buffer is None:

@@ -12,12 +12,12 @@ Everything here returns NumPy arrays and plain Python lists; the trainer wraps t
 * :mod:`.adding` — the adding problem (generated).
 """
 
+from ..extras import MissingExtraError
 from .adding import ADDING_BASELINE_MSE, adding_problem
 from .batching import Batch, BatchIterator, batch_indices, deduplicate, pad_sequences, train_dev_test_split
 from .numerals import load_numerals, numeral_pairs, numeral_splits, parse_chinese, sample_numbers, to_chinese
 from .sources import (
     DATA_INSTALL_HINT,
-    MissingExtraError,
     load_peoples_daily,
     load_pinyin,
     load_reviews,
