@@ -776,7 +776,8 @@ def run(
         f"torch {m['torch'] or 'not installed'}"
     )
     out(
-        f"cell {cell}: one training step (forward + backward + SGD), float32; median ms (interquartile range)\n"
+        f"cell {cell}: one training step (forward + backward + SGD), float32; "
+        "median ms (interquartile range)\n"
     )
     names = None
     for cfg_name in configs:
@@ -811,7 +812,8 @@ def run(
             + " | ".join(f"{row['ratios'][f'autograd / {n}']:.2f}" for n in names if n != "autograd")
         )
         out(
-            f"{'':<8}agree to {worst:.1e} rel; {row['times']['autograd']['steps']} steps each; {_load_note(load)}"
+            f"{'':<8}agree to {worst:.1e} rel; {row['times']['autograd']['steps']} steps each; "
+            f"{_load_note(load)}"
         )
         if device == "cpu":
             out(
@@ -847,7 +849,8 @@ def run(
                 }
                 out(
                     f"{T:>6}{med['numpy BPTT']:>14.2f}{med['autograd']:>14.2f}"
-                    f"{med['autograd'] / med['numpy BPTT']:>8.2f}{med['autograd'] / T:>16.3f}   {_load_note(load)}"
+                    f"{med['autograd'] / med['numpy BPTT']:>8.2f}{med['autograd'] / T:>16.3f}   "
+                    f"{_load_note(load)}"
                 )
         result["t_scaling"] = scaling
         result["t_scaling_subnormals_flushed"] = flushed
@@ -878,7 +881,8 @@ def run(
         result["op_overhead"] = ov
         out(
             "\nper-op overhead (1-element add, µs per op): "
-            f"autograd forward {ov['autograd_forward_us']:.2f} (no_grad {ov['autograd_forward_no_grad_us']:.2f}), "
+            f"autograd forward {ov['autograd_forward_us']:.2f} "
+            f"(no_grad {ov['autograd_forward_no_grad_us']:.2f}), "
             f"backward {ov['autograd_backward_us']:.2f}; raw array add {ov['array_add_us']:.2f}"
             + (
                 f"; torch forward {ov['torch_forward_us']:.2f}, backward {ov['torch_backward_us']:.2f}"

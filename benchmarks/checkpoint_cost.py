@@ -90,11 +90,13 @@ def main():
     print(f"LSTM step, T={a.T}, B={a.batch}, H={a.hidden}, E={a.input}, float32")
     for label in ("plain", f"checkpoint={k}"):
         print(
-            f"  {label:16s} peak {results[label, 'memory'] / 2**20:8.1f} MiB   time {results[label, 'time']:7.2f} s"
+            f"  {label:16s} peak {results[label, 'memory'] / 2**20:8.1f} MiB   "
+            f"time {results[label, 'time']:7.2f} s"
         )
     p, c = ("plain", f"checkpoint={k}")
     print(
-        f"  ratio: memory {results[c, 'memory'] / results[p, 'memory']:.3f}, time {results[c, 'time'] / results[p, 'time']:.2f}"
+        f"  ratio: memory {results[c, 'memory'] / results[p, 'memory']:.3f}, "
+        f"time {results[c, 'time'] / results[p, 'time']:.2f}"
     )
 
 

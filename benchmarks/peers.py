@@ -569,8 +569,8 @@ def run(configs, steps=20, chain=300, peers=PEERS, out=print) -> dict:
         ops = per_op(impls, chain)
         result["per_op_us"] = ops
         out(
-            f"\ncost per op: a chain of {chain} products of {CHAIN_SHAPE} float32 arrays, forward + backward, "
-            f"µs per product (best of 3)"
+            f"\ncost per op: a chain of {chain} products of {CHAIN_SHAPE} float32 arrays, "
+            "forward + backward, µs per product (best of 3)"
         )
         out(f"{'':<16}{'CPU µs':>9}{'÷ ours':>9}{'wall µs':>9}")
         for name in sorted(ops, key=lambda k: ops[k]["cpu_us"]):

@@ -124,7 +124,8 @@ def main() -> int:
     ]
     print(
         f"\ntraining reviews (their first {max_len} characters) with 但是: {len(but)}, "
-        f"{sum(y == NEGATIVE for y in but) / len(but):.0%} negative; with 不错 ('good') before the first 但是: "
+        f"{sum(y == NEGATIVE for y in but) / len(but):.0%} negative; "
+        "with 不错 ('good') before the first 但是: "
         f"{len(praise_but)}, {sum(y == NEGATIVE for y in praise_but) / len(praise_but):.0%} negative"
     )
 

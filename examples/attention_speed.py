@@ -3,10 +3,11 @@
     python examples/attention_speed.py [--batches N] [--rounds R]
 
 Both models at the reference configuration of docs/results.md (E 64, H 256, batch 64, Adam 1e-3,
-clip 1; attention with A = H, with a uni- and a bidirectional encoder) train on the same first batches of the same
-shuffled epoch, in alternating blocks of N batches, R rounds, in one process and one BLAS thread,
-so both see the same load. Prints seconds per batch (median over rounds) and the epoch that
-extrapolates to (the training split's batches × seconds per batch; dev scoring not included).
+clip 1; attention with A = H, with a uni- and a bidirectional encoder) train on the same first
+batches of the same shuffled epoch, in alternating blocks of N batches, R rounds, in one process
+and one BLAS thread, so both see the same load. Prints seconds per batch (median over rounds) and
+the epoch that extrapolates to (the training split's batches × seconds per batch; dev scoring not
+included).
 """
 
 import argparse
@@ -75,6 +76,7 @@ plain = statistics.median(times["plain"])
 for name in models:
     t = statistics.median(times[name])
     print(
-        f"{name:26s}  {t * 1000:7.1f} ms/batch  (rounds: {', '.join(f'{x * 1000:.0f}' for x in times[name])})  "
+        f"{name:26s}  {t * 1000:7.1f} ms/batch  "
+        f"(rounds: {', '.join(f'{x * 1000:.0f}' for x in times[name])})  "
         f"≈ {t * per_epoch / 60:.1f} min per epoch of {per_epoch} batches  ×{t / plain:.2f}"
     )

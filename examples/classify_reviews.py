@@ -4,7 +4,8 @@ The RNN reads a review character by character, h_t = tanh(x_t W + h_{t-1} V + b)
 is summarised by its last state h_n (``--pooling last``) or by the mean of all its states
 (``--pooling mean``), and a Linear layer turns that summary into two class scores.
 
-    python examples/classify_reviews.py [--device cpu|cuda] [--pooling mean|last] [--epochs N] [--quick] [--threads N]
+    python examples/classify_reviews.py [--device cpu|cuda] [--pooling mean|last] [--epochs N]
+        [--quick] [--threads N]
 
 ``--quick`` only checks that everything runs (a tiny model, one epoch on 320 reviews: seconds); it
 does not learn, so its accuracy and labels are guesses.

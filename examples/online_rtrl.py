@@ -190,7 +190,8 @@ def main(argv=None) -> int:
         errors = train_windows(x, y, a.hidden, w, a.lr, a.seed)
         curves[f"BPTT over windows of {w} (an update every {w} steps)"] = errors
         print(
-            f"BPTT, windows of {w:<4}  {time.perf_counter() - start:6.1f} s, MSE over the last {a.window_mse} steps "
+            f"BPTT, windows of {w:<4}  {time.perf_counter() - start:6.1f} s, "
+            f"MSE over the last {a.window_mse} steps "
             f"{errors[-a.window_mse :].mean():.4f}"
         )
     fig, ax = plt.subplots(figsize=(8, 4))

@@ -8,7 +8,8 @@ decoder RNN that writes the digits one at a time, reading back its own previous 
 2014). Without it, all it knows about the numeral must survive in the decoder's state from step
 to step — the chapter's section 3 in one switch. The data is generated: no extra needed.
 
-    python examples/translate_numerals.py [--device cpu|cuda] [--feed-context] [--epochs N] [--quick] [--threads N]
+    python examples/translate_numerals.py [--device cpu|cuda] [--feed-context] [--epochs N]
+        [--quick] [--threads N]
 
 ``--quick`` only checks that everything runs (a small model, two epochs on 400 numbers: seconds); it
 does not learn, so its digit strings are guesses.

@@ -5,7 +5,8 @@ modes, gradients as device arrays; ``test_devices.py``: CPU parity on ``strict``
 ``test_jvp.py``: tangents (forward mode) against finite differences and against the backward.
 To test a new op, add one :class:`OpSpec` to ``OPS`` — nothing else; ``test_registry_complete.py``
 fails for an ``Op`` subclass of the package that no spec names in its ``ops`` or that has no
-tangent rule (``jvp``), and for a spec that does not run the ops it names. ``ERRORS`` lists inputs an op must refuse on every device.
+tangent rule (``jvp``), and for a spec that does not run the ops it names. ``ERRORS`` lists inputs
+an op must refuse on every device.
 
 An entry's ``cases`` strategy draws a :class:`Case`: host arrays plus static parameters (axes,
 exponents, indices). Tests move the arrays onto a device as tensors and call

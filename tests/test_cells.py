@@ -128,7 +128,7 @@ def test_cells_compute_their_equations(device):
     np.testing.assert_allclose(gru(T(x)).numpy(), gru_step(x, 0 * h, W, V, b, b_hn), rtol=1e-13, atol=1e-15)
 
 
-# ---- the cell protocol ---------------------------------------------------------------------------------------
+# ---- the cell protocol -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -1,4 +1,5 @@
-"""Four ways through time (``bptt.compare``, ``tinygrad-rnn bptt compare``): exact where exact, biased where not."""
+"""Four ways through time (``bptt.compare``, ``tinygrad-rnn bptt compare``): exact where exact,
+biased where not."""
 
 import json
 

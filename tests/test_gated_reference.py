@@ -19,7 +19,7 @@ KINDS = ("lstm", "gru")
 LAYER = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
-# ---- autograd == the hand-derived BPTT ------------------------------------------------------------------------
+# ---- autograd == the hand-derived BPTT ---------------------------------------------------------------------
 
 
 @settings(max_examples=examples(12))

@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom without an error, and its committed .ipynb is its source, without outputs.
+"""Every notebook runs top to bottom without an error, and its committed .ipynb is its source,
+without outputs.
 
 The sources are ``notebooks/NN_*.py`` (jupytext percent format). Here each runs in a fresh Jupyter kernel,
 as a reader would run it, so a change in the library that breaks a notebook fails the suite — and so does

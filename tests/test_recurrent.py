@@ -173,7 +173,7 @@ def test_layer_computes_exactly_what_its_cells_compute(
         np.testing.assert_allclose(got, want_last[i], rtol=1e-12, atol=1e-14, err_msg=f"last state part {i}")
 
 
-# ---- gradients ----------------------------------------------------------------------------------------------
+# ---- gradients ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -287,7 +287,7 @@ def test_layer_runs_on_each_device_like_on_cpu(cell, device):
         )
 
 
-# ---- lengths and padding ------------------------------------------------------------------------------------
+# ---- lengths and padding -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -330,7 +330,7 @@ def test_outputs_and_gradients_do_not_depend_on_padding(
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14, err_msg=f"d{name}")
 
 
-# ---- truncated BPTT -----------------------------------------------------------------------------------------
+# ---- truncated BPTT ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -423,7 +423,7 @@ def test_unrolling_2000_steps_forward_and_backward(cell):
     del out, last  # dropping a 2000-step graph must not overflow the C stack either
 
 
-# ---- observing the states (for the BPTT tools) --------------------------------------------------------------
+# ---- observing the states (for the BPTT tools) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -445,7 +445,7 @@ def test_return_states_are_the_states_and_retain_their_gradient(cell):
     assert all(h.grad is not None for h in hs)
 
 
-# ---- PyTorch ---------------------------------------------------------------------------------------------------
+# ---- PyTorch -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cell", CELLS)

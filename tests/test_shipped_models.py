@@ -170,8 +170,8 @@ def test_the_data_behind_results_md_review_claims():
     but, but_share, praise, praise_share = map(
         int,
         re.search(
-            r"of the (\d+) training reviews with 但是 (\d+) % are negative, of the (\d+) that say 不错 \(\"good\"\) "
-            r"before their first 但是 only (\d+) %",
+            r"of the (\d+) training reviews with 但是 (\d+) % are negative, "
+            r"of the (\d+) that say 不错 \(\"good\"\) before their first 但是 only (\d+) %",
             re.sub(r"\s+", " ", section),
         ).groups(),
     )

@@ -1,4 +1,5 @@
-"""tinygrad_rnn.testing: check_op passes right ops and catches wrong ones (a kit that cannot fail is no kit)."""
+"""tinygrad_rnn.testing: check_op passes right ops and catches wrong ones (a kit that cannot fail
+is no kit)."""
 
 import subprocess
 import sys

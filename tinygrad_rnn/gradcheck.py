@@ -105,7 +105,8 @@ class _Measure:
         self.atol, self.rtol = atol, rtol
 
     def negligible(self, numeric):
-        """A rounding bound below this is added as it is, without a closer look: a twentieth of the tolerance."""
+        """A rounding bound below this is added as it is, without a closer look: a twentieth of the
+        tolerance."""
         return 0.05 * (self.atol + self.rtol * abs(numeric))
 
     def outputs(self, shifted):

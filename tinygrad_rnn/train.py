@@ -65,7 +65,8 @@ class _LabellingTask:
 
 
 class ClassificationTask(_LabellingTask):
-    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a :class:`~tinygrad_rnn.models.SequenceClassifier`).
+    """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a
+    :class:`~tinygrad_rnn.models.SequenceClassifier`).
 
     Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
     """

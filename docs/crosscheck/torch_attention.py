@@ -6,11 +6,11 @@
 The model of tinygrad_rnn.models.Seq2Seq(attention="additive"): a (bidirectional) nn.RNN (tanh) or
 nn.GRU encoder over packed sequences; s_0 = tanh([h_fwd_last ; h_bwd_first] W_0 + b_0) (or the encoder's
 last state); score_j = vᵀ tanh(s_{t-1} W_s + h_j U_h) masked to the source length; c_t = Σ α_j h_j;
-an nn.RNNCell (or nn.GRUCell) decoder on [e(y_{t-1}) ; c_t]; logits from [s_t ; c_t]. PyTorch's own initialisation
-(its RNN cells have two biases). Adam 1e-3, clip 1.0, batch 64; test exact match at the best dev
-epoch, greedy decoding. ``--dropout P``: nn.Dropout(P) where Seq2Seq(dropout=P) drops — on the
-embedded source tokens, on the embedded previous token e(y_{t-1}) and on [s_t ; c_t] before the
-output layer — in training only (greedy decoding runs in eval mode).
+an nn.RNNCell (or nn.GRUCell) decoder on [e(y_{t-1}) ; c_t]; logits from [s_t ; c_t]. PyTorch's own
+initialisation (its RNN cells have two biases). Adam 1e-3, clip 1.0, batch 64; test exact match at
+the best dev epoch, greedy decoding. ``--dropout P``: nn.Dropout(P) where Seq2Seq(dropout=P) drops
+— on the embedded source tokens, on the embedded previous token e(y_{t-1}) and on [s_t ; c_t]
+before the output layer — in training only (greedy decoding runs in eval mode).
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""PyTorch on the same reviews split/vocab/batches: nn.RNN (tanh), nn.LSTM or nn.GRU, Adam 1e-3, clip 1.0, 10 epochs.
+"""PyTorch, same reviews split/vocab/batches: nn.RNN (tanh), nn.LSTM, nn.GRU; Adam 1e-3, clip 1.0, 10 epochs.
 
     python docs/crosscheck/torch_reviews.py last|mean SEED [--cell rnn|lstm|gru]    (needs: pip install torch)
 

@@ -11,8 +11,8 @@ Every step back multiplies by diag(1 − h²) Vᵀ; when those factors are small
 shrinks geometrically with the distance T − t — the *vanishing gradient* of the chapter's
 section 3. :func:`gradient_flow` reads dh_t straight off the autograd tape (the retained
 gradients of the states that ``nn.RNN(..., return_states=True)`` hands out) and returns its norm
-per step; :func:`~tinygrad_rnn.plotting.bptt.plot_gradient_flow` draws it on a log scale and :func:`format_gradient_flow`
-prints it in the terminal.
+per step; :func:`~tinygrad_rnn.plotting.bptt.plot_gradient_flow` draws it on a log scale and
+:func:`format_gradient_flow` prints it in the terminal.
 
 The same works for every cell (``nn.LSTM``, ``nn.GRU``: the cell protocol's ``cell.hidden(state)``
 picks h_t out of each state). For the LSTM the cell states c_t and their gradients ∂L/∂c_t are
@@ -128,12 +128,12 @@ def flow_from_grads(grads: np.ndarray, valid: np.ndarray | None = None) -> np.nd
 def gradient_flow(rnn, x, lengths, loss_fn) -> np.ndarray:
     """‖∂L/∂h_t‖ for t = 1..T: the norm of the total gradient reaching each state, batch mean.
 
-    ``rnn`` is a single-layer, one-direction ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``; ``x`` its input (B, T, E) (a Tensor or a
-    NumPy array); ``lengths`` as ``nn.RNN`` takes them, or None; ``loss_fn(outputs, h_last)``
-    returns the scalar loss from ``rnn``'s two outputs. Entry ``t − 1`` is the mean over the
-    sequences of the batch of ‖dh_t‖₂ — read from the autograd tape, so it includes every path
-    from h_t to L: the output at t and all later steps. With ``lengths``, padded steps are left
-    out of the mean (``nan`` where no sequence is that long).
+    ``rnn`` is a single-layer, one-direction ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``; ``x`` its input
+    (B, T, E) (a Tensor or a NumPy array); ``lengths`` as ``nn.RNN`` takes them, or None;
+    ``loss_fn(outputs, h_last)`` returns the scalar loss from ``rnn``'s two outputs. Entry ``t − 1``
+    is the mean over the sequences of the batch of ‖dh_t‖₂ — read from the autograd tape, so it
+    includes every path from h_t to L: the output at t and all later steps. With ``lengths``, padded
+    steps are left out of the mean (``nan`` where no sequence is that long).
     """
     result = state_gradients(rnn, x, lengths, loss_fn)
     return flow_from_grads(result.grads, result.valid)

@@ -163,5 +163,8 @@ def unrolled_graph(
             h = one_cell.hidden(state)
         loss = (head(h) ** 2).mean()
     what = kind.layer.__name__ if use_rnn else kind.cell.__name__
-    title = f"{'nn.' if use_rnn else ''}{what} unrolled over T = {steps}: {kind.equation}, loss = mean(head(h_T)²)"
+    title = (
+        f"{'nn.' if use_rnn else ''}{what} unrolled over T = {steps}: {kind.equation}, "
+        "loss = mean(head(h_T)²)"
+    )
     return to_dot(loss, names, title=title, steps=tr)

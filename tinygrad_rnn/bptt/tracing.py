@@ -16,8 +16,9 @@ the norm of the gradient arriving at the op: watch it shrink step by step as it 
 
 How it works: the engine calls the active tracer from ``Op.apply`` and from the backward walk
 (``tensor._tracer``; when no trace runs that is one ``is None`` check per op), and ``nn.RNN``
-tells it which time step its ops belong to through the public ``tensor.mark_time_step(t)``. Ops outside the recurrence (the input projection
-of all steps at once, the head, the loss) have no step (shown as ``·``).
+tells it which time step its ops belong to through the public ``tensor.mark_time_step(t)``. Ops
+outside the recurrence (the input projection of all steps at once, the head, the loss) have no step
+(shown as ``·``).
 """
 
 from __future__ import annotations

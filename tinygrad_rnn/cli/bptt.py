@@ -588,11 +588,13 @@ def run_trace_command(args) -> int:
         loss = mse(model.head(model.last_hidden(last)), y)
         loss.backward()
     print(
-        f"nn.{type(rnn).__name__}(2, {args.hidden}) over T = {args.steps} steps ({CELLS[args.cell].equation}), "
+        f"nn.{type(rnn).__name__}(2, {args.hidden}) over T = {args.steps} steps "
+        f"({CELLS[args.cell].equation}), "
         f"batch {args.batch}, head Linear({args.hidden}, 1), MSE loss on h_T"
     )
     print(tr.table(None if args.phase == "all" else args.phase))
     print(
-        f"forward visits t = {tr.step_order('forward')}; backward (BPTT) visits t = {tr.step_order('backward')}"
+        f"forward visits t = {tr.step_order('forward')}; "
+        f"backward (BPTT) visits t = {tr.step_order('backward')}"
     )
     return 0

@@ -181,7 +181,8 @@ def run_compare_command(args) -> int:
     methods = _check(args)
     threads = getattr(args, "threads_line", None) or ""
     _say(
-        f"bptt compare: {args.cell}, H = {args.hidden}, B = {args.batch}, T = {','.join(map(str, args.lengths))}, "
+        f"bptt compare: {args.cell}, H = {args.hidden}, B = {args.batch}, "
+        f"T = {','.join(map(str, args.lengths))}, "
         f"float64; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
         + (f"; {threads}" if threads else "")
     )

@@ -20,7 +20,8 @@ import numpy as np
 def pad_sequences(
     sequences: Sequence[Sequence[int]], pad_id: int = 0, max_len: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pad id lists to one array: ``ids`` int64 ``(B, T)`` with ``T = max length``, ``lengths`` int64 ``(B,)``.
+    """Pad id lists to one array: ``ids`` int64 ``(B, T)`` with ``T = max length``, ``lengths`` int64
+    ``(B,)``.
 
     ``ids[b, t]`` is the t-th token of sequence b for ``t < lengths[b]`` and ``pad_id`` after.
     ``max_len`` truncates longer sequences (their ``lengths`` say the truncated length).

@@ -1,4 +1,5 @@
-"""The three ways to use an RNN of the chapter we follow (docs/chapter.md, section 4), as task models built from ``nn`` modules.
+"""The three ways to use an RNN of the chapter we follow (docs/chapter.md, section 4), as task models
+built from ``nn`` modules.
 
 * :class:`SequenceClassifier` — sequence → class, pooling the last state or the mean of all states;
 * :class:`SequenceTagger` — synchronous sequence → sequence, one label per token;

@@ -42,8 +42,9 @@ class SequenceClassifier(EmbedRNNHead):
 
     Keyword-only: ``cell`` ("rnn", "lstm" or "gru": which recurrent layer reads the tokens;
     for the LSTM, the pooled h_t are its hidden states, never the cell states c_t), ``init``
-    (the vanilla RNN's recurrent-matrix init: "uniform", "orthogonal", "identity"), ``rng`` (a ``numpy.random.Generator``; default the seeded ``host_rng()``),
-    ``dtype`` (float32 by default; float64 for gradient checks), ``device``.
+    (the vanilla RNN's recurrent-matrix init: "uniform", "orthogonal", "identity"), ``rng`` (a
+    ``numpy.random.Generator``; default the seeded ``host_rng()``), ``dtype`` (float32 by default;
+    float64 for gradient checks), ``device``.
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""Asynchronous sequence → sequence: the encoder–decoder (the chapter's section 4, docs/chapter.md; Sutskever/Cho 2014).
+"""Asynchronous sequence → sequence: the encoder–decoder (the chapter's section 4, docs/chapter.md;
+Sutskever/Cho 2014).
 
 The **encoder** RNN reads the source ``x_1 … x_S``; its final state (``h_last``, one per layer,
 each at the sequence's true last token) is the **initial state of the decoder** RNN, which then

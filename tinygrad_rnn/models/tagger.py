@@ -1,4 +1,5 @@
-"""Synchronous sequence → sequence: one label per token (the chapter's section 4, docs/chapter.md), e.g. part-of-speech tags.
+"""Synchronous sequence → sequence: one label per token (the chapter's section 4, docs/chapter.md),
+e.g. part-of-speech tags.
 
 ::
 

@@ -67,7 +67,8 @@ class AdditiveAttention(Module):
         )
 
     def project_keys(self, values: Tensor) -> Tensor:
-        """``h_j U_h`` for every source position: (B, S, key_size) → (B, S, attention_size), once per source."""
+        """``h_j U_h`` for every source position: (B, S, key_size) → (B, S, attention_size), once per
+        source."""
         if values.ndim != 3 or values.shape[2] != self.key_size:
             raise ShapeError(
                 f"AdditiveAttention: encoder states of shape {values.shape}, want "

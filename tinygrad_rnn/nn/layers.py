@@ -1,7 +1,8 @@
 """``Linear``, ``Embedding`` and ``Dropout``: the layers around the recurrent core.
 
-Row-vector convention, as in the chapter's cell written with rows, ``x_t W`` (docs/chapter.md): a batch of inputs is a matrix whose rows
-are examples, and ``Linear`` computes ``y = x @ W + b`` with ``W`` of shape (in, out).
+Row-vector convention, as in the chapter's cell written with rows, ``x_t W`` (docs/chapter.md): a
+batch of inputs is a matrix whose rows are examples, and ``Linear`` computes ``y = x @ W + b`` with
+``W`` of shape (in, out).
 Initial values are drawn on the host from ``backend.host_rng()`` (or the ``rng`` you pass) and
 then moved to ``device``: one seed gives the same weights on every device.
 """
