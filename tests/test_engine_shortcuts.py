@@ -4,6 +4,10 @@ By default the walk gathers the gradients of a slicing op's outputs (Unbind: one
 step) straight into one array it owns (``tensor._Gathered``) instead of calling the op's
 ``backward``; inside ``textbook_backward()`` every op's own backward runs. Both must give the
 same gradients bit for bit, and the shortcut must hold less memory at its peak.
+
+The walk also skips the version check (``Op.check_versions``) of every op recorded after the
+latest in-place change: it must still catch a change made after recording, and SGD steps between
+forward passes must leave the gradients as they were.
 """
 
 import tracemalloc
@@ -12,8 +16,8 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import nn, ops
-from tinygrad_rnn.tensor import textbook_backward
+from tinygrad_rnn import nn, ops, optim
+from tinygrad_rnn.tensor import InPlaceModificationError, textbook_backward
 
 
 def _grads(build, leaves, textbook: bool):
@@ -103,6 +107,57 @@ def test_a_retained_piece_and_a_tracer_see_the_op_backward(monkeypatch):
     x.grad = None
     x.unbind(1)[1].sum().backward()
     assert calls == [1, 1]  # by default: gathered, no call
+
+
+class _CountedVersions(list):
+    """An op's recorded versions that count how often the walk compares them."""
+
+    compared = 0
+
+    def __ne__(self, other):
+        _CountedVersions.compared += 1
+        return list.__ne__(self, other)
+
+
+def test_version_check_runs_only_for_ops_recorded_before_a_change():
+    w = tg.Tensor(np.arange(3.0), requires_grad=True)
+    x = tg.Tensor(np.ones(3))
+    w.bump_version()  # a change before the forward pass (an optimizer step): nothing to check
+    y = w * x
+    y._op.versions = _CountedVersions(y._op.versions)
+    _CountedVersions.compared = 0
+    y.sum().backward()
+    assert _CountedVersions.compared == 0
+    np.testing.assert_array_equal(w.grad, [1.0, 1.0, 1.0])
+
+    y = w * x
+    y._op.versions = _CountedVersions(y._op.versions)
+    x.bump_version()  # after the forward pass: w's gradient is made of x's values
+    with pytest.raises(InPlaceModificationError, match=r"mul.*input 1.*version 0 -> 1"):
+        y.sum().backward()
+    assert _CountedVersions.compared == 1
+
+    y = w * w.detach()
+    w.detach().bump_version()  # an alias changed after recording: still caught
+    with pytest.raises(InPlaceModificationError, match="changed in place"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("layer", [nn.RNN, nn.LSTM])
+def test_sgd_steps_between_passes_leave_the_textbook_gradients(layer):
+    rng = np.random.default_rng(2)
+    rnn = layer(3, 5, rng=np.random.default_rng(3), dtype="float64")
+    x = tg.Tensor(rng.standard_normal((4, 6, 3)))
+    params = [p for _, p in rnn.named_parameters()]
+    opt = optim.SGD(params, lr=0.1)
+
+    def build():
+        out, _ = rnn(x)
+        return (out * out).sum()
+
+    for _ in range(3):
+        _assert_same(build, params)
+        opt.step()  # bumps every parameter's version before the next forward pass
 
 
 def _peak_of_backward(textbook: bool) -> int:

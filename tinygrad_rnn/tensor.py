@@ -47,6 +47,9 @@ DEFAULT_FLOAT = np.dtype(np.float32)
 
 _grad_enabled = True
 _op_numbers = itertools.count()  # creation number of each recorded op (see _run_backward)
+# The op number drawn at the latest in-place change of any tensor (``bump_version``): an op with
+# a higher number was recorded after every change so far, and the walk skips its version check.
+_last_change = -1
 
 # The step-by-step recorder of ``bptt.trace()`` while one runs, else None: one check per op.
 _tracer: Any = None
@@ -253,12 +256,10 @@ class _Edge:
     __slots__ = ("_op", "_index", "requires_grad", "shape", "_counter")
 
     def __init__(self, t):
-        self._op, self._index, self.requires_grad, self.shape = (
-            t._op,
-            t._index,
-            t.requires_grad,
-            t._data.shape,
-        )
+        self._op = t._op
+        self._index = t._index
+        self.requires_grad = t.requires_grad
+        self.shape = t._data.shape
         # The library never changes an op's output in place (optimizers take leaves only); but a
         # view of a leaf (x[:, t] of the input x) counts with that leaf, so keep its counter.
         self._counter = t._counter
@@ -391,7 +392,9 @@ class Tensor:
     def bump_version(self) -> None:
         """Record that this tensor's values changed in place (optimizers and loaders call this):
         every graph recorded through it or an alias of its array (``detach()``, views) is stale."""
+        global _last_change
         self._shared_counter().count += 1
+        _last_change = next(_op_numbers)
 
     @property
     def _version(self) -> int:
@@ -774,17 +777,19 @@ def _run_backward(root: Op, index: int, grad) -> None:
     reaches are never visited.
     """
     pending = _Pending()
-    pending.add(root, index, grad)
-    while pending.heap:
-        op, out_grads = pending.pop()
-        if [t._counter.count for t in op.inputs] != op.versions:
+    add, pop, heap = pending.add, pending.pop, pending.heap  # bound once: this loop runs per op
+    add(root, index, grad)
+    while heap:
+        op, out_grads = pop()
+        # Only an op recorded before the latest in-place change can see a changed input.
+        if op.seq < _last_change and [t._counter.count for t in op.inputs] != op.versions:
             op.check_versions()  # raises, naming the changed input
         for t, g in zip(op.inputs, _input_grads(op, out_grads)):
             if g is not None and t.requires_grad:
                 if t._op is None:
                     _accumulate_leaf(t, g)
                 else:
-                    pending.add(t._op, t._index, g)
+                    add(t._op, t._index, g)
 
 
 def _input_grads(op: Op, out_grads) -> tuple:
