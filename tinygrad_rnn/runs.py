@@ -128,13 +128,14 @@ def _ours(entry: str) -> bool:
     return entry == LOCK_FILE or any(entry.startswith(f"{TMP_PREFIX}{name}-") for name in RUN_FILES)
 
 
-def check_new_run_directory(directory, overwrite: bool = False) -> None:
+def check_new_run_directory(directory, overwrite: bool = False) -> list[str]:
     """Refuse, before anything is written, an output directory a new run must not use: a file,
     a non-empty directory that is not a run of ours (its files are someone else's), or one that
     already holds a run of ours, unless ``overwrite`` (``train --overwrite``) says to replace it:
-    a finished run may have taken an hour, and a repeated command must not lose it."""
+    a finished run may have taken an hour, and a repeated command must not lose it. Returns the
+    earlier run's files that are there (only with ``overwrite``: otherwise they are refused)."""
     if not os.path.exists(directory):
-        return
+        return []
     if not os.path.isdir(directory):
         raise RunError(f"{directory}: a file, not a directory; choose another --out")
     others = [e for e in os.listdir(directory) if not _ours(e)]
@@ -151,6 +152,7 @@ def check_new_run_directory(directory, overwrite: bool = False) -> None:
             f"{directory} already holds {what} ({', '.join(old)}); nothing was changed: "
             "--resume continues it, --overwrite replaces it, or choose another --out"
         )
+    return old
 
 
 def default_run_directory(config) -> str:
@@ -233,8 +235,7 @@ def clear_run(directory, log=print, overwrite: bool = False) -> None:
     new run stopped before its first epoch, would describe a model the checkpoint does not hold).
     Call it holding the lock, after :func:`check_new_run_directory`; an earlier run is removed only
     with ``overwrite`` (checked again here: another process may have finished one meanwhile)."""
-    check_new_run_directory(directory, overwrite)
-    old = [name for name in RUN_FILES if os.path.exists(os.path.join(directory, name))]
+    old = check_new_run_directory(directory, overwrite)
     if old:
         log(f"note: --overwrite: replacing the earlier run in {directory} ({', '.join(old)})")
         for name in old:

@@ -117,7 +117,8 @@ def _header(path, arrays: dict) -> dict:
     return header
 
 
-def _is_number(v) -> bool:
+def is_finite_number(v) -> bool:
+    """A finite int or float, not a bool: what a number in a saved JSON record must be."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -134,7 +135,7 @@ def _optimizer_record_problem(saved) -> str | None:
     if not isinstance(hyper, dict):
         return f"hyperparameters {hyper!r}"
     for k, v in hyper.items():
-        if not (_is_number(v) or (isinstance(v, list) and v and all(_is_number(x) for x in v))):
+        if not (is_finite_number(v) or (isinstance(v, list) and v and all(is_finite_number(x) for x in v))):
             return f"hyperparameter {k!r} = {v!r} is not a finite number"
     skipped = saved.get("skipped_steps", 0)
     if not isinstance(skipped, int) or isinstance(skipped, bool) or skipped < 0:

@@ -63,6 +63,11 @@ class _LabellingTask:
     def loss(self, model, batch) -> Tensor:
         return model.loss(batch.inputs, batch.lengths, batch.targets)
 
+    def predict(self, model, batch):
+        """The model's own decision: (class ids (B,), probabilities (B, C)) on the host for a
+        classifier, one list of tag ids per sequence (as long as it) for a tagger."""
+        return model.predict(batch.inputs, batch.lengths)
+
 
 class ClassificationTask(_LabellingTask):
     """Sequence → class: ``model.loss(tokens, lengths, labels)`` (a
@@ -70,10 +75,6 @@ class ClassificationTask(_LabellingTask):
 
     Scores: ``loss`` (mean over examples) and ``accuracy`` (the dev metric).
     """
-
-    def predict(self, model, batch) -> tuple[np.ndarray, np.ndarray]:
-        """(class ids (B,), softmax probabilities (B, C)) on the host."""
-        return model.predict(batch.inputs, batch.lengths)
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
@@ -93,10 +94,6 @@ class TaggingTask(_LabellingTask):
     Steps ``t >= lengths[b]`` are padding, ignored by the loss and by the token ``accuracy``
     (the dev metric), whatever id pads the tags.
     """
-
-    def predict(self, model, batch) -> list[list[int]]:
-        """One list of tag ids per sequence, as long as the sequence."""
-        return model.predict(batch.inputs, batch.lengths)
 
     def evaluate(self, model, batches) -> dict:
         total_loss = correct = n = 0
@@ -430,12 +427,7 @@ def check_fit_record(meta) -> dict:
             f"history[{i}]: {p}" for i, h in enumerate(history) for p in _epoch_record_problems(h, i + 1)
         ]
     best_epoch, best_score = record.get("best_epoch"), record.get("best_score")
-    if not (
-        _is_count(best_epoch, 1)
-        and isinstance(best_score, (int, float))
-        and not isinstance(best_score, bool)
-        and math.isfinite(best_score)
-    ):
+    if not (_is_count(best_epoch, 1) and serialization.is_finite_number(best_score)):
         problems.append(f"best_epoch = {best_epoch!r}, best_score = {best_score!r}")
     state = record.get("rng_state")
     try:  # assign it to a spare generator of the same kind first
@@ -447,10 +439,6 @@ def check_fit_record(meta) -> dict:
     return record
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _epoch_record_problems(h: dict, epoch: int) -> list:
     """What is wrong with one epoch's history record (as :func:`fit` writes it), "name = value"."""
     problems = (
@@ -459,15 +447,15 @@ def _epoch_record_problems(h: dict, epoch: int) -> list:
         else [f"epoch = {h.get('epoch')!r} (want {epoch})"]
     )
     for key in ("train_loss", "dev_loss", "train_seconds"):
-        if not _finite(h.get(key)) or (key == "train_seconds" and h[key] < 0):
+        if not serialization.is_finite_number(h.get(key)) or (key == "train_seconds" and h[key] < 0):
             problems.append(f"{key} = {h.get(key)!r} (want a finite number)")
     speed = h.get("examples_per_second")
-    if speed is not None and not _finite(speed):
+    if speed is not None and not serialization.is_finite_number(speed):
         problems.append(f"examples_per_second = {speed!r} (want a finite number or null)")
     problems += [
         f"{k} = {v!r} (want a finite number)"
         for k, v in h.items()
-        if k.startswith("dev_") and k != "dev_loss" and not _finite(v)
+        if k.startswith("dev_") and k != "dev_loss" and not serialization.is_finite_number(v)
     ]
     unknown = sorted(
         k

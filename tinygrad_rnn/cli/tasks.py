@@ -618,13 +618,14 @@ def predict_command(args) -> int:
         )
     _check_decodable(texts)
     device = _device(args)
-    _check_beam(args, load_config(args.dir))
+    saved = load_config(args.dir)  # the options are checked against the run before any work
+    _check_beam(args, saved)
     args.attention = _in_run_directory(args.dir, args.attention)  # a bare name: beside the run
     args.prefixes = _in_run_directory(args.dir, args.prefixes)
     if args.attention is not None:
-        _check_attention_option(args, load_config(args.dir), texts)
+        _check_attention_option(args, saved, texts)
     if args.prefixes is not None:
-        _check_prefixes_option(args, load_config(args.dir), texts)
+        _check_prefixes_option(args, saved, texts)
     config, model, src_vocab, tgt_vocab = load_run(args.dir, device)
     spec = TASKS[config["task"]]
     task = spec.trainer(config, tgt_vocab, beam=args.beam)
