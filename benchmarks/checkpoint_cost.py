@@ -10,11 +10,8 @@ best of ``--repeats`` steps, measured without tracemalloc (which slows Python do
 
 import argparse
 import json
-import math
 import subprocess
 import sys
-import time
-import tracemalloc
 
 import numpy as np
 
@@ -22,6 +19,7 @@ import numpy as np
 def one(T, B, H, E, k, what, repeats):
     import tinygrad_rnn as tg
     from tinygrad_rnn import nn
+    from tinygrad_rnn.bptt.compare import best_time, peak_memory
 
     layer = nn.LSTM(E, H, checkpoint=k, rng=np.random.default_rng(0))
     x = tg.Tensor(np.random.default_rng(1).standard_normal((B, T, E)).astype(np.float32))
@@ -34,22 +32,13 @@ def one(T, B, H, E, k, what, repeats):
 
     step()  # warm up (BLAS, caches)
     if what == "memory":
-        tracemalloc.start()
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        step()
-        peak = tracemalloc.get_traced_memory()[1] - base
-        tracemalloc.stop()
-        return peak
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return best
+        return peak_memory(step)[1]
+    return best_time(step, repeats, budget=0)  # exactly ``repeats`` steps
 
 
 def main():
+    from tinygrad_rnn.bptt.compare import segment_length
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--T", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
@@ -63,7 +52,7 @@ def main():
         k = None if a.one[0] == "none" else int(a.one[0])
         print(json.dumps(one(a.T, a.batch, a.hidden, a.input, k, a.one[1], a.repeats)))
         return
-    k = a.k or round(math.sqrt(a.T))
+    k = a.k or segment_length(a.T)
     results = {}
     for label, kk in (("plain", "none"), (f"checkpoint={k}", str(k))):
         for what in ("memory", "time"):

@@ -530,10 +530,8 @@ def run(configs, steps=20, chain=300, peers=PEERS, out=print) -> dict:
     }
     out(
         f"peers: one vanilla RNN training step (forward + backward + SGD), float32, one thread; "
-        f"{result['machine']['cpu']}, {result['machine']['logical_cpus']} logical CPUs; "
-        f"load average at start {result['uptime_loadavg'][0]:.2f}"
-        if result["uptime_loadavg"]
-        else ""
+        f"{result['machine']['cpu']}, {result['machine']['logical_cpus']} logical CPUs"
+        + (f"; load average at start {result['uptime_loadavg'][0]:.2f}" if result["uptime_loadavg"] else "")
     )
     impls = None
     for cfg in configs:

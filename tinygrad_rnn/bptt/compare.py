@@ -38,9 +38,9 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from ..data.adding import adding_problem
-from ..nn import cell_kind
-from ..optim import Adam, clip_grad_norm_
-from ..tensor import Tensor, no_grad
+from ..nn import cell_kind, recurrent_layer
+from ..nn.functional import mse
+from ..tensor import Tensor
 from .rtrl import rtrl
 
 METHODS = ("bptt", "checkpoint", "rtrl", "truncated")
@@ -83,9 +83,14 @@ class Measurement:
 
 
 def make_layer(cell: str, hidden: int, *, seed: int = 0, input_size: int = INPUT_SIZE, dtype="float64"):
-    """The one-layer recurrent layer of ``cell`` (the registry, ``nn.cell_kind``: any cell it
+    """The one-layer recurrent layer of ``cell`` (``nn.recurrent_layer``: any cell the registry
     knows) with weights drawn from ``seed``; an unknown name is refused naming the known ones."""
-    return cell_kind(cell).layer(input_size, hidden, rng=np.random.default_rng(seed), dtype=dtype)
+    return recurrent_layer(cell, input_size, hidden, rng=np.random.default_rng(seed), dtype=dtype)
+
+
+def segment_length(T: int) -> int:
+    """Checkpointing's default k at length T: round(√T), which keeps about 2√T states in all."""
+    return max(1, round(math.sqrt(T)))
 
 
 def make_data(layer, T: int, batch: int, *, seed: int = 0):
@@ -110,7 +115,7 @@ def gradient(method: str, layer, x: np.ndarray, d: np.ndarray, k: int | None = N
         return rtrl(layer.cells[0], x, d)
     layer.zero_grad()
     if method in ("bptt", "checkpoint"):
-        layer.checkpoint = None if method == "bptt" else (k or max(1, round(math.sqrt(T))))
+        layer.checkpoint = None if method == "bptt" else (k or segment_length(T))
         try:
             outputs, _ = layer(Tensor(x))
             (outputs * Tensor(d)).sum().backward()
@@ -165,7 +170,7 @@ def best_time(fn, repeats: int = 1, budget: float = 0.5, most: int = 7) -> float
 def method_k(method: str, T: int, truncate: int) -> int | None:
     """The k a method runs with at length T: round(√T) for checkpointing, ``truncate`` for truncation."""
     if method == "checkpoint":
-        return max(1, round(math.sqrt(T)))
+        return segment_length(T)
     return truncate if method == "truncated" else None
 
 
@@ -307,30 +312,10 @@ def adding_gradient(model, x: np.ndarray, y: np.ndarray, truncate: int | None) -
     model.rnn.truncate = truncate
     try:
         model.zero_grad()
-        prediction = model(Tensor(x))
-        ((prediction - Tensor(y)) ** 2).mean().backward()
+        mse(model(Tensor(x)), Tensor(y)).backward()
         return _flat_grads(model)
     finally:
         model.rnn.truncate = None
-
-
-def train_adding_briefly(
-    model, length: int = 20, steps: int = 800, batch: int = 32, lr: float = 1e-2, seed: int = 0
-) -> float:
-    """A few Adam steps (clipped at norm 1) on the adding problem of ``length``; the test MSE after
-    them (1,000 fresh sequences; 0.167 is always predicting 1)."""
-    params = model.parameters()
-    optimizer = Adam(params, lr=lr)
-    for step in range(steps):
-        x, y = adding_problem(batch, length, seed=seed * 1_000_003 + 1 + step)
-        loss = ((model(Tensor(x)) - Tensor(y)) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm_(params, 1.0)
-        optimizer.step()
-    x, y = adding_problem(1000, length, seed=10_000_000 + length)
-    with no_grad():
-        return float((((model(Tensor(x)) - Tensor(y)) ** 2).mean()).item())
 
 
 def truncation_bias(
@@ -347,19 +332,29 @@ def truncation_bias(
     log=None,
 ) -> tuple[list, float | None]:
     """Cosine and relative error of the truncated gradient (truncate = k) against full BPTT on
-    the adding problem's MSE, for a fresh model and (``train_steps`` > 0) the same model after
-    :func:`train_adding_briefly`: the rows, and the trained model's test MSE (None if untrained).
-    ``init``: how the vanilla cell's V starts (``nn.RNN``'s inits; the gated cells ignore it)."""
-    from .experiment import AddingRNN
+    the adding problem's MSE, for a fresh model and (``train_steps`` > 0) the same model trained
+    by the experiment's own loop (``bptt.experiment.train_adding``: Adam at lr 1e-2, batches of
+    32, clipped at norm 1, at length ``train_length``): the rows, and the trained model's test MSE
+    (None if untrained). ``init``: how the vanilla cell's V starts (the gated cells ignore it)."""
+    from .experiment import AddingRNN, ExperimentConfig, train_adding
 
     model = AddingRNN(hidden, init, cell=cell, rng=np.random.default_rng(seed), dtype=np.float64)
-    states = [("fresh", 0)] + ([("trained", train_steps)] if train_steps > 0 else [])
+    states = ["fresh"] + (["trained"] if train_steps > 0 else [])
     rows, test_mse = [], None
-    for state, steps in states:
-        if steps:
-            test_mse = train_adding_briefly(model, train_length, steps, seed=seed)
+    for state in states:
+        if state == "trained":  # the same initial weights (same seed), then trained
+            config = ExperimentConfig(
+                budget_seconds=None,
+                max_steps=train_steps,
+                hidden_size=hidden,
+                batch_size=32,
+                lr=1e-2,
+                seed=seed,
+            )
+            result, model = train_adding(train_length, init, config, cell=cell)
+            test_mse = result.test_mse
             if log is not None:
-                log(f"  trained {steps} steps at T={train_length}: test MSE {test_mse:.4f}")
+                log(f"  trained {train_steps} steps at T={train_length}: test MSE {test_mse:.4f}")
         for T in lengths:
             x, y = adding_problem(batch, T, seed=20_000_000 + T)
             full = adding_gradient(model, x, y, None)

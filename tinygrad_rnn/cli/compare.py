@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
+from ..bptt.compare import METHODS as METHOD_NAMES
+from ..files import atomic_write
 from ..nn import CELLS
 from ..threads import add_threads_argument
+from .bptt import _int_list, _no_repeats, _positive_int, _say
 
-METHOD_NAMES = ("bptt", "checkpoint", "rtrl", "truncated")
 RTRL_MAX_BYTES = 2**30  # RTRL's P × P identity and P × B × state influence: refuse beyond 1 GiB
 
 DESCRIPTION = """\
@@ -30,13 +31,6 @@ then what truncation gives up on the adding problem (cosine and relative error a
 gradient, fresh and briefly trained). The default run takes 15–40 s on two cores."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
 def _nonnegative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -44,29 +38,18 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-def _repeated(values: list) -> list:
-    repeated = sorted({str(v) for v in values if values.count(v) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given twice; name each once")
-    return values
-
-
 def _lengths(text: str) -> list:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) < 2:
-        raise ValueError(text)
-    return sorted(_repeated(values))
+    return sorted(_int_list(text))
 
 
 def _methods(text: str) -> list:
     values = [v.strip() for v in text.split(",") if v.strip()]
     if not values or any(v not in METHOD_NAMES for v in values):
         raise ValueError(text)
-    _repeated(values)
+    _no_repeats(values)
     return [m for m in METHOD_NAMES if m in values]  # bptt first: the others are compared with it
 
 
-_positive_int.__name__ = "positive integer"
 _nonnegative_int.__name__ = "integer >= 0"
 _lengths.__name__ = "comma-separated list of lengths >= 2"
 _methods.__name__ = f"comma-separated list of {', '.join(METHOD_NAMES)}"
@@ -130,10 +113,6 @@ def add_parser(sub) -> None:
     p.add_argument("--no-plot", action="store_true", help="no figure (tables only)")
     add_threads_argument(p)
     p.set_defaults(func=run_compare_command)
-
-
-def _say(*parts) -> None:
-    print(*parts, file=sys.stderr, flush=True)
 
 
 def _check(args) -> list:
@@ -237,8 +216,9 @@ def run_compare_command(args) -> int:
     print(f"\nwall time {wall:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
 
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "compare.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(args.out, "compare.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
+    slopes = C.cost_slopes(rows)
     data = {
         "cell": args.cell,
         "hidden": args.hidden,
@@ -255,12 +235,12 @@ def run_compare_command(args) -> int:
             )
             for r in rows
         ],
-        "slopes": {m: s for m, s in C.cost_slopes(rows).items()},
+        "slopes": slopes,
         "rtrl_hidden_exponent": None if exponent is None else exponent[2],
         "truncation": [r.__dict__ for r in trunc_rows],
         "trained_test_mse": test_mse,
     }
-    with open(os.path.join(args.out, "compare.json"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(args.out, "compare.json"), "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, default=float)
     written = [os.path.join(args.out, "compare.md"), os.path.join(args.out, "compare.json")]
     if not args.no_plot:
@@ -271,7 +251,7 @@ def run_compare_command(args) -> int:
         plot_compare(
             rows,
             figure,
-            slopes=C.cost_slopes(rows),
+            slopes=slopes,
             laws=C.LAWS,
             title=f"four ways through time: {args.cell}, H = {args.hidden}, B = {args.batch}, float64",
         )

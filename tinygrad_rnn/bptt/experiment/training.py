@@ -222,7 +222,6 @@ def train_adding(
     config = config or ExperimentConfig()
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
-    nn.cell_kind(cell)
     dtype = np.dtype(config.dtype)
     rng = np.random.default_rng(config.seed)
     model = AddingRNN(
