@@ -96,3 +96,18 @@ def test_backward_outside_the_block_is_not_recorded():
         loss = head(h_last[0]).sum()
     loss.backward()
     assert tr.backward == [] and len(tr.forward) > 0
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_checkpointed_layer_numbers_its_steps_in_the_whole_sequence(bidirectional):
+    """Each recomputed segment marks its ops with their time step in the sequence (5..8 for the
+    second segment of 4), not their place in the segment."""
+    rng = np.random.default_rng(0)
+    rnn = nn.RNN(E, H, bidirectional=bidirectional, checkpoint=4, dtype="float64", rng=rng)
+    x = tg.Tensor(np.random.default_rng(1).normal(size=(B, 10, E)))
+    with trace(params=rnn) as tr:
+        outputs, _ = rnn(x)
+        (outputs**2).sum().backward()
+    steps = {r.step for r in tr.forward + tr.backward if r.step is not None}
+    assert steps == set(range(1, 11))
+    assert {r.step for r in tr.forward if r.op == "tanh"} == set(range(1, 11))

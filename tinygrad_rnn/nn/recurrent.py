@@ -164,25 +164,20 @@ class Recurrent(Module):
                 k = layer * self.directions + direction
                 reverse = direction == 1
                 cuts = self._truncation_cuts(lengths, B, T, reverse, device=x.backend)
-                if self.checkpoint is not None:  # segments recomputed in the backward
-                    keep = need_outputs or layer < self.num_layers - 1
-                    out, final = self._unroll_checkpointed(
-                        self.cells[k], layer_input, initial[k], step_masks, cuts, reverse, keep
-                    )
-                    finals.append(final)
-                    if out is not None:
-                        outs.append(out if mask is None else where(mask, out, 0.0))
-                    continue
-                states = self._unroll(self.cells[k], layer_input, initial[k], step_masks, cuts, reverse)
-                finals.append(as_parts(states[0 if reverse else T - 1]))
-                all_states.append(states)
-                if not need_outputs and layer == self.num_layers - 1:
-                    continue  # nobody reads the last layer's outputs
                 cell = self.cells[k]
-                out = stack([cell.hidden(s) for s in states], axis=1)  # (B, T, H), in time order
-                if mask is not None:
-                    out = where(mask, out, 0.0)  # outputs at padded steps are 0
-                outs.append(out)
+                keep = need_outputs or layer < self.num_layers - 1  # else nobody reads the outputs
+                if self.checkpoint is not None:  # segments recomputed in the backward
+                    out, final = self._unroll_checkpointed(
+                        cell, layer_input, initial[k], step_masks, cuts, reverse, keep
+                    )
+                else:
+                    states = self._unroll(cell, layer_input, initial[k], step_masks, cuts, reverse)
+                    final = as_parts(states[0 if reverse else T - 1])
+                    all_states.append(states)
+                    out = _hidden_outputs(cell, states) if keep else None
+                finals.append(final)
+                if out is not None:
+                    outs.append(out if mask is None else where(mask, out, 0.0))  # 0 at padded steps
             if outs:  # none from a last layer nobody reads
                 layer_input = outs[0] if len(outs) == 1 else concatenate(outs, axis=2)
         outputs = layer_input if need_outputs else None
@@ -234,13 +229,14 @@ class Recurrent(Module):
         return cuts
 
     @staticmethod
-    def _unroll(cell, x: Tensor, state, step_masks, cuts, reverse: bool) -> list:
-        """Run one cell over x (B, T, E) from ``state`` → the list of its T states in time order."""
+    def _unroll(cell, x: Tensor, state, step_masks, cuts, reverse: bool, first_step: int = 0) -> list:
+        """Run one cell over x (B, T, E) from ``state`` → the list of its T states in time order.
+        ``first_step``: where x starts in the whole sequence (a checkpointed segment's offset)."""
         B, T, _ = x.shape
         xw_steps = cell.project_input(x).unbind(axis=1)  # x_t W + b for every t: one matmul
         states = [None] * T
         for t in range(T - 1, -1, -1) if reverse else range(T):
-            mark_time_step(t + 1)  # bptt.trace(): ops below are step t + 1
+            mark_time_step(first_step + t + 1)  # bptt.trace(): ops below are this time step
             cut = cuts.get(t)
             if cut is not None:  # truncated BPTT: cut the chain here
                 state = from_parts(
@@ -274,10 +270,10 @@ class Recurrent(Module):
             masks = None if step_masks is None else step_masks[a:b]
             seg_cuts = {t - a: cut for t, cut in cuts.items() if a <= t < b}
 
-            def segment(x_seg, *parts, masks=masks, seg_cuts=seg_cuts):
-                states = self._unroll(cell, x_seg, from_parts(parts), masks, seg_cuts, reverse)
+            def segment(x_seg, *parts, masks=masks, seg_cuts=seg_cuts, a=a):
+                states = self._unroll(cell, x_seg, from_parts(parts), masks, seg_cuts, reverse, a)
                 final = as_parts(states[0 if reverse else -1])
-                hidden = (stack([cell.hidden(s) for s in states], axis=1),) if keep_outputs else ()
+                hidden = (_hidden_outputs(cell, states),) if keep_outputs else ()
                 return hidden + final
 
             result = recompute(segment, x_segments[j], *parts)
@@ -297,3 +293,8 @@ class Recurrent(Module):
         if self.checkpoint is not None:
             extra += f", checkpoint={self.checkpoint}"
         return extra
+
+
+def _hidden_outputs(cell, states) -> Tensor:
+    """The h of every state, stacked in time order: the layer's outputs (B, T, H)."""
+    return stack([cell.hidden(s) for s in states], axis=1)
