@@ -213,12 +213,10 @@ class Checkpoint(Op):
     def forward(self, *arrays, fn, n_explicit, captured):
         raise TypeError("Checkpoint is applied by tinygrad_rnn.checkpoint(fn, *inputs), not Op.apply")
 
-    def _rerun(self, record: bool):
-        """fn on fresh leaves holding the saved input values (→ (leaves, outputs))."""
-        leaves = [
-            _new(a, self.backend, record and self.needs_grad(i), None, 0) for i, a in enumerate(self.arrays)
-        ]
-        with _replaying(self.rng_state), _grad_mode(record):
+    def _rerun(self):
+        """fn again, recording, on fresh leaves holding the saved input values (→ (leaves, outputs))."""
+        leaves = [_new(a, self.backend, self.needs_grad(i), None, 0) for i, a in enumerate(self.arrays)]
+        with _replaying(self.rng_state), _grad_mode(True):
             outs = _as_tuple(self.fn(*leaves))
         for k, (o, saved) in enumerate(zip(outs, self.fingerprints)):
             if not _same(self.xp, _fingerprint(self.xp, o._data), saved):
@@ -236,7 +234,7 @@ class Checkpoint(Op):
         try:
             for t in captured:  # stand in as leaves for the rerun: their gradients land in .grad
                 t._op, t.grad = None, None
-            leaves, outs = self._rerun(record=True)
+            leaves, outs = self._rerun()
             total = None
             for o, g in zip(outs, grads):
                 if g is not None and o.requires_grad:

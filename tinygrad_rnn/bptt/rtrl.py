@@ -30,7 +30,7 @@ RTRL. (Tests check it against autograd's BPTT to 1e-10 in float64.)
 from __future__ import annotations
 
 from ..forward import jvp
-from ..nn.recurrent import as_parts, from_parts
+from ..nn.cells import as_parts, from_parts
 from ..tensor import ShapeError, Tensor
 
 
@@ -38,7 +38,7 @@ def rtrl(cell, x, d_outputs, h0=None) -> dict:
     """∂L/∂θ for L = Σ_t Σ d_outputs_t ⊙ h_t, by real-time recurrent learning (module docstring).
 
     ``cell``: an ``nn.RNNCell``, ``nn.LSTMCell`` or ``nn.GRUCell`` (anything with the cell
-    protocol: ``project_input``, ``step``, ``initial_state``, ``hidden``). ``x`` (B, T, E) and
+    protocol: ``project_input``, ``step``, ``initial_state``, ``state_names``). ``x`` (B, T, E) and
     ``d_outputs`` (B, T, H): arrays or tensors; ``h0``: the initial state (a (B, H) array or
     tensor, a pair (h0, c0) for the LSTM; None: zeros). Returns ``{name: gradient}`` keyed like
     ``cell.named_parameters()``, each a device array of the parameter's shape and dtype.
@@ -60,8 +60,7 @@ def rtrl(cell, x, d_outputs, h0=None) -> dict:
 
     parts = as_parts(cell.initial_state(B) if h0 is None else h0)
     parts = tuple(p if isinstance(p, Tensor) else Tensor(p, device=backend, dtype=dtype) for p in parts)
-    h = cell.hidden(from_parts(parts))
-    which_h = next(i for i, p in enumerate(parts) if p is h)  # the h among the state's parts
+    which_h = cell.state_names.index("h")  # the h among the state's parts
 
     # θ's tangents: direction p moves parameter entry p only (the columns of the P × P identity)
     P = sum(p.size for p in params)
