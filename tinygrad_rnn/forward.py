@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from . import tensor as _engine
 from .backend import host_rng
-from .tensor import Op, Tensor, _new, _record, no_grad
+from .tensor import Op, Tensor, _new, _record, grad_mode, no_grad
 
 # ---- forward mode --------------------------------------------------------------------------------
 
@@ -145,15 +145,6 @@ class _Captured:
 
 
 @contextlib.contextmanager
-def _grad_mode(enabled: bool):
-    previous, _engine._grad_enabled = _engine._grad_enabled, enabled
-    try:
-        yield
-    finally:
-        _engine._grad_enabled = previous
-
-
-@contextlib.contextmanager
 def _replaying(state):
     """Run with the host generator at ``state`` (fn's draws repeat), then put it back as it was."""
     rng = host_rng().bit_generator
@@ -216,7 +207,7 @@ class Checkpoint(Op):
     def _rerun(self):
         """fn again, recording, on fresh leaves holding the saved input values (→ (leaves, outputs))."""
         leaves = [_new(a, self.backend, self.needs_grad(i), None, 0) for i, a in enumerate(self.arrays)]
-        with _replaying(self.rng_state), _grad_mode(True):
+        with _replaying(self.rng_state), grad_mode(True):
             outs = _as_tuple(self.fn(*leaves))
         for k, (o, saved) in enumerate(zip(outs, self.fingerprints)):
             if not _same(self.xp, _fingerprint(self.xp, o._data), saved):
@@ -256,7 +247,7 @@ class Checkpoint(Op):
             if t is not None:
                 mode.tangents[leaf] = t
         # the captured tensors are the very ones fn reads: their tangents are already in ``mode``
-        with _replaying(self.rng_state), _grad_mode(False):
+        with _replaying(self.rng_state), grad_mode(False):
             outs = _as_tuple(self.fn(*leaves))
         return tuple(mode.tangents.get(o) for o in outs)
 

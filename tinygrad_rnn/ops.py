@@ -588,7 +588,7 @@ class Permute(Op):
         return g.transpose(inverse)
 
     def jvp(self, ta):
-        return ta.transpose((0,) + tuple(a + 1 for a in self.axes))
+        return ta.transpose((0,) + _shift(self.axes))
 
 
 def _integer_arrays(index):

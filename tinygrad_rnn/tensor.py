@@ -66,11 +66,17 @@ def mark_time_step(t: int | None) -> None:
         _tracer.on_step(t)
 
 
-@contextlib.contextmanager
 def no_grad():
     """Inside this block ops record nothing, so no graph is kept (evaluation, decoding)."""
+    return grad_mode(False)
+
+
+@contextlib.contextmanager
+def grad_mode(enabled: bool):
+    """Inside this block ops record (``True``) or not (``False``), whatever they did outside;
+    checkpointing's rerun records inside a ``no_grad`` forward with it."""
     global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    previous, _grad_enabled = _grad_enabled, enabled
     try:
         yield
     finally:

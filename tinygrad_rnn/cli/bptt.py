@@ -18,6 +18,7 @@ import numpy as np
 
 from ..nn import CELLS
 from ..nn.cells import INITS
+from ..nn.recurrent_layers import check_init
 from ..threads import add_threads_argument, set_blas_threads
 
 DESCRIPTION = """\
@@ -484,13 +485,7 @@ def run_flow_command(args) -> int:
     else:
         length, init = args.length or 100, args.init or "uniform"
         cell, hidden = args.cell or "rnn", args.hidden or 32
-        if (
-            cell != "rnn" and init != "uniform"
-        ):  # nn.recurrent_layer's refusal (AddingRNN applies init to rnn only)
-            raise ValueError(
-                f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
-                "weights uniform (leave init at 'uniform' or use cell='rnn')"
-            )
+        check_init(cell, init)  # AddingRNN applies init to the rnn cell only, without a word
         # the experiment's model, as a fresh one: the same weights as its run with this seed
         model = AddingRNN(hidden, init, cell=cell, rng=np.random.default_rng(args.seed), dtype=np.float64)
         what = f"fresh model (H = {hidden}, seed {args.seed}" + ("" if cell == "rnn" else f", {cell}") + ")"

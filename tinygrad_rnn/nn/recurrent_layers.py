@@ -168,6 +168,16 @@ def cell_kind(cell: str) -> CellKind:
     return CELLS[cell]
 
 
+def check_init(cell: str, init: str) -> None:
+    """``init`` picks the vanilla cell's V; a gated cell starts its weights uniform and refuses
+    another choice (instead of ignoring it)."""
+    if cell_kind(cell).layer is not RNN and init != "uniform":
+        raise ValueError(
+            f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
+            "weights uniform (leave init at 'uniform' or use cell='rnn')"
+        )
+
+
 def recurrent_layer(
     cell: str,
     input_size: int,
@@ -188,16 +198,12 @@ def recurrent_layer(
     ``forget_bias``: the LSTM's b_f at the start (see ``nn.LSTMCell``); the other cells have no
     forget gate and take no notice of it."""
     kind = cell_kind(cell)
+    check_init(cell, init)
     options = {}
     if kind.layer is LSTM:
         options["forget_bias"] = forget_bias
     if kind.layer is RNN:
         options["init"] = init
-    elif init != "uniform":
-        raise ValueError(
-            f"init={init!r} picks the vanilla cell's V; the {cell} cell starts its "
-            "weights uniform (leave init at 'uniform' or use cell='rnn')"
-        )
     return kind.layer(
         input_size,
         hidden_size,
