@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tinygrad_rnn as tg  # noqa: E402
 from tinygrad_rnn import nn  # noqa: E402
+from tinygrad_rnn.bptt.rtrl import parameter_directions, split_by_parameter  # noqa: E402
 from tinygrad_rnn.optim import Adam, clip_grad_norm_  # noqa: E402
 
 
@@ -59,11 +60,8 @@ class OnlineRTRL:
     def __init__(self, cell):
         self.cell = cell
         self.params = cell.parameters()
-        P = sum(p.size for p in self.params)
-        eye, offset, self.directions = np.eye(P), 0, []
-        for p in self.params:  # direction i moves parameter entry i only
-            self.directions.append(eye[:, offset : offset + p.size].reshape((P,) + p.shape))
-            offset += p.size
+        self.directions = parameter_directions(self.params)  # direction i moves entry i of θ only
+        P = self.directions[0].shape[0]
         self.h = cell.initial_state(1)
         self.M = np.zeros((P, 1, cell.hidden_size))  # M_0 = 0
 
@@ -83,11 +81,7 @@ class OnlineRTRL:
     def gradients(self, d_h: np.ndarray) -> list:
         """∂L_t/∂θ = ⟨∂L_t/∂h_t, M_t⟩, split into the parameters' shapes."""
         flat = self.M.reshape(self.M.shape[0], -1) @ d_h.reshape(-1)
-        out, offset = [], 0
-        for p in self.params:
-            out.append(flat[offset : offset + p.size].reshape(p.shape))
-            offset += p.size
-        return out
+        return split_by_parameter(flat, self.params)
 
 
 def train_rtrl(x, y, hidden: int, lr: float, seed: int = 0, update: bool = True):

@@ -62,12 +62,8 @@ def rtrl(cell, x, d_outputs, h0=None) -> dict:
     parts = tuple(p if isinstance(p, Tensor) else Tensor(p, device=backend, dtype=dtype) for p in parts)
     which_h = cell.state_names.index("h")  # the h among the state's parts
 
-    # θ's tangents: direction p moves parameter entry p only (the columns of the P × P identity)
-    P = sum(p.size for p in params)
-    eye, offset, directions = xp.eye(P, dtype=dtype), 0, []
-    for p in params:
-        directions.append(eye[:, offset : offset + p.size].reshape((P,) + p.shape))
-        offset += p.size
+    directions = parameter_directions(params)
+    P = directions[0].shape[0]
     influence = tuple(xp.zeros((P,) + s.shape, dtype=dtype) for s in parts)  # M_0 = 0
     grad = xp.zeros(P, dtype=dtype)
     n = len(parts)
@@ -81,8 +77,25 @@ def rtrl(cell, x, d_outputs, h0=None) -> dict:
         parts = as_parts(state)
         influence = tuple(m._data for m in as_parts(tangents))  # M_t
         grad += influence[which_h].reshape(P, -1) @ d[:, t].reshape(-1)  # ⟨d_t, M_t^h⟩
-    out, offset = {}, 0
-    for name, p in zip(names, params):
-        out[name] = grad[offset : offset + p.size].reshape(p.shape)
+    return dict(zip(names, split_by_parameter(grad, params)))
+
+
+def parameter_directions(params) -> list:
+    """θ's tangents for one batched jvp: direction i moves entry i of θ only (the columns of the
+    P × P identity, P = the number of entries of all ``params``), one (P,) + shape array each."""
+    P = sum(p.size for p in params)
+    eye, offset, directions = params[0].xp.eye(P, dtype=params[0].dtype), 0, []
+    for p in params:
+        directions.append(eye[:, offset : offset + p.size].reshape((P,) + p.shape))
+        offset += p.size
+    return directions
+
+
+def split_by_parameter(flat, params) -> list:
+    """A flat (P,) vector over all entries of ``params`` (in :func:`parameter_directions`' order)
+    as one array per parameter, in its shape."""
+    out, offset = [], 0
+    for p in params:
+        out.append(flat[offset : offset + p.size].reshape(p.shape))
         offset += p.size
     return out
