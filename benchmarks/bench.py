@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -134,6 +135,23 @@ def import_torch(threads: int):
     except RuntimeError:  # already set (only possible once per process)
         pass
     return torch
+
+
+def freeze_startup_objects() -> int:
+    """Put every object alive now into the cyclic garbage collector's permanent generation
+    (``gc.freeze``); returns how many there are.
+
+    Python's collector makes a full pass over every object it tracks each time the objects that
+    survived its younger passes have grown by a quarter. Our recorded graph is Python objects (an
+    op, its input lists, its output tensors: 10,500 for an LSTM step at the adding shape, 13,700
+    for a GRU step), and with torch imported the process holds about 170,000 more, which a full
+    pass walks too (a process without torch, such as the command line, holds about 23,000).
+    ``--gc-freeze`` takes those out of the passes, to measure whether they cost our steps
+    anything here (docs/performance.md, "The floor": not measurably, in this benchmark).
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 @contextlib.contextmanager
@@ -993,6 +1011,12 @@ def main(argv=None):
         help="leave glibc's malloc thresholds as they are (by default they are raised, "
         "as the examples do: tinygrad_rnn.threads.tune_malloc)",
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="freeze the objects alive before timing (freeze_startup_objects), so that Python's "
+        "cyclic garbage collector does not walk torch's objects during the steps",
+    )
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -1006,6 +1030,9 @@ def main(argv=None):
     get_backend(args.device)  # a missing GPU or CuPy fails here, with the fix
     if args.textbook_backward:
         print("backward walk: textbook (every op's own backward, no engine shortcut)")
+    torch = import_torch(args.threads)
+    if args.gc_freeze:
+        print(f"cyclic garbage collector: {freeze_startup_objects()} startup objects frozen (gc.freeze)")
     with textbook_backward() if args.textbook_backward else contextlib.nullcontext():
         result = run(
             configs,
@@ -1013,12 +1040,13 @@ def main(argv=None):
             threads=args.threads,
             steps=args.steps,
             t_scaling=not args.no_scaling,
-            torch=import_torch(args.threads),
+            torch=torch,
             how=how,
             flush=not args.no_flush,
             cell=args.cell,
         )
     result["malloc_tuned"] = tuned
+    result["gc_frozen"] = args.gc_freeze
     result["textbook_backward"] = args.textbook_backward
     if args.json:
         with open(args.json, "w") as f:

@@ -1,6 +1,7 @@
 """The benchmark's own correctness: its references compute the same step, and it refuses to time
 implementations that disagree. (Timing itself is never asserted.)"""
 
+import gc
 import importlib.util
 import sys
 from pathlib import Path
@@ -224,3 +225,22 @@ def test_the_per_op_chain_refuses_a_wrong_gradient():
     assert set(peers.per_op([peers.Ours, peers.NumpyByHand], 50, repeats=1)) == {"tinygrad_rnn", "numpy BPTT"}
     with pytest.raises(AssertionError, match="wrong: the chain's gradient is off"):
         peers.per_op([Wrong()], 50, repeats=1)
+
+
+def test_engine_share_parts_add_up_and_leave_the_engine_as_it_was():
+    share = _load_bench("engine_share")
+    from tinygrad_rnn import tensor as engine
+
+    originals = (engine._input_grads, engine._Gathered.add, engine._accumulate_leaf)
+    callbacks = list(gc.callbacks)
+    m = share.measure("rnn", "small", steps=5)
+    assert (engine._input_grads, engine._Gathered.add, engine._accumulate_leaf) == originals
+    p = m["parts"]
+    assert m["steps"] == 5 and "numpy BPTT" in m["others"]
+    assert all(seconds >= 0 for seconds in p.values())
+    assert p["walk"] >= p["formulas"] + p["gathering"] + p["leaves"]  # the three are inside the walk
+    assert m["step"] == pytest.approx(p["recorded"] + p["walk"] + p["update"])
+    assert m["floor"] == pytest.approx(p["plain"] + p["formulas"] + p["update"])
+    per_step, one = m["products"]
+    assert m["regrouped"] == pytest.approx(m["floor"] - (per_step - one))
+    assert isinstance(m["full_gc_passes"], int) and gc.callbacks == callbacks  # its counter removed
