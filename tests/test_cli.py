@@ -583,9 +583,9 @@ def test_no_chinese_font_is_one_line_on_stderr_and_the_terminal_rendering(
 @needs_data
 def test_prefixes_without_a_chinese_font_say_so_in_one_line_on_stderr(capsys, runs, monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    from tinygrad_rnn.plotting import prefixes
+    from tinygrad_rnn.plotting import attention  # prefixes finds its font through attention.cjk_font_for
 
-    monkeypatch.setattr(prefixes, "find_cjk_font", lambda sample="": None)
+    monkeypatch.setattr(attention, "find_cjk_font", lambda sample="": None)
     code, out, err = run(capsys, "predict", runs["classify"], "菜很好吃", "--prefixes", "p.png")
     assert code == 0 and (runs["classify"] / "p.png").exists()
     lines = err.strip().splitlines()

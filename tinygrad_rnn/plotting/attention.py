@@ -83,6 +83,13 @@ def find_cjk_font(sample: str = "行银") -> str | None:
     return None
 
 
+def cjk_font_for(text: str) -> tuple[bool, str | None]:
+    """Whether ``text`` has CJK characters (code points above U+2E7F), and a font with glyphs for
+    them (:func:`find_cjk_font` on a sample of the first 20), or None."""
+    cjk = "".join(ch for ch in text if ord(ch) > 0x2E7F)
+    return bool(cjk), (find_cjk_font(cjk[:20]) if cjk else None)
+
+
 def _check(weights, source, output) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(output), len(source)):
@@ -102,13 +109,7 @@ def plot_attention(weights, source, output, path, title: str | None = None) -> s
     """
     weights = _check(weights, source, output)
     plt = require_matplotlib()
-    labels = list(source) + list(output) + [title or ""]
-    needs_cjk = any(ord(ch) > 0x2E7F for label in labels for ch in label)
-    font = (
-        find_cjk_font("".join(ch for label in labels for ch in label if ord(ch) > 0x2E7F)[:20])
-        if needs_cjk
-        else None
-    )
+    needs_cjk, font = cjk_font_for("".join([*source, *output, title or ""]))
     note = CJK_FONT_HINT if needs_cjk and font is None else None
     rc = {"font.family": [font, "DejaVu Sans"]} if font else {}
     quiet = logging.getLogger("matplotlib.font_manager")  # "weight normal not found, using 500"

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from . import require_matplotlib, save_figure
-from .attention import CJK_FONT_HINT, find_cjk_font
+from .attention import CJK_FONT_HINT, cjk_font_for
 
 BLOCKS = "▁▂▃▄▅▆▇█"  # the terminal rendering's eight levels, 0 … 1
 
@@ -69,9 +69,7 @@ def draw_prefixes(ax, tokens, curves, *, ylabel: str = "P(class)") -> str | None
         xlabel="prefix length t (the token read last under its position)",
     )
     ax.set_xticks(np.arange(1, T + 1))
-    text = "".join(tokens)
-    needs_cjk = any(ord(ch) > 0x2E7F for ch in text)
-    font = find_cjk_font("".join(ch for ch in text if ord(ch) > 0x2E7F)[:20]) if needs_cjk else None
+    needs_cjk, font = cjk_font_for("".join(tokens))
     ax.set_xticklabels(list(tokens), fontsize=7, **({"fontfamily": font} if font else {}))
     ax.grid(alpha=0.3)
     if any(label is not None for label in curves):
