@@ -741,15 +741,21 @@ class Concat(Op):
         return tuple(self.xp.split(g, _bounds(self.sizes), axis=self.axis))
 
     def jvp(self, *ts):
-        like = next(t for t in ts if t is not None)
-        pieces = []
-        for t, size in zip(ts, self.sizes):
-            if t is None:
-                shape = list(like.shape)
-                shape[self.axis + 1] = size
-                t = self.xp.zeros(shape, dtype=like.dtype)
-            pieces.append(t)
-        return self.xp.concatenate(pieces, axis=self.axis + 1)
+        return _concatenate_or_zeros(self.xp, ts, self.sizes, self.axis + 1)  # tangents: axis 0 is P
+
+
+def _concatenate_or_zeros(xp, arrays, sizes, axis: int):
+    """``arrays`` joined along ``axis``, a block of zeros of the piece's size standing in for each
+    None (a piece no gradient or tangent reached); shape and dtype from the first array given."""
+    like = next(a for a in arrays if a is not None)
+    pieces = []
+    for a, size in zip(arrays, sizes):
+        if a is None:
+            shape = list(like.shape)
+            shape[axis] = size
+            a = xp.zeros(shape, dtype=like.dtype)
+        pieces.append(a)
+    return xp.concatenate(pieces, axis=axis)
 
 
 class Split(Op):
@@ -761,7 +767,7 @@ class Split(Op):
     Tangent: ȧ split the same way.
     """
 
-    __slots__ = ("axis", "shape", "sizes")
+    __slots__ = ("axis", "sizes")
     name = "split"
 
     def forward(self, a, sections, axis=0):
@@ -777,20 +783,11 @@ class Split(Op):
                 raise ShapeError(f"piece sizes {sizes} must not be negative")
             if sum(sizes) != n:
                 raise ShapeError(f"piece sizes {sizes} do not add up to {n}")
-        self.shape, self.sizes = a.shape, sizes
+        self.sizes = sizes
         return tuple(self.xp.split(a, _bounds(sizes), axis=self.axis))
 
     def backward(self, grads):
-        xp = self.xp
-        dtype = next(g for g in grads if g is not None).dtype
-        pieces = []
-        for g, size in zip(grads, self.sizes):
-            if g is None:
-                shape = list(self.shape)
-                shape[self.axis] = size
-                g = xp.zeros(shape, dtype=dtype)
-            pieces.append(g)
-        return xp.concatenate(pieces, axis=self.axis)
+        return _concatenate_or_zeros(self.xp, grads, self.sizes, self.axis)
 
     def jvp(self, ta):
         return tuple(self.xp.split(ta, _bounds(self.sizes), axis=self.axis + 1))
