@@ -57,36 +57,39 @@ from bench import (  # noqa: E402
     make_problem,
 )
 
+from tinygrad_rnn import no_grad  # noqa: E402
+from tinygrad_rnn import tensor as engine  # noqa: E402
+
+# What the walk's three wrapped functions do: the ops' formulas, the gathered Unbind copies, the
+# leaves' accumulation (in the order of Instrumented.originals).
+WRAPPED_PARTS = ("formulas", "gathering", "leaves")
+
 
 class Instrumented:
-    """bench.py's autograd step, with each part timed: {part: seconds per step}."""
+    """bench.py's autograd step, with each part timed: {part: seconds per step}.
+
+    The engine's three functions are wrapped once; the wrappers stand in for them only while
+    ``step`` walks the graph back, and add what they spend to the current step's ``spent``."""
 
     def __init__(self, model: Autograd):
         self.model = model
+        self.spent: dict[str, float] = {}
+        self.originals = (engine._input_grads, engine._Gathered.add, engine._accumulate_leaf)
+        self.wrapped = tuple(self._timed(fn, key) for fn, key in zip(self.originals, WRAPPED_PARTS))
+
+    def _timed(self, fn, key):
+        def wrapper(*a):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                self.spent[key] += time.perf_counter() - t0
+
+        return wrapper
 
     def step(self) -> dict:
-        from tinygrad_rnn import no_grad
-        from tinygrad_rnn import tensor as engine
-
-        spent = {"formulas": 0.0, "gathering": 0.0, "leaves": 0.0}
+        self.spent = dict.fromkeys(WRAPPED_PARTS, 0.0)
         clock = time.perf_counter
-
-        def timed(fn, key):
-            def wrapper(*a):
-                t0 = clock()
-                try:
-                    return fn(*a)
-                finally:
-                    spent[key] += clock() - t0
-
-            return wrapper
-
-        originals = (engine._input_grads, engine._Gathered.add, engine._accumulate_leaf)
-        wrapped = (
-            timed(originals[0], "formulas"),
-            timed(originals[1], "gathering"),
-            timed(originals[2], "leaves"),
-        )
         model = self.model
         model.opt.zero_grad()
         t0 = clock()
@@ -95,16 +98,16 @@ class Instrumented:
         t1 = clock()
         loss = model.loss()
         t2 = clock()
-        engine._input_grads, engine._Gathered.add, engine._accumulate_leaf = wrapped
+        engine._input_grads, engine._Gathered.add, engine._accumulate_leaf = self.wrapped
         try:
             loss.backward()
         finally:
-            engine._input_grads, engine._Gathered.add, engine._accumulate_leaf = originals
+            engine._input_grads, engine._Gathered.add, engine._accumulate_leaf = self.originals
         t3 = clock()
         model.opt.step()
         t4 = clock()
-        spent.update(plain=t1 - t0, recorded=t2 - t1, walk=t3 - t2, update=t4 - t3)
-        return spent
+        self.spent.update(plain=t1 - t0, recorded=t2 - t1, walk=t3 - t2, update=t4 - t3)
+        return self.spent
 
 
 def weight_products(B, T, H, G, repeats=20) -> tuple[float, float]:
