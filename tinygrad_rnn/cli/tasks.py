@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from typing import Any, NamedTuple
 
 from ..backend import get_backend, get_default_device, manual_seed
 from ..data.vocab import SPECIALS
@@ -438,11 +439,7 @@ def train_command(args) -> int:
         plot_path = None
     try:
         with locked(out):  # one writer per run directory, for the whole run
-            return _train_locked(
-                args,
-                config,
-                out,
-                device,
+            prepared = _Prepared(
                 model,
                 optimizer,
                 task,
@@ -456,6 +453,7 @@ def train_command(args) -> int:
                 plot_path,
                 started,
             )
+            return _train_locked(args, config, out, device, prepared)
     except KeyboardInterrupt:
         print(f"interrupted; {_resume_hint(args, config, out)}", file=sys.stderr)
         return 130
@@ -517,24 +515,25 @@ def _resumed_config(args, config, out) -> dict:
     return saved
 
 
-def _train_locked(
-    args,
-    config,
-    out,
-    device,
-    model,
-    optimizer,
-    task,
-    src_vocab,
-    tgt_vocab,
-    train_batches,
-    dev_batches,
-    test_batches,
-    train,
-    test,
-    plot_path,
-    started,
-) -> int:
+class _Prepared(NamedTuple):
+    """What ``train`` builds before it takes the run directory's lock: the model and what trains
+    and scores it, the data (split, encoded and batched), where the plot goes, when it started."""
+
+    model: Any
+    optimizer: Any
+    task: Any
+    src_vocab: Any
+    tgt_vocab: Any
+    train_batches: Any
+    dev_batches: Any
+    test_batches: Any
+    train: list
+    test: list
+    plot_path: str | None
+    started: float
+
+
+def _train_locked(args, config, out, device, prepared: _Prepared) -> int:
     """The part of ``train`` that writes: run holding the lock of ``out``."""
     from ..baselines import baseline_for
     from ..train import NonFiniteLossError, evaluate, fit
@@ -545,39 +544,39 @@ def _train_locked(
     else:
         clear_run(out, overwrite=getattr(args, "overwrite", False))
     write_json(os.path.join(out, "config.json"), config)
-    src_vocab.save(os.path.join(out, "vocab.json"))
-    if tgt_vocab is not None:
-        tgt_vocab.save(os.path.join(out, "target_vocab.json"))
+    prepared.src_vocab.save(os.path.join(out, "vocab.json"))
+    if prepared.tgt_vocab is not None:
+        prepared.tgt_vocab.save(os.path.join(out, "target_vocab.json"))
 
     epochs = config["epochs"]
     threads = getattr(args, "threads_line", None) or set_blas_threads(getattr(args, "threads", None))
     print(
-        f"training {type(model).__name__} ({CELL_NAMES[config['cell']]}) on {device}: "
-        f"{sum(p.size for p in model.parameters()):,} "
+        f"training {type(prepared.model).__name__} ({CELL_NAMES[config['cell']]}) on {device}: "
+        f"{sum(p.size for p in prepared.model.parameters()):,} "
         f"parameters, {epochs} epoch{'s' if epochs != 1 else ''}; {threads}"
     )
     try:
         result = fit(
-            model,
-            task,
-            optimizer,
-            train_batches,
-            dev_batches,
+            prepared.model,
+            prepared.task,
+            prepared.optimizer,
+            prepared.train_batches,
+            prepared.dev_batches,
             epochs=config["epochs"],
             clip=config["clip"],
             patience=config["patience"],
             checkpoint_dir=out,
             resume=args.resume,
-            plot_path=plot_path,
+            plot_path=prepared.plot_path,
             progress=not args.no_progress,
         )
     except NonFiniteLossError as e:
         raise CLIError(str(e)) from None
     if result.best_epoch is None:
         raise CLIError("no epoch was trained: nothing to evaluate")
-    test_scores = evaluate(model, task, test_batches)
-    baseline = baseline_for(config["data"], train, test)
-    wall = time.perf_counter() - started
+    test_scores = evaluate(prepared.model, prepared.task, prepared.test_batches)
+    baseline = baseline_for(config["data"], prepared.train, prepared.test)
+    wall = time.perf_counter() - prepared.started
     metrics = {
         "test": test_scores,
         "best_epoch": result.best_epoch,
@@ -601,7 +600,7 @@ def _train_locked(
         print(f"baseline: none for {config['data']}. {DATASETS[config['data']].no_baseline}")
     print(
         f"wrote {out}/: best.npz, last.npz, config.json, vocab.json, metrics.json"
-        + (", plot.png" if plot_path else "")
+        + (", plot.png" if prepared.plot_path else "")
         + f"  ({wall:.0f} s)"
     )
     return 0
